@@ -1,0 +1,1 @@
+"""Forwarding pipelines (filters and sinks) fed by every change Elasticsearch accepted."""

@@ -1,0 +1,1 @@
+"""searchlight-forward: OpenStack notifications -> Elasticsearch -> forwarders."""
