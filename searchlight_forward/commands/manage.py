@@ -1,0 +1,132 @@
+"""searchlight-forward-manage: indices and dead letters.
+
+    searchlight-forward-manage --config-file FILE create|show|delete|rebuild [--group G]
+    searchlight-forward-manage --config-file FILE dead-letters list|show|delete|replay [ID ...]
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import tqdm
+from oslo_config import cfg
+
+from searchlight_forward.backoff import Backoff
+from searchlight_forward.commands.common import setup
+from searchlight_forward.deadletter import DeadLetterIndex
+from searchlight_forward.indexer import indices
+from searchlight_forward.indexer.indexer import Indexer
+from searchlight_forward.listener import service
+from searchlight_forward.listener.batch import BatchProcessor
+
+
+def _add_parsers(subparsers):
+    for name, text in (("create", "create the group's index and aliases if missing"),
+                       ("show", "show the group's index, aliases and document counts"),
+                       ("delete", "delete the group's indices (asks unless --yes)"),
+                       ("rebuild", "copy the group into a new index and switch aliases")):
+        p = subparsers.add_parser(name, help=text)
+        p.add_argument("--group", help="resource group (default: every configured one)")
+        if name == "delete":
+            p.add_argument("--yes", action="store_true", help="do not ask")
+    p = subparsers.add_parser("dead-letters", help="inspect and replay dead letters")
+    p.add_argument("action", choices=("list", "show", "delete", "replay"))
+    p.add_argument("ids", nargs="*", help="record ids (show/delete/replay)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--event-type")
+    p.add_argument("--stage", choices=("parse", "plugin", "index"))
+
+
+COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,
+                            help="what to do")
+
+
+def main(argv: list[str] | None = None) -> None:
+    conf = setup(argv, cli_opts=[COMMAND])
+    names, plugins = service.load(conf)
+    groups, admin_only = service.plugin_settings(conf, names, plugins)
+    es = service.elasticsearch_client(conf)
+    cmd = conf.command
+    if cmd.name == "dead-letters":
+        sys.exit(_dead_letters(conf, es, plugins, groups, admin_only))
+    chosen = [cmd.group] if cmd.group else sorted(set(groups.values()))
+    unknown = [g for g in chosen if g not in groups.values()]
+    if unknown:
+        sys.exit(f"unknown resource group {unknown[0]!r}; configured: "
+                 f"{', '.join(sorted(set(groups.values())))}")
+    shards, replicas = conf.elasticsearch.number_of_shards, conf.elasticsearch.number_of_replicas
+    for group in chosen:
+        members = [p for p in plugins.plugins if groups[p.resource_type] == group]
+        if cmd.name == "create":
+            existing = indices.current_index(es, group)
+            name = existing or indices.create(es, group, members, shards, replicas)
+            print(f"{group}: {'exists' if existing else 'created'} {name}")
+        elif cmd.name == "show":
+            print(json.dumps(indices.show(es, group), indent=2))
+        elif cmd.name == "delete":
+            if not cmd.yes and input(f"delete every index of {group}? [y/N] ").lower() != "y":
+                print("nothing deleted")
+                continue
+            print(f"{group}: deleted {', '.join(indices.delete(es, group)) or 'nothing'}")
+        elif cmd.name == "rebuild":
+            with tqdm.tqdm(desc=f"rebuild {group}", unit="doc") as bar:
+                def progress(done, total):
+                    bar.total = max(total, done)
+                    bar.n = done
+                    bar.refresh()
+                name = indices.rebuild(es, group, members, shards, replicas, progress)
+            print(f"{group}: now served by {name}")
+    dl = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
+    if cmd.name == "create":
+        dl.ensure()
+
+
+def _dead_letters(conf, es, plugins, groups, admin_only) -> int:
+    cmd = conf.command
+    dl = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
+    if not es.indices.exists(index=dl.index):
+        print("no dead letters (the index does not exist yet)")
+        return 0
+    if cmd.action == "list":
+        es.indices.refresh(index=dl.index)
+        for rec in dl.search(cmd.limit, cmd.event_type, cmd.stage):
+            reason = rec["reason"].splitlines()[0]
+            print(f"{rec['id']}  {rec['dead_at'][:19]}  {rec['stage']:<6}  "
+                  f"{rec.get('event_type') or '-':<32}  {reason}")
+        return 0
+    if not cmd.ids:
+        print(f"dead-letters {cmd.action} needs record ids (see `dead-letters list`)")
+        return 2
+    if cmd.action == "show":
+        for rid in cmd.ids:
+            rec = dl.get(rid)
+            rec["notification"] = json.loads(rec["notification"])
+            print(json.dumps(rec, indent=2))
+        return 0
+    if cmd.action == "delete":
+        for rid in cmd.ids:
+            dl.delete(rid)
+            print(f"deleted {rid}")
+        return 0
+    # replay: run the stored notification through today's plugins and indexer
+    backoff = Backoff()
+    processor = BatchProcessor(plugins, Indexer(es, groups, admin_only, backoff),
+                               dl, backoff)
+    failed = 0
+    for rid in tqdm.tqdm(cmd.ids, desc="replay", unit="msg"):
+        stored = json.loads(dl.get(rid)["notification"])
+        message = {k: stored.get(k) for k in ("event_type", "publisher_id", "payload",
+                                               "metadata", "ctxt")}
+        before = processor.counters["dead_lettered"]
+        processor.handle(stored.get("priority") or "info", [message])
+        if processor.counters["dead_lettered"] > before:
+            failed += 1   # its record was rewritten with today's reason
+            print(f"{rid}: still fails; see `dead-letters list` for the reason")
+        else:
+            dl.delete(rid)
+    print(f"replayed {len(cmd.ids) - failed}, still failing {failed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Elasticsearch side: index layout, role-separated documents, versioned writes."""

@@ -1,0 +1,142 @@
+"""Fold document changes onto a stored resource state (pure).
+
+Given what Elasticsearch holds for one resource and the changes a batch brings for
+it, decide the resource's new state and what each change amounted to. The state
+remembers the version of its last full document (the base) and the version of each
+field a partial notification set since, so the result is the same whatever order
+the changes arrive in, one batch or many:
+
+* a full document newer than the base replaces every field that no newer partial
+  notification set (an update that overtook its create is kept, not overwritten);
+* a partial notification sets the fields it changes, unless a newer change already
+  set them;
+* a delete newer than everything leaves a tombstone that nothing older undoes, and
+  no partial notification revives;
+* a change carrying the state's own version is a redelivery: a harmless duplicate.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+
+from searchlight_forward.change import DocumentChange, Operation
+from searchlight_forward.indexer.documents import ResourceState
+
+
+class Outcome(str, enum.Enum):
+    APPLIED = "applied"      # changed the stored state
+    DUPLICATE = "duplicate"  # same version as stored: a redelivery
+    STALE = "stale"          # superseded by what is stored: dropped, newest wins
+
+
+@dataclasses.dataclass
+class ChangeResult:
+    change: DocumentChange
+    outcome: Outcome
+    state: ResourceState | None  # resource state right after this change
+
+
+def fold(stored: ResourceState | None, changes: list[DocumentChange]
+         ) -> tuple[ResourceState | None, list[ChangeResult], bool]:
+    """Returns (final state, per-change results in version order, needs write)."""
+    state = stored.copy() if stored else None
+    results: list[ChangeResult] = []
+    dirty = False
+    for change in sorted(changes, key=lambda c: c.version):
+        outcome, state = _apply(state, change)
+        dirty = dirty or outcome is Outcome.APPLIED
+        if state.deleted and not state.project_id and change.project_id:
+            # A delete that overtook its resource names no project; older changes do.
+            state.project_id = state.document["project_id"] = change.project_id
+            dirty = True
+        results.append(ChangeResult(change, outcome,
+                                    state.copy() if state is not None else None))
+    return state, results, dirty
+
+
+def _apply(state: ResourceState | None, change: DocumentChange
+           ) -> tuple[Outcome, ResourceState | None]:
+    if state is None:
+        state = ResourceState(change.resource_type, change.id, change.project_id, 0,
+                              {"id": change.id, "resource_type": change.resource_type,
+                               "project_id": change.project_id})
+    newer = change.version > state.version
+    if state.deleted:
+        if newer and change.operation is not Operation.UPDATE:
+            return _APPLY[change.operation](state, change)
+        return (Outcome.DUPLICATE if change.version == state.version
+                else Outcome.STALE), state
+    if change.operation is Operation.DELETE:
+        if newer:
+            return _delete(state, change)
+    elif change.version > state.base_version and (newer or not _is_redelivery(state, change)):
+        return _APPLY[change.operation](state, change)
+    if change.version == state.version:
+        return Outcome.DUPLICATE, state
+    return Outcome.STALE, state
+
+
+def _is_redelivery(state: ResourceState, change: DocumentChange) -> bool:
+    # Same version as the newest change folded in, and it changes nothing.
+    if change.version != state.version:
+        return False
+    if change.operation is Operation.INDEX:
+        return change.version == state.base_version
+    return change.patch(copy.deepcopy(state.document)) == state.document
+
+
+def _index(state: ResourceState, change: DocumentChange):
+    """A full document: the new base, under any newer partial fields."""
+    document = copy.deepcopy(change.document)
+    newer_fields = {f: v for f, v in state.field_versions.items() if v > change.version}
+    for field in newer_fields:
+        if field in state.document:
+            document[field] = copy.deepcopy(state.document[field])
+        else:
+            document.pop(field, None)
+    new = ResourceState(change.resource_type, change.id,
+                        document.get("project_id") or change.project_id,
+                        max(state.version, change.version), document,
+                        base_version=change.version, field_versions=newer_fields)
+    return Outcome.APPLIED, new
+
+
+def _update(state: ResourceState, change: DocumentChange):
+    """Some fields: set each unless a newer change already set it."""
+    patched = change.patch(copy.deepcopy(state.document))
+    document = copy.deepcopy(state.document)
+    field_versions = dict(state.field_versions)
+    # Fields the patch sets even to their current value count: an older full
+    # document arriving later must not undo them.
+    touched = set(change.patch({}))
+    for field in set(patched) | set(state.document):
+        if (field not in touched
+                and patched.get(field, _MISSING) == state.document.get(field, _MISSING)):
+            continue
+        if field_versions.get(field, state.base_version) >= change.version:
+            continue
+        if field in patched:
+            document[field] = patched[field]
+        else:
+            document.pop(field, None)
+        field_versions[field] = change.version
+    document["id"], document["resource_type"] = change.id, change.resource_type
+    new = ResourceState(change.resource_type, change.id,
+                        document.get("project_id") or state.project_id,
+                        max(state.version, change.version), document,
+                        base_version=state.base_version, field_versions=field_versions)
+    return Outcome.APPLIED, new
+
+
+def _delete(state: ResourceState, change: DocumentChange):
+    # Only what identifies the resource: the same whatever arrived before.
+    tombstone = {"id": change.id, "resource_type": change.resource_type,
+                 "project_id": change.project_id or state.document.get("project_id")}
+    return Outcome.APPLIED, ResourceState(
+        change.resource_type, change.id, tombstone["project_id"], change.version,
+        tombstone, deleted=True, base_version=change.version)
+
+
+_APPLY = {Operation.INDEX: _index, Operation.UPDATE: _update, Operation.DELETE: _delete}
+_MISSING = object()

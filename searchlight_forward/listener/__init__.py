@@ -1,0 +1,1 @@
+"""The oslo.messaging edge: batches of notifications in, acknowledgements out."""

@@ -1,0 +1,170 @@
+"""The listener process: oslo.messaging batch listener -> BatchProcessor.
+
+``[listener] workers`` processes share one RabbitMQ queue (the pool); inside each,
+``executor_threads`` batches are in flight at once. Order does not matter: versions
+make the index converge whatever the interleaving.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+
+import elasticsearch
+import oslo_messaging
+from oslo_config import cfg
+from oslo_messaging.notify.dispatcher import NotificationResult
+
+from searchlight_forward import config
+from searchlight_forward.backoff import Backoff, Stopping
+from searchlight_forward.deadletter import DeadLetterIndex
+from searchlight_forward.indexer import indices
+from searchlight_forward.indexer.indexer import Indexer
+from searchlight_forward.listener.batch import BatchProcessor
+from searchlight_forward.plugins import PluginSet, available_plugin_names, load_plugins
+from searchlight_forward.plugins.base import exchanges_and_topics
+
+LOG = logging.getLogger(__name__)
+
+PRIORITIES = ("audit", "critical", "debug", "info", "error", "sample", "warn")
+STATS_EVERY = 30.0
+
+
+class BatchEndpoint:
+    """Receives every priority: error-priority events (create.error) change resources too."""
+
+    def __init__(self, processor: BatchProcessor, stop_event: threading.Event):
+        self.processor = processor
+        self.stop_event = stop_event
+        for priority in PRIORITIES:
+            setattr(self, priority, self._handler(priority))
+
+    def _handler(self, priority):
+        def handle(messages):
+            try:
+                self.processor.handle(priority, messages)
+            except Stopping:
+                # Shutting down before the batch was safe: hand it back to the broker.
+                return NotificationResult.REQUEUE
+            except Exception:
+                # A bug, not bad input: do not ack; wait so the redelivery is paced.
+                LOG.exception("batch failed; it will be redelivered")
+                self.stop_event.wait(1.0)
+                return NotificationResult.REQUEUE
+            return None
+        return handle
+
+
+def load(conf: cfg.ConfigOpts) -> tuple[list[str], PluginSet]:
+    """The enabled plugins (all installed when none are named) and their names."""
+    names = list(conf.resource_plugins.enabled or available_plugin_names())
+    config.register(conf, names)
+    return names, load_plugins(names)
+
+
+def plugin_settings(conf: cfg.ConfigOpts, names: list[str], plugins: PluginSet):
+    """resource_type -> group, resource_type -> admin-only patterns, from the config."""
+    groups, admin_only = {}, {}
+    for name, plugin in zip(names, plugins.plugins):
+        section = conf[config.plugin_group(name)]
+        groups[plugin.resource_type] = (section.resource_group_name
+                                        or conf.resource_plugins.resource_group_name)
+        admin_only[plugin.resource_type] = (tuple(plugin.admin_only_fields)
+                                            + tuple(section.admin_only_fields))
+    return groups, admin_only
+
+
+def elasticsearch_client(conf: cfg.ConfigOpts) -> elasticsearch.Elasticsearch:
+    return elasticsearch.Elasticsearch(conf.elasticsearch.hosts,
+                                       request_timeout=conf.elasticsearch.request_timeout)
+
+
+def ensure_indices(conf, es, plugins: PluginSet, groups: dict[str, str]) -> None:
+    for group in sorted(set(groups.values())):
+        members = [p for p in plugins.plugins if groups[p.resource_type] == group]
+        indices.ensure(es, group, members, conf.elasticsearch.number_of_shards,
+                       conf.elasticsearch.number_of_replicas)
+
+
+def run_worker(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None) -> None:
+    """One listener process until SIGTERM/SIGINT (or ``stop_event``)."""
+    stop_event = stop_event or threading.Event()
+    names, plugins = load(conf)
+    groups, admin_only = plugin_settings(conf, names, plugins)
+    es = elasticsearch_client(conf)
+    backoff = Backoff(conf.listener.retry_initial_backoff, conf.listener.retry_max_backoff,
+                      stop_event)
+    backoff.until_done(lambda: ensure_indices(conf, es, plugins, groups),
+                       "index setup", "Is Elasticsearch up? `python3 scripts/servers.py status`")
+    dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
+    backoff.until_done(dead_letters.ensure, "dead-letter index setup", "")
+    indexer = Indexer(es, groups, admin_only, backoff)
+    processor = BatchProcessor(plugins, indexer, dead_letters, backoff)
+
+    # Prefetch must be fixed before the transport exists.
+    prefetch = conf.listener.prefetch or 2 * conf.listener.batch_size
+    conf.set_override("rabbit_qos_prefetch_count", prefetch, group="oslo_messaging_rabbit")
+    conf.set_override("executor_thread_pool_size", conf.listener.executor_threads)
+    transport = oslo_messaging.get_notification_transport(conf)
+    targets = [oslo_messaging.Target(exchange=exchange, topic=topic)
+               for exchange, topic in exchanges_and_topics(plugins.plugins)]
+    server = oslo_messaging.get_batch_notification_listener(
+        transport, targets, [BatchEndpoint(processor, stop_event)], executor="threading",
+        allow_requeue=True, pool=conf.listener.notifications_pool,
+        batch_size=conf.listener.batch_size, batch_timeout=conf.listener.batch_timeout)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop_event.set())
+    server.start()
+    LOG.info("listening on %s in pool %r (batch %d / %.2fs)",
+             ", ".join(f"{t.exchange}/{t.topic}" for t in targets),
+             conf.listener.notifications_pool, conf.listener.batch_size,
+             conf.listener.batch_timeout)
+    last = time.monotonic()
+    while not stop_event.wait(1.0):
+        if time.monotonic() - last >= STATS_EVERY:
+            last = time.monotonic()
+            LOG.info("stats: %s", _stats(processor, indexer))
+    LOG.info("stopping; in-flight batches finish or go back to the broker")
+    server.stop()
+    server.wait()
+    transport.cleanup()
+    LOG.info("stopped: %s", _stats(processor, indexer))
+
+
+def _stats(processor, indexer) -> str:
+    counts = dict(processor.counters)
+    counts.update(indexer.counters)
+    return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+def run(conf: cfg.ConfigOpts) -> None:
+    """Run ``[listener] workers`` processes, restarting any that dies."""
+    workers = conf.listener.workers
+    if workers == 1:
+        run_worker(conf)
+        return
+    ctx = multiprocessing.get_context("fork")
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    procs = []
+
+    def spawn():
+        proc = ctx.Process(target=run_worker, args=(conf,), daemon=False)
+        proc.start()
+        return proc
+
+    procs = [spawn() for _ in range(workers)]
+    while not stopping.wait(1.0):
+        for i, proc in enumerate(procs):
+            if not proc.is_alive():
+                LOG.error("worker %d exited with %s; starting another", proc.pid,
+                          proc.exitcode)
+                procs[i] = spawn()
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=60)
