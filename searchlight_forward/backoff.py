@@ -38,11 +38,10 @@ def is_transient(exc: BaseException) -> bool:
 
 class Backoff:
     def __init__(self, initial: float = 0.5, maximum: float = 30.0,
-                 stop_event: threading.Event | None = None,
-                 on_retry: Callable[[], None] | None = None):
+                 stop_event: threading.Event | None = None):
         self.stop_event = stop_event or threading.Event()
         self._wait = tenacity.wait_exponential_jitter(initial=initial, max=maximum)
-        self._on_retry = on_retry or (lambda: None)
+        self.retries = 0   # transient failures so far, for the stats line
 
     def delay(self, attempt: int) -> float:
         return self._wait(_Attempt(attempt))
@@ -62,7 +61,7 @@ class Backoff:
                     raise
                 error = exc
             attempt += 1
-            self._on_retry()
+            self.retries += 1
             delay = self.delay(attempt)
             text = str(error)
             LOG.warning("%s failed (%s); retry %d in %.1fs. %s", what,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from oslo_config import cfg
+from oslo_messaging import opts as messaging_opts
 
 listener_opts = [
     cfg.StrOpt("notifications_pool", default="searchlight-forward",
@@ -72,7 +73,15 @@ def plugin_group(name: str) -> str:
     return f"resource_plugin:{name}"
 
 
+def register_messaging(conf: cfg.ConfigOpts) -> None:
+    """oslo.messaging's options, registered up front so they can be overridden
+    before the transport (and its driver) exists."""
+    for group, opts in messaging_opts.list_opts():
+        conf.register_opts(opts, group=None if group == "DEFAULT" else group)
+
+
 def register(conf: cfg.ConfigOpts, plugin_names=()) -> None:
+    register_messaging(conf)
     conf.register_opts(listener_opts, LISTENER)
     conf.register_opts(elasticsearch_opts, ELASTICSEARCH)
     conf.register_opts(resource_plugin_opts, RESOURCE_PLUGINS)

@@ -11,10 +11,21 @@ from searchlight_forward import config
 PROJECT = "searchlight-forward"
 
 
+# Client libraries that log every request at INFO.
+QUIET = ["elastic_transport=WARN", "elasticsearch=WARN", "kombu=WARN", "amqp=WARN"]
+
+
 def setup(argv: list[str] | None, conf: cfg.ConfigOpts | None = None,
-          cli_opts=()) -> cfg.ConfigOpts:
+          cli_opts=(), logs_to_stderr: bool = False) -> cfg.ConfigOpts:
+    """Parse the command line and config files, set up oslo.log.
+
+    ``logs_to_stderr`` keeps stdout for the command's own output.
+    """
     conf = conf or cfg.ConfigOpts()
     log.register_options(conf)
+    log.set_defaults(default_log_levels=log.get_default_log_levels() + QUIET)
+    if logs_to_stderr:
+        conf.set_default("use_stderr", True)
     config.register(conf)
     if cli_opts:
         conf.register_cli_opts(cli_opts)

@@ -42,7 +42,7 @@ COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,
 
 
 def main(argv: list[str] | None = None) -> None:
-    conf = setup(argv, cli_opts=[COMMAND])
+    conf = setup(argv, cli_opts=[COMMAND], logs_to_stderr=True)
     names, plugins = service.load(conf)
     groups, admin_only = service.plugin_settings(conf, names, plugins)
     es = service.elasticsearch_client(conf)

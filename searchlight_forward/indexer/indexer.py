@@ -140,7 +140,8 @@ class Indexer:
             elif codes & TRANSIENT_STATUSES:
                 transient = True
             else:
-                reason = "; ".join(_reason(e) for s, e in statuses if s not in (200, 201))
+                # Both copies fail alike; the admin copy's error says it all.
+                reason = next(_reason(e) for s, e in statuses if s not in (200, 201))
                 done.add(key)
                 for origin, change in by_key[key]:
                     result.rejected.append(Rejection(origin, change,

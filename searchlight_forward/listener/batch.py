@@ -46,8 +46,10 @@ class BatchProcessor:
                     # scheduler, ...): they are not errors.
                     self.counters["ignored"] += 1
                     continue
-                for change in plugin.changes(notification):
-                    pairs.append((position, change))
+                changes = plugin.changes(notification)
+                if not changes:
+                    self.counters["ignored"] += 1   # e.g. image.send: nothing changed
+                pairs.extend((position, change) for change in changes)
             except UnreadableMessage as exc:
                 dead.append(DeadLetter(deadletter.PARSE, str(exc), message, priority))
             except PayloadError as exc:

@@ -88,56 +88,79 @@ def ensure_indices(conf, es, plugins: PluginSet, groups: dict[str, str]) -> None
                        conf.elasticsearch.number_of_replicas)
 
 
-def run_worker(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None) -> None:
-    """One listener process until SIGTERM/SIGINT (or ``stop_event``)."""
-    stop_event = stop_event or threading.Event()
-    names, plugins = load(conf)
-    groups, admin_only = plugin_settings(conf, names, plugins)
-    es = elasticsearch_client(conf)
-    backoff = Backoff(conf.listener.retry_initial_backoff, conf.listener.retry_max_backoff,
-                      stop_event)
-    backoff.until_done(lambda: ensure_indices(conf, es, plugins, groups),
-                       "index setup", "Is Elasticsearch up? `python3 scripts/servers.py status`")
-    dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
-    backoff.until_done(dead_letters.ensure, "dead-letter index setup", "")
-    indexer = Indexer(es, groups, admin_only, backoff)
-    processor = BatchProcessor(plugins, indexer, dead_letters, backoff)
+class Listener:
+    """One listener process's worth of machinery, startable and stoppable."""
 
-    # Prefetch must be fixed before the transport exists.
-    prefetch = conf.listener.prefetch or 2 * conf.listener.batch_size
-    conf.set_override("rabbit_qos_prefetch_count", prefetch, group="oslo_messaging_rabbit")
-    conf.set_override("executor_thread_pool_size", conf.listener.executor_threads)
-    transport = oslo_messaging.get_notification_transport(conf)
-    targets = [oslo_messaging.Target(exchange=exchange, topic=topic)
-               for exchange, topic in exchanges_and_topics(plugins.plugins)]
-    server = oslo_messaging.get_batch_notification_listener(
-        transport, targets, [BatchEndpoint(processor, stop_event)], executor="threading",
-        allow_requeue=True, pool=conf.listener.notifications_pool,
-        batch_size=conf.listener.batch_size, batch_timeout=conf.listener.batch_timeout)
+    def __init__(self, conf: cfg.ConfigOpts, stop_event: threading.Event | None = None):
+        self.conf = conf
+        self.stop_event = stop_event or threading.Event()
+        self._stopped = False
+        names, self.plugins = load(conf)
+        groups, admin_only = plugin_settings(conf, names, self.plugins)
+        es = elasticsearch_client(conf)
+        self.backoff = backoff = Backoff(conf.listener.retry_initial_backoff,
+                                         conf.listener.retry_max_backoff, self.stop_event)
+        backoff.until_done(lambda: ensure_indices(conf, es, self.plugins, groups),
+                           "index setup",
+                           "Is Elasticsearch up? `python3 scripts/servers.py status`")
+        dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
+        backoff.until_done(dead_letters.ensure, "dead-letter index setup", "")
+        self.indexer = Indexer(es, groups, admin_only, backoff)
+        self.processor = BatchProcessor(self.plugins, self.indexer, dead_letters, backoff)
 
+        # Prefetch must be fixed before the transport exists.
+        prefetch = conf.listener.prefetch or 2 * conf.listener.batch_size
+        conf.set_override("rabbit_qos_prefetch_count", prefetch,
+                          group="oslo_messaging_rabbit")
+        conf.set_override("executor_thread_pool_size", conf.listener.executor_threads)
+        self.transport = oslo_messaging.get_notification_transport(conf)
+        self.targets = [oslo_messaging.Target(exchange=exchange, topic=topic)
+                        for exchange, topic in exchanges_and_topics(self.plugins.plugins)]
+        self.server = oslo_messaging.get_batch_notification_listener(
+            self.transport, self.targets, [BatchEndpoint(self.processor, self.stop_event)],
+            executor="threading", allow_requeue=True,
+            pool=conf.listener.notifications_pool, batch_size=conf.listener.batch_size,
+            batch_timeout=conf.listener.batch_timeout)
+
+    def start(self) -> None:
+        self.server.start()
+        LOG.info("listening on %s in pool %r (batch %d / %.2fs)",
+                 ", ".join(f"{t.exchange}/{t.topic}" for t in self.targets),
+                 self.conf.listener.notifications_pool, self.conf.listener.batch_size,
+                 self.conf.listener.batch_timeout)
+
+    def stop(self) -> None:
+        """Finish in-flight batches; a batch still waiting for Elasticsearch goes back."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stop_event.set()
+        self.server.stop()
+        self.server.wait()
+        self.transport.cleanup()
+        LOG.info("stopped: %s", self.stats())
+
+    def stats(self) -> str:
+        counts = dict(self.processor.counters)
+        counts.update(self.indexer.counters)
+        counts["transient_retries"] = self.backoff.retries
+        return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+def run_worker(conf: cfg.ConfigOpts) -> None:
+    """One listener process until SIGTERM or SIGINT."""
+    stop_event = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop_event.set())
-    server.start()
-    LOG.info("listening on %s in pool %r (batch %d / %.2fs)",
-             ", ".join(f"{t.exchange}/{t.topic}" for t in targets),
-             conf.listener.notifications_pool, conf.listener.batch_size,
-             conf.listener.batch_timeout)
+    listener = Listener(conf, stop_event)
+    listener.start()
     last = time.monotonic()
     while not stop_event.wait(1.0):
         if time.monotonic() - last >= STATS_EVERY:
             last = time.monotonic()
-            LOG.info("stats: %s", _stats(processor, indexer))
+            LOG.info("stats: %s", listener.stats())
     LOG.info("stopping; in-flight batches finish or go back to the broker")
-    server.stop()
-    server.wait()
-    transport.cleanup()
-    LOG.info("stopped: %s", _stats(processor, indexer))
-
-
-def _stats(processor, indexer) -> str:
-    counts = dict(processor.counters)
-    counts.update(indexer.counters)
-    return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    listener.stop()
 
 
 def run(conf: cfg.ConfigOpts) -> None:

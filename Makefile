@@ -1,0 +1,36 @@
+# The two commands a newcomer needs (see README.md):
+#   make demo   run the main job on the local servers
+#   make test   run every test on the local servers
+# Everything else is a building block of those two.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONF := etc/searchlight-forward.conf
+
+.PHONY: demo test unit servers down sample-config
+
+# The project's virtualenv, rebuilt when its metadata changes.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+servers:
+	$(PYTHON) scripts/servers.py up
+
+down:
+	$(PYTHON) scripts/servers.py down
+
+demo: $(VENV)/.installed servers
+	$(BIN)/python scripts/demo.py --config-file $(CONF)
+
+test: $(VENV)/.installed servers
+	$(BIN)/pytest -q tests
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest -q tests/unit
+
+sample-config: $(VENV)/.installed
+	$(BIN)/oslo-config-generator --config-file etc/oslo-config-generator/searchlight-forward.conf

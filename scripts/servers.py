@@ -1,0 +1,1060 @@
+#!/usr/bin/env python3
+"""Obtain, configure, start, check and stop the project's real servers.
+
+Stdlib only: it runs before any virtualenv exists.
+
+    python3 scripts/servers.py up [NAME ...]     # obtain + configure + start + wait ready
+    python3 scripts/servers.py status            # exit 0 if all healthy, 3 otherwise
+    python3 scripts/servers.py down [NAME ...]   # SIGTERM, up to 30 s, then SIGKILL
+    python3 scripts/servers.py logs NAME [-n N]  # tail of the server's log(s)
+    python3 scripts/servers.py env               # export lines for the tests
+
+Servers: redis, rabbitmq, elasticsearch, zaqar.  Everything binds to 127.0.0.1.
+All state (downloads, data, configs, logs, pid files) lives in <repo>/.state,
+or in $SF_STATE_DIR.  Each server has <state>/<name>/<name>.log and
+<state>/<name>/<name>.pid.
+
+Adding a server is one small subclass of Server (see the bottom of the
+"servers" section) plus an entry in SERVERS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("SF_STATE_DIR") or (REPO / ".state")).resolve()
+HOST = "127.0.0.1"
+
+STOP_GRACE = 30.0          # seconds between SIGTERM and SIGKILL
+LOG_TAIL = 40              # lines shown on failure
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
+
+_print_lock = threading.Lock()
+_apt_lock = threading.Lock()
+
+
+def say(*args, **kw):
+    with _print_lock:
+        print(*args, **kw, flush=True)
+
+
+class ServerError(Exception):
+    """A server could not be obtained/started; carries the hint to show."""
+
+    def __init__(self, msg, hint=None, show_log=True):
+        super().__init__(msg)
+        self.hint = hint
+        self.show_log = show_log
+
+
+# --------------------------------------------------------------------------
+# process helpers
+# --------------------------------------------------------------------------
+
+_children: dict[int, subprocess.Popen] = {}   # started by this invocation
+
+
+def proc_start_time(pid: int) -> str | None:
+    """Start time of pid (clock ticks since boot), None if gone or zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data.rsplit(")", 1)[1].split()
+    if rest[0] in ("Z", "X"):               # zombie / dead
+        return None
+    return rest[19]                          # field 22 overall
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    st = proc_start_time(pid)
+    if st is None:
+        return False
+    return start is None or st == start
+
+
+def port_open(port: int, host: str = HOST, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(url_path: str, port: int, headers=None, timeout: float = 3.0):
+    """GET http://127.0.0.1:port/url_path -> (status, body) or (None, error)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", url_path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return None, str(exc).encode()
+    finally:
+        conn.close()
+
+
+def amqp_login(host: str, port: int, user: str, password: str, vhost: str = "/",
+               timeout: float = 3.0) -> bool:
+    """Full AMQP 0-9-1 connection open + close: proves the broker accepts user
+    and password from this address (guest is loopback-only) and leaves no
+    'client unexpectedly closed' warnings in the broker log."""
+    import struct
+
+    def frame(cls, meth, args=b""):
+        payload = struct.pack(">HH", cls, meth) + args
+        return struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce"
+
+    def shortstr(v: bytes):
+        return struct.pack(">B", len(v)) + v
+
+    def read_method(sock):
+        hdr = b""
+        while len(hdr) < 7:
+            chunk = sock.recv(7 - len(hdr))
+            if not chunk:
+                raise OSError("closed")
+            hdr += chunk
+        ftype, _chan, size = struct.unpack(">BHI", hdr)
+        body = b""
+        while len(body) < size + 1:
+            chunk = sock.recv(size + 1 - len(body))
+            if not chunk:
+                raise OSError("closed")
+            body += chunk
+        if ftype != 1:
+            return None, None, body
+        cls, meth = struct.unpack(">HH", body[:4])
+        return cls, meth, body[4:size]
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            if read_method(s)[:2] != (10, 10):                      # Start
+                return False
+            response = b"\x00" + user.encode() + b"\x00" + password.encode()
+            s.sendall(frame(10, 11, struct.pack(">I", 0) + shortstr(b"PLAIN")
+                            + struct.pack(">I", len(response)) + response
+                            + shortstr(b"en_US")))                  # StartOk
+            cls, meth, args = read_method(s)
+            if (cls, meth) != (10, 30):                             # Tune (else Close)
+                return False
+            channel_max, frame_max, _hb = struct.unpack(">HIH", args[:8])
+            s.sendall(frame(10, 31, struct.pack(">HIH", channel_max, frame_max, 0)))
+            s.sendall(frame(10, 40, shortstr(vhost.encode()) + shortstr(b"") + b"\x00"))
+            if read_method(s)[:2] != (10, 41):                      # OpenOk
+                return False
+            s.sendall(frame(10, 50, struct.pack(">H", 200) + shortstr(b"bye")
+                            + struct.pack(">HH", 0, 0)))            # Close
+            read_method(s)                                          # CloseOk
+            return True
+    except (OSError, struct.error):
+        return False
+
+
+def tail(path: Path, n: int = LOG_TAIL) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * 1024))
+            data = f.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-n:]
+
+
+def log_header(log: Path, text: str):
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {text} =====\n")
+
+
+def run_logged(cmd, log: Path, timeout: float, env=None, cwd=None, what=None):
+    """Run cmd to completion, appending its output to log. Raises on failure."""
+    log_header(log, what or ("run: " + " ".join(map(str, cmd))))
+    with open(log, "ab") as out:
+        try:
+            res = subprocess.run(list(map(str, cmd)), stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT,
+                                 env=env, cwd=cwd, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ServerError(f"timed out after {timeout:.0f}s: "
+                              f"{' '.join(map(str, cmd))}") from None
+        except OSError as exc:
+            raise ServerError(f"cannot run {cmd[0]}: {exc}") from exc
+    if res.returncode != 0:
+        raise ServerError(f"exit {res.returncode}: {' '.join(map(str, cmd))}")
+
+
+def apt_install(packages: list[str], log: Path):
+    """apt-get update + install, once at a time, without starting services."""
+    if os.geteuid() != 0:
+        raise ServerError(f"{' '.join(packages)} missing and not root",
+                          f"install them: sudo apt-get install -y {' '.join(packages)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    policy = Path("/usr/sbin/policy-rc.d")
+    with _apt_lock:
+        # Keep the package from starting a system instance on the ports we use.
+        made_policy = False
+        if not policy.exists():
+            policy.write_text("#!/bin/sh\n# temporary, scripts/servers.py\nexit 101\n")
+            policy.chmod(0o755)
+            made_policy = True
+        try:
+            run_logged(["apt-get", "update"], log, 600, env=env)
+            run_logged(["apt-get", "install", "-y", "--no-install-recommends", *packages],
+                       log, 900, env=env)
+        finally:
+            if made_policy:
+                policy.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------
+# the common server machinery
+# --------------------------------------------------------------------------
+
+class Server:
+    name = ""
+    port = 0
+    ports: tuple[int, ...] = ()       # ports that must be free to start (default: port)
+    requires: tuple[str, ...] = ()    # servers that must be ready before start
+    apt: dict[str, str] = {}          # binary -> Debian package, installed if missing
+    ready_timeout = 60.0
+
+    def __init__(self):
+        self.dir = STATE / self.name
+        self.log = self.dir / f"{self.name}.log"
+        self.pidfile = self.dir / f"{self.name}.pid"
+
+    # --- to override -----------------------------------------------------
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def env_exports(self) -> dict[str, str]:
+        return {}
+
+    def obtain(self) -> str | None:
+        """Make the software available; return a note if something was done."""
+        missing = sorted({pkg for binary, pkg in self.apt.items() if not shutil.which(binary)
+                          and not Path(binary).exists()})
+        if missing:
+            apt_install(missing, self.log)
+            return "apt-installed " + " ".join(missing)
+        return None
+
+    def configure(self):
+        pass
+
+    def command(self) -> tuple[list[str], dict[str, str], Path]:
+        """argv, environment, cwd of the foreground server process."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """One quick readiness probe."""
+        raise NotImplementedError
+
+    def after_ready(self):
+        """Extra check run once after a fresh start became ready."""
+
+    def stop(self, pid: int, start: str | None):
+        terminate(pid, start)
+
+    def hint(self) -> str:
+        ports = "|".join(str(p) for p in (self.ports or (self.port,)))
+        return (f"is a port taken? `ss -ltnp | grep -E ':({ports})\\b'`; "
+                f"disk full? `df -h {STATE}`; full log: `{self.log}`")
+
+    def extra_logs(self) -> list[Path]:
+        return []
+
+    # --- shared ----------------------------------------------------------
+    def running_pid(self) -> tuple[int, str] | None:
+        try:
+            pid_s, _, start = self.pidfile.read_text().strip().partition(" ")
+            pid = int(pid_s)
+        except (OSError, ValueError):
+            return None
+        if pid_alive(pid, start or None):
+            return pid, start
+        return None
+
+    def kill_leftovers(self):
+        """The recorded leader died but members of its process group live on
+        (e.g. the leader was kill -9'd): stop them so the ports are freed.
+        Linux never reuses a pid that is still some group's id, so a live
+        group with the recorded pgid is ours."""
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        if proc_start_time(pid) is None and _group_alive(pid):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(pid, sig)
+                except ProcessLookupError:
+                    return True
+                if _wait_gone(pid, None, pid, STOP_GRACE if sig == signal.SIGTERM else 10):
+                    return True
+        return False
+
+    def spawn(self):
+        argv, env, cwd = self.command()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.log.exists() and self.log.stat().st_size > LOG_ROTATE_BYTES:
+            self.log.replace(self.log.with_suffix(".log.1"))
+        log_header(self.log, "start: " + " ".join(argv))
+        out = open(self.log, "ab")
+        try:
+            proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        except OSError as exc:
+            raise ServerError(f"cannot start {argv[0]}: {exc}") from exc
+        finally:
+            out.close()
+        _children[proc.pid] = proc
+        start = proc_start_time(proc.pid) or ""
+        self.pidfile.write_text(f"{proc.pid} {start}\n")
+        return proc.pid, start
+
+    def wait_ready(self, timeout: float, pid: int | None = None, start: str | None = None):
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.ready():
+                return
+            if pid is not None and not pid_alive(pid, start):
+                raise ServerError(f"{self.name} exited during start-up")
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.name} not ready after {timeout:.0f}s")
+            time.sleep(0.3)
+
+    def up(self, ready_events: dict[str, threading.Event]) -> str:
+        """Idempotent: returns what was done."""
+        running = self.running_pid()
+        if running:
+            if self.ready():
+                return f"already running (pid {running[0]})"
+            self.wait_ready(self.ready_timeout, *running)
+            return f"was starting, now ready (pid {running[0]})"
+        notes = []
+        if self.kill_leftovers():
+            notes.append("killed leftovers of a dead instance")
+        self.pidfile.unlink(missing_ok=True)
+        note = self.obtain()
+        if note:
+            notes.append(note)
+        for p in (self.ports or (self.port,)):
+            if port_open(p):
+                raise ServerError(f"port {p} is already in use by a process this script "
+                                  f"did not start", f"who has it? `ss -ltnp | grep ':{p}\\b'`",
+                                  show_log=False)
+        self.configure()
+        for dep in self.requires:
+            ev = ready_events.get(dep)
+            if ev is None:
+                continue
+            if not ev.wait(900):
+                raise ServerError(f"{dep} (needed by {self.name}) never became ready")
+            if getattr(ev, "failed", False):
+                raise ServerError(f"{dep} (needed by {self.name}) failed to start")
+        pid, start = self.spawn()
+        try:
+            self.wait_ready(self.ready_timeout, pid, start)
+            self.after_ready()
+        except ServerError:
+            raise
+        notes.append(f"started (pid {pid})")
+        return ", ".join(notes)
+
+    def down(self) -> str:
+        running = self.running_pid()
+        if not running:
+            msg = "killed leftovers of a dead instance" if self.kill_leftovers() \
+                else "not running"
+            self.pidfile.unlink(missing_ok=True)
+            return msg
+        self.stop(*running)
+        self.pidfile.unlink(missing_ok=True)
+        return f"stopped (pid {running[0]})"
+
+    def healthy(self) -> bool:
+        return self.running_pid() is not None and self.ready()
+
+
+def terminate(pid: int, start: str | None = None, grace: float = STOP_GRACE):
+    """SIGTERM the process group of pid, wait up to grace s, then SIGKILL it."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    # Only signal the group if pid leads it (we start everything in a new session).
+    target = (lambda s: os.killpg(pgid, s)) if pgid == pid else (lambda s: os.kill(pid, s))
+    try:
+        target(signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if _wait_gone(pid, start, pgid if pgid == pid else None, grace):
+        return
+    try:
+        target(signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _wait_gone(pid, start, pgid if pgid == pid else None, 10)
+
+
+def _group_alive(pgid: int) -> bool:
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if rest[0] not in ("Z", "X") and int(rest[2]) == pgid:
+            return True
+    return False
+
+
+def _wait_gone(pid, start, pgid, timeout) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child = _children.get(pid)
+        if child is not None:
+            child.poll()
+        if not pid_alive(pid, start) and (pgid is None or not _group_alive(pgid)):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# --------------------------------------------------------------------------
+# servers
+# --------------------------------------------------------------------------
+
+class Redis(Server):
+    name = "redis"
+    port = 6379
+    apt = {"redis-server": "redis-server"}
+    ready_timeout = 30.0
+
+    @property
+    def url(self):
+        return f"redis://{HOST}:{self.port}"
+
+    def env_exports(self):
+        return {"SF_REDIS_URL": self.url}
+
+    def configure(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "data").mkdir(exist_ok=True)
+        (self.dir / "redis.conf").write_text(f"""\
+# written by scripts/servers.py
+bind {HOST}
+port {self.port}
+protected-mode yes
+daemonize no
+supervised no
+pidfile {self.dir / 'redis-native.pid'}
+logfile ""
+dir {self.dir / 'data'}
+save 60 1
+appendonly yes
+appendfsync everysec
+""")
+
+    def command(self):
+        return ([shutil.which("redis-server") or "redis-server", str(self.dir / "redis.conf")],
+                dict(os.environ), self.dir)
+
+    def ready(self):
+        try:
+            with socket.create_connection((HOST, self.port), timeout=2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class RabbitMQ(Server):
+    name = "rabbitmq"
+    port = 5672
+    dist_port = 25672
+    epmd_port = 14369        # our own epmd, so a system epmd on 4369 never collides
+    ports = (5672, 25672)     # must be free; our epmd may legitimately outlive a node
+    node = "searchlight@localhost"
+    apt = {"/usr/lib/rabbitmq/bin/rabbitmq-server": "rabbitmq-server"}
+    ready_timeout = 120.0
+    bindir = Path("/usr/lib/rabbitmq/bin")   # the real scripts, not Debian's su-wrapper
+
+    @property
+    def url(self):
+        return f"rabbit://guest:guest@{HOST}:{self.port}/"
+
+    def env_exports(self):
+        return {"SF_TRANSPORT_URL": self.url}
+
+    def hint(self):
+        return (super().hint() + f"; epmd on {self.epmd_port}; a system broker running? "
+                "`service rabbitmq-server status`")
+
+    def rabbit_env(self) -> dict[str, str]:
+        d = self.dir
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        loopback = "-kernel inet_dist_use_interface {127,0,0,1}"
+        env.update({
+            "HOME": str(d / "home"),                     # Erlang cookie lives here
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": HOST,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_LOGS": "-",                        # to stdout -> rabbitmq.log
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback,
+            "RABBITMQ_CTL_ERL_ARGS": loopback,
+            "ERL_EPMD_ADDRESS": HOST,
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_CRASH_DUMP": str(d / "log" / "erl_crash.dump"),
+        })
+        return env
+
+    def configure(self):
+        d = self.dir
+        for sub in ("home", "mnesia", "log"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / "rabbitmq-env.conf").write_text("# written by scripts/servers.py; env is set by it\n")
+        (d / "enabled_plugins").write_text("[].\n")
+        (d / "advanced.config").write_text("[].\n")
+        (d / "rabbitmq.conf").write_text(f"""\
+# written by scripts/servers.py
+listeners.tcp.1 = {HOST}:{self.port}
+loopback_users.guest = true
+default_user = guest
+default_pass = guest
+log.console = true
+log.console.level = info
+log.file = false
+""")
+
+    def command(self):
+        return [str(self.bindir / "rabbitmq-server")], self.rabbit_env(), self.dir
+
+    def ctl(self, *args, timeout=60.0):
+        return subprocess.run([str(self.bindir / "rabbitmqctl"), "-n", self.node, *args],
+                              env=self.rabbit_env(), cwd=str(self.dir),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def ready(self):
+        return amqp_login(HOST, self.port, "guest", "guest")
+
+    def after_ready(self):
+        try:
+            res = self.ctl("await_startup", "--timeout", "60", timeout=90)
+        except subprocess.TimeoutExpired:
+            raise ServerError("rabbitmqctl await_startup timed out") from None
+        if res.returncode != 0:
+            log_header(self.log, "rabbitmqctl await_startup failed")
+            with open(self.log, "a") as f:
+                f.write(res.stdout + res.stderr)
+            raise ServerError("rabbitmqctl await_startup failed")
+
+    def stop(self, pid, start):
+        try:
+            res = self.ctl("stop", timeout=60)
+            if res.returncode == 0:
+                _wait_gone(pid, start, pid, STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        terminate(pid, start)                  # no-op if already gone
+        self.kill_epmd()
+
+    def kill_epmd(self):
+        epmd = shutil.which("epmd") or "epmd"
+        if port_open(self.epmd_port):
+            subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"],
+                           env=self.rabbit_env(), capture_output=True, timeout=15)
+
+    def down(self):
+        msg = super().down()
+        self.kill_epmd()                       # also when the node was already gone
+        return msg
+
+
+class Elasticsearch(Server):
+    name = "elasticsearch"
+    port = 9200
+    transport_port = 9300
+    ports = (9200, 9300)
+    version = os.environ.get("SF_ES_VERSION", "8.19.7")
+    user = os.environ.get("SF_ES_USER", "searchlight-es")
+    apt = {"java": "openjdk-17-jdk-headless", "mvn": "maven"}
+    ready_timeout = 120.0
+    artifact = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{v}:zip"
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def env_exports(self):
+        return {"SF_ES_URL": self.url}
+
+    @property
+    def dist(self) -> Path:
+        return self.dir / f"elasticsearch-{self.version}"
+
+    def hint(self):
+        return (super().hint() + f"; native logs in {self.dir / 'logs'}; "
+                "JDK 17? `readlink -f $(which java)`")
+
+    @staticmethod
+    def m2_repo() -> Path:
+        return Path(os.environ.get("SF_M2_REPO") or Path.home() / ".m2" / "repository")
+
+    def zip_path(self) -> Path:
+        return (self.m2_repo() / "org/elasticsearch/distribution/integ-test-zip/elasticsearch"
+                / self.version / f"elasticsearch-{self.version}.zip")
+
+    def java_home(self) -> str:
+        if os.environ.get("SF_ES_JAVA_HOME"):
+            return os.environ["SF_ES_JAVA_HOME"]
+        java = shutil.which("java")
+        if not java:
+            raise ServerError("java not found",
+                              "install a JDK: apt-get install openjdk-17-jdk-headless")
+        return str(Path(java).resolve().parent.parent)
+
+    def obtain(self):
+        notes = [n for n in [super().obtain()] if n]
+        if (self.dist / "bin" / "elasticsearch").exists():
+            return ", ".join(notes) or None
+        zp = self.zip_path()
+        for attempt in (1, 2):
+            if not zp.exists():
+                run_logged(["mvn", "-q", "-B", "dependency:get",
+                            f"-Dartifact={self.artifact.format(v=self.version)}",
+                            "-Dtransitive=false", f"-Dmaven.repo.local={self.m2_repo()}"],
+                           self.log, 900, what=f"obtain: mvn dependency:get ES {self.version}")
+                notes.append(f"downloaded ES {self.version}")
+            try:
+                self._unzip(zp)
+                break
+            except zipfile.BadZipFile:
+                if attempt == 2:
+                    raise ServerError(f"{zp} is not a valid zip") from None
+                zp.unlink()
+        notes.append("unpacked")
+        return ", ".join(notes)
+
+    def _unzip(self, zp: Path):
+        tmp = self.dir / ".unpack"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with zipfile.ZipFile(zp) as z:
+            for info in z.infolist():
+                path = z.extract(info, tmp)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and not info.is_dir():
+                    os.chmod(path, mode)
+        top = tmp / f"elasticsearch-{self.version}"
+        if not (top / "bin" / "elasticsearch").exists():
+            raise ServerError(f"unexpected layout in {zp}")
+        shutil.rmtree(self.dist, ignore_errors=True)
+        top.rename(self.dist)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def run_as_other_user(self) -> bool:
+        return os.geteuid() == 0
+
+    def ensure_user(self):
+        try:
+            pwd.getpwnam(self.user)
+        except KeyError:
+            run_logged(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                        self.user], self.log, 60, what=f"useradd {self.user}")
+
+    def configure(self):
+        d = self.dir
+        if self.run_as_other_user():
+            for parent in d.parents:
+                if not parent.stat().st_mode & 0o001:
+                    raise ServerError(f"{parent} is not searchable by user {self.user}",
+                                      f"chmod o+x {parent}, or set SF_STATE_DIR elsewhere")
+        conf = d / "config"
+        if not conf.exists():
+            shutil.copytree(self.dist / "config", conf)
+        for sub in ("data", "logs", "tmp"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        (conf / "elasticsearch.yml").write_text(f"""\
+# written by scripts/servers.py
+cluster.name: searchlight-forward
+node.name: sf-es
+path.data: {d / 'data'}
+path.logs: {d / 'logs'}
+network.host: {HOST}
+http.port: {self.port}
+transport.port: {self.transport_port}
+discovery.type: single-node
+xpack.security.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+""")
+        jvmd = conf / "jvm.options.d"
+        jvmd.mkdir(exist_ok=True)
+        (jvmd / "searchlight-forward.options").write_text("-Xms1g\n-Xmx1g\n")
+        if self.run_as_other_user():
+            self.ensure_user()
+            pw = pwd.getpwnam(self.user)
+            for sub in ("config", "data", "logs", "tmp"):
+                # config: we (root) just wrote files there; the others only
+                # need a walk the first time (ES creates its files as itself).
+                if sub != "config" and (d / sub).stat().st_uid == pw.pw_uid:
+                    continue
+                for root, _dirs, files in os.walk(d / sub):
+                    os.chown(root, pw.pw_uid, pw.pw_gid)
+                    for f in files:
+                        os.chown(os.path.join(root, f), pw.pw_uid, pw.pw_gid)
+
+    def command(self):
+        d = self.dir
+        es_env = {
+            "ES_JAVA_HOME": self.java_home(),
+            "ES_PATH_CONF": str(d / "config"),
+            "ES_TMPDIR": str(d / "tmp"),
+            "HOME": str(d),
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+        }
+        es_bin = str(self.dist / "bin" / "elasticsearch")
+        if self.run_as_other_user():
+            argv = ["runuser", "-u", self.user, "--", "env", "-i",
+                    *(f"{k}={v}" for k, v in es_env.items()), es_bin]
+            env = dict(os.environ)
+        else:
+            argv, env = [es_bin], dict(os.environ, **es_env)
+        return argv, env, d / "logs"        # cwd: gc.log and hs_err land in logs/
+
+    def ready(self):
+        status, body = http_get("/_cluster/health?wait_for_status=yellow&timeout=1s",
+                                self.port, timeout=5)
+        if status != 200:
+            return False
+        try:
+            return json.loads(body).get("status") in ("yellow", "green")
+        except ValueError:
+            return False
+
+
+class Zaqar(Server):
+    name = "zaqar"
+    port = 8888
+    requires = ("redis",)
+    ready_timeout = 60.0
+    # 23.x is the newest series; it runs on Python 3.11.  The dependency caps
+    # are the majors this was verified with.
+    pip_spec = ["zaqar[redis]==23.0.*", "falcon<5", "redis<9", "SQLAlchemy<2.2"]
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def env_exports(self):
+        return {"SF_ZAQAR_URL": self.url}
+
+    def hint(self):
+        return (super().hint() + "; is redis up? `python3 scripts/servers.py status`; "
+                f"broken venv? `rm -rf {self.venv}` and retry")
+
+    @property
+    def venv(self) -> Path:
+        return self.dir / "venv"
+
+    def obtain(self):
+        marker = self.venv / ".sf-installed"
+        want = " ".join(self.pip_spec)
+        if marker.exists() and marker.read_text().split("\n", 1)[0] == want \
+                and (self.venv / "bin" / "zaqar-server").exists():
+            return None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not (self.venv / "bin" / "python").exists():
+            run_logged([sys.executable, "-m", "venv", self.venv], self.log, 300,
+                       what="obtain: venv")
+        py = self.venv / "bin" / "python"
+        run_logged([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    *self.pip_spec], self.log, 900, what="obtain: pip install " + want)
+        version = subprocess.run(
+            [str(py), "-c", "import importlib.metadata as m; print(m.version('zaqar'))"],
+            capture_output=True, text=True).stdout.strip()
+        marker.write_text(f"{want}\nzaqar {version}\n")
+        return f"pip-installed zaqar {version}"
+
+    def configure(self):
+        redis = f"redis://{HOST}:{Redis.port}"
+        (self.dir / "zaqar.conf").write_text(f"""\
+# written by scripts/servers.py
+[DEFAULT]
+auth_strategy =
+debug = false
+use_stderr = true
+
+[drivers]
+transport = wsgi
+message_store = redis
+management_store = redis
+
+[drivers:transport:wsgi]
+bind = {HOST}
+port = {self.port}
+
+[drivers:message_store:redis]
+uri = {redis}
+
+[drivers:management_store:redis]
+uri = {redis}
+
+[storage]
+# only needed for webhook subscriptions; harmless otherwise
+message_pipeline = zaqar.notification.notifier
+
+[profiler]
+enabled = false
+# osprofiler builds a notifier even when disabled; its default messaging://
+# needs oslo.messaging (not installed) and logs an ERROR traceback at start.
+connection_string = {redis}
+""")
+
+    def command(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        return ([str(self.venv / "bin" / "zaqar-server"),
+                 "--config-file", str(self.dir / "zaqar.conf")], env, self.dir)
+
+    def ready(self):
+        headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "test"}
+        status, _ = http_get("/v2/ping", self.port, headers=headers)
+        return status is not None and 200 <= status < 300
+
+
+SERVERS: dict[str, Server] = {s.name: s for s in (Redis(), RabbitMQ(), Elasticsearch(), Zaqar())}
+ORDER = list(SERVERS)          # start order; down goes in reverse
+
+
+# --------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------
+
+def select(names: list[str], with_deps: bool) -> list[Server]:
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown:
+        sys.exit(f"unknown server(s): {', '.join(unknown)}; known: {', '.join(ORDER)}")
+    chosen = set(names or ORDER)
+    if with_deps:
+        todo = list(chosen)
+        while todo:
+            for dep in SERVERS[todo.pop()].requires:
+                if dep not in chosen:
+                    chosen.add(dep)
+                    todo.append(dep)
+    return [SERVERS[n] for n in ORDER if n in chosen]
+
+
+_held_locks = []
+
+
+def state_lock():
+    """Serialise up/down of concurrent invocations (e.g. parallel test runs);
+    held until the process exits."""
+    import fcntl
+    STATE.mkdir(parents=True, exist_ok=True)
+    f = open(STATE / ".lock", "w")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    _held_locks.append(f)
+
+
+def cmd_up(names):
+    servers = select(names, with_deps=True)
+    state_lock()
+    t_all = time.monotonic()
+    # One apt transaction for everything missing (dpkg takes one lock anyway).
+    missing = sorted({pkg for s in servers for b, pkg in s.apt.items()
+                      if not shutil.which(b) and not Path(b).exists()})
+    if missing:
+        t0 = time.monotonic()
+        try:
+            apt_install(missing, STATE / "apt.log")
+        except ServerError as exc:
+            say(f"apt-get install {' '.join(missing)} failed: {exc}")
+            for line in tail(STATE / "apt.log"):
+                say("    " + line)
+            say(f"hint: check network/apt sources; full log {STATE / 'apt.log'}")
+            return 1
+        say(f"{'apt':<14} installed {' '.join(missing)}  {time.monotonic() - t0:.1f}s")
+
+    events = {s.name: threading.Event() for s in servers}
+    failures: dict[str, ServerError] = {}
+
+    def worker(s: Server):
+        t0 = time.monotonic()
+        try:
+            what = s.up(events)
+            say(f"{s.name:<14} {what}  {time.monotonic() - t0:.1f}s")
+        except ServerError as exc:
+            failures[s.name] = exc
+            events[s.name].failed = True
+            say(f"{s.name:<14} FAILED: {exc}  {time.monotonic() - t0:.1f}s")
+        except Exception as exc:  # noqa: BLE001 - report, never hang the others
+            failures[s.name] = ServerError(f"{type(exc).__name__}: {exc}")
+            events[s.name].failed = True
+            say(f"{s.name:<14} FAILED: {type(exc).__name__}: {exc}  "
+                f"{time.monotonic() - t0:.1f}s")
+        finally:
+            events[s.name].set()
+
+    threads = [threading.Thread(target=worker, args=(s,), name=s.name) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        for name, exc in failures.items():
+            s = SERVERS[name]
+            if exc.show_log:
+                say(f"\n--- last {LOG_TAIL} lines of {s.log} ---")
+                for line in tail(s.log):
+                    say(line)
+            say(f"--- {name}: {exc}")
+            say(f"hint: {exc.hint or s.hint()}")
+        return 1
+    say(f"{'all':<14} ready  {time.monotonic() - t_all:.1f}s")
+    return 0
+
+
+def cmd_down(names):
+    servers = select(names, with_deps=False)
+    state_lock()
+    rc = 0
+    lock = threading.Lock()
+
+    def worker(s):
+        nonlocal rc
+        t0 = time.monotonic()
+        try:
+            what = s.down()
+        except Exception as exc:  # noqa: BLE001
+            with lock:
+                rc = 1
+            what = f"FAILED: {type(exc).__name__}: {exc}"
+        say(f"{s.name:<14} {what}  {time.monotonic() - t0:.1f}s")
+
+    # Stop consumers of a server before it (zaqar before redis); others in parallel.
+    dependents = [s for s in servers if s.requires]
+    rest = [s for s in servers if not s.requires]
+    for group in (dependents, rest):
+        threads = [threading.Thread(target=worker, args=(s,)) for s in reversed(group)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return rc
+
+
+def cmd_status(_names):
+    rows = [("NAME", "PID", "URL", "HEALTHY")]
+    all_ok = True
+    for s in SERVERS.values():
+        running = s.running_pid()
+        ok = running is not None and s.ready()
+        all_ok &= ok
+        rows.append((s.name, str(running[0]) if running else "-", s.url, "yes" if ok else "no"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0 if all_ok else 3
+
+
+def cmd_logs(name, n):
+    if name not in SERVERS:
+        sys.exit(f"unknown server: {name}; known: {', '.join(ORDER)}")
+    s = SERVERS[name]
+    shown = False
+    for path in [s.log, *s.extra_logs()]:
+        if path.exists():
+            print(f"==> {path} <==")
+            for line in tail(path, n):
+                print(line)
+            shown = True
+    if not shown:
+        print(f"no log yet at {s.log}")
+        return 1
+    return 0
+
+
+def cmd_env(_names):
+    for s in SERVERS.values():
+        for k, v in s.env_exports().items():
+            print(f"export {k}={v}")
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=f"servers: {', '.join(ORDER)}\nstate:   {STATE}\n")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = sub.add_parser("up", help="obtain, configure, start and wait for servers (default all)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p = sub.add_parser("down", help="stop servers (default all)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    sub.add_parser("status", help="table of servers; exit 0 if all healthy, 3 otherwise")
+    sub.add_parser("env", help="print export lines for the server URLs")
+    p = sub.add_parser("logs", help="print the tail of a server's log")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-n", type=int, default=100, help="lines (default 100)")
+    p = sub.add_parser("rabbitmqctl", help="run rabbitmqctl against our node "
+                       "(e.g. list_queues name messages)")
+    p.add_argument("ctl_args", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+    if args.cmd == "rabbitmqctl":
+        rabbit = SERVERS["rabbitmq"]
+        return subprocess.call([str(rabbit.bindir / "rabbitmqctl"), "-n", rabbit.node,
+                                *args.ctl_args], env=rabbit.rabbit_env(), cwd=str(rabbit.dir))
+    if args.cmd == "up":
+        return cmd_up(args.names)
+    if args.cmd == "down":
+        return cmd_down(args.names)
+    if args.cmd == "status":
+        return cmd_status([])
+    if args.cmd == "logs":
+        return cmd_logs(args.name, args.n)
+    return cmd_env([])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Fixtures on the real servers: Elasticsearch and RabbitMQ on 127.0.0.1.
+
+Each test gets its own resource group, dead-letter index and RabbitMQ pool queue,
+and removes them afterwards, so tests neither see nor feed each other.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import elasticsearch
+import kombu
+import pytest
+from oslo_config import cfg
+from oslo_log import log
+
+from searchlight_forward import config
+from searchlight_forward.listener.service import Listener
+from searchlight_forward.publisher import NotificationPublisher
+from tests.conftest import AMQP_URL, ES_URL, TRANSPORT_URL
+
+START_HINT = "start the local servers first: python3 scripts/servers.py up"
+
+
+@pytest.fixture(scope="session")
+def es():
+    client = elasticsearch.Elasticsearch(ES_URL, request_timeout=30)
+    try:
+        client.cluster.health(wait_for_status="yellow", timeout="30s")
+    except Exception as exc:  # noqa: BLE001 - the message says what to do
+        pytest.fail(f"Elasticsearch is not reachable at {ES_URL} ({exc}); {START_HINT}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def broker():
+    with kombu.Connection(AMQP_URL, connect_timeout=5) as conn:
+        try:
+            conn.ensure_connection(max_retries=1)
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"RabbitMQ is not reachable at {TRANSPORT_URL} ({exc}); {START_HINT}")
+    return TRANSPORT_URL
+
+
+@pytest.fixture
+def names():
+    suffix = uuid.uuid4().hex[:8]
+    return {"group": f"sft-{suffix}", "pool": f"sft-pool-{suffix}",
+            "dead_letters": f"sft-dead-{suffix}"}
+
+
+@pytest.fixture
+def config_file(tmp_path, names, es, broker):
+    path = tmp_path / "searchlight-forward.conf"
+    path.write_text(f"""
+[DEFAULT]
+transport_url = {TRANSPORT_URL}
+debug = false
+
+[listener]
+notifications_pool = {names['pool']}
+batch_size = 100
+batch_timeout = 0.1
+retry_initial_backoff = 0.2
+retry_max_backoff = 2
+
+[elasticsearch]
+hosts = {ES_URL}
+dead_letter_index = {names['dead_letters']}
+
+[resource_plugins]
+resource_group_name = {names['group']}
+""")
+    yield path
+    for index in (f"{names['group']}-*", names["dead_letters"]):
+        es.indices.delete(index=index, ignore_unavailable=True, allow_no_indices=True)
+    with kombu.Connection(AMQP_URL) as conn:
+        try:
+            conn.channel().queue_delete(names["pool"])
+        except Exception:  # noqa: BLE001 - the queue may never have been declared
+            pass
+
+
+def load_conf(path) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    log.register_options(conf)
+    config.register(conf)
+    conf(["--config-file", str(path)], project="searchlight-forward")
+    return conf
+
+
+@pytest.fixture
+def start_listener(config_file):
+    """Start in-process listeners on the test's config; all stopped at teardown."""
+    running: list[Listener] = []
+
+    def start(**overrides) -> Listener:
+        conf = load_conf(config_file)
+        for (group, name), value in overrides.items():
+            conf.set_override(name, value, group=group)
+        listener = Listener(conf, threading.Event())
+        listener.start()
+        running.append(listener)
+        return listener
+
+    yield start
+    for listener in running:
+        listener.stop()
+
+
+@pytest.fixture
+def publisher(broker):
+    pub = NotificationPublisher(broker)
+    yield pub
+    pub.close()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll until ``predicate()`` is truthy; fail with ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {value!r}")

@@ -1,0 +1,70 @@
+"""Real Notifier -> RabbitMQ -> listener -> Elasticsearch, for every plugin."""
+import fnmatch
+import random
+
+import pytest
+from elasticsearch import helpers
+
+from searchlight_forward.indexer import documents
+from searchlight_forward.simulator import CloudSimulator
+from tests.functional.conftest import wait_for
+from tests.functional.expected import differences, expected_states, stored_states
+
+PER_TYPE = 25   # resources per plugin: 14 plugins -> 350 resources
+
+
+def publish_all(publisher, stream):
+    for sim in stream:
+        publisher.publish(sim.exchange, sim.topic, sim.publisher_id, sim.event_type,
+                          sim.payload, priority=sim.priority)
+
+
+@pytest.mark.parametrize("order", ["emitted", "shuffled"])
+def test_every_resource_ends_in_its_newest_state(order, start_listener, publisher, es,
+                                                 names):
+    listener = start_listener()
+    stream = CloudSimulator(seed=7).stream(PER_TYPE)
+    types = {sim.to_notification().event_type.split(".")[0] for sim in stream}
+    assert len(stream) > 1000 and len(types) >= 9
+    expected = expected_states(stream, listener.plugins)
+    assert {k[0] for k in expected} == {p.resource_type for p in listener.plugins.plugins}
+
+    arrival = list(stream)
+    if order == "shuffled":
+        random.Random(3).shuffle(arrival)
+    publish_all(publisher, arrival)
+    wait_for(lambda: listener.processor.counters["notifications"] >= len(stream), 180,
+             f"{len(stream)} notifications to be processed")
+    assert listener.processor.counters["dead_lettered"] == 0
+
+    assert differences(expected, stored_states(es, names["group"])) == []
+    # The search alias shows exactly the live resources.
+    live = sum(1 for s in expected.values() if not s.deleted)
+    es.indices.refresh(index=f"{names['group']}-listener")
+    count = es.count(index=f"{names['group']}-search",
+                     query={"term": {documents.ROLE_FIELD: "admin"}})["count"]
+    assert count == live
+
+
+def test_user_copies_carry_no_admin_only_field(start_listener, publisher, es, names):
+    listener = start_listener()
+    stream = CloudSimulator(seed=11).stream(5, delete_ratio=0.0)
+    publish_all(publisher, stream)
+    wait_for(lambda: listener.processor.counters["notifications"] >= len(stream), 120,
+             "the stream to be processed")
+    es.indices.refresh(index=f"{names['group']}-listener")
+    patterns = {p.resource_type: p.admin_only_fields for p in listener.plugins.plugins}
+    user_docs = list(helpers.scan(es, index=f"{names['group']}-search",
+                                  query={"query": {"term": {documents.ROLE_FIELD: "user"}}}))
+    admin_docs = {h["_source"]["id"]: h["_source"] for h in helpers.scan(
+        es, index=f"{names['group']}-search",
+        query={"query": {"term": {documents.ROLE_FIELD: "admin"}}})}
+    assert len(user_docs) == len(admin_docs) > 50
+    hidden_somewhere = 0
+    for hit in user_docs:
+        doc = hit["_source"]
+        admin_only = patterns[doc["resource_type"]]
+        leaked = [k for k in doc if any(fnmatch.fnmatchcase(k, p) for p in admin_only)]
+        assert leaked == [], (doc["resource_type"], leaked)
+        hidden_somewhere += len(set(admin_docs[doc["id"]]) - set(doc))
+    assert hidden_somewhere > 0   # the admin copies do have fields the user copies lack
