@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 
 class Operation(str, enum.Enum):
@@ -31,7 +31,95 @@ class Notification:
     context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-Patch = Callable[[dict], dict]
+class Patch:
+    """A pure edit of a document, made of ops that each say what they touch.
+
+    Calling a patch applies it to a document and returns it. ``ops`` lets the
+    indexer version each touched field or list item on its own, so partial
+    notifications commute whatever their arrival order.
+    """
+
+    ops: tuple = ()
+
+    def __call__(self, doc: dict) -> dict:
+        for op in self.ops:
+            doc = op.apply(doc)
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class SetFields(Patch):
+    fields: Mapping[str, Any]
+
+    @property
+    def ops(self):
+        return (self,)
+
+    def apply(self, doc: dict) -> dict:
+        doc.update(copy.deepcopy(dict(self.fields)))
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class UpsertItem(Patch):
+    """Add ``item`` to ``doc[list_field]``, replacing the element with the same key."""
+    list_field: str
+    key: str
+    item: Mapping[str, Any]
+
+    @property
+    def ops(self):
+        return (self,)
+
+    @property
+    def value(self):
+        return self.item.get(self.key)
+
+    def apply(self, doc: dict) -> dict:
+        items = [i for i in doc.get(self.list_field) or [] if i.get(self.key) != self.value]
+        items.append(copy.deepcopy(dict(self.item)))
+        # Sorted by key, so the list is the same whatever order items arrived in.
+        doc[self.list_field] = sorted(items, key=lambda i: str(i.get(self.key)))
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveItem(Patch):
+    """Remove the elements of ``doc[list_field]`` whose ``key`` equals ``value``."""
+    list_field: str
+    key: str
+    value: Any
+
+    @property
+    def ops(self):
+        return (self,)
+
+    def apply(self, doc: dict) -> dict:
+        doc[self.list_field] = [i for i in doc.get(self.list_field) or []
+                                if i.get(self.key) != self.value]
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain(Patch):
+    ops: tuple = ()
+
+
+def set_fields(fields: Mapping[str, Any]) -> SetFields:
+    """Overwrite the given top-level fields."""
+    return SetFields(copy.deepcopy(dict(fields)))
+
+
+def upsert_item(list_field: str, key: str, item: Mapping[str, Any]) -> UpsertItem:
+    return UpsertItem(list_field, key, copy.deepcopy(dict(item)))
+
+
+def remove_item(list_field: str, key: str, value: Any) -> RemoveItem:
+    return RemoveItem(list_field, key, value)
+
+
+def chain(*patches: Patch) -> Chain:
+    return Chain(tuple(op for p in patches for op in p.ops))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,43 +151,3 @@ class DocumentChange:
             raise ValueError("an UPDATE change needs a patch")
         if not self.id and self.locate_by is None:
             raise ValueError("a change needs an id or a locate_by lookup")
-
-
-# -- patches: small pure building blocks plugins compose ---------------------------
-
-def set_fields(fields: Mapping[str, Any]) -> Patch:
-    """Overwrite the given top-level fields."""
-    frozen = copy.deepcopy(dict(fields))
-
-    def apply(doc: dict) -> dict:
-        doc.update(copy.deepcopy(frozen))
-        return doc
-    return apply
-
-
-def upsert_item(list_field: str, key: str, item: Mapping[str, Any]) -> Patch:
-    """Add ``item`` to ``doc[list_field]``, replacing an element with the same key."""
-    frozen = copy.deepcopy(dict(item))
-
-    def apply(doc: dict) -> dict:
-        items = [i for i in doc.get(list_field) or [] if i.get(key) != frozen.get(key)]
-        items.append(copy.deepcopy(frozen))
-        doc[list_field] = items
-        return doc
-    return apply
-
-
-def remove_item(list_field: str, key: str, value: Any) -> Patch:
-    """Remove every element of ``doc[list_field]`` whose ``key`` equals ``value``."""
-    def apply(doc: dict) -> dict:
-        doc[list_field] = [i for i in doc.get(list_field) or [] if i.get(key) != value]
-        return doc
-    return apply
-
-
-def chain(*patches: Patch) -> Patch:
-    def apply(doc: dict) -> dict:
-        for p in patches:
-            doc = p(doc)
-        return doc
-    return apply

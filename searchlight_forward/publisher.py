@@ -5,8 +5,11 @@ would put on the bus: the same exchange, topic, envelope and metadata.
 """
 from __future__ import annotations
 
+import datetime
+
 import oslo_messaging
 from oslo_config import cfg
+from oslo_utils import timeutils
 
 from searchlight_forward.config import register_messaging
 
@@ -29,13 +32,32 @@ class NotificationPublisher:
         return self._transports[exchange]
 
     def publish(self, exchange: str, topic: str, publisher_id: str, event_type: str,
-                payload, priority: str = "info", ctxt: dict | None = None) -> None:
+                payload, priority: str = "info", ctxt: dict | None = None,
+                emitted_at: str | None = None) -> None:
+        """Send one notification; ``emitted_at`` replays a simulated cloud's clock.
+
+        The Notifier stamps each message with ``timeutils.utcnow()``; a simulation
+        that must be reproducible overrides that clock for the duration of the call.
+        """
         key = (exchange, topic, publisher_id)
         if key not in self._notifiers:
             self._notifiers[key] = oslo_messaging.Notifier(
                 self._transport(exchange), publisher_id=publisher_id,
                 driver="messagingv2", topics=[topic])
-        getattr(self._notifiers[key], priority)(ctxt or {}, event_type, payload)
+        notify = getattr(self._notifiers[key], priority)
+        if emitted_at is None:
+            notify(ctxt or {}, event_type, payload)
+            return
+        timeutils.set_time_override(datetime.datetime.fromisoformat(emitted_at))
+        try:
+            notify(ctxt or {}, event_type, payload)
+        finally:
+            timeutils.clear_time_override()
+
+    def publish_simulated(self, sim) -> None:
+        """Publish a ``simulator.SimulatedNotification`` exactly as simulated."""
+        self.publish(sim.exchange, sim.topic, sim.publisher_id, sim.event_type,
+                     sim.payload, priority=sim.priority, emitted_at=sim.timestamp)
 
     def close(self) -> None:
         for transport in self._transports.values():

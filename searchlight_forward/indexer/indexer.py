@@ -14,15 +14,19 @@ returned as rejected, for the dead-letter index. Conflict (409): fold again.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
+import threading
 from typing import Any, Callable, Hashable, Iterable
 
 import elasticsearch
 from elasticsearch import helpers
 
 from searchlight_forward.backoff import Backoff, TransientError
-from searchlight_forward.change import DocumentChange
+from searchlight_forward.change import (DocumentChange, Operation, RemoveItem,
+                                        SetFields, UpsertItem, chain, remove_item,
+                                        set_fields)
 from searchlight_forward.indexer import documents, layout, merge
 from searchlight_forward.indexer.documents import ADMIN, ROLE_FIELD, ResourceState
 
@@ -34,6 +38,7 @@ RETRY_HINT = ("The batch stays unacknowledged until it is indexed. Check the clu
               "`curl $ES/_cluster/health` and `searchlight-forward-manage show`.")
 
 Key = tuple[str, str]  # (resource_type, id)
+_REMOVAL = object()    # origin of synthetic item removals: nothing to report
 
 
 @dataclasses.dataclass
@@ -63,6 +68,7 @@ class Indexer:
         self.admin_only = admin_only    # resource_type -> fnmatch patterns
         self.counters: collections.Counter = collections.Counter()
         self.backoff = backoff or Backoff()
+        self._locks = KeyLocks()
 
     # -- public ------------------------------------------------------------------
 
@@ -79,7 +85,14 @@ class Indexer:
         by_key: dict[Key, list[tuple[Hashable, DocumentChange]]] = collections.defaultdict(list)
         for origin, change in located:
             by_key[(change.resource_type, change.id)].append((origin, change))
+        with self._locks.holding(by_key):
+            self._write(by_key, result)
+        for _, r in result.results:
+            self.counters[r.outcome.value] += 1
+        self.counters["rejected"] += len(result.rejected)
+        return result
 
+    def _write(self, by_key, result: BatchResult) -> None:
         rounds = 0
         while by_key:
             rounds += 1
@@ -94,23 +107,23 @@ class Indexer:
                     LOG.warning("%d resources still conflicting after %d rounds; backing off",
                                 len(by_key), rounds)
                     self.backoff.sleep(self.backoff.delay(rounds - MAX_CONFLICT_ROUNDS + 1))
-        for _, r in result.results:
-            self.counters[r.outcome.value] += 1
-        self.counters["rejected"] += len(result.rejected)
-        return result
 
     # -- one round: read, fold, write --------------------------------------------
 
     def _round(self, by_key, result: BatchResult) -> set[Key]:
         stored = self._read_states(list(by_key))
+        removals = self._read_item_removals(by_key)
         actions: list[dict] = []
         action_keys: list[Key] = []
         folded: dict[Key, list[tuple[Hashable, merge.ChangeResult]]] = {}
         done: set[Key] = set()
         for key, items in by_key.items():
+            items = items + removals.get(key, [])
             state, results, dirty = merge.fold(stored.get(key), [c for _, c in items])
             origins = _origins_by_change(items)
-            folded[key] = [(origins[id(r.change)].pop(), r) for r in results]
+            folded[key] = [(origin, r) for origin, r in
+                           ((origins[id(r.change)].pop(), r) for r in results)
+                           if origin is not _REMOVAL]
             if dirty:
                 writes = self._write_actions(state)
                 actions.extend(writes)
@@ -178,36 +191,157 @@ class Indexer:
                     raise TransientError(f"mget failed: {doc['error']}")
         return states
 
+    # -- list items removed before the owner was known -----------------------------
+    #
+    # A security group rule delete names only the rule. If it overtakes the rule's
+    # create, no group holds the rule yet: an item tombstone remembers the removal
+    # (hidden from search like any tombstone) so the late create cannot add it back.
+
+    def _removal_id(self, resource_type: str, op) -> str:
+        return f"sf-removed:{resource_type}:{op.list_field}:{op.key}={op.value}"
+
+    def _write_item_removals(self, orphans) -> None:
+        actions = []
+        for change in orphans:
+            # Fields the change also sets (the group's updated_at) apply with it later.
+            fields = {k: v for op in change.patch.ops if isinstance(op, SetFields)
+                      for k, v in op.fields.items()}
+            for op in change.patch.ops:
+                if isinstance(op, RemoveItem):
+                    actions.append({
+                        "_op_type": "index",
+                        "_index": layout.listener_alias(self.groups[change.resource_type]),
+                        "_id": self._removal_id(change.resource_type, op),
+                        "version": change.version, "version_type": "external_gte",
+                        "_source": {ROLE_FIELD: "removal", documents.DELETED_FIELD: True,
+                                    "resource_type": change.resource_type,
+                                    "removed": [op.list_field, op.key, op.value],
+                                    "set_fields": fields}})
+        for ok, item in helpers.streaming_bulk(self.es, actions, raise_on_error=False,
+                                               raise_on_exception=True, max_retries=0):
+            status = item["index"].get("status")
+            if not ok and status != 409:   # 409: a newer removal is already there
+                raise TransientError(f"item removal not stored: {item['index'].get('error')}")
+
+    def _read_item_removals(self, by_key) -> dict[Key, list]:
+        """Synthetic removals to fold in before late upserts of removed items."""
+        wanted: dict[str, tuple[Key, UpsertItem]] = {}
+        for key, items in by_key.items():
+            for _, change in items:
+                for op in change.patch.ops if change.patch else ():
+                    if isinstance(op, UpsertItem):
+                        wanted[self._removal_id(key[0], op)] = (key, op)
+        found: dict[Key, list] = collections.defaultdict(list)
+        if not wanted:
+            return found
+        by_group: dict[str, list[str]] = collections.defaultdict(list)
+        for rid, (key, _) in wanted.items():
+            by_group[self.groups[key[0]]].append(rid)
+        for group, ids in by_group.items():
+            for doc in self.es.mget(index=layout.listener_alias(group), ids=ids)["docs"]:
+                if not doc.get("found"):
+                    continue
+                key, op = wanted[doc["_id"]]
+                patch = chain(remove_item(op.list_field, op.key, op.value),
+                              set_fields(doc["_source"].get("set_fields") or {}))
+                found[key].append((_REMOVAL, DocumentChange(
+                    key[0], key[1], None, Operation.UPDATE, doc["_version"],
+                    "item removal", "", patch=patch)))
+        return found
+
     # -- changes that name another field than the id ------------------------------
 
     def _locate(self, pending, result: BatchResult):
         """Resolve ``locate_by`` lookups (e.g. a rule id -> its security group)."""
         plain = [(o, c) for o, c in pending if c.locate_by is None]
-        lookups = [(o, c) for o, c in pending if c.locate_by is not None]
+        lookups = []
+        for origin, change in pending:
+            if change.locate_by is None:
+                continue
+            owner = _owner_in_batch(change, plain)
+            if owner:
+                plain.append((origin, dataclasses.replace(change, id=owner, locate_by=None)))
+            else:
+                lookups.append((origin, change))
         if not lookups:
             return plain
+        # Search is near-real-time: make the previous batches' writes visible first.
+        for group in {self.groups[c.resource_type] for _, c in lookups}:
+            self.es.indices.refresh(index=layout.listener_alias(group))
         searches: list[dict] = []
         for _, change in lookups:
             field, value = change.locate_by
             searches.append({"index": layout.listener_alias(self.groups[change.resource_type])})
+            # The list may be mapped as objects or as nested documents: ask both ways.
+            holds = {"bool": {"minimum_should_match": 1, "should": [
+                {"term": {field: value}},
+                {"nested": {"path": field.split(".", 1)[0], "ignore_unmapped": True,
+                            "query": {"term": {field: value}}}}]}}
             searches.append({"size": 1, "_source": False, "query": {"bool": {"filter": [
-                {"term": {field: value}}, {"term": {ROLE_FIELD: ADMIN}},
+                holds, {"term": {ROLE_FIELD: ADMIN}},
                 {"term": {"resource_type": change.resource_type}}]}}})
         responses = self.es.msearch(searches=searches)["responses"]
+        orphans: list[DocumentChange] = []
         for (origin, change), resp in zip(lookups, responses):
             if "error" in resp:
                 raise TransientError(f"lookup failed: {resp['error']}")
             hits = resp["hits"]["hits"]
             if not hits:
-                # The owner was never indexed (or is gone): nothing to patch.
+                # The owner is not known yet (or is gone): remember removals.
                 self.counters["unlocated"] += 1
+                orphans.append(change)
                 result.results.append((origin, merge.ChangeResult(
                     change, merge.Outcome.STALE, None)))
                 continue
             resource_id = hits[0]["_id"].rsplit("_", 1)[0]
             plain.append((origin, dataclasses.replace(change, id=resource_id,
                                                       locate_by=None)))
+        self._write_item_removals(orphans)
         return plain
+
+
+class KeyLocks:
+    """Striped locks: one batch at a time reads-folds-writes a given resource.
+
+    External versions order writes but cannot tell that a writer folded onto a state
+    another batch has since replaced; serialising per resource in the process closes
+    that window for concurrent batches (see docs: several processes still race on
+    partial updates of one resource).
+    """
+
+    STRIPES = 1024
+
+    def __init__(self):
+        self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
+
+    @contextlib.contextmanager
+    def holding(self, keys):
+        # Always in stripe order, so two batches cannot deadlock.
+        stripes = sorted({hash(k) % self.STRIPES for k in keys})
+        for i in stripes:
+            self._stripes[i].acquire()
+        try:
+            yield
+        finally:
+            for i in reversed(stripes):
+                self._stripes[i].release()
+
+
+def _owner_in_batch(change: DocumentChange, others) -> str | None:
+    """The id of a resource of this batch that holds the item ``change`` looks for."""
+    field, value = change.locate_by
+    list_field, key = field.split(".", 1)
+    for _, other in reversed(others):
+        if other.resource_type != change.resource_type:
+            continue
+        if other.document and any(i.get(key) == value
+                                  for i in other.document.get(list_field) or []):
+            return other.id
+        for op in other.patch.ops if other.patch else ():
+            if isinstance(op, UpsertItem) and op.list_field == list_field \
+                    and op.key == key and op.value == value:
+                return other.id
+    return None
 
 
 def _origins_by_change(items) -> dict[int, list]:

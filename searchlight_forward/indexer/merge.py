@@ -19,8 +19,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import re
 
-from searchlight_forward.change import DocumentChange, Operation
+from searchlight_forward.change import DocumentChange, Operation, SetFields
 from searchlight_forward.indexer.documents import ResourceState
 
 
@@ -87,40 +88,47 @@ def _is_redelivery(state: ResourceState, change: DocumentChange) -> bool:
 
 
 def _index(state: ResourceState, change: DocumentChange):
-    """A full document: the new base, under any newer partial fields."""
+    """A full document: the new base, under anything newer partials set."""
     document = copy.deepcopy(change.document)
-    newer_fields = {f: v for f, v in state.field_versions.items() if v > change.version}
-    for field in newer_fields:
-        if field in state.document:
-            document[field] = copy.deepcopy(state.document[field])
-        else:
-            document.pop(field, None)
+    newer = {k: v for k, v in state.field_versions.items() if v > change.version}
+    for key in newer:
+        item = _ITEM_KEY.match(key)
+        if item is None:
+            if key in state.document:
+                document[key] = copy.deepcopy(state.document[key])
+            else:
+                document.pop(key, None)
+            continue
+        list_field, item_key, value = item.groups()
+        current = [i for i in state.document.get(list_field) or []
+                   if str(i.get(item_key)) == value]
+        kept = [i for i in document.get(list_field) or [] if str(i.get(item_key)) != value]
+        document[list_field] = sorted(kept + copy.deepcopy(current),
+                                      key=lambda i: str(i.get(item_key)))
     new = ResourceState(change.resource_type, change.id,
                         document.get("project_id") or change.project_id,
                         max(state.version, change.version), document,
-                        base_version=change.version, field_versions=newer_fields)
+                        base_version=change.version, field_versions=newer)
     return Outcome.APPLIED, new
 
 
 def _update(state: ResourceState, change: DocumentChange):
-    """Some fields: set each unless a newer change already set it."""
-    patched = change.patch(copy.deepcopy(state.document))
+    """Some fields or list items: each set unless a newer change already set it."""
     document = copy.deepcopy(state.document)
     field_versions = dict(state.field_versions)
-    # Fields the patch sets even to their current value count: an older full
-    # document arriving later must not undo them.
-    touched = set(change.patch({}))
-    for field in set(patched) | set(state.document):
-        if (field not in touched
-                and patched.get(field, _MISSING) == state.document.get(field, _MISSING)):
-            continue
-        if field_versions.get(field, state.base_version) >= change.version:
-            continue
-        if field in patched:
-            document[field] = patched[field]
-        else:
-            document.pop(field, None)
-        field_versions[field] = change.version
+    for op in change.patch.ops:
+        if isinstance(op, SetFields):
+            for field, value in op.fields.items():
+                if field_versions.get(field, state.base_version) < change.version:
+                    document[field] = copy.deepcopy(value)
+                    field_versions[field] = change.version
+        else:  # an item of a list, versioned on its own
+            key = f"{op.list_field}[{op.key}={op.value}]"
+            seen = max(field_versions.get(key, 0),
+                       field_versions.get(op.list_field, state.base_version))
+            if seen < change.version:
+                document = op.apply(document)
+                field_versions[key] = change.version
     document["id"], document["resource_type"] = change.id, change.resource_type
     new = ResourceState(change.resource_type, change.id,
                         document.get("project_id") or state.project_id,
@@ -139,4 +147,4 @@ def _delete(state: ResourceState, change: DocumentChange):
 
 
 _APPLY = {Operation.INDEX: _index, Operation.UPDATE: _update, Operation.DELETE: _delete}
-_MISSING = object()
+_ITEM_KEY = re.compile(r"^(.*?)\[(.*?)=(.*)\]$")

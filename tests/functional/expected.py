@@ -58,6 +58,7 @@ def differences(expected, stored) -> list[str]:
         elif not want.deleted and want.document != got.document:
             diff = {k for k in set(want.document) | set(got.document)
                     if want.document.get(k) != got.document.get(k)}
-            problems.append(f"{key}: fields differ: {sorted(diff)}")
+            detail = {k: (want.document.get(k), got.document.get(k)) for k in sorted(diff)}
+            problems.append(f"{key}: fields differ (expected, stored): {detail}")
     problems += [f"{key}: unexpected" for key in set(stored) - set(expected)]
     return problems
