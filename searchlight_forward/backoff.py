@@ -40,7 +40,9 @@ class Backoff:
     def __init__(self, initial: float = 0.5, maximum: float = 30.0,
                  stop_event: threading.Event | None = None):
         self.stop_event = stop_event or threading.Event()
-        self._wait = tenacity.wait_exponential_jitter(initial=initial, max=maximum)
+        # First retry after `initial` to 2 x `initial` seconds, then doubling.
+        self._wait = tenacity.wait_exponential_jitter(multiplier=initial, max=maximum,
+                                                      jitter=initial)
         self.retries = 0   # transient failures so far, for the stats line
 
     def delay(self, attempt: int) -> float:

@@ -6,6 +6,7 @@ would put on the bus: the same exchange, topic, envelope and metadata.
 from __future__ import annotations
 
 import datetime
+from unittest import mock
 
 import oslo_messaging
 from oslo_config import cfg
@@ -48,11 +49,9 @@ class NotificationPublisher:
         if emitted_at is None:
             notify(ctxt or {}, event_type, payload)
             return
-        timeutils.set_time_override(datetime.datetime.fromisoformat(emitted_at))
-        try:
+        stamp = datetime.datetime.fromisoformat(emitted_at)
+        with mock.patch.object(timeutils, "utcnow", lambda *a, **k: stamp):
             notify(ctxt or {}, event_type, payload)
-        finally:
-            timeutils.clear_time_override()
 
     def publish_simulated(self, sim) -> None:
         """Publish a ``simulator.SimulatedNotification`` exactly as simulated."""

@@ -15,7 +15,6 @@ from searchlight_forward.backoff import Backoff
 from searchlight_forward.commands.common import setup
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.indexer import indices
-from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener import service
 from searchlight_forward.listener.batch import BatchProcessor
 
@@ -110,8 +109,8 @@ def _dead_letters(conf, es, plugins, groups, admin_only) -> int:
         return 0
     # replay: run the stored notification through today's plugins and indexer
     backoff = Backoff()
-    processor = BatchProcessor(plugins, Indexer(es, groups, admin_only, backoff),
-                               dl, backoff)
+    processor = BatchProcessor(
+        plugins, service.build_indexer(es, groups, admin_only, plugins, backoff), dl, backoff)
     failed = 0
     for rid in tqdm.tqdm(cmd.ids, desc="replay", unit="msg"):
         stored = json.loads(dl.get(rid)["notification"])

@@ -62,10 +62,13 @@ class Indexer:
 
     def __init__(self, es: elasticsearch.Elasticsearch, groups: dict[str, str],
                  admin_only: dict[str, tuple[str, ...]],
-                 backoff: Backoff | None = None):
+                 backoff: Backoff | None = None,
+                 item_lists: dict[str, dict[str, str]] | None = None):
         self.es = es
         self.groups = groups            # resource_type -> resource group
         self.admin_only = admin_only    # resource_type -> fnmatch patterns
+        self.item_lists = item_lists or {}  # resource_type -> {list field: item key}
+        self._gate = ReadWriteLock()
         self.counters: collections.Counter = collections.Counter()
         self.backoff = backoff or Backoff()
         self._locks = KeyLocks()
@@ -80,6 +83,17 @@ class Indexer:
         """
         result = BatchResult()
         pending = list(changes)
+        # A lookup by search must see every write of the batches in flight: it waits
+        # for them, and they for it; batches without lookups run side by side.
+        needs_lookup = any(c.locate_by is not None for _, c in pending)
+        with (self._gate.exclusive() if needs_lookup else self._gate.shared()):
+            self._apply(pending, result)
+        for _, r in result.results:
+            self.counters[r.outcome.value] += 1
+        self.counters["rejected"] += len(result.rejected)
+        return result
+
+    def _apply(self, pending, result: BatchResult) -> None:
         located = self.backoff.until_done(lambda: self._locate(pending, result),
                                           "Elasticsearch lookup", RETRY_HINT)
         by_key: dict[Key, list[tuple[Hashable, DocumentChange]]] = collections.defaultdict(list)
@@ -87,10 +101,6 @@ class Indexer:
             by_key[(change.resource_type, change.id)].append((origin, change))
         with self._locks.holding(by_key):
             self._write(by_key, result)
-        for _, r in result.results:
-            self.counters[r.outcome.value] += 1
-        self.counters["rejected"] += len(result.rejected)
-        return result
 
     def _write(self, by_key, result: BatchResult) -> None:
         rounds = 0
@@ -197,8 +207,9 @@ class Indexer:
     # create, no group holds the rule yet: an item tombstone remembers the removal
     # (hidden from search like any tombstone) so the late create cannot add it back.
 
-    def _removal_id(self, resource_type: str, op) -> str:
-        return f"sf-removed:{resource_type}:{op.list_field}:{op.key}={op.value}"
+    @staticmethod
+    def _removal_id(resource_type: str, list_field: str, key: str, value) -> str:
+        return f"sf-removed:{resource_type}:{list_field}:{key}={value}"
 
     def _write_item_removals(self, orphans) -> None:
         actions = []
@@ -211,7 +222,8 @@ class Indexer:
                     actions.append({
                         "_op_type": "index",
                         "_index": layout.listener_alias(self.groups[change.resource_type]),
-                        "_id": self._removal_id(change.resource_type, op),
+                        "_id": self._removal_id(change.resource_type, op.list_field,
+                                                op.key, op.value),
                         "version": change.version, "version_type": "external_gte",
                         "_source": {ROLE_FIELD: "removal", documents.DELETED_FIELD: True,
                                     "resource_type": change.resource_type,
@@ -225,12 +237,18 @@ class Indexer:
 
     def _read_item_removals(self, by_key) -> dict[Key, list]:
         """Synthetic removals to fold in before late upserts of removed items."""
-        wanted: dict[str, tuple[Key, UpsertItem]] = {}
+        wanted: dict[str, tuple[Key, tuple]] = {}
         for key, items in by_key.items():
             for _, change in items:
                 for op in change.patch.ops if change.patch else ():
                     if isinstance(op, UpsertItem):
-                        wanted[self._removal_id(key[0], op)] = (key, op)
+                        item = (op.list_field, op.key, op.value)
+                        wanted[self._removal_id(key[0], *item)] = (key, item)
+                # A full document may still list an item removed after it was made.
+                for list_field, item_key in self.item_lists.get(key[0], {}).items():
+                    for element in (change.document or {}).get(list_field) or []:
+                        item = (list_field, item_key, element.get(item_key))
+                        wanted[self._removal_id(key[0], *item)] = (key, item)
         found: dict[Key, list] = collections.defaultdict(list)
         if not wanted:
             return found
@@ -241,8 +259,8 @@ class Indexer:
             for doc in self.es.mget(index=layout.listener_alias(group), ids=ids)["docs"]:
                 if not doc.get("found"):
                     continue
-                key, op = wanted[doc["_id"]]
-                patch = chain(remove_item(op.list_field, op.key, op.value),
+                key, (list_field, item_key, value) = wanted[doc["_id"]]
+                patch = chain(remove_item(list_field, item_key, value),
                               set_fields(doc["_source"].get("set_fields") or {}))
                 found[key].append((_REMOVAL, DocumentChange(
                     key[0], key[1], None, Operation.UPDATE, doc["_version"],
@@ -298,6 +316,42 @@ class Indexer:
                                                       locate_by=None)))
         self._write_item_removals(orphans)
         return plain
+
+
+class ReadWriteLock:
+    """Many shared holders or one exclusive holder; a waiting exclusive goes first."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
 
 
 class KeyLocks:

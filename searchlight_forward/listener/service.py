@@ -76,6 +76,11 @@ def plugin_settings(conf: cfg.ConfigOpts, names: list[str], plugins: PluginSet):
     return groups, admin_only
 
 
+def build_indexer(es, groups, admin_only, plugins: PluginSet, backoff: Backoff) -> Indexer:
+    item_lists = {p.resource_type: dict(p.item_lists) for p in plugins.plugins}
+    return Indexer(es, groups, admin_only, backoff, item_lists)
+
+
 def elasticsearch_client(conf: cfg.ConfigOpts) -> elasticsearch.Elasticsearch:
     return elasticsearch.Elasticsearch(conf.elasticsearch.hosts,
                                        request_timeout=conf.elasticsearch.request_timeout)
@@ -105,7 +110,7 @@ class Listener:
                            "Is Elasticsearch up? `python3 scripts/servers.py status`")
         dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
         backoff.until_done(dead_letters.ensure, "dead-letter index setup", "")
-        self.indexer = Indexer(es, groups, admin_only, backoff)
+        self.indexer = build_indexer(es, groups, admin_only, self.plugins, backoff)
         self.processor = BatchProcessor(self.plugins, self.indexer, dead_letters, backoff)
 
         # Prefetch must be fixed before the transport exists.

@@ -27,6 +27,9 @@ class ResourcePlugin:
     event_types: tuple[str, ...] = ()
     #: fnmatch patterns of top-level fields only admins may see.
     admin_only_fields: tuple[str, ...] = ()
+    #: Lists whose items change one by one (list field -> item key field), e.g. a
+    #: security group's rules: the indexer versions and tombstones their items.
+    item_lists: Mapping[str, str] = {}
     #: Elasticsearch mapping properties for this resource's searchable fields.
     mapping: Mapping[str, Any] = {}
 

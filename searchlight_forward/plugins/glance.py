@@ -23,6 +23,7 @@ _NOT_API = {"is_public", "deleted", "deleted_at", "properties", "location",
 
 
 class ImagePlugin(c.ServicePlugin):
+    item_lists = {"members": "member_id"}
     resource_type = "OS::Glance::Image"
     notification_targets = ((GLANCE, "notifications"),)
     event_types = ("image.create", "image.update", "image.upload", "image.activate",

@@ -178,6 +178,7 @@ class FloatingIPPlugin(NeutronPlugin):
 
 
 class SecurityGroupPlugin(NeutronPlugin):
+    item_lists = {"security_group_rules": "id"}
     """Security groups, and their rules as a list inside the group's document.
 
     ``security_group_rule.create.end`` carries the rule with its
