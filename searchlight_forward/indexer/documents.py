@@ -18,8 +18,12 @@ DELETED_FIELD = "sf_deleted"
 INCOMPLETE_FIELD = "sf_incomplete"
 BASE_VERSION_FIELD = "sf_base_version"
 FIELD_VERSIONS_FIELD = "sf_field_versions"
+EVENT_TYPE_FIELD = "sf_event_type"      # the event of the newest change folded in
+CHANGED_AT_FIELD = "sf_changed_at"      # that notification's emission time
+VERSION_FIELD = "sf_version"            # the external version, readable in _source
 INTERNAL_FIELDS = (ROLE_FIELD, DELETED_FIELD, INCOMPLETE_FIELD, BASE_VERSION_FIELD,
-                   FIELD_VERSIONS_FIELD)
+                   FIELD_VERSIONS_FIELD, EVENT_TYPE_FIELD, CHANGED_AT_FIELD,
+                   VERSION_FIELD)
 
 ADMIN = "admin"
 USER = "user"
@@ -31,6 +35,9 @@ INTERNAL_MAPPING = {
     INCOMPLETE_FIELD: {"type": "boolean"},
     BASE_VERSION_FIELD: {"type": "long", "index": False},
     FIELD_VERSIONS_FIELD: {"type": "object", "enabled": False},
+    EVENT_TYPE_FIELD: {"type": "keyword"},
+    CHANGED_AT_FIELD: {"type": "keyword", "index": False},
+    VERSION_FIELD: {"type": "long"},
 }
 
 
@@ -51,6 +58,8 @@ class ResourceState:
     base_version: int = 0       # version of the last full document (0: none yet)
     field_versions: dict = dataclasses.field(default_factory=dict)
     # ^ fields set by partial notifications newer than the base, with their versions
+    event_type: str = ""        # of the newest change folded in
+    changed_at: str = ""        # its notification's emission time
 
     @property
     def incomplete(self) -> bool:
@@ -73,7 +82,9 @@ def redact(document: dict, patterns: Iterable[str]) -> dict:
 
 def es_sources(state: ResourceState, admin_only: Iterable[str]) -> dict[str, dict]:
     """The two stored copies of a state, keyed by role."""
-    base = {DELETED_FIELD: state.deleted, INCOMPLETE_FIELD: state.incomplete}
+    base = {DELETED_FIELD: state.deleted, INCOMPLETE_FIELD: state.incomplete,
+            EVENT_TYPE_FIELD: state.event_type, CHANGED_AT_FIELD: state.changed_at,
+            VERSION_FIELD: state.version}
     admin = dict(state.document, **base, **{ROLE_FIELD: ADMIN,
                                            BASE_VERSION_FIELD: state.base_version,
                                            FIELD_VERSIONS_FIELD: state.field_versions})
@@ -89,4 +100,6 @@ def state_from_source(source: dict, version: int) -> ResourceState:
         project_id=doc.get("project_id"), version=version, document=doc,
         deleted=bool(source.get(DELETED_FIELD)),
         base_version=int(source.get(BASE_VERSION_FIELD) or 0),
-        field_versions=dict(source.get(FIELD_VERSIONS_FIELD) or {}))
+        field_versions=dict(source.get(FIELD_VERSIONS_FIELD) or {}),
+        event_type=source.get(EVENT_TYPE_FIELD) or "",
+        changed_at=source.get(CHANGED_AT_FIELD) or "")

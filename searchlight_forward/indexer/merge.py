@@ -46,6 +46,8 @@ def fold(stored: ResourceState | None, changes: list[DocumentChange]
     dirty = False
     for change in sorted(changes, key=lambda c: c.version):
         outcome, state = _apply(state, change)
+        if outcome is Outcome.APPLIED and change.version >= state.version:
+            state.event_type, state.changed_at = change.event_type, change.timestamp
         dirty = dirty or outcome is Outcome.APPLIED
         if state.deleted and not state.project_id and change.project_id:
             # A delete that overtook its resource names no project; older changes do.
