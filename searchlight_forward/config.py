@@ -62,6 +62,10 @@ per_plugin_opts = [
     cfg.ListOpt("admin_only_fields", default=[],
                 help="Extra fnmatch patterns of top-level fields only admins see, "
                      "added to the plugin's built-in ones."),
+    cfg.ListOpt("unsearchable_fields", default=[],
+                help="fnmatch patterns of top-level fields that are stored but not "
+                     "searchable, and that the unsearchable_fields forwarding filter "
+                     "removes from every forwarded document."),
 ]
 
 LISTENER = "listener"

@@ -53,7 +53,7 @@ def index_body(plugins, shards: int, replicas: int) -> dict:
     """
     properties = merge_properties(
         [("searchlight-forward", INTERNAL_MAPPING)]
-        + [(p.resource_type, p.mapping) for p in plugins])
+        + [(p.resource_type, p.search_mapping()) for p in plugins])
     return {
         "settings": {"number_of_shards": shards, "number_of_replicas": replicas},
         "mappings": {"dynamic": False, "properties": properties},

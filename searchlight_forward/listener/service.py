@@ -61,7 +61,10 @@ def load(conf: cfg.ConfigOpts) -> tuple[list[str], PluginSet]:
     """The enabled plugins (all installed when none are named) and their names."""
     names = list(conf.resource_plugins.enabled or available_plugin_names())
     config.register(conf, names)
-    return names, load_plugins(names)
+    plugins = load_plugins(names)
+    for name, plugin in zip(names, plugins.plugins):
+        plugin.unsearchable_fields = tuple(conf[config.plugin_group(name)].unsearchable_fields)
+    return names, plugins
 
 
 def plugin_settings(conf: cfg.ConfigOpts, names: list[str], plugins: PluginSet):

@@ -33,6 +33,15 @@ class ResourcePlugin:
     #: Elasticsearch mapping properties for this resource's searchable fields.
     mapping: Mapping[str, Any] = {}
 
+    #: fnmatch patterns of fields kept out of the search mapping and out of every
+    #: forwarded document; set from ``[resource_plugin:<name>] unsearchable_fields``.
+    unsearchable_fields: tuple[str, ...] = ()
+
+    def search_mapping(self) -> dict:
+        """The mapping without the unsearchable fields."""
+        return {f: spec for f, spec in self.mapping.items()
+                if not any(fnmatch.fnmatchcase(f, p) for p in self.unsearchable_fields)}
+
     def handles(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, p) for p in self.event_types)
 

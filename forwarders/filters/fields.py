@@ -1,0 +1,87 @@
+"""The three field filters operators ask for (pure)."""
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any, Iterable
+
+from forwarders.filters import Filter, FilterConfigError
+
+
+def split_list(value: str) -> list[str]:
+    """One item per line when the value spans lines, else comma-separated."""
+    parts = value.splitlines() if "\n" in value.strip() else value.split(",")
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _drop_top_level(document: dict, patterns: Iterable[str]) -> dict:
+    patterns = tuple(patterns)
+    return {k: v for k, v in document.items()
+            if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+
+
+class AdminOnlyFields(Filter):
+    """Drops each plugin's admin-only fields, plus ``fields`` (fnmatch wildcards).
+
+    Use it on pipelines whose consumers are not all admins (a tenant's Zaqar queue).
+    """
+
+    def __init__(self, name, options, context):
+        super().__init__(name, options, context)
+        self.extra = tuple(split_list(options.get("fields", "")))
+
+    def apply(self, resource_type: str, document: dict) -> dict:
+        return _drop_top_level(document,
+                               self.context.admin_only.get(resource_type, ()) + self.extra)
+
+
+class UnsearchableFields(Filter):
+    """Drops the fields configured unsearchable for each type.
+
+    They are set per plugin in the main configuration
+    (``[resource_plugin:<name>] unsearchable_fields``), which also keeps them out of
+    the search mapping, so one list governs both.
+    """
+
+    def apply(self, resource_type: str, document: dict) -> dict:
+        return _drop_top_level(document, self.context.unsearchable.get(resource_type, ()))
+
+
+class RegexFields(Filter):
+    """Drops every field whose dotted path matches one of ``patterns``.
+
+    Paths go through nested objects and lists of objects without indices:
+    ``addresses.private.OS-EXT-IPS-MAC:mac_addr``, ``security_group_rules.remote_ip_prefix``.
+    A pattern matches anywhere in the path unless anchored (``re.search``).
+    """
+
+    def __init__(self, name, options, context):
+        super().__init__(name, options, context)
+        raw = options.get("patterns")
+        if not raw or not split_list(raw):
+            raise FilterConfigError("patterns: at least one regular expression is required")
+        self.patterns = []
+        for pattern in split_list(raw):
+            try:
+                self.patterns.append(re.compile(pattern))
+            except re.error as exc:
+                raise FilterConfigError(f"patterns: {pattern!r} is not a valid "
+                                        f"regular expression ({exc})") from None
+
+    def apply(self, resource_type: str, document: dict) -> dict:
+        return self._walk(document, "")
+
+    def _matches(self, path: str) -> bool:
+        return any(p.search(path) for p in self.patterns)
+
+    def _walk(self, node: Any, prefix: str) -> Any:
+        if isinstance(node, dict):
+            kept = {}
+            for key, value in node.items():
+                path = f"{prefix}.{key}" if prefix else str(key)
+                if not self._matches(path):
+                    kept[key] = self._walk(value, path)
+            return kept
+        if isinstance(node, list):
+            return [self._walk(item, prefix) for item in node]
+        return node
