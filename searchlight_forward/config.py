@@ -68,7 +68,24 @@ per_plugin_opts = [
                      "removes from every forwarded document."),
 ]
 
+forwarding_opts = [
+    cfg.StrOpt("config_file", default="forwarders.ini",
+               help="The pipelines file (paste-like ini). A relative path is "
+                    "relative to the directory of the first --config-file."),
+    cfg.StrOpt("zaqar_url", default="http://127.0.0.1:8888",
+               help="Zaqar endpoint for zaqar sinks that do not name a url."),
+]
+
+status_opts = [
+    cfg.HostAddressOpt("status_host", default="127.0.0.1",
+                       help="Address of the listener's status endpoint (GET /status)."),
+    cfg.PortOpt("status_port", default=8790,
+                help="Port of the status endpoint; worker N of a multi-process "
+                     "listener uses status_port + N. 0 turns it off."),
+]
+
 LISTENER = "listener"
+FORWARDING = "forwarding"
 ELASTICSEARCH = "elasticsearch"
 RESOURCE_PLUGINS = "resource_plugins"
 
@@ -86,7 +103,8 @@ def register_messaging(conf: cfg.ConfigOpts) -> None:
 
 def register(conf: cfg.ConfigOpts, plugin_names=()) -> None:
     register_messaging(conf)
-    conf.register_opts(listener_opts, LISTENER)
+    conf.register_opts(listener_opts + status_opts, LISTENER)
+    conf.register_opts(forwarding_opts, FORWARDING)
     conf.register_opts(elasticsearch_opts, ELASTICSEARCH)
     conf.register_opts(resource_plugin_opts, RESOURCE_PLUGINS)
     for name in plugin_names:
@@ -95,7 +113,8 @@ def register(conf: cfg.ConfigOpts, plugin_names=()) -> None:
 
 def list_opts():
     from searchlight_forward.plugins import available_plugin_names
-    opts = [(LISTENER, listener_opts), (ELASTICSEARCH, elasticsearch_opts),
+    opts = [(LISTENER, listener_opts + status_opts), (FORWARDING, forwarding_opts),
+            (ELASTICSEARCH, elasticsearch_opts),
             (RESOURCE_PLUGINS, resource_plugin_opts)]
     opts += [(plugin_group(n), per_plugin_opts) for n in available_plugin_names()]
     return opts

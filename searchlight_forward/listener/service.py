@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -17,12 +18,16 @@ import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging.notify.dispatcher import NotificationResult
 
+from forwarders.filters import FilterContext
+from forwarders.forwarding import Forwarding
+from forwarders.sinks import SinkContext
 from searchlight_forward import config
 from searchlight_forward.backoff import Backoff, Stopping
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.batch import BatchProcessor
+from searchlight_forward.listener.status import StatusServer
 from searchlight_forward.plugins import PluginSet, available_plugin_names, load_plugins
 from searchlight_forward.plugins.base import exchanges_and_topics
 
@@ -84,6 +89,25 @@ def build_indexer(es, groups, admin_only, plugins: PluginSet, backoff: Backoff) 
     return Indexer(es, groups, admin_only, backoff, item_lists)
 
 
+def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only) -> Forwarding:
+    """The pipelines of [forwarding] config_file; none if the file does not exist."""
+    path = conf.forwarding.config_file
+    if not os.path.isabs(path):
+        base = os.path.dirname(os.path.abspath(conf.config_file[0])) if conf.config_file else "."
+        path = os.path.join(base, path)
+    filter_context = FilterContext(
+        admin_only=admin_only,
+        resource_types=tuple(p.resource_type for p in plugins.plugins),
+        unsearchable={p.resource_type: p.unsearchable_fields for p in plugins.plugins})
+    sink_context = SinkContext(transport_url=conf.transport_url or "",
+                               es_hosts=conf.elasticsearch.hosts,
+                               zaqar_url=conf.forwarding.zaqar_url)
+    if not os.path.exists(path):
+        LOG.warning("no forwarding: %s does not exist", path)
+        return Forwarding([], sink_context.transport_url)
+    return Forwarding.from_file(path, filter_context, sink_context)
+
+
 def elasticsearch_client(conf: cfg.ConfigOpts) -> elasticsearch.Elasticsearch:
     return elasticsearch.Elasticsearch(conf.elasticsearch.hosts,
                                        request_timeout=conf.elasticsearch.request_timeout)
@@ -99,7 +123,8 @@ def ensure_indices(conf, es, plugins: PluginSet, groups: dict[str, str]) -> None
 class Listener:
     """One listener process's worth of machinery, startable and stoppable."""
 
-    def __init__(self, conf: cfg.ConfigOpts, stop_event: threading.Event | None = None):
+    def __init__(self, conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
+                 worker_index: int = 0):
         self.conf = conf
         self.stop_event = stop_event or threading.Event()
         self._stopped = False
@@ -114,7 +139,14 @@ class Listener:
         dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
         backoff.until_done(dead_letters.ensure, "dead-letter index setup", "")
         self.indexer = build_indexer(es, groups, admin_only, self.plugins, backoff)
-        self.processor = BatchProcessor(self.plugins, self.indexer, dead_letters, backoff)
+        self.forwarding = load_forwarding(conf, self.plugins, admin_only)
+        self.processor = BatchProcessor(self.plugins, self.indexer, dead_letters, backoff,
+                                        forward=self.forwarding.forward)
+        self.status = None
+        if conf.listener.status_port:
+            self.status = StatusServer(conf.listener.status_host,
+                                       conf.listener.status_port + worker_index,
+                                       self.snapshot)
 
         # Prefetch must be fixed before the transport exists.
         prefetch = conf.listener.prefetch or 2 * conf.listener.batch_size
@@ -131,6 +163,9 @@ class Listener:
             batch_timeout=conf.listener.batch_timeout)
 
     def start(self) -> None:
+        self.forwarding.start()
+        if self.status:
+            self.status.start()
         self.server.start()
         LOG.info("listening on %s in pool %r (batch %d / %.2fs)",
                  ", ".join(f"{t.exchange}/{t.topic}" for t in self.targets),
@@ -146,7 +181,16 @@ class Listener:
         self.server.stop()
         self.server.wait()
         self.transport.cleanup()
+        self.forwarding.stop()
+        if self.status:
+            self.status.stop()
         LOG.info("stopped: %s", self.stats())
+
+    def snapshot(self) -> dict:
+        counts = dict(self.processor.counters)
+        counts.update(self.indexer.counters)
+        counts["transient_retries"] = self.backoff.retries
+        return {"listener": counts, "pipelines": self.forwarding.stats()}
 
     def stats(self) -> str:
         counts = dict(self.processor.counters)
@@ -155,12 +199,12 @@ class Listener:
         return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
-def run_worker(conf: cfg.ConfigOpts) -> None:
+def run_worker(conf: cfg.ConfigOpts, worker_index: int = 0) -> None:
     """One listener process until SIGTERM or SIGINT."""
     stop_event = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop_event.set())
-    listener = Listener(conf, stop_event)
+    listener = Listener(conf, stop_event, worker_index)
     listener.start()
     last = time.monotonic()
     while not stop_event.wait(1.0):
@@ -183,18 +227,18 @@ def run(conf: cfg.ConfigOpts) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     procs = []
 
-    def spawn():
-        proc = ctx.Process(target=run_worker, args=(conf,), daemon=False)
+    def spawn(index):
+        proc = ctx.Process(target=run_worker, args=(conf, index), daemon=False)
         proc.start()
         return proc
 
-    procs = [spawn() for _ in range(workers)]
+    procs = [spawn(i) for i in range(workers)]
     while not stopping.wait(1.0):
         for i, proc in enumerate(procs):
             if not proc.is_alive():
                 LOG.error("worker %d exited with %s; starting another", proc.pid,
                           proc.exitcode)
-                procs[i] = spawn()
+                procs[i] = spawn(i)
     for proc in procs:
         proc.terminate()
     for proc in procs:

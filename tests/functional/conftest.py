@@ -64,6 +64,7 @@ batch_size = 100
 batch_timeout = 0.1
 retry_initial_backoff = 0.2
 retry_max_backoff = 2
+status_port = 0
 
 [elasticsearch]
 hosts = {ES_URL}
