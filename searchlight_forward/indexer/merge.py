@@ -131,6 +131,8 @@ def _update(state: ResourceState, change: DocumentChange):
             if seen < change.version:
                 document = op.apply(document)
                 field_versions[key] = change.version
+    if field_versions == state.field_versions and change.version <= state.version:
+        return Outcome.STALE, state   # newer changes had already set all it carries
     document["id"], document["resource_type"] = change.id, change.resource_type
     new = ResourceState(change.resource_type, change.id,
                         document.get("project_id") or state.project_id,
