@@ -26,16 +26,16 @@ def envelopes_of(result) -> list[Envelope]:
 
 
 class Forwarding:
-    def __init__(self, pipelines: list[loader.Pipeline], transport_url: str):
-        self.stop_event = threading.Event()
-        self.runners = [PipelineRunner(p, transport_url, threading.Event())
+    def __init__(self, pipelines: list[loader.Pipeline], transport_url: str,
+                 dead_letter=None):
+        self.runners = [PipelineRunner(p, transport_url, threading.Event(), dead_letter)
                         for p in pipelines]
 
     @classmethod
     def from_file(cls, path: str, filter_context: FilterContext,
-                  sink_context: SinkContext) -> "Forwarding":
+                  sink_context: SinkContext, dead_letter=None) -> "Forwarding":
         return cls(loader.load(path, filter_context, sink_context),
-                   sink_context.transport_url)
+                   sink_context.transport_url, dead_letter)
 
     def start(self) -> None:
         for runner in self.runners:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from typing import Callable
 import queue
 import threading
 import time
@@ -22,7 +23,7 @@ import time
 from forwarders.envelope import Envelope
 from forwarders.loader import Pipeline
 from forwarders.outbox import Outbox
-from forwarders.sinks import SinkUnavailable
+from forwarders.sinks import SinkRejected, SinkUnavailable
 from searchlight_forward.backoff import Backoff, Stopping
 
 LOG = logging.getLogger(__name__)
@@ -33,8 +34,11 @@ QUEUE_SIZE = 10_000    # in-memory envelopes per drop/retry pipeline
 
 class PipelineRunner:
     def __init__(self, pipeline: Pipeline, transport_url: str,
-                 stop_event: threading.Event | None = None):
+                 stop_event: threading.Event | None = None,
+                 dead_letter: Callable[[str, list], None] | None = None):
         self.pipeline = pipeline
+        # (pipeline name, [sinks.Rejection]) -> stored durably, or raises
+        self.dead_letter = dead_letter or (lambda name, rejections: None)
         self.policy = pipeline.policy
         self.stop_event = stop_event or threading.Event()
         self.counters: collections.Counter = collections.Counter()
@@ -127,8 +131,7 @@ class PipelineRunner:
             remaining = batch
             for attempt in range(1, attempts + 1):
                 try:
-                    self.pipeline.sink.deliver(remaining)
-                    self.counters["delivered"] += len(remaining)
+                    self._deliver(remaining)
                     remaining = []
                     break
                 except SinkUnavailable as exc:
@@ -159,14 +162,14 @@ class PipelineRunner:
                         continue
                 envelopes = [e for e, _ in pending]
                 try:
-                    self.pipeline.sink.deliver(envelopes)
+                    self._deliver(envelopes)
                     done = len(pending)
                 except SinkUnavailable as exc:
                     done = exc.delivered
+                    self.counters["delivered"] += done
                     self._failed(str(exc))
                 for _, message in pending[:done]:
                     message.ack()
-                self.counters["delivered"] += done
                 pending = pending[done:]
                 if pending:
                     attempt += 1
@@ -201,6 +204,20 @@ class PipelineRunner:
                                             "Is RabbitMQ up?")
         except Stopping:
             pass
+
+    def _deliver(self, envelopes: list[Envelope]) -> None:
+        """deliver(); envelopes the sink can never take are dead-lettered, not retried."""
+        try:
+            self.pipeline.sink.deliver(envelopes)
+            self.counters["delivered"] += len(envelopes)
+        except SinkRejected as exc:
+            self.backoff.until_done(
+                lambda: self.dead_letter(self.pipeline.name, exc.rejected),
+                f"dead-letter write for pipeline {self.pipeline.name}",
+                "Is Elasticsearch up?")
+            self.counters["rejected"] += len(exc.rejected)
+            self.counters["delivered"] += len(envelopes) - len(exc.rejected)
+            self._failed(str(exc))
 
     def _failed(self, reason: str) -> None:
         self.counters["failures"] += 1

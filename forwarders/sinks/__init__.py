@@ -9,7 +9,7 @@ sink's business: drop, retry with backoff, or hold durably until the sink is bac
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from forwarders.envelope import Envelope
 
@@ -29,6 +29,28 @@ class SinkUnavailable(Exception):
     def __init__(self, message: str, delivered: int = 0):
         super().__init__(message)
         self.delivered = delivered
+
+
+class Rejection(NamedTuple):
+    index: int          # position in the batch given to deliver()
+    envelope: Envelope
+    reason: str
+
+
+class SinkRejected(Exception):
+    """Some envelopes can never be delivered by this sink; all the others were.
+
+    The pipeline dead-letters ``rejected`` with their reasons and never retries them;
+    nothing of the batch is pending any more.
+    """
+
+    def __init__(self, rejected: Sequence[Rejection], delivered: int):
+        self.rejected = list(rejected)
+        self.delivered = delivered
+        reasons = "; ".join(f"#{r.index} {r.envelope.resource_type} {r.envelope.id}: "
+                            f"{r.reason}" for r in self.rejected[:3])
+        more = f" (and {len(self.rejected) - 3} more)" if len(self.rejected) > 3 else ""
+        super().__init__(f"{len(self.rejected)} envelope(s) rejected: {reasons}{more}")
 
 
 class Sink:

@@ -33,7 +33,7 @@ def _add_parsers(subparsers):
     p.add_argument("ids", nargs="*", help="record ids (show/delete/replay)")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--event-type")
-    p.add_argument("--stage", choices=("parse", "plugin", "index"))
+    p.add_argument("--stage", choices=("parse", "plugin", "index", "forward"))
 
 
 COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,

@@ -89,7 +89,8 @@ def build_indexer(es, groups, admin_only, plugins: PluginSet, backoff: Backoff) 
     return Indexer(es, groups, admin_only, backoff, item_lists)
 
 
-def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only) -> Forwarding:
+def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only,
+                    dead_letter=None) -> Forwarding:
     """The pipelines of [forwarding] config_file; none if the file does not exist."""
     path = conf.forwarding.config_file
     if not os.path.isabs(path):
@@ -105,7 +106,7 @@ def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only) -> For
     if not os.path.exists(path):
         LOG.warning("no forwarding: %s does not exist", path)
         return Forwarding([], sink_context.transport_url)
-    return Forwarding.from_file(path, filter_context, sink_context)
+    return Forwarding.from_file(path, filter_context, sink_context, dead_letter)
 
 
 def elasticsearch_client(conf: cfg.ConfigOpts) -> elasticsearch.Elasticsearch:
@@ -139,7 +140,8 @@ class Listener:
         dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
         backoff.until_done(dead_letters.ensure, "dead-letter index setup", "")
         self.indexer = build_indexer(es, groups, admin_only, self.plugins, backoff)
-        self.forwarding = load_forwarding(conf, self.plugins, admin_only)
+        self.forwarding = load_forwarding(conf, self.plugins, admin_only,
+                                          dead_letters.write_rejections)
         self.processor = BatchProcessor(self.plugins, self.indexer, dead_letters, backoff,
                                         forward=self.forwarding.forward)
         self.status = None
