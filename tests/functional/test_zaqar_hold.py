@@ -18,7 +18,7 @@ from tests.conftest import ZAQAR_URL
 from searchlight_forward.listener.service import load
 from tests.functional.conftest import load_conf, wait_for
 from tests.functional.expected import differences, expected_states, stored_states
-from tests.functional.test_crash import start_listener_process, stored_count
+from tests.functional.test_crash import queue_exists, start_listener_process, stored_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -79,6 +79,7 @@ max_backoff = 1
     servers("down", "zaqar")
     proc = start_listener_process(config_file, log_path)
     try:
+        wait_for(lambda: queue_exists(names["pool"]), 60, "the listener's queue")
         for sim in first:
             publisher.publish_simulated(sim)
         # Indexing goes on while Zaqar is away.
@@ -98,8 +99,8 @@ max_backoff = 1
 
         servers("up", "zaqar")
         client = zaqar_client.Client(ZAQAR_URL, version=2, conf={
-            "auth_opts": {"options": {"client_uuid": str(uuid.uuid4()),
-                                      "os_project_id": project}}})
+            "auth_opts": {"backend": "noauth", "options": {"project_id": project}},
+            "client_uuid": str(uuid.uuid4())})
         final = stored_states(es, names["group"])
         received: list[dict] = []
 
