@@ -116,5 +116,7 @@ def list_opts():
     opts = [(LISTENER, listener_opts + status_opts), (FORWARDING, forwarding_opts),
             (ELASTICSEARCH, elasticsearch_opts),
             (RESOURCE_PLUGINS, resource_plugin_opts)]
+    from searchlight_forward.commands.websocket import websocket_opts
+    opts.append(("websocket", websocket_opts))
     opts += [(plugin_group(n), per_plugin_opts) for n in available_plugin_names()]
     return opts

@@ -12,7 +12,8 @@ PROJECT = "searchlight-forward"
 
 
 # Client libraries that log every request at INFO.
-QUIET = ["elastic_transport=WARN", "elasticsearch=WARN", "kombu=WARN", "amqp=WARN"]
+QUIET = ["elastic_transport=WARN", "elasticsearch=WARN", "kombu=WARN", "amqp=WARN",
+         "websockets=WARN"]
 
 
 def setup(argv: list[str] | None, conf: cfg.ConfigOpts | None = None,

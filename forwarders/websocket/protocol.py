@@ -1,0 +1,487 @@
+"""The WebSocket protocol, sans I/O: one connection's state machine.
+
+Like the ``websockets`` library's own layering, this module does no network, no
+asyncio and no Elasticsearch. The server feeds it what happened (a client frame, a
+token validated, a change read from Elasticsearch) and gets back what to do
+(``Send`` a frame, ``Close`` with a code, ``Validate`` a token, start a
+``Resume``). It decides everything a connection may see, so the rules of contract 3
+("nothing leaks") are tested here with plain data:
+
+* a connection sees one role copy of each resource: the admin copy if its identity
+  has the admin role, else the user copy, which the indexer stored without the
+  admin-only fields; the user copy is also redacted again with today's admin-only
+  patterns, in case it was written before a pattern was added;
+* it sees only its own project's resources, unless its identity is admin and it
+  asked ``all_projects``; a token without a project sees nothing of anyone's;
+* every document passes through the pipeline's filters; if a filter fails, the
+  change is not sent at all (never the unfiltered document);
+* per resource, a version is sent only if it is higher than the one sent before on
+  this connection, so no older state follows a newer one (resume, live and an index
+  rebuild included), and changes go out in ``_seq_no`` order, so a cursor taken
+  from any frame resumes without a gap.
+
+Client frames are JSON text objects with an ``action``; anything else gets an
+``error`` frame, and a connection that keeps sending bad frames is closed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+from forwarders.envelope import DELETE, INDEX, Envelope
+from searchlight_forward.indexer import documents
+from searchlight_forward.indexer.documents import (ADMIN, DELETED_FIELD, EVENT_TYPE_FIELD,
+                                                   CHANGED_AT_FIELD, INTERNAL_FIELDS,
+                                                   ROLE_FIELD, USER, VERSION_FIELD)
+
+LOG = logging.getLogger(__name__)
+
+# -- close codes (documented in docs/websocket.md) -----------------------------------
+GOING_AWAY = 1001          # the server is shutting down (sent by the library)
+MESSAGE_TOO_BIG = 1009     # a frame above max_size (sent by the library)
+INTERNAL_ERROR = 1011      # a server bug on this connection
+TRY_AGAIN_LATER = 1013     # Elasticsearch or the token validator is unavailable
+AUTH_FAILED = 4001         # no token in time, bad or expired token
+PROTOCOL_VIOLATION = 4002  # too many bad frames
+TOO_SLOW = 4008            # the outgoing queue overflowed
+
+CLOSE_REASONS = {
+    GOING_AWAY: "server shutting down",
+    MESSAGE_TOO_BIG: "frame too big",
+    INTERNAL_ERROR: "internal error",
+    TRY_AGAIN_LATER: "try again later",
+    AUTH_FAILED: "authentication failed",
+    PROTOCOL_VIOLATION: "too many bad frames",
+    TOO_SLOW: "too slow",
+}
+
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_RESOURCE_TYPES = 256
+MAX_REASON_BYTES = 123     # RFC 6455: a close reason fits in 123 bytes of UTF-8
+
+
+# -- outputs ---------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Send:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Validate:
+    """Validate ``token`` and call ``token_accepted`` or ``token_rejected``."""
+    token: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """Start the subscription: resume from its cursor, then go live."""
+    subscription: "Subscription"
+
+
+Action = Send | Close | Validate | Resume
+
+
+# -- values --------------------------------------------------------------------
+
+_CURSOR = re.compile(r"(?P<index>[^:\s]{1,255}):(?P<seq>-1|\d{1,19})")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Cursor:
+    """A position in one concrete index: every change up to ``seq_no`` was sent."""
+    index: str
+    seq_no: int
+
+    @classmethod
+    def parse(cls, text: Any) -> "Cursor":
+        if not isinstance(text, str):
+            raise ValueError("cursor must be a string or null")
+        match = _CURSOR.fullmatch(text)
+        if not match:
+            raise ValueError("cursor must look like '<index>:<seq_no>' as sent by the "
+                             "server")
+        return cls(match["index"], int(match["seq"]))
+
+    def __str__(self) -> str:
+        return f"{self.index}:{self.seq_no}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscription:
+    resource_types: frozenset
+    all_projects: bool
+    cursor: Cursor | None
+    role: str                   # which stored copy: ADMIN or USER
+    project_id: str | None      # None only with all_projects
+
+    def wants(self, source: Mapping[str, Any]) -> bool:
+        """Is this stored document (one role copy) for this subscription?"""
+        if source.get(ROLE_FIELD) != self.role:
+            return False
+        if source.get("resource_type") not in self.resource_types:
+            return False
+        if self.all_projects:
+            return True
+        return self.project_id is not None and source.get("project_id") == self.project_id
+
+
+class Change:
+    """One stored document as Elasticsearch returned it: a role copy at a ``_seq_no``.
+
+    ``resync`` marks changes read for a full resynchronisation (no cursor, another
+    index, an index rebuild): a tombstone among them is only news to a connection
+    that was sent the resource before.
+    """
+
+    __slots__ = ("index", "seq_no", "source", "version", "resync", "_frame")
+
+    def __init__(self, index: str, seq_no: int, source: Mapping[str, Any],
+                 version: int | None = None, resync: bool = False):
+        self.index = index
+        self.seq_no = seq_no
+        self.source = source
+        stored = source.get(VERSION_FIELD)
+        self.version = int(stored if isinstance(stored, int) else (version or 0))
+        self.resync = resync
+        self._frame: Any = None
+
+    @classmethod
+    def from_hit(cls, hit: Mapping[str, Any], resync: bool = False) -> "Change":
+        return cls(hit["_index"], hit["_seq_no"], hit.get("_source") or {},
+                   hit.get("_version"), resync)
+
+    @property
+    def key(self) -> tuple:
+        return (self.source.get("resource_type"), str(self.source.get("id")))
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.source.get(DELETED_FIELD))
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.index, self.seq_no)
+
+    def __repr__(self) -> str:
+        return (f"Change({self.index}:{self.seq_no} {self.key} v{self.version} "
+                f"{self.source.get(ROLE_FIELD)}{' deleted' if self.deleted else ''})")
+
+
+class Renderer:
+    """Turns a stored role copy into a ``change`` frame: internal fields out,
+    admin-only fields out of user copies (again), the pipeline's filters applied.
+
+    The frame depends only on the change (its role copy), so it is built once and
+    shared by every connection that may see it.
+    """
+
+    def __init__(self, filters: Sequence[Any] = (),
+                 admin_only: Mapping[str, Iterable[str]] | None = None):
+        self.filters = list(filters)
+        self.admin_only = {k: tuple(v) for k, v in (admin_only or {}).items()}
+        self.failures = 0
+
+    def envelope(self, change: Change) -> Envelope:
+        source = change.source
+        resource_type = source.get("resource_type") or ""
+        document = None
+        if not change.deleted:
+            document = {k: v for k, v in source.items() if k not in INTERNAL_FIELDS}
+            if source.get(ROLE_FIELD) != ADMIN:
+                document = documents.redact(document, self.admin_only.get(resource_type, ()))
+            for f in self.filters:
+                document = f.apply(resource_type, document)
+        return Envelope(
+            resource_type=resource_type, id=str(source.get("id")),
+            project_id=source.get("project_id"), version=change.version,
+            operation=DELETE if change.deleted else INDEX,
+            event_type=source.get(EVENT_TYPE_FIELD) or "",
+            timestamp=source.get(CHANGED_AT_FIELD) or "", document=document)
+
+    def render(self, change: Change) -> str | None:
+        """The frame text, or None if a filter failed (the change is then withheld)."""
+        if change._frame is None:
+            try:
+                envelope = self.envelope(change)
+                change._frame = json.dumps(
+                    {"type": "change", "cursor": str(change.cursor),
+                     "envelope": envelope.to_dict()},
+                    separators=(",", ":"), default=str)
+            except Exception:  # noqa: BLE001 - a filter bug must not leak or kill
+                self.failures += 1
+                LOG.exception("withholding %r: a filter or the document failed", change)
+                change._frame = False
+        return change._frame or None
+
+
+def frame(type_: str, **fields: Any) -> str:
+    return json.dumps({"type": type_, **fields}, separators=(",", ":"), default=str)
+
+
+def error(code: str, message: str, action: Any = None) -> Send:
+    fields: dict[str, Any] = {"code": code, "message": message}
+    if isinstance(action, str) and len(action) <= 64:
+        fields["action"] = action
+    return Send(frame("error", **fields))
+
+
+def close(code: int, reason: str | None = None) -> Close:
+    text = reason or CLOSE_REASONS.get(code, "")
+    data = text.encode("utf-8")
+    if len(data) > MAX_REASON_BYTES:
+        text = data[:MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+    return Close(code, text)
+
+
+# -- the state machine -----------------------------------------------------------
+
+class State(str, enum.Enum):
+    AWAITING_TOKEN = "awaiting_token"
+    VALIDATING = "validating"
+    AUTHENTICATED = "authenticated"
+    RESUMING = "resuming"
+    LIVE = "live"
+    CLOSED = "closed"
+
+
+class Session:
+    """One WebSocket connection, from the first frame to the close.
+
+    ``known_types``: the resource types this server serves. ``max_errors``: bad
+    frames tolerated before closing with 4002. ``max_pending``: frames kept while a
+    token is being validated (a client may send ``authenticate`` and ``subscribe``
+    back to back).
+    """
+
+    def __init__(self, known_types: Iterable[str], renderer: Renderer,
+                 admin_role: str = "admin", max_errors: int = 10, max_pending: int = 8):
+        self.known_types = frozenset(known_types)
+        self.renderer = renderer
+        self.admin_role = admin_role
+        self.max_errors = max_errors
+        self.max_pending = max_pending
+        self.state = State.AWAITING_TOKEN
+        self.identity = None
+        self.subscription: Subscription | None = None
+        self.errors = 0
+        self.close_code: int | None = None
+        self._pending: list[str | bytes] = []
+        #: (resource_type, id) -> the version last sent on this connection
+        self.sent: dict[tuple, int] = {}
+        #: changes at or below this position were sent (or skipped) already
+        self.position: Cursor | None = None
+        self.frames_sent = 0
+
+    # -- client frames -----------------------------------------------------------
+
+    def receive(self, data: Any) -> list[Action]:
+        """A frame from the client (``str`` for text frames, ``bytes`` for binary)."""
+        if self.state is State.CLOSED:
+            return []
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return self._bad("binary_frame", "send JSON in text frames")
+        if not isinstance(data, str):
+            return self._bad("bad_frame", "unreadable frame")
+        if self.state is State.VALIDATING:
+            if len(self._pending) >= self.max_pending:
+                return self._bad("not_authenticated",
+                                 "wait for the 'authenticated' frame before sending more")
+            self._pending.append(data)
+            return []
+        try:
+            message = json.loads(data)
+        except (ValueError, RecursionError):
+            return self._bad("bad_json", "the frame is not JSON")
+        if not isinstance(message, dict):
+            return self._bad("bad_frame", "the frame must be a JSON object with an 'action'")
+        action = message.get("action")
+        if action == "authenticate":
+            return self._authenticate(message)
+        if action == "subscribe":
+            return self._subscribe(message)
+        if not isinstance(action, str):
+            return self._bad("bad_frame", "'action' must be a string", None)
+        return self._bad("unknown_action",
+                         "unknown action; use 'authenticate' or 'subscribe'", action)
+
+    def header_token(self, token: str) -> list[Action]:
+        """A token from the ``X-Auth-Token`` handshake header."""
+        return self._authenticate({"action": "authenticate", "token": token})
+
+    def _authenticate(self, message: dict) -> list[Action]:
+        if self.state is not State.AWAITING_TOKEN:
+            return self._bad("already_authenticated", "this connection is authenticated",
+                             "authenticate")
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            return self._bad("bad_request", "'token' must be a non-empty string",
+                             "authenticate")
+        if len(token) > MAX_TOKEN_LENGTH:
+            return self._bad("bad_request", "'token' is too long", "authenticate")
+        self.state = State.VALIDATING
+        return [Validate(token)]
+
+    def _subscribe(self, message: dict) -> list[Action]:
+        if self.state in (State.AWAITING_TOKEN, State.VALIDATING):
+            return self._bad("not_authenticated", "authenticate first", "subscribe")
+        if self.state is not State.AUTHENTICATED:
+            return self._bad("already_subscribed",
+                             "one subscription per connection; reconnect with your "
+                             "cursor to change it", "subscribe")
+        types = message.get("resource_types")
+        if (not isinstance(types, list) or not types or len(types) > MAX_RESOURCE_TYPES
+                or not all(isinstance(t, str) and t for t in types)):
+            return self._bad("bad_request", "'resource_types' must be a non-empty list "
+                             "of resource type names", "subscribe")
+        unknown = sorted(set(types) - self.known_types)
+        if unknown:
+            shown = ", ".join(u[:64] for u in unknown[:5])
+            return self._bad("unknown_resource_type",
+                             f"unknown resource type(s): {shown}; served here: "
+                             f"{', '.join(sorted(self.known_types))}", "subscribe")
+        all_projects = message.get("all_projects", False)
+        if not isinstance(all_projects, bool):
+            return self._bad("bad_request", "'all_projects' must be true or false",
+                             "subscribe")
+        raw_cursor = message.get("cursor")
+        cursor = None
+        if raw_cursor is not None:
+            try:
+                cursor = Cursor.parse(raw_cursor)
+            except ValueError as exc:
+                return self._bad("bad_cursor", str(exc), "subscribe")
+        admin = self.identity.is_admin(self.admin_role)
+        if all_projects and not admin:
+            return self._bad("forbidden", "all_projects needs the admin role", "subscribe")
+        if not all_projects and not self.identity.project_id:
+            return self._bad("forbidden", "the token is not scoped to a project",
+                             "subscribe")
+        self.subscription = Subscription(
+            resource_types=frozenset(types), all_projects=all_projects, cursor=cursor,
+            role=ADMIN if admin else USER,
+            project_id=None if all_projects else self.identity.project_id)
+        self.state = State.RESUMING
+        self.errors = 0
+        return [Resume(self.subscription)]
+
+    def _bad(self, code: str, message: str, action: Any = None) -> list[Action]:
+        self.errors += 1
+        if self.errors > self.max_errors:
+            return self._close(PROTOCOL_VIOLATION,
+                               f"too many bad frames (last: {code})")
+        return [error(code, message, action)]
+
+    # -- results of the server's work --------------------------------------------
+
+    def token_accepted(self, identity) -> list[Action]:
+        if self.state is not State.VALIDATING:
+            return []
+        if identity.expired():
+            return self.token_rejected("token expired")
+        self.identity = identity
+        self.state = State.AUTHENTICATED
+        self.errors = 0
+        actions: list[Action] = [Send(frame(
+            "authenticated", user_id=identity.user_id, project_id=identity.project_id,
+            roles=sorted(identity.roles), admin=identity.is_admin(self.admin_role),
+            expires_at=identity.expires_at.isoformat() if identity.expires_at else None,
+            resource_types=sorted(self.known_types)))]
+        pending, self._pending = self._pending, []
+        for data in pending:
+            actions.extend(self.receive(data))
+            if self.state is State.CLOSED:
+                break
+        return actions
+
+    def token_rejected(self, reason: str) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
+        return self._close(AUTH_FAILED, f"authentication failed: {reason}")
+
+    def validation_unavailable(self) -> list[Action]:
+        return self._close(TRY_AGAIN_LATER, "token validation unavailable; try again later")
+
+    def auth_deadline(self) -> list[Action]:
+        if self.state not in (State.AWAITING_TOKEN, State.VALIDATING):
+            return []
+        return self._close(AUTH_FAILED, "authentication timeout: send "
+                           "{\"action\": \"authenticate\", \"token\": ...} first")
+
+    def token_expired(self) -> list[Action]:
+        if self.state is State.CLOSED or self.identity is None:
+            return []
+        return self._close(AUTH_FAILED, "token expired; reconnect with a new token "
+                           "and your cursor")
+
+    def overflow(self, queued: int) -> list[Action]:
+        return self._close(TOO_SLOW, f"too slow: {queued} frames queued; reconnect "
+                           "with your cursor")
+
+    def unavailable(self, what: str) -> list[Action]:
+        return self._close(TRY_AGAIN_LATER, f"{what} unavailable; try again later")
+
+    def closed(self) -> None:
+        """The connection is gone, whoever closed it."""
+        self.state = State.CLOSED
+
+    def _close(self, code: int, reason: str) -> list[Action]:
+        self.state = State.CLOSED
+        self.close_code = code
+        return [close(code, reason)]
+
+    # -- changes -------------------------------------------------------------------
+
+    def wants(self, change: Change) -> bool:
+        """May this connection see ``change`` at all (role copy, type, project)?"""
+        return (self.subscription is not None
+                and self.state in (State.RESUMING, State.LIVE)
+                and self.subscription.wants(change.source))
+
+    def start_at(self, position: Cursor | None) -> None:
+        """Changes of ``position.index`` at or below its seq_no are already covered
+        (the client's cursor, when it is ahead of this server)."""
+        if position is not None and (self.position is None or self.position.index != position.index
+                                     or self.position.seq_no < position.seq_no):
+            self.position = position
+
+    def offer(self, change: Change) -> str | None:
+        """The frame to send for ``change``, or None. Records what was sent."""
+        if not self.wants(change):
+            return None
+        if self.position is not None and self.position.index == change.index:
+            if change.seq_no <= self.position.seq_no:
+                return None
+        self.position = change.cursor
+        key = change.key
+        sent = self.sent.get(key)
+        if sent is not None and change.version <= sent:
+            return None
+        if change.deleted and sent is None and change.resync:
+            return None   # a client being resynchronised never had it
+        text = self.renderer.render(change)
+        if text is None:
+            return None
+        self.sent[key] = change.version
+        self.frames_sent += 1
+        return text
+
+    def resumed(self, position: Cursor | None, count: int, full: bool) -> list[Action]:
+        """The resume is over: tell the client, and go live."""
+        if self.state is not State.RESUMING:
+            return []
+        self.start_at(position)
+        self.state = State.LIVE
+        cursor = self.position or position
+        return [Send(frame("resumed", cursor=str(cursor) if cursor else None,
+                           count=count, full=full))]

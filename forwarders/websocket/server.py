@@ -1,0 +1,497 @@
+"""The WebSocket server: ``websockets`` (asyncio) around the sans-I/O protocol.
+
+One ``Tailer`` reads the resource group's changes from Elasticsearch and hands each
+page to ``dispatch``, which offers every change to the connections that may see it
+(indexed by project, plus the admins who asked for all projects). Each connection
+has a bounded queue of outgoing frames and a writer task; the tailer never waits
+for a connection: a queue that overflows closes its connection with 4008 and no
+one else notices. Resumes are paced by their own client (they wait for queue
+room), while the live changes that arrive meanwhile are held aside and handed over
+once the resume is done; if too many arrive, the resume simply runs again from
+where it got to.
+
+See ``docs/websocket.md`` for the protocol and ``protocol.py`` for the rules.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import http
+import json
+import logging
+import threading
+from typing import Any, Iterable, Mapping, Sequence
+
+import elasticsearch
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+
+from forwarders.websocket import protocol
+from forwarders.websocket.auth import InvalidToken, TokenValidator
+from forwarders.websocket.doorbell import DoorbellListener
+from forwarders.websocket.protocol import (Change, Close, Cursor, Renderer, Resume, Send,
+                                           Session, Subscription, Validate)
+from forwarders.websocket.tail import PAGE_SIZE, Tailer
+from searchlight_forward.indexer.documents import ROLE_FIELD, ROLES
+
+LOG = logging.getLogger(__name__)
+
+MAX_RESUME_ROUNDS = 8
+_CLOSE = object()
+
+
+@dataclasses.dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8765                 # 0: any free port (see WebSocketServer.port)
+    queue_size: int = 1000           # outgoing frames per connection before 4008
+    poll_interval: float = 1.0       # seconds between polls when no doorbell rings
+    auth_timeout: float = 10.0       # seconds to authenticate before 4001
+    admin_role: str = "admin"
+    max_size: int = 64 * 1024        # largest client frame (bytes) before 1009
+    max_errors: int = 10             # bad frames tolerated before 4002
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 10.0
+    compression: str | None = "deflate"
+    page_size: int = PAGE_SIZE
+    validator_threads: int = 4
+    resume_threads: int = 4
+
+
+class WebSocketServer:
+    """Serves one resource group's changes to authenticated WebSocket clients.
+
+    ``filters``: the pipeline's ``forwarders.filters.Filter`` objects, applied to
+    every document sent. ``admin_only``: resource type -> fnmatch patterns, removed
+    again from user copies. ``doorbell_url``: the RabbitMQ transport URL to listen
+    for rings on (None: poll every ``poll_interval`` only).
+    """
+
+    def __init__(self, es: elasticsearch.Elasticsearch, group: str,
+                 validator: TokenValidator, resource_types: Iterable[str], *,
+                 filters: Sequence[Any] = (),
+                 admin_only: Mapping[str, Iterable[str]] | None = None,
+                 doorbell_url: str | None = None, settings: Settings | None = None,
+                 **overrides: Any):
+        self.settings = dataclasses.replace(settings or Settings(), **overrides)
+        self.es = es
+        self.group = group
+        self.validator = validator
+        self.resource_types = frozenset(resource_types)
+        self.renderer = Renderer(filters, admin_only)
+        self.doorbell_url = doorbell_url
+        self.tailer = Tailer(es, group, self.dispatch, self.settings.poll_interval,
+                             self.settings.page_size)
+        self._auth_executor = concurrent.futures.ThreadPoolExecutor(
+            self.settings.validator_threads, thread_name_prefix="ws-auth")
+        self._resume_executor = concurrent.futures.ThreadPoolExecutor(
+            self.settings.resume_threads, thread_name_prefix="ws-resume")
+        self.doorbell: DoorbellListener | None = None
+        self.clients: set[_Client] = set()
+        self._by_project: dict[Any, set[_Client]] = collections.defaultdict(set)
+        self._all_projects: set[_Client] = set()
+        self._server = None
+        self.port: int | None = None
+        self.counters: collections.Counter = collections.Counter()
+        self.closes: collections.Counter = collections.Counter()
+        self._background: set[asyncio.Task] = set()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.tailer.start()
+        if self.doorbell_url:
+            self.doorbell = DoorbellListener(self.doorbell_url, [self.group],
+                                             self.tailer.ring_threadsafe)
+            loop = asyncio.get_running_loop()
+            if not await loop.run_in_executor(None, self.doorbell.start, 10.0):
+                LOG.warning("doorbell not connected yet; polling every %.1fs meanwhile",
+                            self.settings.poll_interval)
+        s = self.settings
+        self._server = await serve(
+            self._handle, s.host, s.port, max_size=s.max_size,
+            ping_interval=s.ping_interval, ping_timeout=s.ping_timeout,
+            close_timeout=s.close_timeout, compression=s.compression,
+            process_request=self._process_request, server_header=None)
+        self.port = self._server.sockets[0].getsockname()[1]
+        LOG.info("WebSocket server for resource group %s on ws://%s:%d (%d resource "
+                 "types; doorbell %s)", self.group, s.host, self.port,
+                 len(self.resource_types), "on" if self.doorbell else "off")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()          # 1001 to every client
+            await self._server.wait_closed()
+        if self.doorbell is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.doorbell.stop)
+        await self.tailer.stop()
+        self._auth_executor.shutdown(wait=False, cancel_futures=True)
+        self._resume_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    def _keep(self, task: asyncio.Task) -> None:
+        """Hold a reference to a task no connection owns (closing handshakes)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- HTTP side ---------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request):
+        if request.path.split("?", 1)[0] == "/status":
+            return connection.respond(http.HTTPStatus.OK, json.dumps(self.stats()) + "\n")
+        return None
+
+    def stats(self) -> dict:
+        states = collections.Counter(c.session.state.value for c in list(self.clients))
+        return {"group": self.group, "connections": len(self.clients),
+                "states": dict(states), "closes": {str(k): v for k, v in self.closes.items()},
+                "counters": dict(self.counters), "tailer": self.tailer.stats(),
+                "doorbell": None if self.doorbell is None else {
+                    "connected": self.doorbell.connected,
+                    "received": self.doorbell.received},
+                "filter_failures": self.renderer.failures}
+
+    # -- connections ---------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        client = _Client(self, ws)
+        self.clients.add(client)
+        self.counters["connections"] += 1
+        try:
+            await client.run()
+        finally:
+            self.clients.discard(client)
+            self.detach(client)
+
+    def attach(self, client: "_Client", sub: Subscription) -> None:
+        if sub.all_projects:
+            self._all_projects.add(client)
+        else:
+            self._by_project[sub.project_id].add(client)
+
+    def detach(self, client: "_Client") -> None:
+        self._all_projects.discard(client)
+        sub = client.session.subscription
+        if sub is not None and not sub.all_projects:
+            members = self._by_project.get(sub.project_id)
+            if members is not None:
+                members.discard(client)
+                if not members:
+                    del self._by_project[sub.project_id]
+
+    def dispatch(self, changes: list[Change]) -> None:
+        """The tailer's pages: offer each change to the connections that may see it.
+
+        Synchronous: no connection is attached or detached meanwhile, and a resume
+        snapshot of the tailer's position is taken between two pages, never inside.
+        """
+        by_project, everyone = self._by_project, self._all_projects
+        for change in changes:
+            if change.source.get(ROLE_FIELD) not in ROLES:
+                continue
+            for client in everyone:
+                client.feed(change)
+            members = by_project.get(change.source.get("project_id"))
+            if members:
+                for client in members:
+                    client.feed(change)
+
+
+class _Client:
+    """The I/O half of one connection: queue, writer, timers, resume."""
+
+    def __init__(self, server: WebSocketServer, ws: ServerConnection):
+        self.server = server
+        self.ws = ws
+        s = server.settings
+        self.session = Session(server.resource_types, server.renderer, s.admin_role,
+                               s.max_errors)
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.queue_size)
+        self.held: collections.deque[Change] | None = None   # live changes during a resume
+        self.held_overflow = False
+        self.closing = False
+        self.tasks: set[asyncio.Task] = set()
+        self.writer: asyncio.Task | None = None
+        self.timers: list[asyncio.TimerHandle] = []
+        self.peer = getattr(ws, "remote_address", None)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.writer = loop.create_task(self._write())
+        self.timers.append(loop.call_later(self.server.settings.auth_timeout,
+                                           lambda: self.perform(self.session.auth_deadline())))
+        try:
+            token = self.ws.request.headers.get("X-Auth-Token") if self.ws.request else None
+            if token:
+                self.perform(self.session.header_token(token))
+            async for message in self.ws:
+                if self.closing:
+                    continue   # drain until the close handshake ends
+                self.perform(self.session.receive(message))
+        except websockets.ConnectionClosed:
+            pass
+        except Exception:  # noqa: BLE001 - a bug here must not reach other clients
+            LOG.exception("connection %s failed", self.peer)
+            self.close(protocol.INTERNAL_ERROR, "internal error", flush=False)
+        finally:
+            if not self.closing:
+                # Closed by the client, or by the library (1009 too big, ping timeout):
+                # count the code the server sent (it echoes the client's).
+                sent = getattr(self.ws.protocol, "close_sent", None)
+                code = sent.code if sent is not None else self.ws.close_code
+                if code is not None:
+                    self.server.closes[code] += 1
+            self.session.closed()
+            for timer in self.timers:
+                timer.cancel()
+            for task in list(self.tasks):
+                task.cancel()
+            if self.writer is not None and not self.closing:
+                self.writer.cancel()
+
+    # -- actions -------------------------------------------------------------------
+
+    def perform(self, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.enqueue(action.text)
+            elif isinstance(action, Close):
+                self.close(action.code, action.reason,
+                           flush=action.code != protocol.TOO_SLOW)
+            elif isinstance(action, Validate):
+                self._spawn(self._validate(action.token))
+            elif isinstance(action, Resume):
+                self._spawn(self._resume(action.subscription))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def enqueue(self, text: str) -> None:
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.server.counters["overflows"] += 1
+            LOG.info("closing %s: outgoing queue full (%d frames)", self.peer,
+                     self.queue.qsize())
+            self.perform(self.session.overflow(self.queue.qsize()))
+
+    def close(self, code: int, reason: str, flush: bool = True) -> None:
+        """Close with ``code``; after the frames already queued unless ``flush`` is
+        false or the queue is full."""
+        if self.closing:
+            return
+        self.closing = True
+        self.session.closed()
+        self.server.closes[code] += 1
+        if flush:
+            try:
+                self.queue.put_nowait((_CLOSE, code, reason))
+                return
+            except asyncio.QueueFull:
+                pass
+        if self.writer is not None:
+            self.writer.cancel()
+        self._spawn_detached(self.ws.close(code, reason))
+
+    def _spawn_detached(self, coro) -> None:
+        # Not in self.tasks: the handler's cleanup must not cancel the close itself.
+        task = asyncio.get_running_loop().create_task(coro)
+        self.server._keep(task)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                item = await self.queue.get()
+                if isinstance(item, tuple) and item and item[0] is _CLOSE:
+                    await self.ws.close(item[1], item[2])
+                    return
+                await self.ws.send(item)
+                self.server.counters["frames_sent"] += 1
+        except websockets.ConnectionClosed:
+            pass
+
+    # -- authentication ---------------------------------------------------------------
+
+    async def _validate(self, token: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            identity = await loop.run_in_executor(self.server._auth_executor,
+                                                  self.server.validator.validate, token)
+        except InvalidToken as exc:
+            self.server.counters["auth_failures"] += 1
+            LOG.info("authentication failed for %s: %s", self.peer, exc)
+            self.perform(self.session.token_rejected(str(exc)))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the validator's backend is down
+            LOG.exception("token validation failed for %s", self.peer)
+            self.perform(self.session.validation_unavailable())
+            return
+        actions = self.session.token_accepted(identity)
+        if self.session.identity is identity:
+            self.server.counters["authenticated"] += 1
+            self.timers[0].cancel()          # the authentication deadline
+            left = identity.seconds_left()
+            if left is not None:
+                self.timers.append(loop.call_later(
+                    max(0.0, left), lambda: self.perform(self.session.token_expired())))
+        self.perform(actions)
+
+    # -- changes -------------------------------------------------------------------
+
+    def feed(self, change: Change) -> None:
+        """A live change from the tailer (synchronous, never waits)."""
+        if self.closing:
+            return
+        if self.held is not None:
+            if self.held_overflow or not self.session.wants(change):
+                return
+            if len(self.held) >= self.server.settings.queue_size:
+                self.held_overflow = True     # the resume will run again past these
+                self.held.clear()
+                return
+            self.held.append(change)
+            return
+        text = self.session.offer(change)
+        if text is not None:
+            self.enqueue(text)
+
+    async def _put(self, text: str) -> None:
+        """Queue a frame, waiting for room (resumes are paced by their client)."""
+        await self.queue.put(text)
+
+    async def _resume(self, sub: Subscription) -> None:
+        server, tailer, session = self.server, self.server.tailer, self.session
+        self.held = collections.deque()
+        server.attach(self, sub)
+        start = sub.cursor
+        if start is not None and start.index == tailer.index:
+            session.start_at(start)
+        count, full_any = 0, False
+        index, position = tailer.index, tailer.position
+        for _ in range(MAX_RESUME_ROUNDS):
+            # Snapshot and reset together (no await between): live changes above
+            # the snapshot are held from now on.
+            index, position = tailer.index, tailer.position
+            self.held.clear()
+            self.held_overflow = False
+            if index is None:
+                full_any = True       # no index yet: it will arrive whole, live
+                break
+            full = start is None or start.index != index
+            full_any = full_any or full
+            after = -1 if full else start.seq_no
+            if after < position:
+                try:
+                    async for page in tailer.resume_pages(index, sub, after, position, full,
+                                                          server._resume_executor):
+                        for change in page:
+                            text = session.offer(change)
+                            if text is not None:
+                                count += 1
+                                await self._put(text)
+                            if self.closing:
+                                return
+                except elasticsearch.NotFoundError:
+                    # The index went away (a rebuild finished): start over on the new
+                    # one once the tailer has moved to it.
+                    start = None
+                    tailer.ring()
+                    await asyncio.sleep(server.settings.poll_interval)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    LOG.warning("resume for %s failed: %s", self.peer, exc)
+                    self.perform(session.unavailable("Elasticsearch"))
+                    return
+            if not self.held_overflow:
+                break
+            start = Cursor(index, position)   # go again from here
+        else:
+            self.perform(session.overflow(server.settings.queue_size))
+            return
+        server.counters["resumes"] += 1
+        for action in session.resumed(Cursor(index, position) if index else None,
+                                      count, full_any):
+            if isinstance(action, Send):
+                await self._put(action.text)
+        # Hand over: the held live changes, then live. No await between the last
+        # emptiness check and going live.
+        while self.held:
+            text = session.offer(self.held.popleft())
+            if text is not None:
+                await self._put(text)
+            if self.closing:
+                return
+        self.held = None
+
+
+class ServerThread:
+    """A WebSocketServer on its own event loop in a thread (tests, embedding)."""
+
+    def __init__(self, server: WebSocketServer):
+        self.server = server
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ws-server")
+
+    def start(self, timeout: float = 30.0) -> "ServerThread":
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the WebSocket server did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.server.settings.host}:{self.server.port}"
+
+    def _run(self) -> None:
+        async def main():
+            self.loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                await self.server.start()
+            except BaseException as exc:  # noqa: BLE001 - reported to start()
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self.server.stop()
+        asyncio.run(main())
+
+    def call(self, fn, *args, timeout: float = 10.0):
+        """Run ``fn(*args)`` in the server's loop and return its result."""
+        async def run():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.loop is not None and self._stop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)

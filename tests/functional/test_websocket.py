@@ -1,0 +1,557 @@
+"""WebSocket forwarding on the real servers.
+
+Real Notifier -> RabbitMQ -> in-process listener -> Elasticsearch -> the listener's
+``websocket`` pipeline rings the RabbitMQ doorbell -> WebSocket server (its own
+thread and loop) -> real ``websockets`` clients. Each client's view is compared with
+what Elasticsearch finally holds for its role and project.
+"""
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import socket
+import threading
+import time
+
+import elasticsearch
+import pytest
+import websockets
+from elasticsearch import helpers
+from websockets.sync.client import connect
+
+from forwarders.filters import FilterContext
+from forwarders.filters.fields import RegexFields
+from forwarders.websocket import protocol
+from forwarders.websocket.auth import TokenFileValidator
+from forwarders.websocket.doorbell import Doorbell
+from forwarders.websocket.server import ServerThread, WebSocketServer
+from searchlight_forward.change import DocumentChange, Operation
+from searchlight_forward.indexer import documents, indices
+from searchlight_forward.indexer.indexer import Indexer
+from searchlight_forward.plugins import load_plugins
+from searchlight_forward.simulator import CloudSimulator
+from tests.conftest import ES_URL, TRANSPORT_URL
+from tests.functional.conftest import wait_for
+
+SERVER, PORT, VOLUME = "OS::Nova::Server", "OS::Neutron::Port", "OS::Cinder::Volume"
+TYPES = [SERVER, PORT, VOLUME]
+PLUGINS = load_plugins()
+ADMIN_ONLY = {p.resource_type: tuple(p.admin_only_fields) for p in PLUGINS.plugins}
+ALL_TYPES = sorted(ADMIN_ONLY)
+SEED = 21
+SIM_PROJECTS = CloudSimulator(seed=SEED).projects    # demo, alt_demo, admin -> ids
+A, B, C = SIM_PROJECTS["demo"], SIM_PROJECTS["alt_demo"], SIM_PROJECTS["admin"]
+
+FORWARDERS_INI = """
+[forwarding]
+pipelines = horizon
+
+[pipeline:horizon]
+pipeline = websocket
+
+[sink:websocket]
+use = egg:searchlight-forward#websocket
+auth = token_file
+token_file = %(here)s/tokens.json
+"""
+
+
+# -- fixtures ------------------------------------------------------------------------
+
+@pytest.fixture
+def tokens(tmp_path):
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({
+        "tok-a": {"user_id": "alice", "project_id": A, "roles": ["member", "reader"]},
+        "tok-a2": {"user_id": "anna", "project_id": A, "roles": ["member"]},
+        "tok-b": {"user_id": "bob", "project_id": B, "roles": ["member"]},
+        "tok-admin": {"user_id": "root", "project_id": C, "roles": ["admin", "member"]},
+        "tok-soon": {"user_id": "carl", "project_id": A, "roles": ["member"],
+                     "expires_at": "2000-01-01T00:00:00Z"},
+        "tok-brief": {"user_id": "dora", "project_id": A, "roles": ["member"],
+                      "expires_at": (datetime.datetime.now(datetime.timezone.utc)
+                                     + datetime.timedelta(seconds=4)).isoformat()},
+    }))
+    return path
+
+
+@pytest.fixture
+def forwarding(config_file):
+    """The listener's pipelines: one, ending in the websocket sink (rings the doorbell)."""
+    (config_file.parent / "forwarders.ini").write_text(FORWARDERS_INI)
+
+
+@pytest.fixture
+def ws_server(es, names, tokens, broker):
+    """Start WebSocket servers for the test's resource group; all stopped at teardown."""
+    running: list[ServerThread] = []
+
+    def start(doorbell: bool = True, types=ALL_TYPES, filters=(), **settings) -> ServerThread:
+        settings.setdefault("port", 0)
+        settings.setdefault("poll_interval", 1.0)
+        settings.setdefault("auth_timeout", 5.0)
+        settings.setdefault("close_timeout", 5.0)
+        server = WebSocketServer(
+            elasticsearch.Elasticsearch(ES_URL, request_timeout=30), names["group"],
+            TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY, filters=filters,
+            doorbell_url=TRANSPORT_URL if doorbell else None, **settings)
+        thread = ServerThread(server).start()
+        running.append(thread)
+        return thread
+
+    yield start
+    for thread in running:
+        thread.stop()
+
+
+class Client:
+    """A real websockets client that keeps the latest envelope per resource."""
+
+    def __init__(self, url: str, header_token: str | None = None, sock=None, **kw):
+        headers = {"X-Auth-Token": header_token} if header_token else None
+        self.ws = connect(url, open_timeout=10, close_timeout=5, compression=None,
+                          additional_headers=headers, sock=sock, legacy=True, **kw)
+        self.view: dict[tuple, dict] = {}
+        self.versions: dict[tuple, int] = {}
+        self.cursor: str | None = None
+        self.changes = 0
+        self.regressions: list = []
+        self.other: list[dict] = []
+
+    def send(self, data) -> None:
+        self.ws.send(data if isinstance(data, (str, bytes)) else json.dumps(data))
+
+    def recv(self, timeout: float = 10.0) -> dict:
+        frame = json.loads(self.ws.recv(timeout=timeout))
+        if frame["type"] == "change":
+            self._apply(frame)
+        else:
+            self.other.append(frame)
+        return frame
+
+    def _apply(self, frame: dict) -> None:
+        env = frame["envelope"]
+        key = (env["resource_type"], env["id"])
+        if env["version"] <= self.versions.get(key, 0):
+            self.regressions.append((key, self.versions[key], env["version"]))
+        self.versions[key] = env["version"]
+        self.view[key] = env
+        self.cursor = frame["cursor"]
+        self.changes += 1
+
+    def authenticate(self, token: str) -> dict:
+        self.send({"action": "authenticate", "token": token})
+        return self.recv()
+
+    def subscribe(self, types=TYPES, all_projects=False, cursor=None,
+                  timeout: float = 60.0) -> dict:
+        self.send({"action": "subscribe", "resource_types": list(types),
+                   "all_projects": all_projects, "cursor": cursor})
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.recv(timeout=max(0.1, deadline - time.monotonic()))
+            if frame["type"] == "resumed":
+                self.cursor = frame["cursor"] or self.cursor
+                return frame
+            assert frame["type"] in ("change", "authenticated"), frame
+
+    def pump(self, seconds: float = 0.3) -> int:
+        """Read whatever arrives until ``seconds`` pass without a frame."""
+        count = 0
+        while True:
+            try:
+                self.recv(timeout=seconds)
+            except TimeoutError:
+                return count
+            count += 1
+
+    def close_code(self, timeout: float = 10.0) -> int | None:
+        """Read until the server closes; its close code."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+        except websockets.ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+        except TimeoutError:
+            pass
+        pytest.fail(f"the server did not close the connection within {timeout}s")
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def clients():
+    opened: list[Client] = []
+
+    def open_client(url, **kw) -> Client:
+        client = Client(url, **kw)
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+def es_view(es, group: str, role: str, project: str | None, types=TYPES,
+            live_only: bool = False) -> dict[tuple, dict]:
+    """What Elasticsearch holds for a role copy (and project): key -> source."""
+    es.indices.refresh(index=f"{group}-listener")
+    filters = [{"term": {documents.ROLE_FIELD: role}}, {"terms": {"resource_type": types}}]
+    if project is not None:
+        filters.append({"term": {"project_id": project}})
+    view = {}
+    for hit in helpers.scan(es, index=f"{group}-listener",
+                            query={"query": {"bool": {"filter": filters}}}):
+        src = hit["_source"]
+        if live_only and src.get(documents.DELETED_FIELD):
+            continue
+        view[(src["resource_type"], src["id"])] = src
+    return view
+
+
+def matches(client: Client, expected: dict[tuple, dict], tombstones: bool = False) -> list:
+    """Differences between a client's latest envelopes and Elasticsearch's sources.
+
+    A resource deleted before the client ever had it needs no delete, unless
+    ``tombstones`` (a client connected before anything happened sees every delete).
+    """
+    problems = []
+    for key in set(expected) | set(client.view):
+        src, env = expected.get(key), client.view.get(key)
+        if env is None and src.get(documents.DELETED_FIELD) and not tombstones:
+            continue
+        if src is None or env is None:
+            problems.append((key, "missing at client" if env is None else "extra at client"))
+            continue
+        if env["version"] != src[documents.VERSION_FIELD]:
+            problems.append((key, "version", env["version"], src[documents.VERSION_FIELD]))
+        elif env["operation"] != ("delete" if src.get(documents.DELETED_FIELD) else "index"):
+            problems.append((key, "operation", env["operation"]))
+        elif env["document"] is not None:
+            stored = {k: v for k, v in src.items() if k not in documents.INTERNAL_FIELDS}
+            if env["document"] != stored:
+                problems.append((key, "document differs"))
+    return problems
+
+
+def converge(client: Client, expected: dict, timeout: float = 60.0,
+             tombstones: bool = False) -> None:
+    deadline = time.monotonic() + timeout
+    problems = matches(client, expected, tombstones)
+    while problems and time.monotonic() < deadline:
+        client.pump(0.3)
+        problems = matches(client, expected, tombstones)
+    assert problems == [], (len(problems), sorted(problems, key=str)[:10])
+    assert client.regressions == []
+
+
+def admin_only_fields_in(envelope: dict) -> list[str]:
+    patterns = ADMIN_ONLY[envelope["resource_type"]]
+    return [k for k in envelope["document"] or {}
+            if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+
+
+def publish(publisher, notes) -> None:
+    for note in notes:
+        publisher.publish_simulated(note)
+
+
+def processed(listener, count: int, timeout: float = 120.0) -> None:
+    wait_for(lambda: listener.processor.counters["notifications"] >= count, timeout,
+             f"{count} notifications to be processed")
+
+
+def stream(count_per_type: int = 6, seed: int = SEED, delete_ratio: float = 0.3):
+    return CloudSimulator(seed=seed).stream(count_per_type, delete_ratio=delete_ratio,
+                                            types=tuple(TYPES))
+
+
+# -- tests -----------------------------------------------------------------------------
+
+def test_projects_and_roles_are_separated(forwarding, start_listener, publisher, ws_server,
+                                          clients, es, names):
+    # Two listeners in one pool write, two WebSocket servers read.
+    listeners = [start_listener(), start_listener()]
+    server, other_server = ws_server(), ws_server()
+    a = clients(server.url)
+    assert a.authenticate("tok-a")["project_id"] == A
+    b = clients(other_server.url, header_token="tok-b")  # the handshake header works too
+    admin_all = clients(server.url)
+    auth = admin_all.authenticate("tok-admin")
+    assert auth["admin"] is True and auth["type"] == "authenticated"
+    admin_own = clients(server.url)
+    admin_own.authenticate("tok-admin")
+    for client, all_projects in ((a, False), (b, False), (admin_all, True), (admin_own, False)):
+        resumed = client.subscribe(all_projects=all_projects)
+        assert resumed["count"] == 0
+
+    notes = stream()
+    publish(publisher, notes)
+    wait_for(lambda: sum(l.processor.counters["notifications"] for l in listeners)
+             >= len(notes), 120, f"{len(notes)} notifications to be processed")
+    assert all(l.processor.counters["notifications"] > 0 for l in listeners)
+    assert sum(l.processor.counters["dead_lettered"] for l in listeners) == 0
+
+    group = names["group"]
+    # Connected before anything happened: they see every change, deletes included.
+    converge(a, es_view(es, group, "user", A), tombstones=True)
+    converge(b, es_view(es, group, "user", B), tombstones=True)
+    converge(admin_all, es_view(es, group, "admin", None), tombstones=True)
+    converge(admin_own, es_view(es, group, "admin", C), tombstones=True)
+
+    assert {e["project_id"] for e in a.view.values()} == {A}
+    assert {e["project_id"] for e in b.view.values()} == {B}
+    assert {e["project_id"] for e in admin_all.view.values()} >= {A, B, C}
+    for client in (a, b):
+        leaked = {k: admin_only_fields_in(e) for k, e in client.view.items()
+                  if admin_only_fields_in(e)}
+        assert leaked == {}
+    # The admin copies do carry what the users were spared (e.g. OS-EXT-SRV-ATTR:host).
+    assert any(admin_only_fields_in(e) for e in admin_all.view.values()
+               if e["resource_type"] == SERVER)
+    assert any(e["operation"] == "delete" for e in a.view.values())
+    for s in (server, other_server):
+        assert s.server.stats()["tailer"]["failures"] == 0
+
+
+def test_reconnect_with_cursor_misses_nothing_and_nothing_older(
+        forwarding, start_listener, publisher, ws_server, clients, es, names):
+    listener = start_listener()
+    server = ws_server()
+    notes = stream(count_per_type=8)
+    first, second = notes[:len(notes) // 2], notes[len(notes) // 2:]
+    group = names["group"]
+
+    a = clients(server.url)
+    a.authenticate("tok-a")
+    a.subscribe()
+    publish(publisher, first)
+    processed(listener, len(first))
+    converge(a, es_view(es, group, "user", A), tombstones=True)
+    had = dict(a.versions)
+    cursor = a.cursor
+    a.close()
+
+    # Changes made while the client is away: updates, deletes, new resources.
+    publish(publisher, second)
+    processed(listener, len(notes))
+
+    again = clients(server.url)
+    again.authenticate("tok-a")
+    resumed = again.subscribe(cursor=cursor)
+    assert resumed["full"] is False and resumed["count"] == again.changes > 0
+    older = [(k, v, had[k]) for k, v in again.versions.items() if k in had and v < had[k]]
+    assert older == []
+    # What it had plus what the resume brought is exactly Elasticsearch's state.
+    merged = Client.__new__(Client)
+    merged.view, merged.versions, merged.regressions = dict(a.view), {}, []
+    merged.view.update(again.view)
+    merged.pump = lambda seconds: 0
+    converge(merged, es_view(es, group, "user", A), timeout=0, tombstones=True)
+
+    # A cursor from the end of the stream resumes nothing; a fresh client resyncs.
+    third = clients(server.url)
+    third.authenticate("tok-a")
+    assert third.subscribe(cursor=again.cursor)["count"] == 0
+    fresh = clients(server.url)
+    fresh.authenticate("tok-a")
+    resumed = fresh.subscribe()
+    live = es_view(es, group, "user", A, live_only=True)
+    assert resumed["full"] is True and resumed["count"] == len(live) > 0
+    converge(fresh, live, timeout=0)
+
+
+def test_rebuilt_index_cursor_forces_full_resync(forwarding, start_listener, publisher,
+                                                 ws_server, clients, es, names):
+    listener = start_listener()
+    server = ws_server()
+    group = names["group"]
+    notes = stream(count_per_type=6)
+    first, second = notes[:len(notes) // 2], notes[len(notes) // 2:]
+    publish(publisher, first)
+    processed(listener, len(first))
+
+    old = clients(server.url)
+    old.authenticate("tok-a")
+    old.subscribe()
+    old_cursor = old.cursor
+    watcher = clients(server.url)       # stays connected through the rebuild
+    watcher.authenticate("tok-admin")
+    watcher.subscribe(all_projects=True)
+    old_index = old_cursor.rsplit(":", 1)[0]
+    assert old_index == indices.current_index(es, group)
+
+    members = [p for p in PLUGINS.plugins]
+    new_index = indices.rebuild(es, group, members)
+    assert new_index != old_index
+    publish(publisher, second)
+    processed(listener, len(notes))
+
+    # The live client follows onto the new index without an older version.
+    converge(watcher, es_view(es, group, "admin", None))
+    assert watcher.cursor.startswith(new_index + ":")
+
+    back = clients(server.url)
+    back.authenticate("tok-a")
+    resumed = back.subscribe(cursor=old_cursor)
+    live = es_view(es, group, "user", A, live_only=True)
+    assert resumed["full"] is True and resumed["cursor"].startswith(new_index + ":")
+    assert resumed["count"] == len(live) > 0
+    converge(back, live, timeout=0)
+
+
+def test_slow_client_is_closed_and_others_keep_receiving(start_listener, ws_server,
+                                                         clients, es, names):
+    start_listener()       # creates the index
+    server = ws_server(queue_size=200, close_timeout=30.0)
+    fast = clients(server.url)
+    fast.authenticate("tok-a")
+    fast.subscribe(types=[SERVER])
+    stop = threading.Event()
+    reader = threading.Thread(target=lambda: [fast.pump(0.1) for _ in iter(stop.is_set, True)],
+                              daemon=True)
+    reader.start()          # reads all the time, like a browser
+
+    # A client that never reads, with a tiny receive buffer: the server's writes
+    # back up, its queue fills, and it must be cut off alone.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    slow = clients(server.url, sock=sock, max_queue=1)
+    slow.authenticate("tok-a2")
+    slow.subscribe(types=[SERVER])
+
+    indexer = Indexer(es, {SERVER: names["group"]}, ADMIN_ONLY)
+    blob = "x" * 20_000
+    total = 0
+    bell = Doorbell(TRANSPORT_URL)
+    try:
+        for round_ in range(60):       # bursts of 50, under queue_size
+            changes = [(i, DocumentChange(
+                SERVER, f"srv-{round_}-{i}", A, Operation.INDEX, 1_000 + i,
+                "instance.update", "2026-03-02 12:00:00.000000",
+                document={"id": f"srv-{round_}-{i}", "resource_type": SERVER,
+                          "project_id": A, "name": f"vm-{i}", "blob": blob,
+                          "updated_at": None}))
+                for i in range(50)]
+            indexer.apply(changes)
+            total += len(changes)
+            bell.ring()
+            time.sleep(0.05)
+            if server.server.closes.get(protocol.TOO_SLOW):
+                break
+        wait_for(lambda: server.server.closes.get(protocol.TOO_SLOW), 30,
+                 "the slow client to be closed for overflowing")
+        wait_for(lambda: len(fast.view) >= total, 60,
+                 f"the fast client to get all {total} servers")
+    finally:
+        stop.set()
+        reader.join(5)
+        bell.close()
+    assert slow.close_code(timeout=30) == protocol.TOO_SLOW
+    assert fast.regressions == [] and len(fast.view) == total
+    assert server.server.closes.get(protocol.TOO_SLOW) == 1
+
+
+def test_hostile_frames_get_errors_or_close_codes(forwarding, start_listener, publisher,
+                                                  ws_server, clients, es, names):
+    listener = start_listener()
+    server = ws_server(auth_timeout=1.5, max_errors=5)
+    good = clients(server.url)
+    good.authenticate("tok-a")
+    good.subscribe()
+
+    def error_code(client, data):
+        client.send(data)
+        frame = client.recv()
+        assert frame["type"] == "error", frame
+        return frame["code"]
+
+    c = clients(server.url)
+    assert error_code(c, {"action": "subscribe", "resource_types": TYPES}) == \
+        "not_authenticated"
+    assert error_code(c, "not json at all") == "bad_json"
+    assert error_code(c, b"\x00\x01binary") == "binary_frame"
+    assert error_code(c, [1, 2, 3]) == "bad_frame"
+    assert error_code(c, {"action": ["authenticate"]}) == "bad_frame"
+    assert c.close_code() == protocol.AUTH_FAILED        # never authenticated in time
+
+    c = clients(server.url)
+    c.authenticate("tok-a")
+    assert error_code(c, {"action": "subscribe", "resource_types": ["OS::Evil::Thing"]}) \
+        == "unknown_resource_type"
+    assert error_code(c, {"action": "subscribe", "resource_types": TYPES,
+                          "all_projects": True}) == "forbidden"
+    assert error_code(c, {"action": "subscribe", "resource_types": TYPES,
+                          "cursor": {"$gt": 1}}) == "bad_cursor"
+    assert error_code(c, {"action": "dance"}) == "unknown_action"
+    c.send("{{{")
+    c.send("{{{")
+    assert c.close_code() == protocol.PROTOCOL_VIOLATION
+
+    c = clients(server.url)
+    c.send({"action": "authenticate", "token": "forged"})
+    assert c.close_code() == protocol.AUTH_FAILED
+    c = clients(server.url)
+    c.send({"action": "authenticate", "token": "tok-soon"})      # expired
+    assert c.close_code() == protocol.AUTH_FAILED
+    brief = clients(server.url)
+    brief.authenticate("tok-brief")                              # expires while connected
+    brief.subscribe()
+
+    c = clients(server.url)
+    c.authenticate("tok-a")
+    c.send(json.dumps({"action": "authenticate", "token": "y" * (200 * 1024)}))
+    assert c.close_code() == protocol.MESSAGE_TOO_BIG
+
+    # Plain HTTP and a deeply nested frame do not hurt either.
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    raw.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+    raw.close()
+    c = clients(server.url)
+    c.authenticate("tok-a")
+    assert error_code(c, "[" * 30000 + "]" * 30000) in ("bad_json", "bad_frame")
+
+    # Meanwhile the good client still gets changes.
+    notes = stream(count_per_type=2)
+    publish(publisher, notes)
+    processed(listener, len(notes))
+    converge(good, es_view(es, names["group"], "user", A))
+    assert len(good.view) > 0
+    assert brief.close_code(timeout=15) == protocol.AUTH_FAILED
+    stats = server.server.stats()
+    assert stats["closes"].get(str(protocol.AUTH_FAILED)) == 4
+    assert stats["closes"].get(str(protocol.PROTOCOL_VIOLATION)) == 1
+    assert stats["closes"].get(str(protocol.MESSAGE_TOO_BIG)) == 1
+
+
+def test_doorbell_wakes_the_server_and_pipeline_filters_apply(
+        forwarding, start_listener, publisher, ws_server, clients, es, names):
+    listener = start_listener()
+    secrets = RegexFields("secrets", {"patterns": "^name$, ^metadata$"},
+                          FilterContext(ADMIN_ONLY, tuple(ALL_TYPES)))
+    server = ws_server(poll_interval=60.0, filters=[secrets])
+    wait_for(lambda: server.server.doorbell.connected, 10, "the doorbell queue")
+    a = clients(server.url, header_token="tok-a")
+    assert a.recv()["type"] == "authenticated"
+    a.subscribe(types=[SERVER])
+    notes = [n for n in stream(count_per_type=3) if n.resource_type == SERVER]
+    started = time.monotonic()
+    publish(publisher, notes)
+    processed(listener, len(notes))
+    expected = {key: {k: v for k, v in src.items() if k not in ("name", "metadata")}
+                for key, src in es_view(es, names["group"], "user", A, types=[SERVER]).items()}
+    converge(a, expected, timeout=20)     # the poll alone would take 60 s
+    assert time.monotonic() - started < 20
+    assert server.server.doorbell.received > 0
+    assert all("name" not in (e["document"] or {}) for e in a.view.values())
