@@ -8,6 +8,7 @@ running until Ctrl-C, which stops it and the local servers.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -38,11 +39,22 @@ def main() -> int:
 
     subprocess.run([os.path.join(bindir, "searchlight-forward-manage"), "--config-file",
                     args.config_file, "create"], check=True)
+    logs = os.path.join(ROOT, ".state", "demo")
+    os.makedirs(logs, exist_ok=True)
     listener = subprocess.Popen([os.path.join(bindir, "searchlight-forward-listener"),
-                                 "--config-file", args.config_file])
+                                 "--config-file", args.config_file,
+                                 "--log-file", os.path.join(logs, "listener.log")])
+    websocket = subprocess.Popen([os.path.join(bindir, "searchlight-forward-websocket"),
+                                  "--config-file", args.config_file,
+                                  "--log-file", os.path.join(logs, "websocket.log")])
     try:
         time.sleep(3)   # the listener declares its queue; published events need it
-        stream = CloudSimulator(seed=int(time.time())).stream(args.per_type)
+        # The projects the demo tokens (etc/websocket-tokens.json) belong to.
+        tokens = json.load(open(os.path.join(ROOT, "etc", "websocket-tokens.json")))
+        ids = {"demo": tokens["demo-member-token"]["project_id"],
+               "alt_demo": tokens["alt-reader-token"]["project_id"],
+               "admin": tokens["admin-token"]["project_id"]}
+        stream = CloudSimulator(seed=int(time.time()), project_ids=ids).stream(args.per_type)
         publisher = NotificationPublisher(TRANSPORT_URL)
         for sim in tqdm.tqdm(stream, desc="publishing", unit="notification"):
             publisher.publish(sim.exchange, sim.topic, sim.publisher_id, sim.event_type,
@@ -60,17 +72,28 @@ def main() -> int:
         print(f"\nQuery it: curl '{ES_URL}/searchlight-search/_search?q=sf_role:user&pretty'")
         print("Dead letters: .venv/bin/searchlight-forward-manage --config-file "
               f"{args.config_file} dead-letters list")
+        print("Live changes over WebSocket: ws://127.0.0.1:8765 — send "
+              '{"action": "authenticate", "token": "demo-member-token"} then '
+              '{"action": "subscribe", "resource_types": ["OS::Nova::Server"]} '
+              "(demo tokens in etc/websocket-tokens.json; admin-token sees all projects "
+              'with "all_projects": true)')
+        print("Zaqar: queue openstack-resources in project ops at "
+              "http://127.0.0.1:8888 (see docs/zaqar.md); listener counters at "
+              "http://127.0.0.1:8790/status")
+        print(f"Logs (one line per forwarded change in listener.log): {logs}/")
         print("The listener keeps running; Ctrl-C stops it and the local servers.")
         listener.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        if listener.poll() is None:
-            listener.send_signal(signal.SIGTERM)
+        for proc in (listener, websocket):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (listener, websocket):
             try:
-                listener.wait(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                listener.kill()
+                proc.kill()
         if not args.keep_servers:
             subprocess.run(["python3",
                             os.path.join(ROOT, "scripts", "servers.py"), "down"])

@@ -126,8 +126,12 @@ class CloudSimulator:
     def __init__(self, seed: int = 0, projects=("demo", "alt_demo", "admin"),
                  start: datetime.datetime = datetime.datetime(2026, 3, 2, 12, 0, 0),
                  nova_format: str = "mixed", spread_seconds: int = 3600,
-                 rule_delete_payload: str = "mixed"):
-        """``nova_format``: "versioned", "unversioned" or "mixed" (each server
+                 rule_delete_payload: str = "mixed",
+                 project_ids: dict[str, str] | None = None):
+        """``project_ids`` pins project names to ids (e.g. the ids a token file
+        grants); other projects get random ids from the seed.
+
+        ``nova_format``: "versioned", "unversioned" or "mixed" (each server
         picks one, as each Nova deployment does).
 
         ``rule_delete_payload``: what ``security_group_rule.delete.end`` carries:
@@ -144,6 +148,8 @@ class CloudSimulator:
         self.nova_format = nova_format
         self.spread_seconds = spread_seconds
         self.projects = {name: self._hex() for name in projects}
+        self.projects.update({n: pid for n, pid in (project_ids or {}).items()
+                              if n in self.projects})
         self.users = {name: self._hex() for name in projects}
         self._builders: dict[str, Callable] = {
             "OS::Nova::Server": self._server, "OS::Nova::Flavor": self._flavor,
