@@ -18,6 +18,8 @@ from tests.conftest import ZAQAR_URL
 from searchlight_forward.listener.service import load
 from tests.functional.conftest import load_conf, wait_for
 from tests.functional.expected import differences, expected_states, stored_states
+from tests.functional.test_websocket import (  # noqa: F401 - fixtures
+    ALL_TYPES, clients, tokens, ws_server)
 from tests.functional.test_crash import queue_exists, start_listener_process, stored_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,12 +54,20 @@ def zaqar_back():
 
 
 def test_hold_pipeline_delivers_everything_in_order_after_an_outage_and_a_kill_9(
-        config_file, names, es, publisher, tmp_path, zaqar_back):
+        config_file, names, es, publisher, tmp_path, zaqar_back, tokens, ws_server, clients):
     project = f"ops-{uuid.uuid4().hex[:6]}"
     queue_name = f"held-{uuid.uuid4().hex[:8]}"
     (config_file.parent / "forwarders.ini").write_text(f"""
 [forwarding]
-pipelines = telco
+pipelines = telco horizon
+
+[pipeline:horizon]
+pipeline = websocket
+
+[sink:websocket]
+use = egg:searchlight-forward#websocket
+auth = token_file
+token_file = %(here)s/tokens.json
 
 [pipeline:telco]
 pipeline = telco_zaqar
@@ -75,6 +85,11 @@ max_backoff = 1
     stream = CloudSimulator(seed=33).stream(8)
     first, second = stream[:len(stream) // 2], stream[len(stream) // 2:]
     log_path = tmp_path / "listener.log"
+
+    # A Horizon-style admin client watches every project over WebSocket meanwhile.
+    watcher = clients(ws_server().url)
+    watcher.authenticate("tok-admin")
+    watcher.subscribe(types=ALL_TYPES, all_projects=True)
 
     servers("down", "zaqar")
     proc = start_listener_process(config_file, log_path)
@@ -96,6 +111,13 @@ max_backoff = 1
         expected = expected_states(stream, plugins)
         wait_for(lambda: not differences(expected, stored_states(es, names["group"])), 120,
                  "the whole stream to be indexed while Zaqar is away", interval=1.0)
+        # ... and the WebSocket client got every live resource's newest state meanwhile.
+        live = {key: s.version for key, s in stored_states(es, names["group"]).items()
+                if not s.deleted}
+        wait_for(lambda: watcher.pump(0.3) >= 0 and all(
+            watcher.versions.get(key) == version for key, version in live.items()),
+            60, "WebSocket delivery during the Zaqar outage")
+        assert watcher.regressions == []
 
         servers("up", "zaqar")
         client = zaqar_client.Client(ZAQAR_URL, version=2, conf={
