@@ -33,8 +33,11 @@ class FilterContext:
     """What filters may know about the deployment, without I/O."""
 
     def __init__(self, admin_only: Mapping[str, tuple[str, ...]] | None = None,
-                 resource_types: tuple[str, ...] = ()):
+                 resource_types: tuple[str, ...] = (),
+                 unsearchable: Mapping[str, tuple[str, ...]] | None = None):
         #: resource_type -> fnmatch patterns of its admin-only fields (plugins + config)
         self.admin_only = dict(admin_only or {})
+        #: resource_type -> fnmatch patterns of its unsearchable fields (config)
+        self.unsearchable = dict(unsearchable or {})
         #: every resource type the enabled plugins provide
         self.resource_types = tuple(resource_types)
