@@ -6,7 +6,7 @@ import uuid
 from zaqarclient.queues.v2 import client as zaqar_client
 
 from searchlight_forward.simulator import CloudSimulator
-from tests.conftest import ZAQAR_URL
+from tests.conftest import ZAQAR_URL, field_paths
 from tests.functional.conftest import wait_for
 from tests.functional.test_zaqar_hold import drain
 
@@ -19,15 +19,6 @@ def client_for(project):
         "client_uuid": str(uuid.uuid4())})
 
 
-def paths(node, prefix=""):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else key
-            yield path
-            yield from paths(value, path)
-    elif isinstance(node, list):
-        for item in node:
-            yield from paths(item, prefix)
 
 
 def test_tenant_queues_hold_only_their_tenant_filtered_and_the_operator_queue_all(
@@ -91,7 +82,7 @@ on_failure = hold
             leaked = [k for k in document
                       if any(fnmatch.fnmatchcase(k, p) for p in admin_only[body["resource_type"]])]
             assert leaked == [], (body["resource_type"], leaked)
-            assert not [p for p in paths(document) if SECRET.search(p)]
+            assert not [p for p in field_paths(document) if SECRET.search(p)]
     operator = drain(client_for(ops_project), ops_queue, timeout=1.0)
     operator_ids = {b["id"] for b in operator}
     assert tenant_ids <= operator_ids

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from forwarders.filters import FilterConfigError, FilterContext
 from forwarders.filters.fields import AdminOnlyFields, RegexFields, UnsearchableFields
+from tests.conftest import field_paths
 
 T = "OS::Nova::Server"
 CONTEXT = FilterContext(admin_only={T: ("OS-EXT-SRV-ATTR:*", "host")},
@@ -21,15 +22,6 @@ documents = st.recursive(
     max_leaves=20).filter(lambda d: isinstance(d, dict))
 
 
-def paths(node, prefix=""):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else key
-            yield path
-            yield from paths(value, path)
-    elif isinstance(node, list):
-        for item in node:
-            yield from paths(item, prefix)
 
 
 @settings(max_examples=300, deadline=None)
@@ -40,7 +32,7 @@ def test_regex_fields_leaves_no_matching_path_anywhere(document):
     before = copy.deepcopy(document)
     out = f.apply(T, document)
     assert document == before                       # the input is not touched
-    for path in paths(out):
+    for path in field_paths(out):
         assert not any(re.search(p, path) for p in (r"(?i)password", r"(?i)secret",
                                                     r"^OS-EXT-SRV-ATTR:"))
     # nothing else is removed: every surviving top-level key is a key of the input
