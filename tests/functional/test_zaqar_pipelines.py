@@ -19,8 +19,6 @@ def client_for(project):
         "client_uuid": str(uuid.uuid4())})
 
 
-
-
 def test_tenant_queues_hold_only_their_tenant_filtered_and_the_operator_queue_all(
         config_file, start_listener, publisher):
     suffix = uuid.uuid4().hex[:8]

@@ -22,8 +22,6 @@ documents = st.recursive(
     max_leaves=20).filter(lambda d: isinstance(d, dict))
 
 
-
-
 @settings(max_examples=300, deadline=None)
 @given(documents)
 def test_regex_fields_leaves_no_matching_path_anywhere(document):
