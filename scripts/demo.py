@@ -1,9 +1,10 @@
 """The main job on the embedded default (`make demo`).
 
-Starts the listener on etc/searchlight-forward.conf against the local servers,
-publishes a realistic stream of notifications for a few projects through a real
-oslo_messaging.Notifier, shows what reached Elasticsearch, and keeps the listener
-running until Ctrl-C, which stops it and the local servers.
+Brings up the local servers (done by `make`), creates the indices, starts the
+listener and the WebSocket server on the shipped `etc/` configuration and pipelines,
+and a generator that publishes a realistic stream for three projects through a real
+oslo_messaging.Notifier. Prints where to look, and on Ctrl-C stops everything it
+started and the local servers.
 """
 from __future__ import annotations
 
@@ -14,90 +15,105 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
-import elasticsearch
-import tqdm
-
-from searchlight_forward.publisher import NotificationPublisher
-from searchlight_forward.simulator import CloudSimulator
+import kombu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ES_URL = os.environ.get("SF_ES_URL", "http://127.0.0.1:9200")
 TRANSPORT_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+PAGE = "http://127.0.0.1:8765/"
+TOKENS = os.path.join(ROOT, "etc", "websocket-tokens.json")
+
+
+def wait_until(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"demo: {what} did not come up in {seconds:.0f}s; see .state/demo/*.log")
+
+
+def queue_declared(name: str) -> bool:
+    with kombu.Connection(TRANSPORT_URL.replace("rabbit://", "amqp://", 1)) as conn:
+        conn.channel().queue_declare(name, passive=True)
+        return True
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", default=os.path.join(ROOT, "etc",
                                                               "searchlight-forward.conf"))
-    parser.add_argument("--per-type", type=int, default=20,
-                        help="simulated resources per resource type")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="notifications per second from the generator")
     parser.add_argument("--keep-servers", action="store_true",
                         help="leave the local servers running on exit")
     args = parser.parse_args()
     bindir = os.path.dirname(sys.executable)
-
-    subprocess.run([os.path.join(bindir, "searchlight-forward-manage"), "--config-file",
-                    args.config_file, "create"], check=True)
     logs = os.path.join(ROOT, ".state", "demo")
     os.makedirs(logs, exist_ok=True)
-    listener = subprocess.Popen([os.path.join(bindir, "searchlight-forward-listener"),
-                                 "--config-file", args.config_file,
-                                 "--log-file", os.path.join(logs, "listener.log")])
-    websocket = subprocess.Popen([os.path.join(bindir, "searchlight-forward-websocket"),
-                                  "--config-file", args.config_file,
-                                  "--log-file", os.path.join(logs, "websocket.log")])
+    tokens = json.load(open(TOKENS))
+    project_ids = (f"demo={tokens['demo-member-token']['project_id']},"
+                   f"alt_demo={tokens['alt-reader-token']['project_id']},"
+                   f"admin={tokens['admin-token']['project_id']}")
+    started = time.monotonic()
+    procs: list[subprocess.Popen] = []
+
+    def run(name, *argv, **kw):
+        proc = subprocess.Popen([os.path.join(bindir, name), *argv], **kw)
+        procs.append(proc)
+        return proc
+
     try:
-        time.sleep(3)   # the listener declares its queue; published events need it
-        # The projects the demo tokens (etc/websocket-tokens.json) belong to.
-        tokens = json.load(open(os.path.join(ROOT, "etc", "websocket-tokens.json")))
-        ids = {"demo": tokens["demo-member-token"]["project_id"],
-               "alt_demo": tokens["alt-reader-token"]["project_id"],
-               "admin": tokens["admin-token"]["project_id"]}
-        stream = CloudSimulator(seed=int(time.time()), project_ids=ids).stream(args.per_type)
-        publisher = NotificationPublisher(TRANSPORT_URL)
-        for sim in tqdm.tqdm(stream, desc="publishing", unit="notification"):
-            publisher.publish(sim.exchange, sim.topic, sim.publisher_id, sim.event_type,
-                              sim.payload, priority=sim.priority)
-        publisher.close()
-        time.sleep(3)
-        es = elasticsearch.Elasticsearch(ES_URL)
-        es.indices.refresh(index="searchlight-search")
-        counts = es.search(index="searchlight-search", size=0,
-                           query={"term": {"sf_role": "admin"}},
-                           aggs={"types": {"terms": {"field": "resource_type", "size": 50}}})
-        print("\nsearchlight-search now holds:")
-        for bucket in counts["aggregations"]["types"]["buckets"]:
-            print(f"  {bucket['key']:<28} {bucket['doc_count']}")
-        print(f"\nQuery it: curl '{ES_URL}/searchlight-search/_search?q=sf_role:user&pretty'")
-        print("Dead letters: .venv/bin/searchlight-forward-manage --config-file "
-              f"{args.config_file} dead-letters list")
-        print("Live changes over WebSocket: ws://127.0.0.1:8765 — send "
-              '{"action": "authenticate", "token": "demo-member-token"} then '
-              '{"action": "subscribe", "resource_types": ["OS::Nova::Server"]} '
-              "(demo tokens in etc/websocket-tokens.json; admin-token sees all projects "
-              'with "all_projects": true)')
-        print("Zaqar: queue openstack-resources in project ops at "
-              "http://127.0.0.1:8888 (see docs/zaqar.md); listener counters at "
-              "http://127.0.0.1:8790/status")
-        print(f"Logs (one line per forwarded change in listener.log): {logs}/")
-        print("The listener keeps running; Ctrl-C stops it and the local servers.")
-        listener.wait()
+        subprocess.run([os.path.join(bindir, "searchlight-forward-manage"), "--config-file",
+                        args.config_file, "create"], check=True)
+        run("searchlight-forward-listener", "--config-file", args.config_file,
+            "--log-file", os.path.join(logs, "listener.log"))
+        run("searchlight-forward-websocket", "--config-file", args.config_file,
+            "--log-file", os.path.join(logs, "websocket.log"))
+        wait_until(lambda: queue_declared("searchlight-forward"), 60, "the listener")
+        wait_until(lambda: urllib.request.urlopen(PAGE + "status", timeout=2), 60,
+                   "the WebSocket server")
+        run("searchlight-forward-generate", "--config-file", args.config_file,
+            "--rate", str(args.rate), "--project-ids", project_ids, "--quiet",
+            stderr=open(os.path.join(logs, "generator.log"), "w"))
+        print(f"""
+searchlight-forward is running (up in {time.monotonic() - started:.0f}s); a generator
+publishes {args.rate:g} notifications/s for three projects.
+
+  Live table:   {PAGE}   tokens: demo-member-token (member of demo),
+                alt-reader-token (reader of alt_demo), admin-token (admin; can
+                show all projects). Demo tokens only: etc/websocket-tokens.json.
+  Telco queue:  .venv/bin/searchlight-forward-telco-consumer --project ops \\
+                  --queue openstack-resources   (Zaqar at http://127.0.0.1:8888)
+  Search:       curl 'http://127.0.0.1:9200/searchlight-search/_search?q=status:ACTIVE&pretty'
+  Counters:     curl http://127.0.0.1:8790/status
+  Logs:         {logs}/ (listener.log has one line per forwarded change)
+
+Ctrl-C stops the generator, the listener, the WebSocket server and the local servers.
+""", flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        failed = [p.args[0] for p in procs if p.poll() is not None]
+        print(f"demo: {', '.join(map(os.path.basename, failed))} exited; "
+              f"see {logs}/", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
-        for proc in (listener, websocket):
+        for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in (listener, websocket):
+        for proc in reversed(procs):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
         if not args.keep_servers:
-            subprocess.run(["python3",
-                            os.path.join(ROOT, "scripts", "servers.py"), "down"])
-    return 0
+            subprocess.run(["python3", os.path.join(ROOT, "scripts", "servers.py"), "down"])
 
 
 if __name__ == "__main__":
