@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONF := etc/searchlight-forward.conf
 
-.PHONY: demo test unit servers down sample-config
+.PHONY: demo test unit servers down sample-config browser
 
 # The project's virtualenv, rebuilt when its metadata changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -26,7 +26,12 @@ down:
 demo: $(VENV)/.installed servers
 	$(BIN)/python scripts/demo.py --config-file $(CONF)
 
-test: $(VENV)/.installed servers
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(VENV)/.installed servers browser
 	$(BIN)/pytest -q tests
 
 unit: $(VENV)/.installed
