@@ -91,7 +91,7 @@ def one_run(stream, pipelines: bool, bar) -> float:
                 stats = listener.forwarding.stats()
                 return all(s.get("delivered", 0) + s.get("dropped", 0) + s.get("rejected", 0)
                            >= s.get("submitted", 0) - s.get("queued", 0) and s.get("queued", 0) == 0
-                           and s.get("held", 0) == 0 for s in stats.values())
+                           and s.get("held_batches", 0) == 0 for s in stats.values())
             while not settled():
                 time.sleep(0.05)
         elapsed = time.perf_counter() - started
@@ -103,7 +103,7 @@ def one_run(stream, pipelines: bool, bar) -> float:
     finally:
         es.indices.delete(index=f"{group}-*", ignore_unavailable=True, allow_no_indices=True)
         with kombu.Connection(TRANSPORT_URL.replace("rabbit://", "amqp://", 1)) as c:
-            for q in [pool] + [f"searchlight-forward.outbox.{p}" for p in ("telco", "tenants")]:
+            for q in [pool] + [f"searchlight-forward.outbox.{pool}.{p}" for p in ("telco", "tenants")]:
                 try:
                     c.channel().queue_delete(q)
                 except Exception:  # noqa: BLE001

@@ -27,15 +27,19 @@ def envelopes_of(result) -> list[Envelope]:
 
 class Forwarding:
     def __init__(self, pipelines: list[loader.Pipeline], transport_url: str,
-                 dead_letter=None):
-        self.runners = [PipelineRunner(p, transport_url, threading.Event(), dead_letter)
+                 dead_letter=None, scope: str = ""):
+        # Outboxes are named after the deployment (its notification pool) and the
+        # pipeline, so two deployments on one broker never share one.
+        self.runners = [PipelineRunner(p, transport_url, threading.Event(), dead_letter,
+                                       outbox_name=f"{scope}.{p.name}" if scope else p.name)
                         for p in pipelines]
 
     @classmethod
     def from_file(cls, path: str, filter_context: FilterContext,
-                  sink_context: SinkContext, dead_letter=None) -> "Forwarding":
+                  sink_context: SinkContext, dead_letter=None,
+                  scope: str = "") -> "Forwarding":
         return cls(loader.load(path, filter_context, sink_context),
-                   sink_context.transport_url, dead_letter)
+                   sink_context.transport_url, dead_letter, scope)
 
     def start(self) -> None:
         for runner in self.runners:

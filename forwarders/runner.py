@@ -35,7 +35,8 @@ QUEUE_SIZE = 10_000    # in-memory envelopes per drop/retry pipeline
 class PipelineRunner:
     def __init__(self, pipeline: Pipeline, transport_url: str,
                  stop_event: threading.Event | None = None,
-                 dead_letter: Callable[[str, list], None] | None = None):
+                 dead_letter: Callable[[str, list], None] | None = None,
+                 outbox_name: str | None = None):
         self.pipeline = pipeline
         # (pipeline name, [sinks.Rejection]) -> stored durably, or raises
         self.dead_letter = dead_letter or (lambda name, rejections: None)
@@ -45,7 +46,7 @@ class PipelineRunner:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.backoff = Backoff(self.policy.backoff, self.policy.max_backoff, self.stop_event)
-        self.outbox = (Outbox(transport_url, pipeline.name)
+        self.outbox = (Outbox(transport_url, outbox_name or pipeline.name)
                        if self.policy.on_failure == "hold" else None)
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -77,7 +78,8 @@ class PipelineRunner:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
-        self.thread.join(timeout)
+        if self.thread.ident is not None:
+            self.thread.join(timeout)
         self.pipeline.sink.close()
         if self.outbox:
             self.outbox.close()
@@ -89,9 +91,9 @@ class PipelineRunner:
                      last_error=self.last_error, last_error_at=self.last_error_at)
         if self.outbox:
             try:
-                stats["held"] = self.outbox.depth()
+                stats["held_batches"] = self.outbox.depth()
             except Exception as exc:  # noqa: BLE001 - stats must not fail
-                stats["held"] = f"unknown ({exc})"
+                stats["held_batches"] = f"unknown ({exc})"
         return stats
 
     # -- the pipeline's own thread ---------------------------------------------

@@ -56,7 +56,7 @@ class SetFields(Patch):
         return (self,)
 
     def apply(self, doc: dict) -> dict:
-        doc.update(copy.deepcopy(dict(self.fields)))
+        doc.update(self.fields)   # values are shared, never edited in place
         return doc
 
 
@@ -77,7 +77,7 @@ class UpsertItem(Patch):
 
     def apply(self, doc: dict) -> dict:
         items = [i for i in doc.get(self.list_field) or [] if i.get(self.key) != self.value]
-        items.append(copy.deepcopy(dict(self.item)))
+        items.append(dict(self.item))
         # Sorted by key, so the list is the same whatever order items arrived in.
         doc[self.list_field] = sorted(items, key=lambda i: str(i.get(self.key)))
         return doc

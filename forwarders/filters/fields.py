@@ -67,12 +67,18 @@ class RegexFields(Filter):
             except re.error as exc:
                 raise FilterConfigError(f"patterns: {pattern!r} is not a valid "
                                         f"regular expression ({exc})") from None
+        self._seen: dict[str, bool] = {}   # the same paths recur in every document
 
     def apply(self, resource_type: str, document: dict) -> dict:
         return self._walk(document, "")
 
     def _matches(self, path: str) -> bool:
-        return any(p.search(path) for p in self.patterns)
+        hit = self._seen.get(path)
+        if hit is None:
+            hit = any(p.search(path) for p in self.patterns)
+            if len(self._seen) < 100_000:   # bounded: metadata keys are user-chosen
+                self._seen[path] = hit
+        return hit
 
     def _walk(self, node: Any, prefix: str) -> Any:
         if isinstance(node, dict):

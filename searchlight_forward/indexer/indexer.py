@@ -121,8 +121,7 @@ class Indexer:
     # -- one round: read, fold, write --------------------------------------------
 
     def _round(self, by_key, result: BatchResult) -> set[Key]:
-        stored = self._read_states(list(by_key))
-        removals = self._read_item_removals(by_key)
+        stored, removals = self._read(by_key)
         actions: list[dict] = []
         action_keys: list[Key] = []
         folded: dict[Key, list[tuple[Hashable, merge.ChangeResult]]] = {}
@@ -184,22 +183,37 @@ class Indexer:
                  "version_type": "external_gte", "_source": source}
                 for role, source in sources.items()]
 
-    def _read_states(self, keys: list[Key]) -> dict[Key, ResourceState]:
+    def _read(self, by_key) -> tuple[dict[Key, ResourceState], dict[Key, list]]:
+        """One mget per group: the stored states, and the item removals that must be
+        folded in before late upserts of removed items (see below)."""
+        wanted = self._wanted_removals(by_key)
         states: dict[Key, ResourceState] = {}
-        by_group: dict[str, list[Key]] = collections.defaultdict(list)
-        for key in keys:
-            by_group[self.groups[key[0]]].append(key)
-        for group, group_keys in by_group.items():
-            ids = [documents.doc_id(rid, ADMIN) for _, rid in group_keys]
-            resp = self.es.mget(index=layout.listener_alias(group), ids=ids)
-            for key, doc in zip(group_keys, resp["docs"]):
-                if doc.get("found"):
-                    state = documents.state_from_source(doc["_source"], doc["_version"])
-                    if state.resource_type == key[0]:
-                        states[key] = state
-                elif "error" in doc:
+        removals: dict[Key, list] = collections.defaultdict(list)
+        ids_by_group: dict[str, list[tuple[str, object]]] = collections.defaultdict(list)
+        for key in by_key:
+            ids_by_group[self.groups[key[0]]].append((documents.doc_id(key[1], ADMIN), key))
+        for removal_id, (key, item) in wanted.items():
+            ids_by_group[self.groups[key[0]]].append((removal_id, (key, item)))
+        for group, entries in ids_by_group.items():
+            resp = self.es.mget(index=layout.listener_alias(group),
+                                ids=[doc_id for doc_id, _ in entries])
+            for (doc_id, what), doc in zip(entries, resp["docs"]):
+                if "error" in doc:
                     raise TransientError(f"mget failed: {doc['error']}")
-        return states
+                if not doc.get("found"):
+                    continue
+                if doc_id in wanted:
+                    key, (list_field, item_key, value) = what
+                    patch = chain(remove_item(list_field, item_key, value),
+                                  set_fields(doc["_source"].get("set_fields") or {}))
+                    removals[key].append((_REMOVAL, DocumentChange(
+                        key[0], key[1], None, Operation.UPDATE, doc["_version"],
+                        "item removal", "", patch=patch)))
+                else:
+                    state = documents.state_from_source(doc["_source"], doc["_version"])
+                    if state.resource_type == what[0]:
+                        states[what] = state
+        return states, removals
 
     # -- list items removed before the owner was known -----------------------------
     #
@@ -235,8 +249,8 @@ class Indexer:
             if not ok and status != 409:   # 409: a newer removal is already there
                 raise TransientError(f"item removal not stored: {item['index'].get('error')}")
 
-    def _read_item_removals(self, by_key) -> dict[Key, list]:
-        """Synthetic removals to fold in before late upserts of removed items."""
+    def _wanted_removals(self, by_key) -> dict[str, tuple[Key, tuple]]:
+        """Ids of the item tombstones that could hold back this batch's items."""
         wanted: dict[str, tuple[Key, tuple]] = {}
         for key, items in by_key.items():
             for _, change in items:
@@ -249,23 +263,7 @@ class Indexer:
                     for element in (change.document or {}).get(list_field) or []:
                         item = (list_field, item_key, element.get(item_key))
                         wanted[self._removal_id(key[0], *item)] = (key, item)
-        found: dict[Key, list] = collections.defaultdict(list)
-        if not wanted:
-            return found
-        by_group: dict[str, list[str]] = collections.defaultdict(list)
-        for rid, (key, _) in wanted.items():
-            by_group[self.groups[key[0]]].append(rid)
-        for group, ids in by_group.items():
-            for doc in self.es.mget(index=layout.listener_alias(group), ids=ids)["docs"]:
-                if not doc.get("found"):
-                    continue
-                key, (list_field, item_key, value) = wanted[doc["_id"]]
-                patch = chain(remove_item(list_field, item_key, value),
-                              set_fields(doc["_source"].get("set_fields") or {}))
-                found[key].append((_REMOVAL, DocumentChange(
-                    key[0], key[1], None, Operation.UPDATE, doc["_version"],
-                    "item removal", "", patch=patch)))
-        return found
+        return wanted
 
     # -- changes that name another field than the id ------------------------------
 

@@ -16,7 +16,6 @@ the changes arrive in, one batch or many:
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import enum
 import re
@@ -51,7 +50,8 @@ def fold(stored: ResourceState | None, changes: list[DocumentChange]
         dirty = dirty or outcome is Outcome.APPLIED
         if state.deleted and not state.project_id and change.project_id:
             # A delete that overtook its resource names no project; older changes do.
-            state.project_id = state.document["project_id"] = change.project_id
+            state.project_id = change.project_id
+            state.document = dict(state.document, project_id=change.project_id)
             dirty = True
         results.append(ChangeResult(change, outcome,
                                     state.copy() if state is not None else None))
@@ -86,18 +86,18 @@ def _is_redelivery(state: ResourceState, change: DocumentChange) -> bool:
         return False
     if change.operation is Operation.INDEX:
         return change.version == state.base_version
-    return change.patch(copy.deepcopy(state.document)) == state.document
+    return change.patch(dict(state.document)) == state.document
 
 
 def _index(state: ResourceState, change: DocumentChange):
     """A full document: the new base, under anything newer partials set."""
-    document = copy.deepcopy(change.document)
+    document = dict(change.document)   # top-level copy: nested values are never edited
     newer = {k: v for k, v in state.field_versions.items() if v > change.version}
     for key in newer:
         item = _ITEM_KEY.match(key)
         if item is None:
             if key in state.document:
-                document[key] = copy.deepcopy(state.document[key])
+                document[key] = state.document[key]
             else:
                 document.pop(key, None)
             continue
@@ -105,7 +105,7 @@ def _index(state: ResourceState, change: DocumentChange):
         current = [i for i in state.document.get(list_field) or []
                    if str(i.get(item_key)) == value]
         kept = [i for i in document.get(list_field) or [] if str(i.get(item_key)) != value]
-        document[list_field] = sorted(kept + copy.deepcopy(current),
+        document[list_field] = sorted(kept + current,
                                       key=lambda i: str(i.get(item_key)))
     new = ResourceState(change.resource_type, change.id,
                         document.get("project_id") or change.project_id,
@@ -116,13 +116,13 @@ def _index(state: ResourceState, change: DocumentChange):
 
 def _update(state: ResourceState, change: DocumentChange):
     """Some fields or list items: each set unless a newer change already set it."""
-    document = copy.deepcopy(state.document)
+    document = dict(state.document)    # ops replace top-level values, never edit them
     field_versions = dict(state.field_versions)
     for op in change.patch.ops:
         if isinstance(op, SetFields):
             for field, value in op.fields.items():
                 if field_versions.get(field, state.base_version) < change.version:
-                    document[field] = copy.deepcopy(value)
+                    document[field] = value
                     field_versions[field] = change.version
         else:  # an item of a list, versioned on its own
             key = f"{op.list_field}[{op.key}={op.value}]"

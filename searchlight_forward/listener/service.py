@@ -14,6 +14,7 @@ import threading
 import time
 
 import elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
 import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging.notify.dispatcher import NotificationResult
@@ -106,11 +107,14 @@ def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only,
     if not os.path.exists(path):
         LOG.warning("no forwarding: %s does not exist", path)
         return Forwarding([], sink_context.transport_url)
-    return Forwarding.from_file(path, filter_context, sink_context, dead_letter)
+    return Forwarding.from_file(path, filter_context, sink_context, dead_letter,
+                                scope=conf.listener.notifications_pool)
 
 
 def elasticsearch_client(conf: cfg.ConfigOpts) -> elasticsearch.Elasticsearch:
-    return elasticsearch.Elasticsearch(conf.elasticsearch.hosts,
+    # orjson encodes bulk bodies several times faster than json (profiled: JSON
+    # encoding was a fifth of the indexer's CPU).
+    return elasticsearch.Elasticsearch(conf.elasticsearch.hosts, serializer=OrjsonSerializer(),
                                        request_timeout=conf.elasticsearch.request_timeout)
 
 

@@ -5,6 +5,7 @@ and removes them afterwards, so tests neither see nor feed each other.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -15,6 +16,7 @@ import pytest
 from oslo_config import cfg
 from oslo_log import log
 
+from forwarders.outbox import PREFIX as OUTBOX_PREFIX
 from searchlight_forward import config
 from searchlight_forward.listener.service import Listener
 from searchlight_forward.publisher import NotificationPublisher
@@ -76,11 +78,15 @@ resource_group_name = {names['group']}
     yield path
     for index in (f"{names['group']}-*", names["dead_letters"]):
         es.indices.delete(index=index, ignore_unavailable=True, allow_no_indices=True)
+    # The pool queue and the hold pipelines' outboxes (named after the pool).
+    ini = path.parent / "forwarders.ini"
+    pipelines = re.findall(r"^\[pipeline:([^\]]+)\]", ini.read_text(), re.M) if ini.exists() else []
     with kombu.Connection(AMQP_URL) as conn:
-        try:
-            conn.channel().queue_delete(names["pool"])
-        except Exception:  # noqa: BLE001 - the queue may never have been declared
-            pass
+        for queue in [names["pool"]] + [f"{OUTBOX_PREFIX}{names['pool']}.{p}" for p in pipelines]:
+            try:
+                conn.channel().queue_delete(queue)
+            except Exception:  # noqa: BLE001 - the queue may never have been declared
+                pass
 
 
 def load_conf(path) -> cfg.ConfigOpts:
