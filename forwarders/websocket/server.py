@@ -21,6 +21,7 @@ import dataclasses
 import http
 import json
 import logging
+import pathlib
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -40,6 +41,19 @@ LOG = logging.getLogger(__name__)
 
 MAX_RESUME_ROUNDS = 8
 _CLOSE = object()
+
+# The live table page (docs/live-table.md): a fixed whitelist, nothing else is served.
+STATIC_DIR = pathlib.Path(__file__).with_name("static")
+STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+                "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+                "/app.css": ("app.css", "text/css; charset=utf-8")}
+STATIC_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self' ws: wss:; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+}
 
 
 @dataclasses.dataclass
@@ -146,8 +160,22 @@ class WebSocketServer:
     # -- HTTP side ---------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request):
-        if request.path.split("?", 1)[0] == "/status":
+        path = request.path.split("?", 1)[0]
+        if path == "/status":
             return connection.respond(http.HTTPStatus.OK, json.dumps(self.stats()) + "\n")
+        static = STATIC_FILES.get(path)
+        if static is not None and "websocket" not in request.headers.get(
+                "Upgrade", "").lower():
+            name, content_type = static
+            try:
+                text = (STATIC_DIR / name).read_text(encoding="utf-8")
+            except OSError:
+                return connection.respond(http.HTTPStatus.NOT_FOUND, "not installed\n")
+            response = connection.respond(http.HTTPStatus.OK, text)
+            del response.headers["Content-Type"]      # Headers is a multidict
+            response.headers["Content-Type"] = content_type
+            response.headers.update(STATIC_HEADERS)
+            return response
         return None
 
     def stats(self) -> dict:
