@@ -121,8 +121,8 @@ def auth_opts(project: str, token: str | None) -> dict:
 
 
 def _delete_claimed(message) -> bool:
-    """Delete one message under its claim; False if Zaqar says the claim is no longer
-    ours (403: it expired and the message was claimed again)."""
+    """Delete one message under its claim; False if Zaqar says another claim holds
+    it (403). An expired claim is a 400 (MalformedRequest: Refused)."""
     try:
         message.delete()
     except transport_errors.ForbiddenError:
@@ -168,6 +168,7 @@ class Consumer:
         self.queue = self.client.queue(args.queue, auto_create=False)
         self.delete_mode = args.delete
         self.claim = None                   # claimed and not yet deleted
+        self.pending = None                 # a saved batch whose delete failed
         self.output_closed = False
         self.counts = dict.fromkeys(
             ("messages", telco.APPLY, telco.DUPLICATE, telco.STALE, telco.MALFORMED,
@@ -210,7 +211,7 @@ class Consumer:
     def release(self) -> None:
         """Give the current claim's messages back (best effort: they come back anyway
         when the claim expires)."""
-        claim, self.claim = self.claim, None
+        claim, self.claim, self.pending = self.claim, None, None
         if claim is not None and claim.id:
             try:
                 self._call("release the claim", claim.delete)
@@ -234,8 +235,8 @@ class Consumer:
             for m in messages:
                 try:
                     if not self._call("delete a message", _delete_claimed, m):
-                        self.warn(f"WARNING message {m.id} not deleted: our claim "
-                                  "expired and another took it (it will be skipped)")
+                        self.warn(f"WARNING message {m.id} not deleted: another claim "
+                                  "holds it (it will be skipped when it comes back)")
                 except Refused as exc:
                     self.warn(f"WARNING message {m.id} not deleted ({exc}); it will "
                               "come back and be skipped")
@@ -243,7 +244,16 @@ class Consumer:
 
     # -- one batch -------------------------------------------------------------------
     def batch(self) -> int:
-        """Claim, decide, save, print, delete. Returns the number of messages."""
+        """Claim, decide, save, print, delete. Returns the number of messages.
+
+        A batch whose delete failed is saved already: the next call retries its
+        delete (it stays claimed meanwhile) before claiming anything else."""
+        if self.pending is not None:
+            messages = self.pending
+            self._delete(messages)
+            self.pending = self.claim = None
+            return len(messages)
+        self.claim = None
         self.claim = self._claim()
         messages = list(self.claim)
         if not messages:
@@ -255,6 +265,10 @@ class Consumer:
             telco.save_state(self.args.state_file, self.state.with_batch(plan))
             self.timing["state"] += time.monotonic() - started
             self.state.commit(plan)
+        self.counts["messages"] += len(messages)
+        self.counts["batches"] += 1
+        for decision in (telco.APPLY, telco.DUPLICATE, telco.STALE, telco.MALFORMED):
+            self.counts[decision] += plan.count(decision)
         for outcome in plan.malformed:
             self.warn(f"WARNING malformed message {outcome.message_id} in "
                       f"{self.args.project}/{self.args.queue}: {outcome.reason}; "
@@ -271,14 +285,10 @@ class Consumer:
         if self.args.crash_before_delete:          # test hook: a real crash here
             self.err.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+        self.pending = messages
         self._delete(messages)
-        self.claim = None
-        self.counts["messages"] += len(messages)
-        self.counts["batches"] += 1
-        for decision in (telco.APPLY, telco.DUPLICATE, telco.STALE, telco.MALFORMED):
-            self.counts[decision] += plan.count(decision)
+        self.pending = self.claim = None
         return len(messages)
-
 
     # -- the loop --------------------------------------------------------------------
     def run(self) -> int:
@@ -287,11 +297,13 @@ class Consumer:
             try:
                 got = self.batch()
             except Unavailable as exc:
-                self.release()
                 failures += 1
                 delay = min(ERROR_BACKOFF[1], ERROR_BACKOFF[0] * 2 ** (failures - 1))
                 delay *= random.uniform(0.8, 1.2)
                 hint = f"; {exc.hint}" if exc.hint and failures == 1 else ""
+                if self.pending is not None:
+                    hint += (" (the batch is applied and saved; its delete is retried, "
+                             "or it comes back and is skipped)")
                 if self.args.once and failures >= ONCE_ATTEMPTS:
                     self.warn(f"ERROR {exc}{hint}; giving up after {failures} attempts "
                               "(--once)")
@@ -300,7 +312,6 @@ class Consumer:
                 self.stopper.sleep(delay)
                 continue
             except Refused as exc:
-                self.release()
                 self.warn(f"ERROR {exc}; check --claim-ttl, --grace and --batch against "
                           "this Zaqar's limits")
                 return EXIT_USAGE
@@ -454,6 +465,7 @@ def main(argv=None) -> int:
         code = EXIT_OK
         try:
             code = consumer.run()
+            consumer.release()          # a batch whose delete never succeeded
         except KeyboardInterrupt:
             consumer.release()
             consumer.warn("interrupted")
