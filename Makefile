@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONF := etc/searchlight-forward.conf
 
-.PHONY: demo test unit servers down sample-config browser
+.PHONY: demo test unit servers down sample-config browser bench
 
 # The project's virtualenv, rebuilt when its metadata changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -39,3 +39,8 @@ unit: $(VENV)/.installed
 
 sample-config: $(VENV)/.installed
 	$(BIN)/oslo-config-generator --config-file etc/oslo-config-generator/searchlight-forward.conf
+
+# Throughput, delay, memory and scaling on the local servers (docs/benchmarks.md).
+bench: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/run.py

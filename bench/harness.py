@@ -1,0 +1,831 @@
+"""The benchmark's plumbing in the parent process: private names, configuration,
+child processes, and what it watches while a scenario runs.
+
+Isolation: every run gets its own RabbitMQ virtual host (so the Notifier's exchanges,
+the pool queues, the outboxes and the doorbell exchange are private, and nobody
+else's listener receives the benchmark's notifications), its own Elasticsearch
+indices (``sfb-<run>-*``), Zaqar queues and projects (``sfb-<run>...``), ports and
+temporary directory. ``Run.close`` removes them all.
+"""
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import elasticsearch
+import kombu
+import psutil
+
+import workers
+
+ROOT = workers.ROOT
+ES_URL = os.environ.get("SF_ES_URL", "http://127.0.0.1:9200")
+BROKER_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+ZAQAR_URL = os.environ.get("SF_ZAQAR_URL", "http://127.0.0.1:8888")
+SPAWN = multiprocessing.get_context("spawn")
+SERVER_PORTS = {"elasticsearch": 9200, "rabbitmq": 5672, "zaqar": 8888, "redis": 6379}
+SIM_PROJECTS = ("demo", "alt_demo", "admin")
+ZAQAR_CLIENT_ID = "5f1c3a52-6f0e-4b59-9d0c-2d3f1a6b7e42"
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def free_port(consecutive: int = 1) -> int:
+    """A free TCP port on 127.0.0.1 (and the ``consecutive - 1`` after it)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ok = True
+        for extra in range(1, consecutive):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + extra))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise BenchError("no free port")
+
+
+def http_json(url: str, method: str = "GET", headers: dict | None = None,
+              timeout: float = 5.0):
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = resp.read()
+        return json.loads(body) if body else None
+
+
+def servers_py(*args: str, check: bool = True) -> str:
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "servers.py"), *args],
+                          capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise BenchError(f"scripts/servers.py {' '.join(args)} failed: "
+                         f"{proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def wait_for_servers(needed=tuple(SERVER_PORTS), timeout: float = 180.0) -> None:
+    """The ``needed`` local servers are healthy, or BenchError. Others share them and
+    a test may have one down for a while (the Zaqar outage tests): wait, do not
+    restart it."""
+    deadline = time.monotonic() + timeout
+    down: list[str] = []
+    while True:
+        out = servers_py("status", check=False)
+        healthy = {line.split()[0] for line in out.splitlines()[1:]
+                   if line.split() and line.split()[-1] == "yes"}
+        down = [name for name in needed if name not in healthy]
+        if not down:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"local server(s) {', '.join(down)} not healthy after "
+                             f"{timeout:.0f}s (`python3 scripts/servers.py status`; "
+                             f"`up` starts them)")
+        time.sleep(2.0)
+
+
+# -- the run: private names and clean-up -----------------------------------------------
+
+class Run:
+    def __init__(self, keep: bool = False):
+        self.id = uuid.uuid4().hex[:6]
+        self.prefix = f"sfb-{self.id}"
+        self.vhost = self.prefix
+        base = BROKER_URL.rstrip("/")
+        self.transport_url = f"{base}/{self.vhost}"
+        self.amqp_url = self.transport_url.replace("rabbit://", "amqp://", 1)
+        self.es = elasticsearch.Elasticsearch(ES_URL, request_timeout=60)
+        self.dir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
+        self.keep = keep
+        self.zaqar_queues: set[tuple[str, str]] = set()   # (project, queue)
+        self.bindir = os.path.dirname(sys.executable)
+        # Demo-style token file pinned to the simulator's projects.
+        self.project_ids = {name: uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.prefix}.{name}").hex
+                            for name in SIM_PROJECTS}
+        self.tokens_path = os.path.join(self.dir, "websocket-tokens.json")
+        tokens = {f"tok-{name}": {"user_id": f"{name}-member", "project_id": pid,
+                                  "roles": ["member", "reader"]}
+                  for name, pid in self.project_ids.items()}
+        tokens["tok-admin"] = {"user_id": "cloud-admin", "project_id": self.project_ids["admin"],
+                               "roles": ["admin", "member", "reader"]}
+        with open(self.tokens_path, "w") as f:
+            json.dump(tokens, f, indent=1)
+
+    def clients(self, k: int) -> list[tuple[str, bool]]:
+        """K clients: an admin watching all projects, then members of each project."""
+        out = [("tok-admin", True)]
+        names = list(SIM_PROJECTS)
+        for i in range(1, k):
+            out.append((f"tok-{names[(i - 1) % len(names)]}", False))
+        return out[:k]
+
+    def open(self) -> None:
+        servers_py("rabbitmqctl", "add_vhost", self.vhost)
+        servers_py("rabbitmqctl", "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.es.indices.delete(index=f"{self.prefix}-*", ignore_unavailable=True,
+                                   allow_no_indices=True, expand_wildcards="all")
+        left = sorted(self.zaqar_queues)
+        for attempt in range(4):           # Zaqar may be down for someone's outage test
+            failed = []
+            for project, queue in left:
+                try:
+                    zaqar_delete_queue(project, queue)
+                except Exception:  # noqa: BLE001
+                    failed.append((project, queue))
+            left = failed
+            if not left:
+                break
+            time.sleep(5 * (attempt + 1))
+        if left:
+            print(f"could not delete Zaqar queues (Zaqar down?): {left}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            servers_py("rabbitmqctl", "delete_vhost", self.vhost)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- broker helpers --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def channel(self):
+        with kombu.Connection(self.amqp_url, connect_timeout=10) as conn:
+            yield conn.channel()
+
+    def queue_depth(self, name: str) -> tuple[int, int] | None:
+        """(ready messages, consumers) of a queue, or None if it does not exist."""
+        try:
+            with self.channel() as ch:
+                _, messages, consumers = ch.queue_declare(name, passive=True)
+                return messages, consumers
+        except Exception:  # noqa: BLE001 - not declared
+            return None
+
+    def delete_queues(self, names) -> None:
+        with kombu.Connection(self.amqp_url, connect_timeout=10) as conn:
+            for name in names:
+                try:
+                    conn.channel().queue_delete(name)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def drop_default_queues(self) -> None:
+        """The Notifier declares ``<topic>.<priority>`` queues so that nothing is lost
+        while no consumer listens; in the benchmark's vhost they only fill up."""
+        from searchlight_forward.plugins import load_plugins
+        from searchlight_forward.plugins.base import exchanges_and_topics
+        topics = {t for _, t in exchanges_and_topics(load_plugins().plugins)}
+        self.delete_queues(f"{t}.{p}" for t in topics for p in workers.PRIORITIES)
+
+
+def declare_pool(transport_url: str, pool: str) -> None:
+    """Declare a pool queue and its bindings exactly as the listeners do: start an
+    oslo.messaging batch listener on every plugin target and priority, then stop it."""
+    import oslo_messaging
+    from oslo_config import cfg
+    from searchlight_forward import config
+    from searchlight_forward.plugins import load_plugins
+    from searchlight_forward.plugins.base import exchanges_and_topics
+    conf = cfg.ConfigOpts()
+    config.register_messaging(conf)
+    conf([], project="searchlight-forward-bench")
+    conf.set_override("transport_url", transport_url)
+    transport = oslo_messaging.get_notification_transport(conf)
+
+    class Endpoint:
+        pass
+    endpoint = Endpoint()
+    for priority in workers.PRIORITIES:
+        setattr(endpoint, priority, lambda messages: None)
+    targets = [oslo_messaging.Target(exchange=e, topic=t)
+               for e, t in exchanges_and_topics(load_plugins().plugins)]
+    server = oslo_messaging.get_batch_notification_listener(
+        transport, targets, [endpoint], executor="threading", pool=pool, batch_size=1)
+    server.start()
+    server.stop()
+    server.wait()
+    transport.cleanup()
+
+
+# -- Zaqar ---------------------------------------------------------------------------
+
+def _zaqar_headers(project: str) -> dict:
+    return {"Client-ID": ZAQAR_CLIENT_ID, "X-Project-ID": project}
+
+
+def zaqar_total(project: str, queue: str) -> int:
+    """Messages in a Zaqar queue; -1 while Zaqar does not answer (other users of the
+    local servers stop it for their outage tests)."""
+    try:
+        stats = http_json(f"{ZAQAR_URL}/v2/queues/{queue}/stats", headers=_zaqar_headers(project))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return 0
+        return -1
+    except (OSError, ValueError):
+        return -1
+    return int(stats["messages"]["total"])
+
+
+def zaqar_delete_queue(project: str, queue: str) -> None:
+    req = urllib.request.Request(f"{ZAQAR_URL}/v2/queues/{queue}", method="DELETE",
+                                 headers=_zaqar_headers(project))
+    try:
+        urllib.request.urlopen(req, timeout=30).read()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+
+
+# -- configuration ---------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _ini(path_in: str, path_out: str):
+    parser = configparser.RawConfigParser()
+    parser.optionxform = str
+    parser.read(path_in)
+    yield parser
+    with open(path_out, "w") as f:
+        parser.write(f)
+
+
+class Scenario:
+    """One scenario's private group, pool, ports, configuration and Zaqar queues."""
+
+    def __init__(self, run: Run, name: str, workers_: int = 1, pipelines: bool = True,
+                 overrides: dict | None = None):
+        self.run = run
+        self.name = name
+        self.group = f"{run.prefix}-{name}"
+        self.pool = f"{run.prefix}-pool-{name}"
+        self.dir = os.path.join(run.dir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.workers = workers_
+        self.status_port = free_port(workers_)
+        self.ws_port = free_port()
+        self.zaqar: list[dict] = []          # sink name, pipeline, queue, project template
+        self.pipeline_names: list[str] = []
+        self.conf = os.path.join(self.dir, "searchlight-forward.conf")
+        self.pipelines = pipelines
+        self.overrides = overrides or {}      # (section, option) -> value, main config
+        self._write(pipelines)
+
+    def _write(self, pipelines: bool) -> None:
+        with _ini(os.path.join(ROOT, "etc", "searchlight-forward.conf"), self.conf) as conf:
+            for section in ("listener", "elasticsearch", "resource_plugins", "forwarding",
+                            "websocket"):
+                if not conf.has_section(section):
+                    conf.add_section(section)
+            conf.set("DEFAULT", "transport_url", self.run.transport_url)
+            conf.set("DEFAULT", "debug", "false")
+            conf.set("listener", "notifications_pool", self.pool)
+            conf.set("listener", "workers", str(self.workers))
+            conf.set("listener", "status_port", str(self.status_port))
+            conf.set("elasticsearch", "hosts", ES_URL)
+            conf.set("elasticsearch", "dead_letter_index", f"{self.group}-dead")
+            conf.set("resource_plugins", "resource_group_name", self.group)
+            conf.set("forwarding", "config_file",
+                     "forwarders.ini" if pipelines else "no-forwarders.ini")
+            conf.set("forwarding", "zaqar_url", ZAQAR_URL)
+            for (section, option), value in self.overrides.items():
+                if section != "DEFAULT" and not conf.has_section(section):
+                    conf.add_section(section)
+                conf.set(section, option, value)
+        if not pipelines:
+            return
+        ini = os.path.join(self.dir, "forwarders.ini")
+        with _ini(os.path.join(ROOT, "etc", "forwarders.ini"), ini) as fw:
+            pipelines_of = {}
+            for section in fw.sections():
+                if section.startswith("pipeline:"):
+                    sink = fw.get(section, "pipeline").split()[-1]
+                    pipelines_of[sink] = section.split(":", 1)[1]
+                    self.pipeline_names.append(section.split(":", 1)[1])
+            for section in fw.sections():
+                if not section.startswith("sink:"):
+                    continue
+                sink = section.split(":", 1)[1]
+                use = fw.get(section, "use", fallback="")
+                if use.endswith("zaqar"):
+                    queue = f"{self.group}-{sink}".replace("_", "-")[:64]
+                    project = fw.get(section, "project", fallback="{project_id}")
+                    if "{project_id}" not in project:
+                        project = self.run.prefix        # the operator's own Zaqar project
+                        fw.set(section, "project", project)
+                    fw.set(section, "queue", queue)
+                    fw.set(section, "url", ZAQAR_URL)
+                    self.zaqar.append({"sink": sink, "pipeline": pipelines_of.get(sink),
+                                       "queue": queue, "project": project})
+                    projects = ([project] if "{project_id}" not in project
+                                else list(self.run.project_ids.values()))
+                    self.run.zaqar_queues.update((p, queue) for p in projects)
+                elif use.endswith("websocket"):
+                    fw.set(section, "port", str(self.ws_port))
+                    fw.set(section, "token_file", self.run.tokens_path)
+                    fw.set(section, "groups", self.group)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}"
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self.run.es.indices.delete(index=f"{self.group}-*", ignore_unavailable=True,
+                                       allow_no_indices=True, expand_wildcards="all")
+        self.run.delete_queues([self.pool] + [f"searchlight-forward.outbox.{p}"
+                                              for p in self.pipeline_names]
+                               + [f"searchlight-forward.outbox.{self.pool}.{p}"
+                                  for p in self.pipeline_names])
+        for z in self.zaqar:
+            projects = ([z["project"]] if "{project_id}" not in z["project"]
+                        else list(self.run.project_ids.values()))
+            for project in projects:
+                with contextlib.suppress(Exception):
+                    zaqar_delete_queue(project, z["queue"])
+                    self.run.zaqar_queues.discard((project, z["queue"]))
+
+    def ensure_index(self) -> None:
+        from searchlight_forward.indexer import indices
+        from searchlight_forward.plugins import load_plugins
+        indices.ensure(self.run.es, self.group, load_plugins().plugins)
+
+    def zaqar_operator_queue(self) -> dict | None:
+        """The must-deliver (hold) pipeline's queue with a fixed project."""
+        for z in self.zaqar:
+            if "{project_id}" not in z["project"]:
+                return z
+        return None
+
+
+# -- child processes ----------------------------------------------------------------------
+
+class Child:
+    """A console script of the project as a subprocess (listener, WebSocket server)."""
+
+    def __init__(self, argv: list[str], log: str):
+        self.log_path = log
+        self.proc = subprocess.Popen(argv + ["--log-file", log],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(Exception):
+                    for child in self.ps.children(recursive=True):
+                        child.kill()
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_listener(scn: Scenario) -> Child:
+    return Child([os.path.join(scn.run.bindir, "searchlight-forward-listener"),
+                  "--config-file", scn.conf], os.path.join(scn.dir, "listener.log"))
+
+
+def start_ws_server(scn: Scenario, timeout: float = 60.0) -> Child:
+    child = Child([os.path.join(scn.run.bindir, "searchlight-forward-websocket"),
+                   "--config-file", scn.conf], os.path.join(scn.dir, "websocket.log"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise BenchError(f"the WebSocket server exited:\n{child.tail()}")
+        try:
+            status = http_json(f"http://127.0.0.1:{scn.ws_port}/status", timeout=2)
+            doorbell = status.get("doorbell") or {}
+            if status.get("tailer", {}).get("index") or doorbell.get("connected"):
+                return child
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    child.stop()
+    raise BenchError(f"the WebSocket server did not come up:\n{child.tail()}")
+
+
+def listener_status(scn: Scenario) -> dict | None:
+    """Counters summed over the listener's worker processes; None if one is not up."""
+    total: dict = {"listener": {}, "pipelines": {}}
+    for i in range(scn.workers):
+        try:
+            snap = http_json(f"http://127.0.0.1:{scn.status_port + i}/status", timeout=5)
+        except (OSError, ValueError):
+            return None
+        for k, v in snap["listener"].items():
+            if isinstance(v, (int, float)):
+                total["listener"][k] = total["listener"].get(k, 0) + v
+        for name, stats in snap["pipelines"].items():
+            mine = total["pipelines"].setdefault(name, {})
+            for k, v in stats.items():
+                if k.startswith("last_error"):
+                    mine[k] = v if v is not None else mine.get(k)
+                elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                    # the outbox is one queue for every worker: its depth is not additive
+                    mine[k] = (max(mine.get(k) or 0, v) if k.startswith("held")
+                               else (mine.get(k) or 0) + v)
+                else:
+                    mine.setdefault(k, v)
+    return total
+
+
+class WsClients:
+    """The WebSocket clients' process, and the parent's end of its pipe."""
+
+    def __init__(self, url: str, clients: list[tuple[str, bool]]):
+        self.clients = clients
+        self.conn, child_conn = SPAWN.Pipe()
+        self.proc = SPAWN.Process(target=workers.ws_clients_main,
+                                  args=(url, clients, child_conn), daemon=True)
+        self.proc.start()
+        self.ps = psutil.Process(self.proc.pid)
+        self._lock = threading.Lock()
+
+    def ask(self, *cmd, timeout: float = 60.0):
+        with self._lock:
+            self.conn.send(cmd)
+            if not self.conn.poll(timeout):
+                raise BenchError(f"WebSocket clients did not answer {cmd[0]!r}")
+            return self.conn.recv()
+
+    def wait_subscribed(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.ask("status")
+            if all(s["subscribed"] for s in status):
+                return
+            errors = [s["error"] for s in status if s["error"]]
+            if errors and time.monotonic() > deadline - timeout + 10:
+                raise BenchError(f"WebSocket clients failed: {errors}")
+            time.sleep(0.2)
+        raise BenchError(f"WebSocket clients did not subscribe: {self.ask('status')}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("stop", timeout=10)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def expected_views(es, group: str, clients: list[tuple[str, bool]], tokens: dict,
+                   types=None) -> dict[int, dict]:
+    """What each client must have once everything is delivered: for its role copy and
+    project, every resource's newest version in Elasticsearch, tombstones included
+    (the clients were connected before the first change)."""
+    from elasticsearch import helpers
+
+    from searchlight_forward.indexer import documents, layout
+    es.indices.refresh(index=layout.listener_alias(group))
+    views: dict[tuple, dict] = {}
+    out = {}
+    for i, (token, all_projects) in enumerate(clients):
+        info = tokens[token]
+        admin = "admin" in info["roles"]
+        role = documents.ADMIN if admin else documents.USER
+        project = None if all_projects else info["project_id"]
+        key = (role, project)
+        if key not in views:
+            filters = [{"term": {documents.ROLE_FIELD: role}}]
+            if project is not None:
+                filters.append({"term": {"project_id": project}})
+            if types is not None:
+                filters.append({"terms": {"resource_type": sorted(types)}})
+            view = {}
+            for hit in helpers.scan(es, index=layout.listener_alias(group),
+                                    query={"query": {"bool": {"filter": filters}}},
+                                    _source=["resource_type", "id", documents.VERSION_FIELD]):
+                src = hit["_source"]
+                view[(src["resource_type"], src["id"])] = src[documents.VERSION_FIELD]
+            views[key] = view
+        out[i] = views[key]
+    return out
+
+
+# -- watching ----------------------------------------------------------------------------
+
+def server_processes() -> dict[str, psutil.Process]:
+    """The local servers' processes, found by the port they listen on."""
+    found: dict[str, psutil.Process] = {}
+    wanted = {port: name for name, port in SERVER_PORTS.items()}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted \
+                and conn.pid:
+            found.setdefault(wanted[conn.laddr.port], psutil.Process(conn.pid))
+    return found
+
+
+def _tree_cpu(proc, tree: bool = True) -> float:
+    """CPU seconds of a process and its children (or of a list of processes)."""
+    if isinstance(proc, (list, tuple)):
+        return sum(_tree_cpu(p, tree) for p in proc)
+    total = 0.0
+    try:
+        procs = [proc] + (proc.children(recursive=True) if tree else [])
+    except psutil.Error:
+        return 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _tree_rss(proc: psutil.Process) -> tuple[int, list[int]]:
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0, []
+    sizes = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            sizes.append(p.memory_info().rss)
+    return sum(sizes), sizes
+
+
+class Watch:
+    """CPU seconds per process (tree) over a window, machine CPU, and peak RSS of
+    chosen processes sampled every ``interval`` in a thread."""
+
+    def __init__(self, procs: dict[str, psutil.Process], rss_of=(), interval: float = 0.1,
+                 single=("bench",)):
+        self.procs = procs
+        self.single = set(single)    # without their children (the bench's own process)
+        self.rss_of = set(rss_of)
+        self.interval = interval
+        self.peak_rss: dict[str, int] = {n: 0 for n in self.rss_of}
+        self.peak_rss_single: dict[str, int] = {n: 0 for n in self.rss_of}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.cpu0 = self.cpu1 = None
+        self.machine0 = self.machine1 = None
+        self.t0 = self.t1 = None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            for name in self.rss_of:
+                total, sizes = _tree_rss(self.procs[name])
+                self.peak_rss[name] = max(self.peak_rss[name], total)
+                self.peak_rss_single[name] = max([self.peak_rss_single[name]] + sizes)
+
+    def start(self) -> "Watch":
+        self.t0 = time.monotonic()
+        self.cpu0 = {n: _tree_cpu(p, n not in self.single) for n, p in self.procs.items()}
+        self.machine0 = psutil.cpu_times()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.t1 is not None:
+            return
+        self.t1 = time.monotonic()
+        self.cpu1 = {n: _tree_cpu(p, n not in self.single) for n, p in self.procs.items()}
+        self.machine1 = psutil.cpu_times()
+        self._stop.set()
+        self._thread.join(2)
+
+    def report(self) -> dict:
+        wall = max(1e-9, self.t1 - self.t0)
+        cores = {n: round((self.cpu1[n] - self.cpu0[n]) / wall, 2) for n in self.procs}
+        m0, m1 = self.machine0, self.machine1
+        busy = sum(getattr(m1, f) - getattr(m0, f) for f in m1._fields
+                   if f not in ("idle", "iowait", "guest", "guest_nice"))
+        total = sum(getattr(m1, f) - getattr(m0, f) for f in m1._fields
+                    if f not in ("guest", "guest_nice"))
+        ncpu = psutil.cpu_count() or 1
+        return {"wall_s": round(wall, 2), "cores_used": cores,
+                "machine_busy_pct": round(100.0 * busy / max(total, 1e-9), 1),
+                "machine_cores_busy": round(ncpu * busy / max(total, 1e-9), 2),
+                "other_cores": round(ncpu * busy / max(total, 1e-9) - sum(cores.values()), 2),
+                "peak_rss_mb": {n: round(v / 2**20, 1) for n, v in self.peak_rss.items()},
+                "peak_rss_largest_process_mb": {n: round(v / 2**20, 1)
+                                                for n, v in self.peak_rss_single.items()}}
+
+
+def es_stats(es) -> dict:
+    stats = es.nodes.stats(metric="indices,thread_pool",
+                           index_metric="bulk,indexing,refresh,search,get")
+    node = next(iter(stats["nodes"].values()))
+    ind = node["indices"]
+    write = node["thread_pool"].get("write", {})
+    return {"bulk_ops": ind["bulk"]["total_operations"],
+            "bulk_ms": ind["bulk"]["total_time_in_millis"],
+            "bulk_bytes": ind["bulk"]["total_size_in_bytes"],
+            "index_total": ind["indexing"]["index_total"],
+            "index_ms": ind["indexing"]["index_time_in_millis"],
+            "refresh_total": ind["refresh"]["total"],
+            "refresh_ms": ind["refresh"]["total_time_in_millis"],
+            "query_total": ind["search"]["query_total"],
+            "get_total": ind["get"]["total"],
+            "write_rejected": write.get("rejected", 0),
+            "write_largest_queue": write.get("queue", 0)}
+
+
+def es_delta(before: dict, after: dict, wall: float) -> dict:
+    d = {k: after[k] - before[k] for k in before}
+    bulks = max(d["bulk_ops"], 1)
+    return {"bulk_requests": d["bulk_ops"],
+            "bulk_avg_ms": round(d["bulk_ms"] / bulks, 1),
+            "bulk_avg_kb": round(d["bulk_bytes"] / bulks / 1024, 1),
+            "docs_indexed": d["index_total"],
+            "docs_per_s": round(d["index_total"] / max(wall, 1e-9)),
+            "indexing_ms_per_doc": round(d["index_ms"] / max(d["index_total"], 1), 3),
+            "refreshes": d["refresh_total"], "refresh_ms": d["refresh_ms"],
+            "searches": d["query_total"], "gets": d["get_total"],
+            "write_rejections": d["write_rejected"]}
+
+
+class QueueStart:
+    """The instant a listener starts taking messages from its pool queue: the first
+    poll (every 10 ms) that sees a consumer or fewer ready messages than queued."""
+
+    def __init__(self, run: Run, pool: str, queued: int):
+        self.run, self.pool, self.queued = run, pool, queued
+        self.at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        with kombu.Connection(self.run.amqp_url) as conn:
+            ch = conn.channel()
+            while not self._stop.is_set():
+                _, ready, consumers = ch.queue_declare(self.pool, passive=True)
+                if consumers > 0 or ready < self.queued:
+                    self.at = time.monotonic()
+                    return
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+SEARCH_METHOD = (
+    "a search on <group>-search every 50 ms for the documents written since the last "
+    "one seen (_seq_no above the highest seen minus 100, in _seq_no order, _source "
+    "false, version true), never refreshing the index: it sees what a user's search "
+    "sees at that instant. A hit's _version is the external version, i.e. the change's "
+    "version; a change counts as searchable when its resource is found with that "
+    "version or a newer one.")
+
+
+class SearchWatcher:
+    """When each (resource, version) becomes visible in ``<group>-search``; see
+    ``SEARCH_METHOD``."""
+
+    def __init__(self, es, group: str, interval: float = 0.05, margin: int = 100):
+        from searchlight_forward.indexer import layout
+        self.es = es
+        self.alias = layout.search_alias(group)
+        self.interval = interval
+        self.margin = margin
+        self.position = -1
+        self.seen: dict[tuple[str, int], float] = {}   # (id, version) -> first seen
+        self.polls = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "SearchWatcher":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - counted; keep watching
+                self.errors += 1
+
+    def poll(self) -> None:
+        self.polls += 1
+        after = self.position - self.margin
+        search_after = None
+        while True:
+            extra = {"search_after": search_after} if search_after is not None else {}
+            resp = self.es.search(
+                index=self.alias, query={"range": {"_seq_no": {"gt": after}}},
+                sort=[{"_seq_no": "asc"}], size=1000, source=False, version=True,
+                seq_no_primary_term=True, track_total_hits=False,
+                filter_path="hits.hits._id,hits.hits._version,hits.hits._seq_no,"
+                            "hits.hits.sort", **extra)
+            hits = resp.get("hits", {}).get("hits", [])
+            now = time.monotonic()
+            for hit in hits:
+                rid = hit["_id"].rsplit("_", 1)[0]
+                self.seen.setdefault((rid, hit["_version"]), now)
+                self.position = max(self.position, hit["_seq_no"])
+            if len(hits) < 1000:
+                return
+            search_after = hits[-1]["sort"]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class PublisherPool:
+    """``processes`` publishing processes that live for the whole run."""
+
+    def __init__(self, run: Run, processes: int):
+        self.processes = processes
+        self.jobs = [SPAWN.Queue() for _ in range(processes)]
+        self.results = SPAWN.Queue()
+        self.progress = SPAWN.Array("q", processes, lock=False)
+        self.procs = [SPAWN.Process(target=workers.publisher_main,
+                                    args=(i, run.transport_url, self.jobs[i], self.results,
+                                          self.progress), daemon=True)
+                      for i in range(processes)]
+        for p in self.procs:
+            p.start()
+        self.ps = [psutil.Process(p.pid) for p in self.procs]
+        self._job = 0
+
+    def publish(self, spec: dict, rate: float = 0.0, record: bool = False, bar=None,
+                start_in: float = 0.5, timeout: float = 600.0) -> dict:
+        """Publish the stream ``spec`` (flat out, or paced at ``rate``/s overall)."""
+        self._job += 1
+        before = sum(self.progress)
+        t0 = time.monotonic() + start_in
+        for i, q in enumerate(self.jobs):
+            q.put({"job": self._job, "spec": spec, "processes": self.processes,
+                   "rate": rate, "t0": t0, "record": record})
+        results = []
+        deadline = time.monotonic() + timeout
+        shown = 0
+        while len(results) < self.processes:
+            try:
+                results.append(self.results.get(timeout=0.2))
+            except Exception:  # noqa: BLE001 - queue.Empty
+                pass
+            if bar is not None:
+                done = sum(self.progress) - before
+                bar.update(done - shown)
+                shown = done
+            if time.monotonic() > deadline:
+                raise BenchError("publishers did not finish in time")
+            if not all(p.is_alive() for p in self.procs):
+                raise BenchError("a publisher process died")
+        count = spec["count"]
+        times = [float("nan")] * count if record else None
+        for r in results:
+            if record:
+                for j, at in zip(r["indices"], r["times"]):
+                    times[j] = at
+        finished = max(r["finished"] for r in results)
+        began = t0 if rate else min(r["started"] for r in results)
+        return {"sent": sum(r["sent"] for r in results),
+                "errors": sum(r["errors"] for r in results),
+                "t0": t0, "finished": finished,
+                "rate": round(sum(r["sent"] for r in results) / max(finished - began, 1e-3)),
+                "times": times}
+
+    def close(self) -> None:
+        for q in self.jobs:
+            q.put(None)
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

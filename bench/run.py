@@ -1,0 +1,1033 @@
+"""searchlight-forward benchmark: throughput against two ceilings and a Searchlight-style
+baseline, delay at steady rates, listener memory, and scaling to two listeners.
+
+    .venv/bin/python bench/run.py                 # the full default run (~4.5 min on 2 cores)
+    .venv/bin/python bench/run.py --quick         # a smoke run (about 1 min)
+    .venv/bin/python bench/run.py --skip baseline,delay --count 30000
+
+Runs on the local servers (`python3 scripts/servers.py up`), each scenario with
+private names (a RabbitMQ virtual host for the run, its own indices, pool queues,
+Zaqar queues, ports), cleaned up afterwards. Writes bench/results/latest.json and
+latest.md and the delay plot (docs/images/bench-delay.png). Method and figures:
+docs/benchmarks.md.
+
+Scenarios (names for --skip):
+  broker    bare oslo.messaging batch listener, no-op endpoint (the broker ceiling)
+  index     the same documents bulk-indexed with elasticsearch.helpers (index ceiling)
+  project   this project: listener + index + the shipped pipelines, 1 listener process;
+            also its peak RSS
+  scaling   the same with [listener] workers = 2
+  nopipe    this project with no pipelines (what forwarding costs)
+  baseline  the same plugins and sinks driven the way Searchlight drove them
+  delay     publish-to-searchable and publish-to-WebSocket delays at steady rates
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import psutil  # noqa: E402
+import tqdm  # noqa: E402
+
+import harness  # noqa: E402
+import workers  # noqa: E402
+from harness import BenchError, Scenario  # noqa: E402
+
+ROOT = workers.ROOT
+SCENARIOS = ("broker", "index", "project", "scaling", "nopipe", "baseline", "delay")
+RESULTS = os.path.join(HERE, "results")
+PLOT = os.path.join(ROOT, "docs", "images", "bench-delay.png")
+TARGETS = {"vs_broker": 0.60, "vs_baseline": 5.0, "ws_p99_ms_at_500": 100.0,
+           "peak_rss_mb": 300.0, "scaling": 1.6}
+
+
+def log(msg: str) -> None:
+    tqdm.tqdm.write(msg)
+
+
+# -- helpers -------------------------------------------------------------------------
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    values = sorted(values)
+
+    def pick(q):
+        return round(values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))], 1)
+    return {"n": len(values), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99),
+            "max": round(values[-1], 1)}
+
+
+def publish_prequeue(ctx, scn: Scenario, spec: dict, desc: str) -> dict:
+    harness.declare_pool(ctx.run.transport_url, scn.pool)
+    with tqdm.tqdm(total=spec["count"], desc=f"{desc}: queueing", unit="msg",
+                   leave=False) as bar:
+        pub = ctx.pool.publish(spec, bar=bar)
+    ctx.run.drop_default_queues()
+    depth = ctx.run.queue_depth(scn.pool)
+    if pub["errors"] or not depth or depth[0] < spec["count"]:
+        raise BenchError(f"{desc}: queued {depth} of {spec['count']} "
+                         f"({pub['errors']} publish errors)")
+    return {"queued": spec["count"], "publish_rate": pub["rate"]}
+
+
+class Context:
+    def __init__(self, args):
+        self.args = args
+        self.run = harness.Run(keep=args.keep)
+        self.pool = None
+        self.servers = {}
+        self.results: dict = {}
+        self.main_ps = psutil.Process()
+
+    def spec(self, seed: int, count: int, start: str = "2026-03-02T12:00:00") -> dict:
+        return workers.stream_spec(seed, count, self.run.project_ids, start)
+
+    def watch(self, extra: dict, rss_of=()) -> harness.Watch:
+        procs = dict(self.servers)
+        procs["bench"] = self.main_ps
+        procs.update(extra)
+        return harness.Watch(procs, rss_of=rss_of)
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+def scenario_broker(ctx: Context) -> dict:
+    """Broker ceiling: a bare batch listener (same batch size, timeout, prefetch,
+    threads, pool) with a no-op endpoint, on the pre-queued stream."""
+    n = ctx.args.count
+    scn = Scenario(ctx.run, "broker", pipelines=False)
+    try:
+        out = publish_prequeue(ctx, scn, ctx.spec(1, n), "broker")
+        shared = harness.SPAWN.Array("d", 4, lock=False)
+        stop = harness.SPAWN.Event()
+        proc = harness.SPAWN.Process(target=workers.bare_listener_main, args=(
+            ctx.run.transport_url, scn.pool, ctx.args.batch_size, ctx.args.batch_timeout,
+            ctx.args.executor_threads, 2 * ctx.args.batch_size, shared, stop), daemon=True)
+        started = harness.QueueStart(ctx.run, scn.pool, n)
+        proc.start()
+        watch = ctx.watch({"listener": psutil.Process(proc.pid)}, rss_of=["listener"])
+        with tqdm.tqdm(total=n, desc="broker: consuming", unit="msg", leave=False) as bar:
+            harness.wait_until(lambda: started.at, 120, 0.01, "the bare listener to start")
+            watch.start()
+            deadline = time.monotonic() + 60 + n / 500
+            while shared[0] < n:
+                bar.update(int(shared[0]) - bar.n)
+                if time.monotonic() > deadline or not proc.is_alive():
+                    raise BenchError(f"broker: consumed {shared[0]:.0f} of {n}")
+                time.sleep(0.05)
+            bar.update(n - bar.n)
+        watch.stop()
+        stop.set()
+        proc.join(30)
+        elapsed = shared[3] - shared[1]
+        out.update(notifications=n, seconds=round(elapsed, 2), rate=round(n / elapsed),
+                   from_first_message_s=round(shared[3] - min(started.at, shared[2]), 2),
+                   resources=watch.report())
+        return out
+    finally:
+        scn.cleanup()
+
+
+def scenario_index(ctx: Context) -> dict:
+    """Index ceiling: the stream's documents via helpers.parallel_bulk, no listener."""
+    n = ctx.args.count
+    scn = Scenario(ctx.run, "index", pipelines=False)
+    try:
+        result = harness.SPAWN.Queue()
+        proc = harness.SPAWN.Process(target=workers.index_ceiling_main, args=(
+            ctx.spec(1, n), harness.ES_URL, scn.group, ctx.args.bulk_threads,
+            ctx.args.bulk_chunk, result), daemon=True)
+        proc.start()
+        watch = ctx.watch({"bulk client": psutil.Process(proc.pid)})
+        es0 = harness.es_stats(ctx.run.es)
+        watch.start()
+        with tqdm.tqdm(total=1, desc="index: bulk indexing", leave=False):
+            out = result.get(timeout=120 + n / 200)
+        watch.stop()
+        es1 = harness.es_stats(ctx.run.es)
+        proc.join(30)
+        elapsed = out["indexed"] - out["started"]
+        return {"notifications": out["notifications"], "documents": out["documents"],
+                "failed": out["failed"], "unlocated": out["unlocated"],
+                "seconds": round(elapsed, 2), "rate": round(n / elapsed),
+                "docs_per_s": round(out["documents"] / elapsed),
+                "refresh_s": round(out["refreshed"] - out["indexed"], 2),
+                "method": f"helpers.parallel_bulk(thread_count={ctx.args.bulk_threads}, "
+                          f"chunk_size={ctx.args.bulk_chunk}), external_gte versions",
+                "elasticsearch": harness.es_delta(es0, es1, elapsed),
+                "resources": watch.report()}
+    finally:
+        scn.cleanup()
+
+
+def _held(stats: dict) -> int:
+    """The outbox backlog (the status key was renamed once: accept both)."""
+    value = stats.get("held_batches", stats.get("held", 0))
+    return value if isinstance(value, int) else -1
+
+
+def _settled(stats: dict) -> bool:
+    """Every pipeline has handled everything it was given."""
+    for p in stats.values():
+        handled = p.get("delivered", 0) + p.get("dropped", 0) + p.get("rejected", 0)
+        if handled < p.get("submitted", 0) or p.get("queued", 0):
+            return False
+        if p.get("policy") == "hold" and _held(p) != 0:
+            return False
+    return True
+
+
+def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
+                          pipelines: bool = True, baseline: bool = False) -> dict:
+    """Pre-queue ``n`` notifications, start the WebSocket server and K clients, then
+    the listener (ours, or the Searchlight-style one); time from its first message
+    until every change is indexed and delivered everywhere."""
+    args = ctx.args
+    scn = Scenario(ctx.run, name, workers_=workers_, pipelines=pipelines,
+                   overrides=ctx.args.overrides)
+    children: list = []
+    clients = proc = stop = spy = None
+    try:
+        scn.ensure_index()
+        out = publish_prequeue(ctx, scn, ctx.spec(1 if not baseline else 2, n), name)
+        extra = {}
+        if pipelines:
+            ws = harness.start_ws_server(scn)
+            children.append(ws)
+            extra["websocket server"] = ws.ps
+            clients = harness.WsClients(scn.ws_url, ctx.run.clients(args.clients))
+            clients.wait_subscribed()
+            extra["ws clients"] = clients.ps
+        started = harness.QueueStart(ctx.run, scn.pool, n)
+        if baseline:
+            shared = harness.SPAWN.Array("d", 4, lock=False)
+            stop = harness.SPAWN.Event()
+            result_q = harness.SPAWN.Queue()
+            operator = scn.zaqar_operator_queue()
+            proc = harness.SPAWN.Process(target=workers.searchlight_style_main, args=(
+                scn.conf, args.baseline_threads, shared, stop, result_q,
+                operator["pipeline"] if operator else ""), daemon=True)
+            proc.start()
+            listener_ps = psutil.Process(proc.pid)
+        else:
+            listener = harness.start_listener(scn)
+            children.append(listener)
+            listener_ps = listener.ps
+        extra["listener"] = listener_ps
+        watch = ctx.watch(extra, rss_of=["listener"])
+        es0 = harness.es_stats(ctx.run.es)
+        harness.wait_until(lambda: started.at, 120, 0.01, f"{name}: the listener to start")
+        t0 = started.at
+        watch.start()
+        spy = start_profile(ctx, name, listener_ps) if args.profile and not baseline else None
+        timeout = args.timeout if not baseline else max(args.timeout, n / 40)
+        deadline = time.monotonic() + timeout
+        times: dict[str, float] = {}
+        status: dict = {}
+        zaqar = scn.zaqar_operator_queue() if pipelines else None
+        desc = f"{name}: processing"
+        with tqdm.tqdm(total=n, desc=desc, unit="msg", leave=False) as bar:
+            while True:
+                now = time.monotonic()
+                if baseline:
+                    done = int(shared[0])
+                    if not proc.is_alive():
+                        raise BenchError(f"{name}: the Searchlight-style listener died")
+                else:
+                    snap = harness.listener_status(scn)
+                    if snap is not None:
+                        status = snap
+                    done = int(status.get("listener", {}).get("notifications", 0))
+                    if not listener.alive():
+                        raise BenchError(f"{name}: the listener exited:\n{listener.tail()}")
+                bar.update(min(done, n) - bar.n)
+                if "indexed" not in times and done >= n:
+                    times["indexed"] = shared[2] if baseline else now
+                    if clients is not None:
+                        clients.ask("expect", harness.expected_views(
+                            ctx.run.es, scn.group, ctx.run.clients(args.clients),
+                            json.load(open(ctx.run.tokens_path))))
+                if "indexed" in times:
+                    if not baseline and "pipelines" not in times and \
+                            _settled(status.get("pipelines", {})):
+                        times["pipelines"] = now
+                    if zaqar is not None and "zaqar" not in times:
+                        if baseline:
+                            want, empty = int(shared[3]), True
+                        else:
+                            held = status["pipelines"].get(zaqar["pipeline"], {})
+                            want, empty = held.get("submitted", 0), _held(held) == 0
+                        if empty and harness.zaqar_total(zaqar["project"],
+                                                         zaqar["queue"]) >= want:
+                            times["zaqar"] = now
+                    if clients is not None and "websocket" not in times:
+                        conv = clients.ask("converged")
+                        if all(c["missing"] == 0 for c in conv):
+                            times["websocket"] = max(c["done_at"] for c in conv)
+                    wanted = {"indexed"} | ({"pipelines"} if pipelines and not baseline
+                                            else set())
+                    if pipelines:
+                        wanted |= {"websocket"} | ({"zaqar"} if zaqar else set())
+                    if wanted <= set(times):
+                        break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{name}: not done after {timeout:.0f}s: {done}/{n} "
+                                     f"processed, reached {sorted(times)}; pipelines "
+                                     f"{status.get('pipelines')}; clients "
+                                     f"{clients.ask('converged') if clients else None}")
+                time.sleep(0.1 if "indexed" not in times else 0.2)
+        watch.stop()
+        if spy is not None:
+            out["profile"] = stop_profile(*spy)
+            spy = None
+        es1 = harness.es_stats(ctx.run.es)
+        t_done = max(times.values())
+        elapsed = t_done - t0
+        out.update(notifications=n, seconds=round(elapsed, 2), rate=round(n / elapsed),
+                   indexed_after_s=round(times["indexed"] - t0, 2),
+                   done_after_s={k: round(v - t0, 2) for k, v in times.items()},
+                   elasticsearch=harness.es_delta(es0, es1, elapsed),
+                   resources=watch.report(), workers=workers_)
+        if clients is not None:
+            st = clients.ask("status")
+            out["ws_clients"] = {"count": len(st),
+                                 "reconnects": sum(s["connects"] - 1 for s in st),
+                                 "closes": dict(sum((collections.Counter(s["closes"])
+                                                     for s in st), collections.Counter())),
+                                 "regressions": sum(s["regressions"] for s in st),
+                                 "frames": sum(s["changes"] for s in st)}
+        if baseline:
+            stop.set()
+            with contextlib.suppress(Exception):
+                out["baseline_counts"] = result_q.get(timeout=60)
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+        else:
+            out["listener"] = status.get("listener")
+            out["pipelines"] = {k: {c: v.get(c, 0) for c in ("submitted", "delivered", "dropped",
+                                                              "rejected", "failures")}
+                                for k, v in status.get("pipelines", {}).items()}
+        if zaqar is not None:
+            out["zaqar_operator_queue_messages"] = harness.zaqar_total(zaqar["project"],
+                                                                       zaqar["queue"])
+        return out
+    finally:
+        if spy is not None:
+            spy[0].kill()
+        if proc is not None and proc.is_alive():      # the Searchlight-style listener
+            stop.set()
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+        if clients is not None:
+            clients.stop()
+        for child in reversed(children):
+            child.stop()
+        scn.cleanup()
+
+
+def start_profile(ctx, name, ps):
+    """py-spy on the listener (all its processes) while the scenario runs."""
+    import shutil
+    import subprocess
+    exe = shutil.which("py-spy") or os.path.join(ctx.run.bindir, "py-spy")
+    if not os.path.exists(exe):
+        log("--profile: py-spy not found (pip install py-spy)")
+        return None
+    raw = os.path.join(ctx.args.output, f"profile-{name}.txt")
+    os.makedirs(ctx.args.output, exist_ok=True)
+    proc = subprocess.Popen([exe, "record", "-p", str(ps.pid), "--subprocesses", "--gil",
+                             "-r", "50",
+                             "--nonblocking", "--format", "raw", "-o", raw, "-d", "600"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, raw
+
+
+def stop_profile(proc, raw) -> dict:
+    """Stop py-spy; the share of the listener's GIL-holding samples (its Python CPU)
+    under each function."""
+    import re
+    import signal as sig
+    proc.send_signal(sig.SIGINT)
+    try:
+        proc.wait(30)
+    except Exception:  # noqa: BLE001
+        proc.kill()
+    inclusive: collections.Counter = collections.Counter()
+    own: collections.Counter = collections.Counter()
+    total = 0
+    frame_re = re.compile(r"(.*?) \((.*?):\d+\)$")
+
+    def name(frame):
+        m = frame_re.match(frame)
+        return f"{m.group(1)} ({os.path.basename(m.group(2))})" if m else frame
+    try:
+        lines = open(raw).read().splitlines()
+    except OSError:
+        return {"error": "py-spy wrote nothing"}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [name(f) for f in stack.split(";") if not f.startswith("process ")
+                  and not f.startswith("Thread._bootstrap") and not f.startswith("Thread.run")]
+        if not frames:
+            continue
+        for f in set(frames):
+            inclusive[f] += n
+        own[frames[-1]] += n
+    pct = lambda c: [(k, round(100 * v / max(total, 1), 1)) for k, v in c.most_common(40)]
+    return {"samples": total, "raw": raw, "inclusive_pct": pct(inclusive),
+            "self_pct": pct(own)}
+
+
+def scenario_project(ctx):
+    return run_pipeline_scenario(ctx, "project", ctx.args.count)
+
+
+def scenario_scaling(ctx):
+    return run_pipeline_scenario(ctx, "scaling", ctx.args.count, workers_=2)
+
+
+def scenario_nopipe(ctx):
+    return run_pipeline_scenario(ctx, "nopipe", ctx.args.count, pipelines=False)
+
+
+def scenario_baseline(ctx):
+    return run_pipeline_scenario(ctx, "baseline", ctx.args.baseline_count, baseline=True)
+
+
+# -- delay at steady rates -------------------------------------------------------------------
+
+def scenario_delay(ctx: Context) -> dict:
+    args = ctx.args
+    scn = Scenario(ctx.run, "delay", overrides=args.overrides)
+    children = []
+    clients = None
+    search = None
+    try:
+        scn.ensure_index()
+        harness.declare_pool(ctx.run.transport_url, scn.pool)
+        ws = harness.start_ws_server(scn)
+        children.append(ws)
+        clients = harness.WsClients(scn.ws_url, ctx.run.clients(args.clients))
+        clients.wait_subscribed()
+        listener = harness.start_listener(scn)
+        children.append(listener)
+        harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
+        search = harness.SearchWatcher(ctx.run.es, scn.group).start()
+        extra = {"listener": listener.ps, "websocket server": ws.ps, "ws clients": clients.ps,
+                 "publishers": ctx.pool.ps}
+        total = 0
+
+        def processed():
+            snap = harness.listener_status(scn)
+            return int(snap["listener"].get("notifications", 0)) if snap else 0
+
+        # Warm-up: connections, caches, the JIT of Elasticsearch; not measured.
+        warm = ctx.spec(999, int(args.warmup * 100), start="2026-01-01T00:00:00")
+        ctx.pool.publish(warm, rate=100)
+        total += warm["count"]
+        harness.wait_until(lambda: processed() >= total, 60, 0.2, "the warm-up")
+        time.sleep(1.5)
+        clients.ask("records")
+        out = {"duration_s": args.duration, "rates": []}
+        for i, rate in enumerate(args.rates):
+            count = int(rate * args.duration)
+            spec = ctx.spec(3000 + i, count, start=f"2026-0{4 + i % 5}-01T00:00:00")
+            changes = workers.changes_of(workers.make_stream(spec))
+            depth = {"max": 0}
+            stop_depth = threading.Event()
+
+            def sample_depth():
+                while not stop_depth.wait(0.25):
+                    d = ctx.run.queue_depth(scn.pool)
+                    if d:
+                        depth["max"] = max(depth["max"], d[0])
+            sampler = threading.Thread(target=sample_depth, daemon=True)
+            sampler.start()
+            watch = ctx.watch(extra, rss_of=["listener"]).start()
+            es0 = harness.es_stats(ctx.run.es)
+            with tqdm.tqdm(total=count, desc=f"delay: {rate:g}/s for {args.duration:g}s",
+                           unit="msg", leave=False) as bar:
+                pub = ctx.pool.publish(spec, rate=rate, record=True, bar=bar)
+            total += count
+            drained = True
+            try:
+                harness.wait_until(lambda: processed() >= total, args.drain, 0.2,
+                                   f"the listener to catch up at {rate}/s")
+            except BenchError:
+                drained = False
+            watch.stop()
+            es_used = harness.es_delta(es0, harness.es_stats(ctx.run.es),
+                                       watch.t1 - watch.t0)
+            # Let the last ring, poll and sends happen, then take the receipts.
+            last = -1
+            for _ in range(40):
+                frames = sum(s["changes"] for s in clients.ask("status"))
+                if frames == last:
+                    break
+                last = frames
+                time.sleep(0.5)
+            stop_depth.set()
+            sampler.join(2)
+            records = clients.ask("records")
+            res = delays(changes, pub["times"], records, dict(search.seen))
+            res.update(rate=rate, published=pub["sent"], publish_errors=pub["errors"],
+                       achieved_rate=pub["rate"], drained=drained,
+                       max_queue_backlog=depth["max"], resources=watch.report(),
+                       elasticsearch=es_used)
+            res["sustained"] = sustained(res)
+            out["rates"].append(res)
+            log(f"  delay at {rate:g}/s: searchable p50/p95/p99 "
+                f"{res['searchable_ms']['p50']}/{res['searchable_ms']['p95']}/"
+                f"{res['searchable_ms']['p99']} ms, websocket "
+                f"{res['websocket_ms']['p50']}/{res['websocket_ms']['p95']}/"
+                f"{res['websocket_ms']['p99']} ms (achieved {pub['rate']}/s, "
+                f"backlog max {depth['max']})")
+        out["search_method"] = harness.SEARCH_METHOD
+        out["search_polls"] = search.polls
+        out["search_errors"] = search.errors
+        st = clients.ask("status")
+        out["ws_clients"] = {"count": len(st), "reconnects": sum(s["connects"] - 1 for s in st),
+                             "regressions": sum(s["regressions"] for s in st)}
+        return out
+    finally:
+        if search is not None:
+            search.stop()
+        if clients is not None:
+            clients.stop()
+        for child in reversed(children):
+            child.stop()
+        scn.cleanup()
+
+
+def delays(changes, times, records, seen) -> dict:
+    """Publish -> searchable and publish -> WebSocket delays (ms) of one segment.
+
+    For every change a published notification makes ((type, id, version)), the delay
+    is until the first time a version at least as new was searchable / received by a
+    client that receives that resource at all (a newer state supersedes an older one
+    that was never shown on its own). Changes already superseded when published (an
+    older notification published after a newer one by another publisher process)
+    are left out.
+    """
+    published = collections.defaultdict(list)   # (type, id) -> [(version, t, delete)]
+    for j, found in enumerate(changes):
+        t = times[j]
+        if t != t:     # nan: not published
+            continue
+        for rtype, rid, version, delete in found:
+            if rid is not None:
+                published[(rtype, rid)].append((version, t, delete))
+    # Searchable: documents in <group>-search (tombstones are hidden there).
+    by_id = collections.defaultdict(list)
+    for (rid, version), t in seen.items():
+        by_id[rid].append((version, t))
+    search_ms, not_searchable, superseded = [], 0, 0
+    for (rtype, rid), items in published.items():
+        shown = sorted(by_id.get(rid, ()))
+        for version, t, delete in items:
+            if delete:
+                continue
+            at = _first_at_least(shown, version)
+            if at is None:
+                not_searchable += 1
+            elif at < t:
+                superseded += 1
+            else:
+                search_ms.append(1000 * (at - t))
+    ws_ms, ws_missing = [], 0
+    for client in records:
+        got = collections.defaultdict(list)
+        for rtype, rid, version, t in client:
+            got[(rtype, rid)].append((version, t))
+        for key, receipts in got.items():
+            receipts.sort()
+            for version, t, _ in published.get(key, ()):
+                at = _first_at_least(receipts, version)
+                if at is None:
+                    ws_missing += 1
+                elif at >= t:
+                    ws_ms.append(1000 * (at - t))
+    return {"searchable_ms": percentiles(search_ms), "websocket_ms": percentiles(ws_ms),
+            "changes_published": sum(len(v) for v in published.values()),
+            "not_searchable": not_searchable, "superseded_at_publish": superseded,
+            "ws_not_received": ws_missing}
+
+
+def _first_at_least(pairs, version):
+    """Earliest time among (version, time) pairs (sorted by version) with a version
+    >= ``version``."""
+    i = bisect.bisect_left(pairs, (version, -math.inf))
+    rest = [t for _, t in pairs[i:]]
+    return min(rest) if rest else None
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def machine() -> dict:
+    import elasticsearch
+    import oslo_messaging  # noqa: F401
+    from importlib import metadata
+    info = {"nproc": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu": _cpu_model(), "kernel": platform.release(),
+            "python": platform.python_version(),
+            "packages": {p: _version(metadata, p) for p in (
+                "oslo.messaging", "elasticsearch", "kombu", "websockets",
+                "python-zaqarclient", "searchlight-forward")}}
+    with contextlib.suppress(Exception):
+        es = elasticsearch.Elasticsearch(harness.ES_URL)
+        nodes = es.nodes.info(metric="jvm")["nodes"]
+        node = next(iter(nodes.values()))
+        info["elasticsearch"] = node["version"]
+        info["elasticsearch_heap_mb"] = round(
+            node["jvm"]["mem"]["heap_max_in_bytes"] / 2**20)
+    with contextlib.suppress(Exception):
+        import kombu
+        with kombu.Connection(harness.BROKER_URL.replace("rabbit://", "amqp://", 1)) as c:
+            c.connect()
+            props = c.connection.server_properties
+            info["rabbitmq"] = props.get("version")
+            info["erlang"] = props.get("platform")
+    with contextlib.suppress(Exception):
+        out = harness.subprocess.run(["redis-server", "--version"], capture_output=True,
+                                     text=True).stdout
+        info["redis"] = out.split("v=")[1].split()[0]
+    import glob
+    found = glob.glob(os.path.join(ROOT, ".state", "zaqar", "venv", "lib", "python*",
+                                   "site-packages", "zaqar-*.dist-info"))
+    if found:
+        info["zaqar"] = os.path.basename(found[0])[len("zaqar-"):-len(".dist-info")]
+    return info
+
+
+def git_state() -> dict:
+    import subprocess
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.splitlines()
+        return {"commit": commit, "uncommitted_files": len(dirty)}
+    except OSError:
+        return {}
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _version(metadata, name):
+    try:
+        return metadata.version(name)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def summarize(res: dict) -> dict:
+    rate = {k: res[k]["rate"] for k in ("broker", "index", "project", "scaling", "nopipe",
+                                        "baseline") if isinstance(res.get(k), dict)
+            and "rate" in res[k]}
+    s = {"rates": rate}
+    if "project" in rate:
+        s["project_vs_broker"] = ratio(rate["project"], rate.get("broker"))
+        s["project_vs_index"] = ratio(rate["project"], rate.get("index"))
+        s["project_vs_baseline"] = ratio(rate["project"], rate.get("baseline"))
+        s["scaling_2_vs_1"] = ratio(rate.get("scaling"), rate["project"])
+        s["pipelines_cost"] = ratio(rate["project"], rate.get("nopipe"))
+        s["peak_rss_mb"] = res["project"]["resources"]["peak_rss_mb"].get("listener")
+    if "scaling" in rate:
+        s["peak_rss_mb_2_workers"] = res["scaling"]["resources"]["peak_rss_mb"].get("listener")
+    delay = res.get("delay")
+    if isinstance(delay, dict):
+        for r in delay["rates"]:
+            if r["rate"] == 500:
+                s["ws_p99_ms_at_500"] = r["websocket_ms"]["p99"]
+    return s
+
+
+def targets(s: dict) -> list[dict]:
+    rows = []
+
+    def add(name, target, value, ok):
+        rows.append({"target": name, "goal": target, "measured": value,
+                     "met": None if value is None else bool(ok)})
+    v = s.get("project_vs_broker")
+    add("throughput vs broker ceiling", ">= 0.60", v, v is not None and v >= TARGETS["vs_broker"])
+    v = s.get("project_vs_baseline")
+    add("throughput vs Searchlight-style", ">= 5x", v,
+        v is not None and v >= TARGETS["vs_baseline"])
+    v = s.get("ws_p99_ms_at_500")
+    add("p99 publish-to-WebSocket at 500/s", "< 100 ms", v,
+        v is not None and v < TARGETS["ws_p99_ms_at_500"])
+    v = s.get("peak_rss_mb")
+    add("listener peak RSS", "< 300 MB", v, v is not None and v < TARGETS["peak_rss_mb"])
+    v = s.get("scaling_2_vs_1")
+    add("two listener processes vs one", ">= 1.6x", v, v is not None and v >= TARGETS["scaling"])
+    return rows
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}{unit}"
+    return f"{v}{unit}"
+
+
+def markdown(res: dict, meta: dict) -> str:
+    s = res["summary"]
+    rates = s["rates"]
+    lines = [f"# Benchmark results ({meta['started']}, {meta['wall_s']:.0f} s)", "",
+             f"`{meta['command']}` on {meta['machine']['nproc']} CPUs, "
+             f"{meta['machine']['memory_gb']} GB; N = {meta['count']} notifications "
+             f"(baseline {meta['baseline_count']}), {meta['clients']} WebSocket clients, "
+             f"{meta['publishers']} publisher processes"
+             + (f"; listener options {meta['overrides']}" if meta.get("overrides") else "")
+             + ".", "",
+             "## Throughput", "",
+             "| scenario | notifications | seconds | notifications/s | vs broker ceiling "
+             "| vs index ceiling | vs Searchlight-style |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    labels = {"broker": "broker ceiling (bare batch listener, no-op)",
+              "index": "index ceiling (parallel_bulk, no listener)",
+              "project": "this project, 1 listener process",
+              "scaling": "this project, 2 listener processes",
+              "nopipe": "this project, no pipelines",
+              "baseline": "Searchlight-style baseline"}
+    for key, label in labels.items():
+        r = res.get(key)
+        if not isinstance(r, dict) or "rate" not in r:
+            if isinstance(r, dict) and "error" in r:
+                lines.append(f"| {label} | failed: {r['error'][:80]} | | | | | |")
+            continue
+        lines.append(f"| {label} | {r['notifications']} | {r['seconds']} | {r['rate']} | "
+                     f"{fmt(ratio(r['rate'], rates.get('broker')))} | "
+                     f"{fmt(ratio(r['rate'], rates.get('index')))} | "
+                     f"{fmt(ratio(r['rate'], rates.get('baseline')))} |")
+    delay = res.get("delay")
+    if isinstance(delay, dict) and "rates" in delay:
+        lines += ["", "## Delay at steady rates", "",
+                  "| rate (/s) | achieved | kept up (max backlog) | searchable p50 / p95 / p99 (ms) "
+                  "| WebSocket p50 / p95 / p99 (ms) | samples (search / ws) |",
+                  "|---:|---:|---|---|---|---|"]
+        for r in delay["rates"]:
+            a, w = r["searchable_ms"], r["websocket_ms"]
+            kept = "yes" if sustained(r) else "**no**"
+            lines.append(f"| {r['rate']:g} | {r['achieved_rate']} | {kept} "
+                         f"({r['max_queue_backlog']}) | "
+                         f"{fmt(a['p50'])} / {fmt(a['p95'])} / {fmt(a['p99'])} | "
+                         f"{fmt(w['p50'])} / {fmt(w['p95'])} / {fmt(w['p99'])} | "
+                         f"{a['n']} / {w['n']} |")
+    lines += ["", "## Targets", "", "| target | goal | measured | met |", "|---|---|---|---|"]
+    for t in res["targets"]:
+        met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['goal']} | {fmt(t['measured'])} | {met} |")
+    lines += ["", "## CPU (cores busy, average over the timed window)", "",
+              "| scenario | machine | listener | Elasticsearch | RabbitMQ | Zaqar | Redis "
+              "| WebSocket server | WS clients | publishers | other |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in ("broker", "index", "project", "scaling", "nopipe", "baseline"):
+        r = res.get(key)
+        if isinstance(r, dict) and "resources" in r:
+            lines.append(_cpu_row(key, r["resources"]))
+    if isinstance(delay, dict) and "rates" in delay:
+        for r in delay["rates"]:
+            lines.append(_cpu_row(f"delay {r['rate']:g}/s", r["resources"]))
+    lines += ["", "## Elasticsearch during the runs", "",
+              "| scenario | bulk requests | avg bulk ms | avg bulk KB | docs/s | refreshes "
+              "| searches |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for key in ("index", "project", "scaling", "nopipe", "baseline"):
+        r = res.get(key)
+        if isinstance(r, dict) and "elasticsearch" in r:
+            e = r["elasticsearch"]
+            lines.append(f"| {key} | {e['bulk_requests']} | {e['bulk_avg_ms']} | "
+                         f"{e['bulk_avg_kb']} | {e['docs_per_s']} | {e['refreshes']} | "
+                         f"{e['searches']} |")
+    if isinstance(delay, dict) and "rates" in delay:
+        for r in delay["rates"]:
+            e = r.get("elasticsearch")
+            if e:
+                lines.append(f"| delay {r['rate']:g}/s | {e['bulk_requests']} | "
+                             f"{e['bulk_avg_ms']} | {e['bulk_avg_kb']} | {e['docs_per_s']} | "
+                             f"{e['refreshes']} | {e['searches']} |")
+    mem = [(k, res[k]["resources"]) for k in ("project", "scaling", "nopipe", "baseline", "broker")
+           if isinstance(res.get(k), dict) and "resources" in res[k]]
+    if mem:
+        lines += ["", "## Listener memory (peak RSS, MB; all processes of the listener)", "",
+                  "| scenario | peak RSS | largest single process |", "|---|---:|---:|"]
+        for k, r in mem:
+            lines.append(f"| {k} | {fmt(r['peak_rss_mb'].get('listener'))} | "
+                         f"{fmt(r['peak_rss_largest_process_mb'].get('listener'))} |")
+    for key in ("project", "scaling", "nopipe"):
+        prof = (res.get(key) or {}).get("profile") if isinstance(res.get(key), dict) else None
+        if prof and prof.get("inclusive_pct"):
+            lines += ["", f"## Where the listener's Python time goes ({key}, py-spy --gil, "
+                      f"{prof['samples']} samples)", "", "| function | share |", "|---|---:|"]
+            for fn, share in prof["inclusive_pct"][:20]:
+                lines.append(f"| `{fn}` | {share}% |")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_row(name, r):
+    c = r["cores_used"]
+    listener = c.get("listener", c.get("bulk client"))
+    return (f"| {name} | {r['machine_cores_busy']} | {fmt(listener)} | "
+            f"{fmt(c.get('elasticsearch'))} | {fmt(c.get('rabbitmq'))} | {fmt(c.get('zaqar'))} | "
+            f"{fmt(c.get('redis'))} | {fmt(c.get('websocket server'))} | "
+            f"{fmt(c.get('ws clients'))} | {fmt(c.get('publishers'))} | {r['other_cores']} |")
+
+
+def sustained(r: dict) -> bool:
+    """The listener kept up with a steady rate: it caught up at the end and never had
+    more than a second's worth of notifications waiting in its queue."""
+    return bool(r.get("drained", True)) and r.get("max_queue_backlog", 0) <= r["rate"]
+
+
+def plot(delay: dict, path: str) -> str | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    rows = [r for r in delay["rates"] if r["websocket_ms"]["n"] or r["searchable_ms"]["n"]]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, title in ((axes[0], "searchable_ms", "publish -> searchable (<group>-search)"),
+                           (axes[1], "websocket_ms", "publish -> WebSocket client")):
+        x = [r["rate"] for r in rows]
+        for q, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^:")):
+            ax.plot(x, [r[key][q] if r[key][q] is not None else float("nan") for r in rows],
+                    style, label=q)
+        notes = [f"{r['rate']:g}/s not sustained: {r['achieved_rate']}/s published, "
+                 f"up to {r['max_queue_backlog']} waiting" for r in rows if not sustained(r)]
+        if notes:
+            ax.text(0.98, 0.08, "\n".join(notes), transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize=8, color="gray")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("notifications/s (steady)")
+        ax.set_xticks(x)
+        ax.grid(True, alpha=0.3)
+        ax.set_yscale("log")
+    axes[0].set_ylabel("delay (ms, log scale)")
+    axes[1].axhline(100, color="red", lw=0.8, alpha=0.6, label="target p99 at 500/s")
+    axes[1].legend()
+    fig.suptitle(f"searchlight-forward delay, {delay['duration_s']:g} s per rate "
+                 f"({os.cpu_count()} CPUs)", fontsize=11)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+def shipped_listener_settings() -> dict:
+    """[listener] batch_size, batch_timeout, executor_threads of etc/searchlight-forward.conf
+    (the option defaults where it sets none)."""
+    import configparser
+    from searchlight_forward import commands  # noqa: F401 - quiets eventlet's warning
+    from searchlight_forward import config
+    defaults = {o.dest: o.default for o in config.listener_opts}
+    parser = configparser.RawConfigParser()
+    parser.read(os.path.join(ROOT, "etc", "searchlight-forward.conf"))
+    out = {}
+    for name, kind in (("batch_size", int), ("batch_timeout", float),
+                       ("executor_threads", int)):
+        raw = parser.get("listener", name, fallback="").strip()
+        out[name] = kind(raw) if raw else defaults[name]
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--count", type=int, default=None,
+                   help="notifications per throughput scenario (default 20000; quick 2000)")
+    p.add_argument("--baseline-count", type=int, default=None,
+                   help="notifications for the (slow) Searchlight-style baseline "
+                        "(default count/5)")
+    p.add_argument("--rates", default=None,
+                   help="steady rates for the delay scenario (default 200,500,1000)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds per steady rate (default 20; quick 5)")
+    p.add_argument("--clients", type=int, default=None,
+                   help="WebSocket clients (default 6: one admin watching all projects, "
+                        "five members of three projects)")
+    p.add_argument("--publishers", type=int, default=4, help="publisher processes")
+    p.add_argument("--skip", default="", help=f"comma-separated scenarios to skip: "
+                                              f"{', '.join(SCENARIOS)}")
+    p.add_argument("--only", default="", help="comma-separated scenarios to run")
+    p.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="longest wait for a throughput scenario to finish (s)")
+    p.add_argument("--drain", type=float, default=60.0,
+                   help="longest wait for the listener to catch up after a steady rate")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up at 100/s")
+    shipped = shipped_listener_settings()
+    p.add_argument("--batch-size", type=int, default=shipped["batch_size"],
+                   help="(broker ceiling) default: the shipped listener's, like the next two")
+    p.add_argument("--batch-timeout", type=float, default=shipped["batch_timeout"])
+    p.add_argument("--executor-threads", type=int, default=shipped["executor_threads"])
+    p.add_argument("--baseline-threads", type=int, default=64)
+    p.add_argument("--bulk-threads", type=int, default=4, help="(index ceiling) parallel_bulk")
+    p.add_argument("--bulk-chunk", type=int, default=500)
+    p.add_argument("--output", default=RESULTS, help="directory for latest.json / latest.md")
+    p.add_argument("--plot", default=None,
+                   help=f"delay plot path (default {os.path.relpath(PLOT, ROOT)}; with "
+                        f"--quick, in the output directory)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+                   help="override an option of the listener's configuration in the project "
+                        "scenarios, e.g. --set listener.batch_timeout=0.05 (repeatable; "
+                        "the ceilings keep --batch-size etc.)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the listener during the throughput scenarios; the busiest "
+                        "functions go to the results (profile-<scenario>.txt: raw stacks)")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.count = args.count or (2000 if q else 20000)
+    args.baseline_count = args.baseline_count or max(200, args.count // (10 if q else 5))
+    args.rates = [float(r) for r in (args.rates or ("100,300" if q else "200,500,1000")).split(",")]
+    args.rates = [int(r) if r.is_integer() else r for r in args.rates]
+    args.duration = args.duration or (5.0 if q else 20.0)
+    args.clients = args.clients or (3 if q else 6)
+    if q:
+        args.warmup = min(args.warmup, 1.0)
+    chosen = [s for s in (args.only.split(",") if args.only else SCENARIOS) if s]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = (skip | set(chosen)) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
+    args.scenarios = [s for s in SCENARIOS if s in chosen and s not in skip]
+    args.overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        section, dot, option = key.rpartition(".")
+        if not sep or not dot or not option:
+            p.error(f"--set {item!r}: expected SECTION.OPTION=VALUE")
+        args.overrides[(section, option)] = value
+    args.plot = args.plot or (os.path.join(args.output, "bench-delay.png") if q else PLOT)
+    return args
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    started_wall = datetime.datetime.now(datetime.timezone.utc)
+    t_start = time.monotonic()
+    harness.wait_for_servers(("elasticsearch", "rabbitmq"))
+    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
+    workers.quiet_logging()
+    ctx = Context(args)
+    results: dict = {}
+    fns = {"broker": scenario_broker, "index": scenario_index, "project": scenario_project,
+           "scaling": scenario_scaling, "nopipe": scenario_nopipe,
+           "baseline": scenario_baseline, "delay": scenario_delay}
+    ctx.run.open()
+    try:
+        ctx.servers = harness.server_processes()
+        ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
+        with tqdm.tqdm(total=len(args.scenarios), desc="benchmark", unit="scenario",
+                       position=0) as outer:
+            for name in args.scenarios:
+                outer.set_postfix_str(name)
+                t = time.monotonic()
+                try:
+                    harness.wait_for_servers(
+                        ("elasticsearch", "rabbitmq") if name in ("broker", "index", "nopipe")
+                        else tuple(harness.SERVER_PORTS))
+                    results[name] = fns[name](ctx)
+                    r = results[name]
+                    if "rate" in r:
+                        log(f"{name}: {r['notifications']} notifications in {r['seconds']} s "
+                            f"= {r['rate']}/s")
+                except BenchError as exc:
+                    results[name] = {"error": str(exc)}
+                    log(f"{name}: FAILED: {exc}")
+                except Exception as exc:  # noqa: BLE001 - a bug: report, go on
+                    import traceback
+                    results[name] = {"error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc()}
+                    log(f"{name}: FAILED:\n{traceback.format_exc()}")
+                results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
+                outer.update(1)
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        return 130
+    finally:
+        if ctx.pool is not None:
+            ctx.pool.close()
+        ctx.run.close()
+    wall = time.monotonic() - t_start
+    results["summary"] = summarize(results)
+    results["targets"] = targets(results["summary"])
+    meta = {"started": started_wall.strftime("%Y-%m-%d %H:%M UTC"), "wall_s": round(wall, 1),
+            "run": ctx.run.prefix,
+            "command": "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "count": args.count, "baseline_count": args.baseline_count,
+            "clients": args.clients, "publishers": args.publishers,
+            "rates": args.rates, "duration_s": args.duration,
+            "scenarios": args.scenarios, "machine": machine(), "git": git_state(),
+            "overrides": {f"{s}.{o}": v for (s, o), v in args.overrides.items()},
+            "listener_settings": {"batch_size": args.batch_size,
+                                  "batch_timeout": args.batch_timeout,
+                                  "executor_threads": args.executor_threads,
+                                  "prefetch": 2 * args.batch_size}}
+    results["meta"] = meta
+    os.makedirs(args.output, exist_ok=True)
+    if isinstance(results.get("delay"), dict) and "rates" in results["delay"]:
+        meta["plot"] = plot(results["delay"], args.plot)
+    with open(os.path.join(args.output, "latest.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    md = markdown(results, meta)
+    with open(os.path.join(args.output, "latest.md"), "w") as f:
+        f.write(md)
+    print()
+    print(md)
+    out_dir = os.path.relpath(args.output, os.getcwd())
+    print(f"wall time {wall:.0f} s; written {out_dir}/latest.json, "
+          f"latest.md" + (f", {os.path.relpath(meta['plot'], os.getcwd())}" if meta.get("plot")
+                          else ""))
+    return 0 if all("error" not in results[s] for s in args.scenarios) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
