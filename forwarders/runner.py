@@ -213,8 +213,9 @@ class PipelineRunner:
             self.pipeline.sink.deliver(envelopes)
             self.counters["delivered"] += len(envelopes)
         except SinkRejected as exc:
+            rejected = exc.rejected
             self.backoff.until_done(
-                lambda: self.dead_letter(self.pipeline.name, exc.rejected),
+                lambda: self.dead_letter(self.pipeline.name, rejected),
                 f"dead-letter write for pipeline {self.pipeline.name}",
                 "Is Elasticsearch up?")
             self.counters["rejected"] += len(exc.rejected)

@@ -47,12 +47,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import requests
 from zaqarclient import errors as zaqar_errors
-from zaqarclient.common import http as zaqar_http
-from zaqarclient.queues.v2 import client as zaqar_client
 from zaqarclient.transport import errors as transport_errors
-from zaqarclient.transport import http as zaqar_transport
 
 from forwarders.envelope import Envelope
+from searchlight_forward.zaqar_client import Client as _Client
+from searchlight_forward.zaqar_client import Transport as _Transport
 from forwarders.sinks import (Rejection, Sink, SinkConfigError, SinkContext, SinkRejected,
                               SinkUnavailable)
 
@@ -208,56 +207,6 @@ def done_prefix(done: Sequence[bool]) -> int:
 
 # ---------------------------------------------------------------------------------
 # python-zaqarclient plumbing.
-
-class _HTTPStatusError(transport_errors.TransportError):
-    """A status python-zaqarclient does not map (it would return it as a success)."""
-
-    def __init__(self, code: int, text: str):
-        self.code = code
-        super().__init__(text=text[:500])
-
-
-class _TimeoutHTTPClient(zaqar_http.Client):
-    """python-zaqarclient's requests wrapper, with a timeout (it sets none)."""
-
-    def __init__(self, timeout: float):
-        super().__init__()
-        self.timeout = timeout
-
-    def request(self, *args, **kwargs):
-        kwargs.setdefault("timeout", self.timeout)
-        return self.session.request(*args, **kwargs)
-
-    def close(self):
-        self.session.close()
-
-
-class _Transport(zaqar_transport.HttpTransport):
-    """One HTTP session for all of a sink's posts, with a timeout, and every error
-    status raised (python-zaqarclient maps only 400/401/403/404/409/500/503)."""
-
-    def __init__(self, timeout: float):
-        super().__init__({})
-        self.client = _TimeoutHTTPClient(timeout)
-
-    def send(self, request):
-        response = super().send(request)
-        if response.status_code is not None and response.status_code >= 400:
-            raise _HTTPStatusError(response.status_code, response.content or "")
-        return response
-
-
-class _Client(zaqar_client.Client):
-    """A zaqarclient v2 Client that reuses the sink's transport instead of building a
-    new one (and a new requests session) through stevedore for every request."""
-
-    def __init__(self, url, conf, transport):
-        super().__init__(url, version=2, conf=conf)
-        self._sink_transport = transport
-
-    def _get_transport(self, request):
-        return self._sink_transport
-
 
 class _Unavailable(Exception):
     pass

@@ -28,12 +28,11 @@ import time
 import uuid
 
 import requests
-from zaqarclient.common import http as zaqar_http
-from zaqarclient.queues.v2 import client as zaqar_client
 from zaqarclient.transport import errors as transport_errors
-from zaqarclient.transport import http as zaqar_transport
 
 from searchlight_forward import telco
+from searchlight_forward.zaqar_client import Client as _Client
+from searchlight_forward.zaqar_client import Transport as _Transport
 
 PROG = "searchlight-forward-telco-consumer"
 DEFAULT_URL = "http://127.0.0.1:8888"
@@ -69,48 +68,7 @@ class Stop(Exception):
 
 
 # ---------------------------------------------------------------------------------
-# python-zaqarclient plumbing: one HTTP session with a timeout for every request
-# (the client otherwise builds a new transport per request and sets no timeout).
-
-class _HTTPStatusError(transport_errors.TransportError):
-    def __init__(self, code: int, text: str):
-        self.code = code
-        super().__init__(text=text[:300])
-
-
-class _TimeoutHTTPClient(zaqar_http.Client):
-    def __init__(self, timeout: float):
-        super().__init__()
-        self.timeout = timeout
-
-    def request(self, *args, **kwargs):
-        kwargs.setdefault("timeout", self.timeout)
-        return self.session.request(*args, **kwargs)
-
-
-class _Transport(zaqar_transport.HttpTransport):
-    def __init__(self, timeout: float):
-        super().__init__({})
-        self.client = _TimeoutHTTPClient(timeout)
-
-    def send(self, request):
-        response = super().send(request)       # raises for 400/401/403/404/409/500/503
-        if response.status_code is not None and response.status_code >= 400:
-            raise _HTTPStatusError(response.status_code, response.content or "")
-        return response
-
-    def close(self):
-        self.client.session.close()
-
-
-class _Client(zaqar_client.Client):
-    def __init__(self, url, conf, transport):
-        super().__init__(url, version=2, conf=conf)
-        self._shared_transport = transport
-
-    def _get_transport(self, request):
-        return self._shared_transport
-
+# python-zaqarclient plumbing (searchlight_forward.zaqar_client) and auth.
 
 def auth_opts(project: str, token: str | None) -> dict:
     """No auth (a local Zaqar) sends only X-Project-ID; a token adds X-Auth-Token."""

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Hashable, Iterable
 
 import elasticsearch
 from elasticsearch import helpers
