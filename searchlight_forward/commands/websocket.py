@@ -83,30 +83,17 @@ def find_pipeline(conf: cfg.ConfigOpts, plugins, admin_only):
     import os
 
     from forwarders import loader
-    from forwarders.filters import FilterContext
-    from forwarders.sinks import SinkContext
     from forwarders.websocket.sink import WebSocketSink
+    from searchlight_forward.listener import service
 
     wanted = conf[WEBSOCKET].pipeline.strip()
     if wanted.lower() == "none":
         return None
-    path = conf.forwarding.config_file
-    if not os.path.isabs(path):
-        base = (os.path.dirname(os.path.abspath(conf.config_file[0]))
-                if conf.config_file else ".")
-        path = os.path.join(base, path)
+    path, filter_context, sink_context = service.forwarding_setup(conf, plugins, admin_only)
     if not os.path.exists(path):
         if wanted:
             _fail(f"[websocket] pipeline = {wanted}, but {path} does not exist")
         return None
-    filter_context = FilterContext(
-        admin_only=admin_only,
-        resource_types=tuple(p.resource_type for p in plugins.plugins),
-        unsearchable={p.resource_type: tuple(getattr(p, "unsearchable_fields", ()))
-                      for p in plugins.plugins})
-    sink_context = SinkContext(transport_url=conf.transport_url or "",
-                               es_hosts=conf.elasticsearch.hosts,
-                               zaqar_url=conf.forwarding.zaqar_url)
     try:
         pipelines = loader.load(path, filter_context, sink_context)
     except loader.ForwardingConfigError as exc:

@@ -90,9 +90,10 @@ def build_indexer(es, groups, admin_only, plugins: PluginSet, backoff: Backoff) 
     return Indexer(es, groups, admin_only, backoff, item_lists)
 
 
-def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only,
-                    dead_letter=None) -> Forwarding:
-    """The pipelines of [forwarding] config_file; none if the file does not exist."""
+def forwarding_setup(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only
+                     ) -> tuple[str, FilterContext, SinkContext]:
+    """The pipelines file ([forwarding] config_file, relative to the first
+    --config-file) and what its filters and sinks may know."""
     path = conf.forwarding.config_file
     if not os.path.isabs(path):
         base = os.path.dirname(os.path.abspath(conf.config_file[0])) if conf.config_file else "."
@@ -104,6 +105,13 @@ def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only,
     sink_context = SinkContext(transport_url=conf.transport_url or "",
                                es_hosts=conf.elasticsearch.hosts,
                                zaqar_url=conf.forwarding.zaqar_url)
+    return path, filter_context, sink_context
+
+
+def load_forwarding(conf: cfg.ConfigOpts, plugins: PluginSet, admin_only,
+                    dead_letter=None) -> Forwarding:
+    """The pipelines of [forwarding] config_file; none if the file does not exist."""
+    path, filter_context, sink_context = forwarding_setup(conf, plugins, admin_only)
     if not os.path.exists(path):
         LOG.warning("no forwarding: %s does not exist", path)
         return Forwarding([], sink_context.transport_url)

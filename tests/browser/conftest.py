@@ -11,10 +11,11 @@ import json
 import os
 import pathlib
 import re
-import signal
 import uuid
 
 import pytest
+
+from tests.conftest import time_limit_fixture
 
 # The functional fixtures, reused as they are (pytest finds them by name here).
 from tests.functional.conftest import (broker, config_file, es, names,  # noqa: F401
@@ -76,16 +77,7 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    """Fail a test that outlives TEST_TIME_LIMIT (no pytest-timeout needed)."""
-    def expired(signum, frame):
-        pytest.fail(f"the test took more than {TEST_TIME_LIMIT}s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIME_LIMIT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+time_limit = time_limit_fixture(TEST_TIME_LIMIT)
 
 
 @pytest.fixture

@@ -20,12 +20,11 @@ import uuid
 import pytest
 import requests
 from zaqarclient.queues.v2 import claim as zaqar_claim
-from zaqarclient.queues.v2 import client as zaqar_client
 from zaqarclient.queues.v2 import queues as zaqar_queues
 
 from searchlight_forward import telco
 from searchlight_forward.commands import telco_consumer
-from tests.conftest import ZAQAR_URL
+from tests.conftest import ZAQAR_URL, time_limit_fixture, zaqar_client_for
 
 TEST_SECONDS = 90     # every test is killed after this
 RUN_SECONDS = 60      # one consumer run
@@ -34,21 +33,11 @@ V = 1772452807000000270          # 2026-03-02 12:00:07 UTC
 PROJECT_ID = "6f70a1b2c3d4e5f6a7b8c9d0e1f2a3b4"
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    def expired(signum, frame):
-        raise TimeoutError(f"test ran longer than {TEST_SECONDS}s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_SECONDS)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+time_limit = time_limit_fixture(TEST_SECONDS)
 
 
-def client(project: str) -> zaqar_client.Client:
-    return zaqar_client.Client(ZAQAR_URL, version=2, conf={
-        "auth_opts": {"backend": "noauth", "options": {"project_id": project}},
-        "client_uuid": str(uuid.uuid4())})
+def client(project: str):
+    return zaqar_client_for(project)
 
 
 @pytest.fixture

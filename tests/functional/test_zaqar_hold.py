@@ -11,10 +11,9 @@ import threading
 import uuid
 
 import pytest
-from zaqarclient.queues.v2 import client as zaqar_client
 
 from searchlight_forward.simulator import CloudSimulator
-from tests.conftest import ZAQAR_URL
+from tests.conftest import ZAQAR_URL, zaqar_client_for
 from searchlight_forward.listener.service import load
 from tests.functional.conftest import load_conf, wait_for
 from tests.functional.expected import differences, expected_states, stored_states
@@ -120,9 +119,7 @@ max_backoff = 1
         assert watcher.regressions == []
 
         servers("up", "zaqar")
-        client = zaqar_client.Client(ZAQAR_URL, version=2, conf={
-            "auth_opts": {"backend": "noauth", "options": {"project_id": project}},
-            "client_uuid": str(uuid.uuid4())})
+        client = zaqar_client_for(project)
         final = stored_states(es, names["group"])
         received: list[dict] = []
 

@@ -3,20 +3,13 @@ import fnmatch
 import re
 import uuid
 
-from zaqarclient.queues.v2 import client as zaqar_client
 
 from searchlight_forward.simulator import CloudSimulator
-from tests.conftest import ZAQAR_URL, field_paths
+from tests.conftest import ZAQAR_URL, field_paths, zaqar_client_for
 from tests.functional.conftest import wait_for
 from tests.functional.test_zaqar_hold import drain
 
 SECRET = re.compile(r"(?i)mac_addr|fingerprint|^OS-EXT-IPS")
-
-
-def client_for(project):
-    return zaqar_client.Client(ZAQAR_URL, version=2, conf={
-        "auth_opts": {"backend": "noauth", "options": {"project_id": project}},
-        "client_uuid": str(uuid.uuid4())})
 
 
 def test_tenant_queues_hold_only_their_tenant_filtered_and_the_operator_queue_all(
@@ -71,7 +64,7 @@ on_failure = hold
     admin_only = {p.resource_type: p.admin_only_fields for p in listener.plugins.plugins}
     tenant_ids = set()
     for project in simulator.projects.values():
-        bodies = drain(client_for(project), tenant_queue, timeout=1.0)
+        bodies = drain(zaqar_client_for(project), tenant_queue, timeout=1.0)
         assert bodies, f"project {project} got nothing"
         for body in bodies:
             assert body["project_id"] == project
@@ -81,7 +74,7 @@ on_failure = hold
                       if any(fnmatch.fnmatchcase(k, p) for p in admin_only[body["resource_type"]])]
             assert leaked == [], (body["resource_type"], leaked)
             assert not [p for p in field_paths(document) if SECRET.search(p)]
-    operator = drain(client_for(ops_project), ops_queue, timeout=1.0)
+    operator = drain(zaqar_client_for(ops_project), ops_queue, timeout=1.0)
     operator_ids = {b["id"] for b in operator}
     assert tenant_ids <= operator_ids
     # the operator queue is unfiltered: admin-only fields are there

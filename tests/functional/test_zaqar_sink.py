@@ -7,33 +7,23 @@ consumer would (pops of 20, or claims of 20 with grace 60 and a bulk delete).
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import time
 import uuid
 
 import pytest
 import requests
-from zaqarclient.queues.v2 import client as zaqar_client
 
 from forwarders.envelope import Envelope
 from forwarders.sinks import SinkConfigError, SinkContext, SinkRejected, SinkUnavailable
 from forwarders.sinks.zaqar import MAX_POST_BYTES, ZaqarSink, post_size
-from tests.conftest import ZAQAR_URL
+from tests.conftest import ZAQAR_URL, time_limit_fixture, zaqar_client_for
 
 TEST_SECONDS = 60     # every test is killed after this
 DRAIN_SECONDS = 20    # reading a queue back gives up after this
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    def expired(signum, frame):
-        raise TimeoutError(f"test ran longer than {TEST_SECONDS}s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_SECONDS)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+time_limit = time_limit_fixture(TEST_SECONDS)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +37,8 @@ def zaqar():
     return ZAQAR_URL
 
 
-def consumer(project: str) -> zaqar_client.Client:
-    """A plain python-zaqarclient client, as the telco consumer would build it."""
-    return zaqar_client.Client(ZAQAR_URL, version=2, conf={
-        "auth_opts": {"backend": "noauth", "options": {"project_id": project}},
-        "client_uuid": str(uuid.uuid4())})
+def consumer(project: str):
+    return zaqar_client_for(project)
 
 
 @pytest.fixture
