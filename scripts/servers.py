@@ -9,10 +9,11 @@ Stdlib only: it runs before any virtualenv exists.
     python3 scripts/servers.py logs NAME [-n N]  # tail of the server's log(s)
     python3 scripts/servers.py env               # export lines for the tests
 
-Servers: redis, rabbitmq, elasticsearch, zaqar.  Everything binds to 127.0.0.1.
+Servers: redis, rabbitmq, elasticsearch, keystone, zaqar.  Everything binds to 127.0.0.1.
 All state (downloads, data, configs, logs, pid files) lives in <repo>/.state,
 or in $SF_STATE_DIR.  Each server has <state>/<name>/<name>.log and
-<state>/<name>/<name>.pid.
+<state>/<name>/<name>.pid.  Keystone's users, passwords and ids for the tests
+are in <state>/keystone/accounts.json (`env` prints its path).
 
 Adding a server is one small subclass of Server (see the bottom of the
 "servers" section) plus an entry in SERVERS.
@@ -21,6 +22,7 @@ Adding a server is one small subclass of Server (see the bottom of the
 from __future__ import annotations
 
 import argparse
+import grp
 import http.client
 import json
 import os
@@ -109,6 +111,26 @@ def http_get(url_path: str, port: int, headers=None, timeout: float = 3.0):
         return resp.status, resp.read()
     except (OSError, http.client.HTTPException) as exc:
         return None, str(exc).encode()
+    finally:
+        conn.close()
+
+
+def http_request(method: str, url_path: str, port: int, body=None, headers=None,
+                 timeout: float = 10.0):
+    """HTTP request to 127.0.0.1:port with an optional JSON body ->
+    (status, response headers, body bytes), or (None, None, error bytes)."""
+    headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, url_path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return None, None, str(exc).encode()
     finally:
         conn.close()
 
@@ -773,35 +795,34 @@ action.destructive_requires_name: false
             return False
 
 
-class Zaqar(Server):
-    name = "zaqar"
-    port = 8888
-    requires = ("redis",)
-    ready_timeout = 60.0
-    # 23.x is the newest series; it runs on Python 3.11.  The dependency caps
-    # are the majors this was verified with.
-    pip_spec = ["zaqar[redis]==23.0.*", "falcon<5", "redis<9", "SQLAlchemy<2.2"]
+class VenvServer(Server):
+    """A server pip-installed into its own virtualenv <state>/<name>/venv.
 
-    @property
-    def url(self):
-        return f"http://{HOST}:{self.port}"
-
-    def env_exports(self):
-        return {"SF_ZAQAR_URL": self.url}
-
-    def hint(self):
-        return (super().hint() + "; is redis up? `python3 scripts/servers.py status`; "
-                f"broken venv? `rm -rf {self.venv}` and retry")
+    The venv is reused while its marker file records the same pip_spec and
+    the entry point `venv_bin` exists."""
+    pip_spec: list[str] = []
+    dist_name = ""                    # distribution whose version is recorded
+    venv_bin = ""                     # venv/bin/<venv_bin> must exist
 
     @property
     def venv(self) -> Path:
         return self.dir / "venv"
 
+    def hint(self):
+        return super().hint() + f"; broken venv? `rm -rf {self.venv}` and retry"
+
+    def installed_version(self) -> str:
+        marker = self.venv / ".sf-installed"
+        try:
+            return marker.read_text().split("\n")[1].split()[1]
+        except (OSError, IndexError):
+            return ""
+
     def obtain(self):
         marker = self.venv / ".sf-installed"
         want = " ".join(self.pip_spec)
         if marker.exists() and marker.read_text().split("\n", 1)[0] == want \
-                and (self.venv / "bin" / "zaqar-server").exists():
+                and (self.venv / "bin" / self.venv_bin).exists():
             return None
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.venv / "bin" / "python").exists():
@@ -811,10 +832,33 @@ class Zaqar(Server):
         run_logged([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     *self.pip_spec], self.log, 900, what="obtain: pip install " + want)
         version = subprocess.run(
-            [str(py), "-c", "import importlib.metadata as m; print(m.version('zaqar'))"],
+            [str(py), "-c", "import importlib.metadata as m; "
+             f"print(m.version({self.dist_name!r}))"],
             capture_output=True, text=True).stdout.strip()
-        marker.write_text(f"{want}\nzaqar {version}\n")
-        return f"pip-installed zaqar {version}"
+        marker.write_text(f"{want}\n{self.dist_name} {version}\n")
+        return f"pip-installed {self.dist_name} {version}"
+
+
+class Zaqar(VenvServer):
+    name = "zaqar"
+    port = 8888
+    requires = ("redis",)
+    ready_timeout = 60.0
+    # 23.x is the newest series; it runs on Python 3.11.  The dependency caps
+    # are the majors this was verified with.
+    pip_spec = ["zaqar[redis]==23.0.*", "falcon<5", "redis<9", "SQLAlchemy<2.2"]
+    dist_name = "zaqar"
+    venv_bin = "zaqar-server"
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def env_exports(self):
+        return {"SF_ZAQAR_URL": self.url}
+
+    def hint(self):
+        return super().hint() + "; is redis up? `python3 scripts/servers.py status`"
 
     def configure(self):
         redis = f"redis://{HOST}:{Redis.port}"
@@ -862,7 +906,234 @@ connection_string = {redis}
         return status is not None and 200 <= status < 300
 
 
-SERVERS: dict[str, Server] = {s.name: s for s in (Redis(), RabbitMQ(), Elasticsearch(), Zaqar())}
+class Keystone(VenvServer):
+    """Keystone 30 under waitress (scripts/keystone_launcher.py), SQLite DB and
+    fernet/credential/receipt key repositories in <state>/keystone.  A new
+    state is db_synced, keyed and bootstrapped once (configure); the test
+    projects and users are then made once through the API (after_ready) and
+    written to accounts.json.  Restarts reuse DB and keys."""
+    name = "keystone"
+    port = 5000
+    ready_timeout = 90.0
+    # 30.0.0 is the newest release; verified on Python 3.11 with the
+    # dependency majors capped here (pip otherwise takes whatever is newest).
+    pip_spec = ["keystone==30.0.*", "waitress==3.0.*", "SQLAlchemy>=2,<2.2", "oslo.db<19",
+                "oslo.policy<7", "Flask<4", "Werkzeug<4", "bcrypt<6", "cryptography<51"]
+    dist_name = "keystone"
+    venv_bin = "keystone-manage"
+    threads = 8
+    region = "RegionOne"
+    domain, domain_id = "Default", "default"
+    # account key -> (user name, project name, role).  Fixed local passwords:
+    # the server binds 127.0.0.1 only.  admin/admin/admin comes from bootstrap.
+    accounts = {
+        "admin": ("admin", "admin", "admin"),
+        "service": ("searchlight-forward", "service", "service"),
+        "demo": ("demo", "demo", "member"),
+        "demo-reader": ("demo-reader", "demo", "reader"),
+        "alt": ("alt", "alt-demo", "member"),
+        "alt-reader": ("alt-reader", "alt-demo", "reader"),
+    }
+    key_repos = {                      # keystone-manage command -> directory
+        "fernet_setup": "fernet-keys",
+        "credential_setup": "credential-keys",
+        # MFA receipts; Keystone exits at start without keys.  fernet_setup
+        # fills this one too, so receipt_setup only runs if it did not.
+        "receipt_setup": "receipt-keys",
+    }
+
+    @staticmethod
+    def password(user: str) -> str:
+        return f"{user}-sf-local"
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}/v3"
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "keystone.conf"
+
+    @property
+    def accounts_file(self) -> Path:
+        return self.dir / "accounts.json"
+
+    def env_exports(self):
+        return {"SF_KEYSTONE_URL": self.url, "SF_KEYSTONE_ACCOUNTS": str(self.accounts_file)}
+
+    def hint(self):
+        return (super().hint() + f"; `{self.venv}/bin/keystone-manage --config-file "
+                f"{self.conf} doctor`; start over (users, keys and DB are lost): "
+                f"`python3 scripts/servers.py down keystone; rm -rf {self.dir}/keystone.db "
+                f"{self.dir}/.sf-bootstrapped {self.accounts_file}`")
+
+    def ks_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env["OS_KEYSTONE_CONFIG_FILES"] = str(self.conf)
+        return env
+
+    def manage(self, *args, timeout: float = 300):
+        run_logged([self.venv / "bin" / "keystone-manage", "--config-file", self.conf, *args],
+                   self.log, timeout, env=self.ks_env(), cwd=self.dir,
+                   what=f"configure: keystone-manage {args[0]}")
+
+    def configure(self):
+        d = self.dir
+        for sub in self.key_repos.values():
+            (d / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.conf.write_text(f"""\
+# written by scripts/servers.py
+[DEFAULT]
+debug = false
+use_stderr = true
+
+[database]
+connection = sqlite:///{d / 'keystone.db'}
+
+[token]
+provider = fernet
+# the default; a test wanting a short-lived token uses an application
+# credential (or trust) with expires_at: its tokens are capped to it
+expiration = 3600
+
+[fernet_tokens]
+key_repository = {d / self.key_repos['fernet_setup']}
+
+[fernet_receipts]
+key_repository = {d / self.key_repos['receipt_setup']}
+
+[credential]
+key_repository = {d / self.key_repos['credential_setup']}
+
+[identity]
+# bcrypt's minimum: password logins in tests take ms instead of ~0.25 s
+password_hash_rounds = 4
+# bcrypt's real limit; a larger value logs a warning on every password check
+max_password_length = 72
+
+[cache]
+# In-process cache (one Keystone process, so it stays coherent: revoking a
+# token, disabling a user or removing a role gives 404 at once).  Without it
+# every token validation runs ~480 SQL queries: ~330 ms instead of ~5 ms.
+# (oslo_cache.dict works the same but logs an ERROR: no memcache module.)
+enabled = true
+backend = dogpile.cache.memory
+""")
+        marker = d / ".sf-bootstrapped"
+        version = self.installed_version()
+        done = marker.read_text().strip() if marker.exists() else None
+        if done == version:
+            return                      # state exists: reuse DB and keys
+        # New state (or a Keystone upgrade): everything below is idempotent.
+        self.manage("db_sync")
+        if done is None:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+            group = grp.getgrgid(os.getegid()).gr_name
+            for cmd, sub in self.key_repos.items():
+                if not any((d / sub).iterdir()):
+                    self.manage(cmd, "--keystone-user", user, "--keystone-group", group)
+            self.manage("bootstrap", "--bootstrap-password", self.password("admin"),
+                        "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
+                        "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
+                        "--bootstrap-region-id", self.region,
+                        "--bootstrap-public-url", self.url)
+            self.accounts_file.unlink(missing_ok=True)     # provisioned again after start
+        marker.write_text(version + "\n")
+
+    def command(self):
+        return ([str(self.venv / "bin" / "python"), str(REPO / "scripts" / "keystone_launcher.py"),
+                 "--host", HOST, "--port", str(self.port), "--threads", str(self.threads)],
+                self.ks_env(), self.dir)
+
+    def ready(self):
+        status, _ = http_get("/v3", self.port)
+        return status == 200
+
+    # --- accounts, made once through the API after bootstrap -------------
+    def api(self, method, path, token=None, body=None, expect=(200,), headers=None):
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["X-Auth-Token"] = token
+        status, resp_headers, data = http_request(method, "/v3" + path, self.port, body, hdrs)
+        if status not in expect:
+            raise ServerError(f"keystone {method} /v3{path}: {status} "
+                              f"{data[:300].decode('utf-8', 'replace')}")
+        return resp_headers, (json.loads(data) if data else {})
+
+    def login(self, user: str, project: str) -> tuple[str, dict]:
+        """Password login scoped to project -> (token id, token body)."""
+        body = {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": self.domain_id},
+                "password": self.password(user)}}},
+            "scope": {"project": {"name": project, "domain": {"id": self.domain_id}}}}}
+        headers, data = self.api("POST", "/auth/tokens", body=body, expect=(201,))
+        return headers["X-Subject-Token"], data["token"]
+
+    def _find(self, token, collection, name) -> str | None:
+        _, data = self.api("GET", f"/{collection}?name={name}&domain_id={self.domain_id}",
+                           token)
+        found = data[collection]
+        return found[0]["id"] if found else None
+
+    def provision(self):
+        admin_token, _ = self.login("admin", "admin")
+        _, data = self.api("GET", "/roles", admin_token)
+        role_ids = {r["name"]: r["id"] for r in data["roles"]}
+        project_ids = {}
+        for _user, project, _role in self.accounts.values():
+            if project in project_ids:
+                continue
+            pid = self._find(admin_token, "projects", project)
+            if pid is None:
+                _, data = self.api("POST", "/projects", admin_token, expect=(201,), body={
+                    "project": {"name": project, "domain_id": self.domain_id,
+                                "description": "searchlight-forward test project"}})
+                pid = data["project"]["id"]
+            project_ids[project] = pid
+        result = {"auth_url": self.url, "region": self.region, "domain": self.domain,
+                  "domain_id": self.domain_id, "projects": project_ids, "users": {}}
+        for key, (user, project, role) in self.accounts.items():
+            uid = self._find(admin_token, "users", user)
+            if uid is None:
+                _, data = self.api("POST", "/users", admin_token, expect=(201,), body={
+                    "user": {"name": user, "password": self.password(user),
+                             "domain_id": self.domain_id,
+                             "default_project_id": project_ids[project]}})
+                uid = data["user"]["id"]
+            elif user != "admin":                 # left over from a half-done run
+                self.api("PATCH", f"/users/{uid}", admin_token, expect=(200,),
+                         body={"user": {"password": self.password(user)}})
+            self.api("PUT", f"/projects/{project_ids[project]}/users/{uid}/roles/"
+                     f"{role_ids[role]}", admin_token, expect=(204,))
+            _, token = self.login(user, project)  # proves the password and the roles
+            result["users"][key] = {
+                "name": user, "password": self.password(user), "user_id": uid,
+                "domain": self.domain, "domain_id": self.domain_id,
+                "project": project, "project_id": project_ids[project],
+                "roles": [role],
+                "effective_roles": sorted(r["name"] for r in token["roles"]),
+            }
+        # The service user must be allowed to validate other users' tokens.
+        service_token, _ = self.login(*self.accounts["service"][:2])
+        demo_token, _ = self.login(*self.accounts["demo"][:2])
+        self.api("GET", "/auth/tokens", service_token, headers={"X-Subject-Token": demo_token})
+        tmp = self.accounts_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(self.accounts_file)
+
+    def after_ready(self):
+        try:
+            if json.loads(self.accounts_file.read_text()).get("auth_url") == self.url:
+                return
+        except (OSError, ValueError):
+            pass
+        self.provision()
+
+
+SERVERS: dict[str, Server] = {s.name: s for s in (Redis(), RabbitMQ(), Elasticsearch(),
+                                                     Keystone(), Zaqar())}
 ORDER = list(SERVERS)          # start order; down goes in reverse
 
 

@@ -118,5 +118,7 @@ def list_opts():
             (RESOURCE_PLUGINS, resource_plugin_opts)]
     from searchlight_forward.commands.websocket import websocket_opts
     opts.append(("websocket", websocket_opts))
+    from forwarders.websocket import keystone
+    opts.append((keystone.GROUP, keystone.list_opts()))
     opts += [(plugin_group(n), per_plugin_opts) for n in available_plugin_names()]
     return opts

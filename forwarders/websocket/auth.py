@@ -3,9 +3,10 @@
 The server hands every token to a ``TokenValidator`` and gets back an ``Identity``
 (user, project, roles, expiry) or ``InvalidToken``. Validators are found by name:
 the built-in ``token_file`` here, and any other registered under the
-``searchlight_forward.websocket_auth`` entry point namespace (a Keystone validator
-will plug in there, behind the same interface: ``validate`` may block on I/O, the
-server calls it in a worker thread).
+``searchlight_forward.websocket_auth`` entry point namespace (``keystone``,
+``forwarders/websocket/keystone.py``, is one): ``validate`` may block on I/O, the
+server calls it in a worker thread, and again with ``fresh=True`` for every open
+connection every ``token_recheck_interval`` to notice revoked tokens.
 
 .. warning::
 
@@ -34,6 +35,11 @@ UTC = datetime.timezone.utc
 class InvalidToken(Exception):
     """The token is unknown, malformed or expired; the message says which (never
     the token itself)."""
+
+
+class ValidatorUnavailable(Exception):
+    """The validator cannot answer now (Keystone down, service user refused); the
+    message says what to check. The token may be good or bad."""
 
 
 class AuthConfigError(ValueError):
@@ -73,8 +79,12 @@ class TokenValidator(abc.ABC):
         return cls()
 
     @abc.abstractmethod
-    def validate(self, token: str) -> Identity:
-        """The token's identity; raises ``InvalidToken``. May block (I/O)."""
+    def validate(self, token: str, fresh: bool = False) -> Identity:
+        """The token's identity; raises ``InvalidToken`` or ``ValidatorUnavailable``.
+        May block (I/O). ``fresh``: ask the authority, not a cache."""
+
+    def stats(self) -> dict:
+        return {}
 
 
 def parse_expiry(value: Any, where: str) -> datetime.datetime | None:
@@ -185,10 +195,10 @@ class TokenFileValidator(TokenValidator):
         self._identities, self._mtime = identities, mtime
         LOG.info("loaded %d tokens from %s", len(identities), self.path)
 
-    def validate(self, token: str) -> Identity:
+    def validate(self, token: str, fresh: bool = False) -> Identity:
         if not isinstance(token, str) or not token:
             raise InvalidToken("empty token")
-        with self._lock:
+        with self._lock:      # the file is re-read whenever it changed: always fresh
             self._load()
             identity = self._identities.get(self._digest(token))
         if identity is None:

@@ -21,7 +21,13 @@ token validated, a change read from Elasticsearch) and gets back what to do
   from any frame resumes without a gap.
 
 Client frames are JSON text objects with an ``action``; anything else gets an
-``error`` frame, and a connection that keeps sending bad frames is closed.
+``error`` frame, and a connection that keeps sending bad frames is closed, as is
+one that sends frames faster than ``FrameRate`` allows.
+
+Tokens have a lifetime: the server tells the session when one is about to expire
+(``token_expiring``), has expired or was revoked; the client may send a fresh
+token for the same user, project and role at any time (``authenticate`` again) and
+keeps its subscription, cursor and the versions sent.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import enum
 import json
 import logging
 import re
+import time
 from typing import Any, Iterable, Mapping, Sequence
 
 from forwarders.envelope import DELETE, INDEX, Envelope
@@ -45,9 +52,12 @@ GOING_AWAY = 1001          # the server is shutting down (sent by the library)
 MESSAGE_TOO_BIG = 1009     # a frame above max_size (sent by the library)
 INTERNAL_ERROR = 1011      # a server bug on this connection
 TRY_AGAIN_LATER = 1013     # Elasticsearch or the token validator is unavailable
-AUTH_FAILED = 4001         # no token in time, bad or expired token
+AUTH_FAILED = 4001         # no token in time, bad or expired token at authentication
 PROTOCOL_VIOLATION = 4002  # too many bad frames
+TOKEN_EXPIRED = 4005       # the token expired while connected: get a new one
+TOKEN_REVOKED = 4006       # the token was revoked while connected: log in again
 TOO_SLOW = 4008            # the outgoing queue overflowed
+RATE_LIMITED = 4029        # frames faster than the rate limit
 
 CLOSE_REASONS = {
     GOING_AWAY: "server shutting down",
@@ -56,7 +66,10 @@ CLOSE_REASONS = {
     TRY_AGAIN_LATER: "try again later",
     AUTH_FAILED: "authentication failed",
     PROTOCOL_VIOLATION: "too many bad frames",
+    TOKEN_EXPIRED: "token expired",
+    TOKEN_REVOKED: "token revoked",
     TOO_SLOW: "too slow",
+    RATE_LIMITED: "too many frames",
 }
 
 MAX_TOKEN_LENGTH = 16 * 1024
@@ -225,6 +238,10 @@ class Renderer:
         return change._frame or None
 
 
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
 def frame(type_: str, **fields: Any) -> str:
     return json.dumps({"type": type_, **fields}, separators=(",", ":"), default=str)
 
@@ -242,6 +259,27 @@ def close(code: int, reason: str | None = None) -> Close:
     if len(data) > MAX_REASON_BYTES:
         text = data[:MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
     return Close(code, text)
+
+
+class FrameRate:
+    """A token bucket: ``burst`` frames at once, refilled at ``rate`` per second.
+    A client needs two frames to start and one per token renewal, so a legitimate
+    one never comes near the defaults."""
+
+    def __init__(self, rate: float = 5.0, burst: int = 20):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.last: float | None = None
+
+    def allow(self, now: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 # -- the state machine -----------------------------------------------------------
@@ -265,8 +303,12 @@ class Session:
     """
 
     def __init__(self, known_types: Iterable[str], renderer: Renderer,
-                 admin_role: str = "admin", max_errors: int = 10, max_pending: int = 8):
+                 admin_role: str = "admin", max_errors: int = 10, max_pending: int = 8,
+                 frame_rate: FrameRate | None = None):
         self.known_types = frozenset(known_types)
+        self.frame_rate = frame_rate or FrameRate()
+        #: a fresh token is being validated while the current one stays in force
+        self.renewing = False
         self.renderer = renderer
         self.admin_role = admin_role
         self.max_errors = max_errors
@@ -285,10 +327,18 @@ class Session:
 
     # -- client frames -----------------------------------------------------------
 
-    def receive(self, data: Any) -> list[Action]:
-        """A frame from the client (``str`` for text frames, ``bytes`` for binary)."""
+    def receive(self, data: Any, now: float | None = None) -> list[Action]:
+        """A frame from the client (``str`` for text frames, ``bytes`` for binary),
+        received at ``now`` (monotonic seconds)."""
         if self.state is State.CLOSED:
             return []
+        if not self.frame_rate.allow(time.monotonic() if now is None else now):
+            return self._close(RATE_LIMITED, "too many frames: at most "
+                               f"{self.frame_rate.burst} at once, then "
+                               f"{self.frame_rate.rate:g} per second")
+        return self._handle(data)
+
+    def _handle(self, data: Any) -> list[Action]:
         if isinstance(data, (bytes, bytearray, memoryview)):
             return self._bad("binary_frame", "send JSON in text frames")
         if not isinstance(data, str):
@@ -320,16 +370,20 @@ class Session:
         return self._authenticate({"action": "authenticate", "token": token})
 
     def _authenticate(self, message: dict) -> list[Action]:
-        if self.state is not State.AWAITING_TOKEN:
-            return self._bad("already_authenticated", "this connection is authenticated",
-                             "authenticate")
         token = message.get("token")
         if not isinstance(token, str) or not token:
             return self._bad("bad_request", "'token' must be a non-empty string",
                              "authenticate")
         if len(token) > MAX_TOKEN_LENGTH:
             return self._bad("bad_request", "'token' is too long", "authenticate")
-        self.state = State.VALIDATING
+        if self.state is State.AWAITING_TOKEN:
+            self.state = State.VALIDATING
+            return [Validate(token)]
+        # A renewal: the current token stays in force until the new one is accepted.
+        if self.renewing:
+            return self._bad("renewal_in_progress", "wait for the answer to the "
+                             "previous token", "authenticate")
+        self.renewing = True
         return [Validate(token)]
 
     def _subscribe(self, message: dict) -> list[Action]:
@@ -353,6 +407,12 @@ class Session:
         all_projects = message.get("all_projects", False)
         if not isinstance(all_projects, bool):
             return self._bad("bad_request", "'all_projects' must be true or false",
+                             "subscribe")
+        project_id = message.get("project_id")
+        if project_id is not None and project_id != self.identity.project_id:
+            # The project always comes from the token; naming another one is refused
+            # (admins see other projects with all_projects).
+            return self._bad("forbidden", "project_id must be the token's project",
                              "subscribe")
         raw_cursor = message.get("cursor")
         cursor = None
@@ -385,6 +445,8 @@ class Session:
     # -- results of the server's work --------------------------------------------
 
     def token_accepted(self, identity) -> list[Action]:
+        if self.renewing and self.state not in (State.VALIDATING, State.CLOSED):
+            return self._renewed(identity)
         if self.state is not State.VALIDATING:
             return []
         if identity.expired():
@@ -395,21 +457,47 @@ class Session:
         actions: list[Action] = [Send(frame(
             "authenticated", user_id=identity.user_id, project_id=identity.project_id,
             roles=sorted(identity.roles), admin=identity.is_admin(self.admin_role),
-            expires_at=identity.expires_at.isoformat() if identity.expires_at else None,
+            expires_at=_iso(identity.expires_at),
             resource_types=sorted(self.known_types)))]
         pending, self._pending = self._pending, []
         for data in pending:
-            actions.extend(self.receive(data))
+            actions.extend(self._handle(data))
             if self.state is State.CLOSED:
                 break
         return actions
 
+    def _renewed(self, identity) -> list[Action]:
+        """A fresh token for this connection: same user, project and admin-ness, or
+        the subscription would no longer match what the token allows."""
+        self.renewing = False
+        if identity.expired():
+            return [error("bad_token", "the new token is expired", "authenticate")]
+        old = self.identity
+        if (identity.user_id != old.user_id or identity.project_id != old.project_id
+                or identity.is_admin(self.admin_role) != old.is_admin(self.admin_role)):
+            return [error("identity_mismatch", "the new token is for another user, "
+                          "project or role; reconnect with it and your cursor to change "
+                          "identity", "authenticate")]
+        self.identity = identity
+        return [Send(frame("reauthenticated", expires_at=_iso(identity.expires_at),
+                           roles=sorted(identity.roles)))]
+
     def token_rejected(self, reason: str) -> list[Action]:
         if self.state is State.CLOSED:
             return []
+        if self.renewing:
+            # The token in force is still good; only the renewal failed.
+            self.renewing = False
+            return [error("bad_token", f"the new token was refused: {reason}",
+                          "authenticate")]
         return self._close(AUTH_FAILED, f"authentication failed: {reason}")
 
     def validation_unavailable(self) -> list[Action]:
+        if self.renewing and self.state is not State.CLOSED:
+            self.renewing = False
+            return [error("try_again_later", "token validation is unavailable; the "
+                          "current token stays in force, send the new one again later",
+                          "authenticate")]
         return self._close(TRY_AGAIN_LATER, "token validation unavailable; try again later")
 
     def auth_deadline(self) -> list[Action]:
@@ -418,11 +506,28 @@ class Session:
         return self._close(AUTH_FAILED, "authentication timeout: send "
                            "{\"action\": \"authenticate\", \"token\": ...} first")
 
-    def token_expired(self) -> list[Action]:
+    def token_expiring(self) -> list[Action]:
+        """The token in force expires soon: ask for a fresh one."""
         if self.state is State.CLOSED or self.identity is None:
             return []
-        return self._close(AUTH_FAILED, "token expired; reconnect with a new token "
-                           "and your cursor")
+        return [Send(frame("token_expiring", expires_at=_iso(self.identity.expires_at),
+                           seconds_left=max(0, int(self.identity.seconds_left() or 0))))]
+
+    def token_expired(self, now=None) -> list[Action]:
+        """The expiry timer fired; a renewal may have made it moot."""
+        if self.state is State.CLOSED or self.identity is None:
+            return []
+        if not self.identity.expired(now):
+            return []
+        return self._close(TOKEN_EXPIRED, "token expired; send a fresh token before "
+                           "expiry, or reconnect with a new token and your cursor")
+
+    def token_revoked(self, reason: str) -> list[Action]:
+        """A re-check found the token in force no longer valid."""
+        if self.state is State.CLOSED or self.identity is None:
+            return []
+        return self._close(TOKEN_REVOKED, f"token no longer valid ({reason}); log in "
+                           "again")
 
     def overflow(self, queued: int) -> list[Action]:
         return self._close(TOO_SLOW, f"too slow: {queued} frames queued; reconnect "

@@ -30,10 +30,10 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from forwarders.websocket import protocol
-from forwarders.websocket.auth import InvalidToken, TokenValidator
+from forwarders.websocket.auth import InvalidToken, TokenValidator, ValidatorUnavailable
 from forwarders.websocket.doorbell import DoorbellListener
-from forwarders.websocket.protocol import (Change, Close, Cursor, Renderer, Resume, Send,
-                                           Session, Subscription, Validate)
+from forwarders.websocket.protocol import (Change, Close, Cursor, FrameRate, Renderer,
+                                           Resume, Send, Session, Subscription, Validate)
 from forwarders.websocket.tail import PAGE_SIZE, Tailer
 from searchlight_forward.indexer.documents import ROLE_FIELD, ROLES
 
@@ -63,6 +63,10 @@ class Settings:
     queue_size: int = 1000           # outgoing frames per connection before 4008
     poll_interval: float = 1.0       # seconds between polls when no doorbell rings
     auth_timeout: float = 10.0       # seconds to authenticate before 4001
+    token_recheck_interval: float = 15.0   # open connections' tokens re-validated (4006)
+    expiry_warning: float = 60.0     # seconds before expiry to send token_expiring
+    max_frame_rate: float = 5.0      # client frames per second, sustained ...
+    frame_burst: int = 20            # ... and at once, before 4029
     admin_role: str = "admin"
     max_size: int = 64 * 1024        # largest client frame (bytes) before 1009
     max_errors: int = 10             # bad frames tolerated before 4002
@@ -112,6 +116,7 @@ class WebSocketServer:
         self.counters: collections.Counter = collections.Counter()
         self.closes: collections.Counter = collections.Counter()
         self._background: set[asyncio.Task] = set()
+        self._recheck: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -131,11 +136,15 @@ class WebSocketServer:
             close_timeout=s.close_timeout, compression=s.compression,
             process_request=self._process_request, server_header=None)
         self.port = self._server.sockets[0].getsockname()[1]
+        if s.token_recheck_interval > 0:
+            self._recheck = asyncio.get_running_loop().create_task(self._recheck_tokens())
         LOG.info("WebSocket server for resource group %s on ws://%s:%d (%d resource "
                  "types; doorbell %s)", self.group, s.host, self.port,
                  len(self.resource_types), "on" if self.doorbell else "off")
 
     async def stop(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
         if self._server is not None:
             self._server.close()          # 1001 to every client
             await self._server.wait_closed()
@@ -186,7 +195,53 @@ class WebSocketServer:
                 "doorbell": None if self.doorbell is None else {
                     "connected": self.doorbell.connected,
                     "received": self.doorbell.received},
-                "filter_failures": self.renderer.failures}
+                "filter_failures": self.renderer.failures,
+                "validator": self.validator.stats()}
+
+    # -- token re-checks -----------------------------------------------------------
+
+    async def _recheck_tokens(self) -> None:
+        """Every ``token_recheck_interval``: ask the validator afresh about each
+        distinct token of the open connections, and close those whose token is no
+        longer valid (revoked) with 4006. If the validator cannot answer, the
+        connections keep their tokens until those expire."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.token_recheck_interval)
+            holders: dict[str, list[_Client]] = collections.defaultdict(list)
+            for client in list(self.clients):
+                if client.token is not None and not client.closing:
+                    holders[client.token].append(client)
+            if not holders:
+                continue
+            checks = {token: loop.run_in_executor(self._auth_executor, self._fresh, token)
+                      for token in holders}
+            unavailable = 0
+            for token, check in checks.items():
+                try:
+                    await check
+                    continue
+                except InvalidToken as exc:
+                    reason = str(exc)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - keep connections, say so
+                    unavailable += 1
+                    self.counters["recheck_unavailable"] += 1
+                    if unavailable == 1:
+                        LOG.warning("cannot re-check tokens (%s); open connections keep "
+                                    "theirs until they expire", exc)
+                    continue
+                for client in holders[token]:
+                    if client.token == token:       # not renewed meanwhile
+                        self.counters["revoked"] += 1
+                        LOG.info("closing %s: token no longer valid (%s)", client.peer,
+                                 reason)
+                        client.perform(client.session.token_revoked(reason))
+            self.counters["rechecks"] += 1
+
+    def _fresh(self, token: str):
+        return self.validator.validate(token, fresh=True)
 
     # -- connections ---------------------------------------------------------------
 
@@ -242,21 +297,24 @@ class _Client:
         self.ws = ws
         s = server.settings
         self.session = Session(server.resource_types, server.renderer, s.admin_role,
-                               s.max_errors)
+                               s.max_errors,
+                               frame_rate=FrameRate(s.max_frame_rate, s.frame_burst))
+        self.token: str | None = None        # the accepted token in force (re-checks)
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.queue_size)
         self.held: collections.deque[Change] | None = None   # live changes during a resume
         self.held_overflow = False
         self.closing = False
         self.tasks: set[asyncio.Task] = set()
         self.writer: asyncio.Task | None = None
-        self.timers: list[asyncio.TimerHandle] = []
+        self.auth_timer: asyncio.TimerHandle | None = None
+        self.expiry_timers: list[asyncio.TimerHandle] = []
         self.peer = getattr(ws, "remote_address", None)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.writer = loop.create_task(self._write())
-        self.timers.append(loop.call_later(self.server.settings.auth_timeout,
-                                           lambda: self.perform(self.session.auth_deadline())))
+        self.auth_timer = loop.call_later(self.server.settings.auth_timeout,
+                                          lambda: self.perform(self.session.auth_deadline()))
         try:
             token = self.ws.request.headers.get("X-Auth-Token") if self.ws.request else None
             if token:
@@ -279,8 +337,10 @@ class _Client:
                 if code is not None:
                     self.server.closes[code] += 1
             self.session.closed()
-            for timer in self.timers:
-                timer.cancel()
+            self.token = None
+            for timer in [self.auth_timer, *self.expiry_timers]:
+                if timer is not None:
+                    timer.cancel()
             for task in list(self.tasks):
                 task.cancel()
             if self.writer is not None and not self.closing:
@@ -365,19 +425,52 @@ class _Client:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the validator's backend is down
+        except ValidatorUnavailable as exc:
+            LOG.warning("token validation unavailable for %s: %s", self.peer, exc)
+            self.perform(self.session.validation_unavailable())
+            return
+        except Exception:  # noqa: BLE001 - a validator bug
             LOG.exception("token validation failed for %s", self.peer)
             self.perform(self.session.validation_unavailable())
             return
+        renewal = self.session.identity is not None
         actions = self.session.token_accepted(identity)
-        if self.session.identity is identity:
-            self.server.counters["authenticated"] += 1
-            self.timers[0].cancel()          # the authentication deadline
-            left = identity.seconds_left()
-            if left is not None:
-                self.timers.append(loop.call_later(
-                    max(0.0, left), lambda: self.perform(self.session.token_expired())))
         self.perform(actions)
+        if self.session.identity is identity and not self.closing:
+            self.server.counters["renewed" if renewal else "authenticated"] += 1
+            self.token = token
+            if self.auth_timer is not None:
+                self.auth_timer.cancel()
+            self._schedule_expiry(identity)
+
+    def _schedule_expiry(self, identity) -> None:
+        """A ``token_expiring`` frame ``expiry_warning`` seconds before the token in
+        force expires, and the close (4005) when it does, unless renewed."""
+        for timer in self.expiry_timers:
+            timer.cancel()
+        self.expiry_timers = []
+        left = identity.seconds_left()
+        if left is None:
+            return
+        loop = asyncio.get_running_loop()
+        warn_in = left - self.server.settings.expiry_warning
+        if warn_in > 0:
+            self.expiry_timers.append(loop.call_later(
+                warn_in, lambda: self.perform(self.session.token_expiring())))
+        else:
+            self.perform(self.session.token_expiring())
+        self.expiry_timers.append(loop.call_later(max(0.0, left) + 0.01, self._expire))
+
+    def _expire(self) -> None:
+        actions = self.session.token_expired()
+        if actions:
+            self.server.counters["expired"] += 1
+            self.perform(actions)
+        elif not self.closing and self.session.identity is not None:
+            # The timer fired a hair early (a renewal would have cancelled it).
+            left = self.session.identity.seconds_left() or 0.0
+            self.expiry_timers.append(asyncio.get_running_loop().call_later(
+                max(0.0, left) + 0.01, self._expire))
 
     # -- changes -------------------------------------------------------------------
 

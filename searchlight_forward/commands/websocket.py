@@ -32,8 +32,10 @@ websocket_opts = [
     cfg.PortOpt("port", default=8765, help="Port of the WebSocket server."),
     cfg.StrOpt("auth", default="token_file",
                help="Token validator: a name registered in the "
-                    "searchlight_forward.websocket_auth entry points. token_file is a "
-                    "DEMO (static tokens in a JSON file), not for production."),
+                    "searchlight_forward.websocket_auth entry points. keystone: "
+                    "Keystone tokens, validated as the service user of "
+                    "[websocket_keystone] (production). token_file: a DEMO (static "
+                    "tokens in a JSON file), not for production."),
     cfg.StrOpt("token_file",
                help="For auth = token_file: JSON file of token -> {user_id, project_id, "
                     "roles, expires_at}. Re-read when it changes."),
@@ -49,6 +51,18 @@ websocket_opts = [
     cfg.FloatOpt("auth_timeout", default=10.0, min=0.1,
                  help="Seconds a connection has to authenticate before it is "
                       "closed with code 4001."),
+    cfg.FloatOpt("token_recheck_interval", default=15.0, min=0,
+                 help="Seconds between re-validations of the tokens of open "
+                      "connections, past any cache: a revoked token stops receiving "
+                      "within this time (closed with 4006). 0: never re-check."),
+    cfg.FloatOpt("expiry_warning", default=60.0, min=0,
+                 help="Seconds before its token expires that a connection gets a "
+                      "token_expiring frame, to send a fresh token in-band."),
+    cfg.FloatOpt("max_frame_rate", default=5.0, min=0.1,
+                 help="Client frames per second a connection may send, sustained; "
+                      "beyond that (and frame_burst) it is closed with 4029."),
+    cfg.IntOpt("frame_burst", default=20, min=1,
+               help="Client frames a connection may send at once."),
     cfg.StrOpt("admin_role", default="admin",
                help="Role that sees admin copies and may ask for all projects."),
     cfg.IntOpt("max_frame_size", default=65536, min=256,
@@ -149,7 +163,7 @@ def build_server(conf: cfg.ConfigOpts):
                  f"; [sink:{pipeline.sink_name}] sets {', '.join(explicit)}" if explicit else "")
     try:
         validator = auth.load_validator(endpoint["auth"],
-                                        {"token_file": endpoint["token_file"]})
+                                        {"token_file": endpoint["token_file"], "conf": conf})
     except auth.AuthConfigError as exc:
         _fail(f"[websocket] {exc}")
     settings = Settings(host=endpoint["host"], port=endpoint["port"],
@@ -157,7 +171,10 @@ def build_server(conf: cfg.ConfigOpts):
                         poll_interval=endpoint["poll_interval"],
                         auth_timeout=endpoint["auth_timeout"],
                         admin_role=endpoint["admin_role"], max_size=ws.max_frame_size,
-                        ping_interval=ws.ping_interval or None)
+                        ping_interval=ws.ping_interval or None,
+                        token_recheck_interval=ws.token_recheck_interval,
+                        expiry_warning=ws.expiry_warning,
+                        max_frame_rate=ws.max_frame_rate, frame_burst=ws.frame_burst)
     return WebSocketServer(
         service.elasticsearch_client(conf), group, validator, types, filters=filters,
         admin_only={t: admin_only.get(t, ()) for t in types},

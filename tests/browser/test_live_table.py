@@ -32,7 +32,7 @@ from searchlight_forward.indexer import documents, indices
 from searchlight_forward.simulator import CloudSimulator
 from tests.browser.conftest import ARTIFACTS
 from tests.functional.conftest import wait_for
-from tests.functional.test_websocket import PLUGINS, SERVER, es_view
+from tests.functional.websocket_support import PLUGINS, SERVER, es_view
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOVA_FIXTURES = ROOT / "tests" / "fixtures" / "notifications" / "nova"

@@ -7,258 +7,30 @@ what Elasticsearch finally holds for its role and project.
 """
 from __future__ import annotations
 
-import datetime
-import fnmatch
 import json
 import socket
 import threading
 import time
 
-import elasticsearch
 import pytest
-import websockets
-from elasticsearch import helpers
-from websockets.sync.client import connect
 
 from forwarders.filters import FilterContext
 from forwarders.filters.fields import RegexFields
 from forwarders.websocket import protocol
-from forwarders.websocket.auth import TokenFileValidator
 from forwarders.websocket.doorbell import Doorbell
-from forwarders.websocket.server import ServerThread, WebSocketServer
 from searchlight_forward.change import DocumentChange, Operation
-from searchlight_forward.indexer import documents, indices
+from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
-from searchlight_forward.plugins import load_plugins
 from searchlight_forward.simulator import CloudSimulator
-from tests.conftest import ES_URL, TRANSPORT_URL
+from tests.conftest import TRANSPORT_URL
 from tests.functional.conftest import wait_for
+from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
+                                                SEED, SERVER, TYPES, Client,
+                                                admin_only_fields_in, converge, es_view)
 
-SERVER, PORT, VOLUME = "OS::Nova::Server", "OS::Neutron::Port", "OS::Cinder::Volume"
-TYPES = [SERVER, PORT, VOLUME]
-PLUGINS = load_plugins()
-ADMIN_ONLY = {p.resource_type: tuple(p.admin_only_fields) for p in PLUGINS.plugins}
-ALL_TYPES = sorted(ADMIN_ONLY)
-SEED = 21
-SIM_PROJECTS = CloudSimulator(seed=SEED).projects    # demo, alt_demo, admin -> ids
-A, B, C = SIM_PROJECTS["demo"], SIM_PROJECTS["alt_demo"], SIM_PROJECTS["admin"]
-
-FORWARDERS_INI = """
-[forwarding]
-pipelines = horizon
-
-[pipeline:horizon]
-pipeline = websocket
-
-[sink:websocket]
-use = egg:searchlight-forward#websocket
-auth = token_file
-token_file = %(here)s/tokens.json
-"""
 
 
 # -- fixtures ------------------------------------------------------------------------
-
-@pytest.fixture
-def tokens(tmp_path):
-    path = tmp_path / "tokens.json"
-    path.write_text(json.dumps({
-        "tok-a": {"user_id": "alice", "project_id": A, "roles": ["member", "reader"]},
-        "tok-a2": {"user_id": "anna", "project_id": A, "roles": ["member"]},
-        "tok-b": {"user_id": "bob", "project_id": B, "roles": ["member"]},
-        "tok-admin": {"user_id": "root", "project_id": C, "roles": ["admin", "member"]},
-        "tok-soon": {"user_id": "carl", "project_id": A, "roles": ["member"],
-                     "expires_at": "2000-01-01T00:00:00Z"},
-        "tok-brief": {"user_id": "dora", "project_id": A, "roles": ["member"],
-                      "expires_at": (datetime.datetime.now(datetime.timezone.utc)
-                                     + datetime.timedelta(seconds=4)).isoformat()},
-    }))
-    return path
-
-
-@pytest.fixture
-def forwarding(config_file):
-    """The listener's pipelines: one, ending in the websocket sink (rings the doorbell)."""
-    (config_file.parent / "forwarders.ini").write_text(FORWARDERS_INI)
-
-
-@pytest.fixture
-def ws_server(es, names, tokens, broker):
-    """Start WebSocket servers for the test's resource group; all stopped at teardown."""
-    running: list[ServerThread] = []
-
-    def start(doorbell: bool = True, types=ALL_TYPES, filters=(), **settings) -> ServerThread:
-        settings.setdefault("port", 0)
-        settings.setdefault("poll_interval", 1.0)
-        settings.setdefault("auth_timeout", 5.0)
-        settings.setdefault("close_timeout", 5.0)
-        server = WebSocketServer(
-            elasticsearch.Elasticsearch(ES_URL, request_timeout=30), names["group"],
-            TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY, filters=filters,
-            doorbell_url=TRANSPORT_URL if doorbell else None, **settings)
-        thread = ServerThread(server).start()
-        running.append(thread)
-        return thread
-
-    yield start
-    for thread in running:
-        thread.stop()
-
-
-class Client:
-    """A real websockets client that keeps the latest envelope per resource."""
-
-    def __init__(self, url: str, header_token: str | None = None, sock=None, **kw):
-        headers = {"X-Auth-Token": header_token} if header_token else None
-        self.ws = connect(url, open_timeout=10, close_timeout=5, compression=None,
-                          additional_headers=headers, sock=sock, legacy=True, **kw)
-        self.view: dict[tuple, dict] = {}
-        self.versions: dict[tuple, int] = {}
-        self.cursor: str | None = None
-        self.changes = 0
-        self.regressions: list = []
-        self.other: list[dict] = []
-
-    def send(self, data) -> None:
-        self.ws.send(data if isinstance(data, (str, bytes)) else json.dumps(data))
-
-    def recv(self, timeout: float = 10.0) -> dict:
-        frame = json.loads(self.ws.recv(timeout=timeout))
-        if frame["type"] == "change":
-            self._apply(frame)
-        else:
-            self.other.append(frame)
-        return frame
-
-    def _apply(self, frame: dict) -> None:
-        env = frame["envelope"]
-        key = (env["resource_type"], env["id"])
-        if env["version"] <= self.versions.get(key, 0):
-            self.regressions.append((key, self.versions[key], env["version"]))
-        self.versions[key] = env["version"]
-        self.view[key] = env
-        self.cursor = frame["cursor"]
-        self.changes += 1
-
-    def authenticate(self, token: str) -> dict:
-        self.send({"action": "authenticate", "token": token})
-        return self.recv()
-
-    def subscribe(self, types=TYPES, all_projects=False, cursor=None,
-                  timeout: float = 60.0) -> dict:
-        self.send({"action": "subscribe", "resource_types": list(types),
-                   "all_projects": all_projects, "cursor": cursor})
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self.recv(timeout=max(0.1, deadline - time.monotonic()))
-            if frame["type"] == "resumed":
-                self.cursor = frame["cursor"] or self.cursor
-                return frame
-            assert frame["type"] in ("change", "authenticated"), frame
-
-    def pump(self, seconds: float = 0.3) -> int:
-        """Read whatever arrives until ``seconds`` pass without a frame."""
-        count = 0
-        while True:
-            try:
-                self.recv(timeout=seconds)
-            except TimeoutError:
-                return count
-            count += 1
-
-    def close_code(self, timeout: float = 10.0) -> int | None:
-        """Read until the server closes; its close code."""
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-        except websockets.ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd else None
-        except TimeoutError:
-            pass
-        pytest.fail(f"the server did not close the connection within {timeout}s")
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-@pytest.fixture
-def clients():
-    opened: list[Client] = []
-
-    def open_client(url, **kw) -> Client:
-        client = Client(url, **kw)
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        try:
-            client.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-# -- helpers ---------------------------------------------------------------------------
-
-def es_view(es, group: str, role: str, project: str | None, types=TYPES,
-            live_only: bool = False) -> dict[tuple, dict]:
-    """What Elasticsearch holds for a role copy (and project): key -> source."""
-    es.indices.refresh(index=f"{group}-listener")
-    filters = [{"term": {documents.ROLE_FIELD: role}}, {"terms": {"resource_type": types}}]
-    if project is not None:
-        filters.append({"term": {"project_id": project}})
-    view = {}
-    for hit in helpers.scan(es, index=f"{group}-listener",
-                            query={"query": {"bool": {"filter": filters}}}):
-        src = hit["_source"]
-        if live_only and src.get(documents.DELETED_FIELD):
-            continue
-        view[(src["resource_type"], src["id"])] = src
-    return view
-
-
-def matches(client: Client, expected: dict[tuple, dict], tombstones: bool = False) -> list:
-    """Differences between a client's latest envelopes and Elasticsearch's sources.
-
-    A resource deleted before the client ever had it needs no delete, unless
-    ``tombstones`` (a client connected before anything happened sees every delete).
-    """
-    problems = []
-    for key in set(expected) | set(client.view):
-        src, env = expected.get(key), client.view.get(key)
-        if env is None and src.get(documents.DELETED_FIELD) and not tombstones:
-            continue
-        if src is None or env is None:
-            problems.append((key, "missing at client" if env is None else "extra at client"))
-            continue
-        if env["version"] != src[documents.VERSION_FIELD]:
-            problems.append((key, "version", env["version"], src[documents.VERSION_FIELD]))
-        elif env["operation"] != ("delete" if src.get(documents.DELETED_FIELD) else "index"):
-            problems.append((key, "operation", env["operation"]))
-        elif env["document"] is not None:
-            stored = {k: v for k, v in src.items() if k not in documents.INTERNAL_FIELDS}
-            if env["document"] != stored:
-                problems.append((key, "document differs"))
-    return problems
-
-
-def converge(client: Client, expected: dict, timeout: float = 60.0,
-             tombstones: bool = False) -> None:
-    deadline = time.monotonic() + timeout
-    problems = matches(client, expected, tombstones)
-    while problems and time.monotonic() < deadline:
-        client.pump(0.3)
-        problems = matches(client, expected, tombstones)
-    assert problems == [], (len(problems), sorted(problems, key=str)[:10])
-    assert client.regressions == []
-
-
-def admin_only_fields_in(envelope: dict) -> list[str]:
-    patterns = ADMIN_ONLY[envelope["resource_type"]]
-    return [k for k in envelope["document"] or {}
-            if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
-
 
 def publish(publisher, notes) -> None:
     for note in notes:
@@ -528,9 +300,11 @@ def test_hostile_frames_get_errors_or_close_codes(forwarding, start_listener, pu
     processed(listener, len(notes))
     converge(good, es_view(es, names["group"], "user", A))
     assert len(good.view) > 0
-    assert brief.close_code(timeout=15) == protocol.AUTH_FAILED
+    assert brief.close_code(timeout=15) == protocol.TOKEN_EXPIRED
+    assert [f["type"] for f in brief.other] == ["authenticated", "token_expiring", "resumed"]
     stats = server.server.stats()
-    assert stats["closes"].get(str(protocol.AUTH_FAILED)) == 4
+    assert stats["closes"].get(str(protocol.AUTH_FAILED)) == 3
+    assert stats["closes"].get(str(protocol.TOKEN_EXPIRED)) == 1
     assert stats["closes"].get(str(protocol.PROTOCOL_VIOLATION)) == 1
     assert stats["closes"].get(str(protocol.MESSAGE_TOO_BIG)) == 1
 

@@ -17,8 +17,7 @@ from tests.conftest import ZAQAR_URL, zaqar_client_for
 from searchlight_forward.listener.service import load
 from tests.functional.conftest import load_conf, wait_for
 from tests.functional.expected import differences, expected_states, stored_states
-from tests.functional.test_websocket import (  # noqa: F401 - fixtures
-    ALL_TYPES, clients, tokens, ws_server)
+from tests.functional.websocket_support import ALL_TYPES
 from tests.functional.test_crash import queue_exists, start_listener_process, stored_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -151,8 +151,6 @@ def test_auth_deadline_only_before_authentication():
     assert c.code == 4001 and "timeout" in c.reason
     s2, _ = subscribed()
     assert s2.auth_deadline() == []
-    [c] = s2.token_expired()
-    assert c.code == 4001
 
 
 @pytest.mark.parametrize("frame,code", [
@@ -197,8 +195,101 @@ def test_one_subscription_per_connection():
     s, _ = subscribed()
     [err] = sent(s.receive(json.dumps({"action": "subscribe", "resource_types": [SERVER]})))
     assert err["code"] == "already_subscribed"
-    [err] = sent(s.receive('{"action": "authenticate", "token": "t"}'))
-    assert err["code"] == "already_authenticated"
+    # A second authenticate is a token renewal, not a second identity.
+    assert s.receive('{"action": "authenticate", "token": "t2"}') == [Validate("t2")]
+
+
+# -- token lifetime on an open connection ---------------------------------------------
+
+SOON = datetime.datetime(2100, 1, 1, tzinfo=UTC)
+LATER = datetime.datetime(2100, 1, 2, tzinfo=UTC)
+
+
+def renew(s, token="fresh"):
+    assert s.receive(json.dumps({"action": "authenticate", "token": token})) == \
+        [Validate(token)]
+
+
+def test_renewal_keeps_subscription_cursor_and_versions():
+    s, sub = subscribed(identity(expires_at=SOON))
+    [_] = s.resumed(Cursor(INDEX, 5), 0, False)
+    user_copy = copies("r1", "p1", 10)["user"]
+    assert s.offer(change(user_copy, 6)) is not None
+    renew(s)
+    [ok] = sent(s.token_accepted(identity(expires_at=LATER)))
+    assert ok["type"] == "reauthenticated" and ok["expires_at"].startswith("2100-01-02")
+    assert s.state is State.LIVE and s.subscription is sub and s.identity.expires_at == LATER
+    assert s.offer(change(user_copy, 7)) is None             # version already sent
+    assert s.position == Cursor(INDEX, 7)
+    assert s.offer(change(copies("r1", "p1", 11)["user"], 8)) is not None
+
+
+@pytest.mark.parametrize("new", [identity(project="p2"), identity(user="u2"),
+                                 identity(roles=("admin",))])
+def test_renewal_for_another_identity_is_refused_and_the_old_token_stays(new):
+    s, sub = subscribed(identity(expires_at=SOON))
+    renew(s)
+    [err] = sent(s.token_accepted(new))
+    assert err["code"] == "identity_mismatch"
+    assert s.identity.expires_at == SOON and s.subscription is sub
+    assert s.state is State.RESUMING
+
+
+def test_renewal_refused_or_unavailable_keeps_the_connection():
+    s, _ = subscribed(identity(expires_at=SOON))
+    renew(s)
+    [err] = sent(s.token_rejected("token unknown"))
+    assert err["code"] == "bad_token" and s.state is State.RESUMING
+    renew(s)
+    [err] = sent(s.receive('{"action": "authenticate", "token": "third"}'))
+    assert err["code"] == "renewal_in_progress"
+    [err] = sent(s.validation_unavailable())
+    assert err["code"] == "try_again_later" and s.state is State.RESUMING
+
+
+def test_expiry_warning_then_close_4005_unless_renewed():
+    now = datetime.datetime(2099, 12, 31, 23, 59, tzinfo=UTC)
+    s, _ = subscribed(identity(expires_at=SOON))
+    [warn] = sent(s.token_expiring())
+    assert warn["type"] == "token_expiring" and warn["expires_at"].startswith("2100-01-01")
+    assert s.token_expired(now) == []                      # fired early: not yet
+    [c] = s.token_expired(SOON)
+    assert c.code == protocol.TOKEN_EXPIRED and s.state is State.CLOSED
+    s2, _ = subscribed(identity(expires_at=SOON))
+    renew(s2)
+    s2.token_accepted(identity(expires_at=LATER))
+    assert s2.token_expired(SOON) == []                    # the old timer is moot
+
+
+def test_revoked_token_closes_4006():
+    s, _ = subscribed()
+    [c] = s.token_revoked("token unknown, expired or revoked")
+    assert c.code == protocol.TOKEN_REVOKED and "revoked" in c.reason
+    assert s.token_revoked("again") == []
+
+
+def test_subscribing_to_another_project_is_forbidden():
+    s = session()
+    s.receive('{"action": "authenticate", "token": "t"}')
+    s.token_accepted(identity(project="p1", roles=("admin",)))
+    [err] = sent(s.receive(json.dumps({"action": "subscribe", "resource_types": [SERVER],
+                                       "project_id": "p2"})))
+    assert err["code"] == "forbidden" and s.subscription is None
+    [a] = s.receive(json.dumps({"action": "subscribe", "resource_types": [SERVER],
+                                "project_id": "p1"}))
+    assert isinstance(a, Resume) and a.subscription.project_id == "p1"
+
+
+def test_frame_flood_closes_4029_without_parsing():
+    s = session(frame_rate=protocol.FrameRate(rate=2.0, burst=3))
+    for i in range(3):
+        assert sent(s.receive("garbage", now=100.0))[0]["code"] == "bad_json"
+    [c] = s.receive("garbage", now=100.0)
+    assert c.code == protocol.RATE_LIMITED and s.state is State.CLOSED
+    s2 = session(frame_rate=protocol.FrameRate(rate=2.0, burst=3), max_errors=1000)
+    for i in range(50):                                    # 2/s sustained is fine
+        [a] = s2.receive("garbage", now=100.0 + i * 0.5)
+        assert isinstance(a, Send)
 
 
 def test_too_many_bad_frames_close_4002():

@@ -142,7 +142,8 @@
     who: $("who"), logout: $("logout"), type: $("type"), allLabel: $("all-projects-label"),
     all: $("all-projects"), conn: $("conn"), connText: $("conn-text"),
     appError: $("app-error"), head: $("head"), rows: $("rows"), empty: $("empty"),
-    count: $("count"),
+    count: $("count"), renew: $("renew"), renewText: $("renew-text"),
+    renewToken: $("renew-token"),
   };
   const state = {
     token: sessionStorage.getItem(TOKEN_KEY),
@@ -227,11 +228,16 @@
 
   function onClose(code, reason) {
     state.resuming = null;
-    if (code === 4001) {                // bad or expired token: ask for a new one
+    el.renew.hidden = true;
+    if (code === 4001 || code === 4006) {   // bad or revoked token: log in again
       logout(reason || "authentication failed");
       return;
     }
-    if (code === 4002) {                // a client bug: do not hammer the server
+    if (code === 4005) {                // expired: a new token resumes where we were
+      tokenExpired(reason);
+      return;
+    }
+    if (code === 4002 || code === 4029) {   // a client bug: do not hammer the server
       setConn("offline", "disconnected");
       showError(`The server closed the connection (${code} ${reason || ""}); reload the page.`);
       return;
@@ -262,6 +268,12 @@
         if (frame.cursor) state.cursor = frame.cursor;
         break;
       case "resumed": onResumed(frame); break;
+      case "token_expiring": onExpiring(frame); break;
+      case "reauthenticated":
+        state.identity = Object.assign({}, state.identity, {expires_at: frame.expires_at});
+        el.renew.hidden = true;
+        showError("");
+        break;
       case "error":
         showError(`${frame.code}: ${frame.message || ""}`);
         if (frame.code === "forbidden" && state.allProjects) {   // no longer admin
@@ -294,6 +306,38 @@
       resetTable();
     }
     subscribe(ws);
+  }
+
+  // -- token lifetime: renew in-band before expiry, never loop on an expired token --
+
+  function onExpiring(frame) {
+    const at = frame.expires_at ? new Date(frame.expires_at) : null;
+    el.renewText.textContent = at && !isNaN(at)
+      ? `Your token expires at ${at.toLocaleTimeString()}. Paste a fresh token to stay live.`
+      : "Your token expires soon. Paste a fresh token to stay live.";
+    el.renew.hidden = false;
+  }
+
+  // Send a fresh token on the open connection: subscription and cursor stay.
+  // Horizon can call window.sfLiveTable.renew(token) when it refreshes its own.
+  function renew(token) {
+    state.token = token;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(JSON.stringify({action: "authenticate", token}));
+    } else if (el.app.hidden) {
+      start();
+    }
+  }
+  window.sfLiveTable = {renew};
+
+  function tokenExpired(reason) {
+    // Keep the rows, the identity and the cursor: the same user's new token
+    // resumes from where the table stopped.
+    disconnect();
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    showLogin(reason || "token expired: log in again to continue");
   }
 
   function onResumed(frame) {
@@ -551,6 +595,13 @@
     start();
   });
   el.logout.addEventListener("click", () => logout(""));
+  el.renew.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = el.renewToken.value.trim();
+    if (!token) return;
+    el.renewToken.value = "";
+    renew(token);
+  });
   el.type.addEventListener("change", () => {
     state.type = el.type.value;
     sessionStorage.setItem(TYPE_KEY, state.type);

@@ -1,0 +1,115 @@
+"""The local Keystone (scripts/servers.py) as tests use it: real users and projects
+from ``accounts.json``, real tokens, short-lived tokens and revocation."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import uuid
+
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+from oslo_config import cfg
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+ACCOUNTS = pathlib.Path(os.environ.get(
+    "SF_KEYSTONE_ACCOUNTS",
+    pathlib.Path(os.environ.get("SF_STATE_DIR") or REPO / ".state") / "keystone"
+    / "accounts.json"))
+UTC = datetime.timezone.utc
+
+
+class LocalKeystone:
+    """Users by their accounts.json name (``demo``, ``demo-reader``, ``alt``,
+    ``alt-reader``, ``admin``, ``service``) or added with ``add_user``."""
+
+    def __init__(self, path: pathlib.Path = ACCOUNTS):
+        data = json.loads(path.read_text())
+        self.auth_url = data["auth_url"]
+        self.projects: dict[str, str] = dict(data["projects"])
+        self.users: dict[str, dict] = dict(data["users"])
+        self._admin = self.session("admin")
+        self._created: list[str] = []
+
+    def session(self, user: str) -> ks_session.Session:
+        """A keystoneauth1 session logged in as ``user``, scoped to its project."""
+        u = self.users[user]
+        auth = v3.Password(auth_url=self.auth_url, username=u["name"],
+                           password=u["password"], user_domain_id=u["domain_id"],
+                           project_id=u["project_id"])
+        return ks_session.Session(auth=auth, timeout=30)
+
+    def token(self, user: str) -> str:
+        """A new project-scoped token for ``user``."""
+        return self.session(user).get_token()
+
+    def short_token(self, user: str, seconds: float) -> str:
+        """A real token that expires in about ``seconds`` (Keystone caps a token's
+        life at its application credential's expiry, to the whole second)."""
+        sess = self.session(user)
+        u = self.users[user]
+        expires = (datetime.datetime.now(UTC) + datetime.timedelta(seconds=seconds))
+        created = sess.post(
+            f"{self.auth_url}/users/{u['user_id']}/application_credentials",
+            json={"application_credential": {
+                "name": f"sft-short-{uuid.uuid4().hex[:8]}",
+                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}).json()
+        credential = created["application_credential"]
+        auth = v3.ApplicationCredential(auth_url=self.auth_url,
+                                        application_credential_id=credential["id"],
+                                        application_credential_secret=credential["secret"])
+        return ks_session.Session(auth=auth, timeout=30).get_token()
+
+    def revoke(self, token: str) -> None:
+        self._admin.delete(f"{self.auth_url}/auth/tokens",
+                           headers={"X-Subject-Token": token})
+
+    def add_project(self, name: str) -> str:
+        project = self._admin.post(f"{self.auth_url}/projects", json={"project": {
+            "name": name, "domain_id": "default"}}).json()["project"]
+        self.projects[name] = project["id"]
+        self._created.append(f"/projects/{project['id']}")
+        return project["id"]
+
+    def add_user(self, name: str, project: str, roles: list[str]) -> dict:
+        """A new user with ``roles`` on ``project`` (a name in ``projects``)."""
+        password = f"{name}-{uuid.uuid4().hex}"
+        user = self._admin.post(f"{self.auth_url}/users", json={"user": {
+            "name": name, "password": password, "domain_id": "default"}}).json()["user"]
+        self._created.append(f"/users/{user['id']}")
+        project_id = self.projects[project]
+        for role in roles:
+            role_id = self._admin.get(f"{self.auth_url}/roles?name={role}").json()[
+                "roles"][0]["id"]
+            self._admin.put(f"{self.auth_url}/projects/{project_id}/users/{user['id']}"
+                            f"/roles/{role_id}")
+        self.users[name] = {"name": name, "password": password, "user_id": user["id"],
+                            "domain_id": "default", "project": project,
+                            "project_id": project_id, "roles": roles}
+        return self.users[name]
+
+    def cleanup(self) -> None:
+        """Delete what ``add_project`` and ``add_user`` made."""
+        for path in reversed(self._created):
+            self._admin.delete(f"{self.auth_url}{path}", raise_exc=False)
+        self._created.clear()
+
+    def service_conf(self) -> str:
+        """The ``[websocket_keystone]`` section for the local service user."""
+        s = self.users["service"]
+        return (f"[websocket_keystone]\nauth_type = password\nauth_url = {self.auth_url}\n"
+                f"username = {s['name']}\npassword = {s['password']}\n"
+                f"project_name = {s['project']}\nuser_domain_id = {s['domain_id']}\n"
+                f"project_domain_id = {s['domain_id']}\n")
+
+    def validator(self, tmp_path: pathlib.Path, **options):
+        """A KeystoneValidator built the way the server builds it: from a config
+        file, through oslo.config and keystoneauth1's loaders."""
+        from forwarders.websocket.auth import load_validator
+        extra = "".join(f"{k} = {v}\n" for k, v in options.items())
+        path = tmp_path / f"keystone-{uuid.uuid4().hex[:6]}.conf"
+        path.write_text(self.service_conf() + extra)
+        conf = cfg.ConfigOpts()
+        conf([], project="searchlight-forward", default_config_files=[str(path)])
+        return load_validator("keystone", {"conf": conf})
