@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONF := etc/searchlight-forward.conf
+# make demo AUTH=keystone: real Keystone tokens open the live table (default: the
+# demo token file)
+AUTH ?= token_file
 
 .PHONY: demo test unit servers down sample-config browser bench
 
@@ -24,7 +27,7 @@ down:
 	$(PYTHON) scripts/servers.py down
 
 demo: $(VENV)/.installed servers
-	$(BIN)/python scripts/demo.py --config-file $(CONF)
+	$(BIN)/python scripts/demo.py --config-file $(CONF) --auth $(AUTH)
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
 browser:

@@ -5,6 +5,11 @@ listener and the WebSocket server on the shipped `etc/` configuration and pipeli
 and a generator that publishes a realistic stream for three projects through a real
 oslo_messaging.Notifier. Prints where to look, and on Ctrl-C stops everything it
 started and the local servers.
+
+``--auth keystone`` (``make demo AUTH=keystone``): the WebSocket server validates
+real Keystone tokens from the local Keystone instead of the demo token file, the
+generator uses Keystone's demo project ids, and fresh tokens are printed
+(``--print-token USER`` prints another one later).
 """
 from __future__ import annotations
 
@@ -23,6 +28,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSPORT_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 PAGE = "http://127.0.0.1:8765/"
 TOKENS = os.path.join(ROOT, "etc", "websocket-tokens.json")
+STATE = os.environ.get("SF_STATE_DIR") or os.path.join(ROOT, ".state")
+ACCOUNTS = os.environ.get("SF_KEYSTONE_ACCOUNTS") or os.path.join(STATE, "keystone",
+                                                                  "accounts.json")
+KEYSTONE_USERS = (("demo", "member of demo"), ("alt-reader", "reader of alt-demo"),
+                  ("admin", "admin; can show all projects"))
 
 
 def wait_until(predicate, seconds: float, what: str) -> None:
@@ -43,6 +53,54 @@ def queue_declared(name: str) -> bool:
         return True
 
 
+def keystone_accounts() -> dict:
+    try:
+        with open(ACCOUNTS) as f:
+            return json.load(f)
+    except OSError as exc:
+        raise SystemExit(f"demo: no Keystone accounts ({exc}); start the local servers: "
+                         "python3 scripts/servers.py up") from None
+
+
+def keystone_token(accounts: dict, user: str) -> str:
+    """A project-scoped token, as Horizon would hold one (keystoneauth1)."""
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    u = accounts["users"][user]
+    auth = v3.Password(auth_url=accounts["auth_url"], username=u["name"],
+                       password=u["password"], user_domain_id=u["domain_id"],
+                       project_id=u["project_id"])
+    return session.Session(auth=auth, timeout=30).get_token()
+
+
+def keystone_setup(accounts: dict) -> tuple[str, str, str]:
+    """(extra config file for the WebSocket server, generator project ids, what to
+    tell the user about tokens)."""
+    service = accounts["users"]["service"]
+    path = os.path.join(STATE, "demo", "keystone.conf")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(f"""# written by scripts/demo.py --auth keystone
+[websocket]
+auth = keystone
+
+[websocket_keystone]
+auth_type = password
+auth_url = {accounts['auth_url']}
+username = {service['name']}
+password = {service['password']}
+project_id = {service['project_id']}
+user_domain_id = {service['domain_id']}
+""")
+    projects = accounts["projects"]
+    project_ids = (f"demo={projects['demo']},alt_demo={projects['alt-demo']},"
+                   f"admin={projects['admin']}")
+    lines = [f"{user} ({what}):\n                  {keystone_token(accounts, user)}"
+             for user, what in KEYSTONE_USERS]
+    tokens = ("Keystone tokens (valid 1 h; a fresh one: .venv/bin/python scripts/demo.py "
+              "--print-token demo):\n                " + "\n                ".join(lines))
+    return path, project_ids, tokens
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", default=os.path.join(ROOT, "etc",
@@ -51,14 +109,32 @@ def main() -> int:
                         help="notifications per second from the generator")
     parser.add_argument("--keep-servers", action="store_true",
                         help="leave the local servers running on exit")
+    parser.add_argument("--auth", choices=("token_file", "keystone"), default="token_file",
+                        help="what opens the WebSocket: the demo token file or real "
+                             "tokens of the local Keystone")
+    parser.add_argument("--print-token", metavar="USER",
+                        help="print a fresh Keystone token for USER (demo, demo-reader, "
+                             "alt, alt-reader, admin) and exit")
     args = parser.parse_args()
+    if args.print_token:
+        print(keystone_token(keystone_accounts(), args.print_token))
+        return 0
     bindir = os.path.dirname(sys.executable)
     logs = os.path.join(ROOT, ".state", "demo")
     os.makedirs(logs, exist_ok=True)
-    tokens = json.load(open(TOKENS))
-    project_ids = (f"demo={tokens['demo-member-token']['project_id']},"
-                   f"alt_demo={tokens['alt-reader-token']['project_id']},"
-                   f"admin={tokens['admin-token']['project_id']}")
+    websocket_conf = ["--config-file", args.config_file]
+    if args.auth == "keystone":
+        extra, project_ids, token_help = keystone_setup(keystone_accounts())
+        websocket_conf += ["--config-file", extra]
+    else:
+        tokens = json.load(open(TOKENS))
+        project_ids = (f"demo={tokens['demo-member-token']['project_id']},"
+                       f"alt_demo={tokens['alt-reader-token']['project_id']},"
+                       f"admin={tokens['admin-token']['project_id']}")
+        token_help = ("tokens: demo-member-token (member of demo),\n"
+                      "                alt-reader-token (reader of alt_demo), admin-token "
+                      "(admin; can\n                show all projects). Demo tokens only: "
+                      "etc/websocket-tokens.json.")
     started = time.monotonic()
     procs: list[subprocess.Popen] = []
 
@@ -72,7 +148,7 @@ def main() -> int:
                         args.config_file, "create"], check=True)
         run("searchlight-forward-listener", "--config-file", args.config_file,
             "--log-file", os.path.join(logs, "listener.log"))
-        run("searchlight-forward-websocket", "--config-file", args.config_file,
+        run("searchlight-forward-websocket", *websocket_conf,
             "--log-file", os.path.join(logs, "websocket.log"))
         wait_until(lambda: queue_declared("searchlight-forward"), 60, "the listener")
         wait_until(lambda: urllib.request.urlopen(PAGE + "status", timeout=2), 60,
@@ -84,9 +160,8 @@ def main() -> int:
 searchlight-forward is running (up in {time.monotonic() - started:.0f}s); a generator
 publishes {args.rate:g} notifications/s for three projects.
 
-  Live table:   {PAGE}   tokens: demo-member-token (member of demo),
-                alt-reader-token (reader of alt_demo), admin-token (admin; can
-                show all projects). Demo tokens only: etc/websocket-tokens.json.
+  Live table:   {PAGE}
+                {token_help}
   Telco queue:  .venv/bin/searchlight-forward-telco-consumer --project ops \\
                   --queue openstack-resources   (Zaqar at http://127.0.0.1:8888)
   Search:       curl 'http://127.0.0.1:9200/searchlight-search/_search?q=status:ACTIVE&pretty'
