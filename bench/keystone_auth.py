@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from forwarders.websocket import protocol  # noqa: E402
 from forwarders.websocket.server import ServerThread, Settings, WebSocketServer  # noqa: E402
 from tests.conftest import ES_URL  # noqa: E402
+from tests.functional.websocket_support import close_code_of  # noqa: E402
 from tests.keystone_support import LocalKeystone  # noqa: E402
 
 SERVER = "OS::Nova::Server"
@@ -81,16 +82,6 @@ def authenticate(url: str, token: str):
         return ws, {"type": "closed", "code": exc.rcvd.code if exc.rcvd else None}
 
 
-def close_code(ws, timeout: float):
-    try:
-        while True:
-            ws.recv(timeout=timeout)
-    except websockets.ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else None
-    except TimeoutError:
-        return None
-
-
 def revocation(ks: LocalKeystone, tmp: pathlib.Path, rounds: int) -> tuple[list, list]:
     settings = Settings(port=0)
     server = WebSocketServer(elasticsearch.Elasticsearch(ES_URL, request_timeout=30),
@@ -120,7 +111,7 @@ def revocation(ks: LocalKeystone, tmp: pathlib.Path, rounds: int) -> tuple[list,
                 if time.monotonic() - revoked > 120:
                     raise SystemExit("a revoked token was still accepted after 120 s")
                 time.sleep(0.2)
-            code = close_code(ws, settings.token_recheck_interval + 30)
+            code = close_code_of(ws, settings.token_recheck_interval + 30)
             if code != protocol.TOKEN_REVOKED:
                 raise SystemExit(f"expected close 4006 after revocation, got {code}")
             open_windows.append(time.monotonic() - revoked)

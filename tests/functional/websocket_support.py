@@ -26,6 +26,23 @@ SIM_PROJECTS = CloudSimulator(seed=SEED).projects    # demo, alt_demo, admin -> 
 A, B, C = SIM_PROJECTS["demo"], SIM_PROJECTS["alt_demo"], SIM_PROJECTS["admin"]
 
 
+STILL_OPEN = "still open"
+
+
+def close_code_of(ws, timeout: float = 15.0):
+    """Read (and drop) frames until the server closes the connection: its close code,
+    or STILL_OPEN after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+    except websockets.ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else None
+    except TimeoutError:
+        pass
+    return STILL_OPEN
+
+
 class Client:
     """A real websockets client that keeps the latest envelope per resource."""
 
@@ -91,15 +108,10 @@ class Client:
 
     def close_code(self, timeout: float = 10.0) -> int | None:
         """Read until the server closes; its close code."""
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-        except websockets.ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd else None
-        except TimeoutError:
-            pass
-        pytest.fail(f"the server did not close the connection within {timeout}s")
+        code = close_code_of(self.ws, timeout)
+        if code == STILL_OPEN:
+            pytest.fail(f"the server did not close the connection within {timeout}s")
+        return code
 
     def close(self) -> None:
         self.ws.close()
