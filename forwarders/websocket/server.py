@@ -40,6 +40,9 @@ from searchlight_forward.indexer.documents import ROLE_FIELD, ROLES
 LOG = logging.getLogger(__name__)
 
 MAX_RESUME_ROUNDS = 8
+# A re-check that finds a token invalid this close to its expiry leaves the close
+# to the expiry timer, so an expired token is reported as expired (4005).
+EXPIRY_MARGIN = 1.0
 _CLOSE = object()
 
 # The live table page (docs/live-table.md): a fixed whitelist, nothing else is served.
@@ -233,11 +236,14 @@ class WebSocketServer:
                                     "theirs until they expire", exc)
                     continue
                 for client in holders[token]:
-                    if client.token == token:       # not renewed meanwhile
-                        self.counters["revoked"] += 1
-                        LOG.info("closing %s: token no longer valid (%s)", client.peer,
-                                 reason)
-                        client.perform(client.session.token_revoked(reason))
+                    if client.token != token:       # renewed meanwhile
+                        continue
+                    left = client.session.identity.seconds_left()
+                    if left is not None and left <= EXPIRY_MARGIN:
+                        continue    # expiring, not revoked: the timer closes it (4005)
+                    self.counters["revoked"] += 1
+                    LOG.info("closing %s: token no longer valid (%s)", client.peer, reason)
+                    client.perform(client.session.token_revoked(reason))
             self.counters["rechecks"] += 1
 
     def _fresh(self, token: str):

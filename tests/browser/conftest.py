@@ -19,8 +19,8 @@ from tests.conftest import time_limit_fixture
 
 # The functional fixtures, reused as they are (pytest finds them by name here).
 from tests.functional.conftest import (broker, config_file, es, names,  # noqa: F401
-                                       forwarding, publisher, start_listener,
-                                       ws_server)
+                                       forwarding, keystone, publisher, start_listener,
+                                       writer, ws_server)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -161,6 +161,7 @@
     fieldCounts: new Map(),     // field -> rows whose document has it
     columns: [],
     colsKey: "",
+    renewal: null,              // a token sent in-band, not accepted yet
   };
 
   // Versions are ~1.8e18, beyond a double's 53 bits: read them exactly when the
@@ -213,6 +214,16 @@
     ws.onclose = (event) => {
       if (ws !== state.ws) return;      // replaced on purpose
       state.ws = null;
+      const renewal = state.renewal;
+      state.renewal = null;
+      if (event.code === 4005 && renewal !== null) {   // the renewal raced the expiry
+        state.token = renewal;
+        sessionStorage.setItem(TOKEN_KEY, renewal);
+        el.renew.hidden = true;
+        state.attempt = 0;
+        connect();
+        return;
+      }
       onClose(event.code, event.reason);
     };
   }
@@ -223,6 +234,7 @@
     const ws = state.ws;
     state.ws = null;
     state.resuming = null;
+    state.renewal = null;
     if (ws) ws.close(1000, "client navigates");
   }
 
@@ -234,7 +246,7 @@
       return;
     }
     if (code === 4005) {                // expired: a new token resumes where we were
-      tokenExpired(reason);
+      tokenExpired();
       return;
     }
     if (code === 4002 || code === 4029) {   // a client bug: do not hammer the server
@@ -270,11 +282,17 @@
       case "resumed": onResumed(frame); break;
       case "token_expiring": onExpiring(frame); break;
       case "reauthenticated":
+        if (state.renewal !== null) {     // accepted: now it is the token in force
+          state.token = state.renewal;
+          sessionStorage.setItem(TOKEN_KEY, state.token);
+          state.renewal = null;
+        }
         state.identity = Object.assign({}, state.identity, {expires_at: frame.expires_at});
         el.renew.hidden = true;
         showError("");
         break;
       case "error":
+        if (frame.action === "authenticate") state.renewal = null;   // refused: keep ours
         showError(`${frame.code}: ${frame.message || ""}`);
         if (frame.code === "forbidden" && state.allProjects) {   // no longer admin
           setAllProjects(false);
@@ -321,23 +339,28 @@
   // Send a fresh token on the open connection: subscription and cursor stay.
   // Horizon can call window.sfLiveTable.renew(token) when it refreshes its own.
   function renew(token) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN && state.identity) {
+      if (state.renewal !== null) return;     // one at a time: wait for the answer
+      // The token in force stays until the server accepts this one: a refused
+      // token must never be what the next reconnect or reload sends.
+      state.renewal = token;
+      state.ws.send(JSON.stringify({action: "authenticate", token}));
+      return;
+    }
     state.token = token;
     sessionStorage.setItem(TOKEN_KEY, token);
-    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
-      state.ws.send(JSON.stringify({action: "authenticate", token}));
-    } else if (el.app.hidden) {
-      start();
-    }
+    if (el.app.hidden) start();
   }
   window.sfLiveTable = {renew};
 
-  function tokenExpired(reason) {
+  function tokenExpired() {
     // Keep the rows, the identity and the cursor: the same user's new token
     // resumes from where the table stopped.
     disconnect();
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = null;
-    showLogin(reason || "token expired: log in again to continue");
+    // The server's reason is for developers; say what to do instead.
+    showLogin("Your token expired. Log in again: the table continues where it stopped.");
   }
 
   function onResumed(frame) {
