@@ -33,6 +33,7 @@ import psutil
 import workers
 
 ROOT = workers.ROOT
+HERE = os.path.dirname(os.path.abspath(__file__))
 ES_URL = os.environ.get("SF_ES_URL", "http://127.0.0.1:9200")
 BROKER_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 ZAQAR_URL = os.environ.get("SF_ZAQAR_URL", "http://127.0.0.1:8888")
@@ -410,14 +411,22 @@ class Child:
             return ""
 
 
-def start_listener(scn: Scenario) -> Child:
-    return Child([os.path.join(scn.run.bindir, "searchlight-forward-listener"),
-                  "--config-file", scn.conf], os.path.join(scn.dir, "listener.log"))
+def _command(scn: Scenario, kind: str, trace: str | None) -> list[str]:
+    """The console script, or with ``trace`` the same entry point under bench/stagetrace.py
+    (stage timestamps for the delay breakdown)."""
+    if trace:
+        return [sys.executable, os.path.join(HERE, "stagetrace.py"), kind, trace]
+    return [os.path.join(scn.run.bindir, f"searchlight-forward-{kind}")]
 
 
-def start_ws_server(scn: Scenario, timeout: float = 60.0) -> Child:
-    child = Child([os.path.join(scn.run.bindir, "searchlight-forward-websocket"),
-                   "--config-file", scn.conf], os.path.join(scn.dir, "websocket.log"))
+def start_listener(scn: Scenario, trace: str | None = None) -> Child:
+    return Child(_command(scn, "listener", trace) + ["--config-file", scn.conf],
+                 os.path.join(scn.dir, "listener.log"))
+
+
+def start_ws_server(scn: Scenario, timeout: float = 60.0, trace: str | None = None) -> Child:
+    child = Child(_command(scn, "websocket", trace) + ["--config-file", scn.conf],
+                  os.path.join(scn.dir, "websocket.log"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():

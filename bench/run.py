@@ -44,6 +44,7 @@ import psutil  # noqa: E402
 import tqdm  # noqa: E402
 
 import harness  # noqa: E402
+import stagetrace  # noqa: E402
 import workers  # noqa: E402
 from harness import BenchError, Scenario  # noqa: E402
 
@@ -426,11 +427,14 @@ def scenario_delay(ctx: Context) -> dict:
     try:
         scn.ensure_index()
         harness.declare_pool(ctx.run.transport_url, scn.pool)
-        ws = harness.start_ws_server(scn)
+        traces = ((os.path.join(scn.dir, "trace-listener.jsonl"),
+                   os.path.join(scn.dir, "trace-websocket.jsonl")) if args.trace
+                  else (None, None))
+        ws = harness.start_ws_server(scn, trace=traces[1])
         children.append(ws)
         clients = harness.WsClients(scn.ws_url, ctx.run.clients(args.clients))
         clients.wait_subscribed()
-        listener = harness.start_listener(scn)
+        listener = harness.start_listener(scn, trace=traces[0])
         children.append(listener)
         harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
         search = harness.SearchWatcher(ctx.run.es, scn.group).start()
@@ -496,6 +500,13 @@ def scenario_delay(ctx: Context) -> dict:
                        max_queue_backlog=depth["max"], resources=watch.report(),
                        elasticsearch=es_used)
             res["sustained"] = sustained(res)
+            if args.trace:
+                time.sleep(1.0)      # the traced processes flush every 0.5 s
+                res["breakdown"] = stagetrace.breakdown(
+                    traces[0], traces[1], published_at(changes, pub["times"]), records,
+                    pub["t0"])
+                log(f"  delay breakdown at {rate:g}/s (ms):\n"
+                    + "\n".join(stagetrace.markdown(res["breakdown"])))
             out["rates"].append(res)
             log(f"  delay at {rate:g}/s: searchable p50/p95/p99 "
                 f"{res['searchable_ms']['p50']}/{res['searchable_ms']['p95']}/"
@@ -572,6 +583,19 @@ def delays(changes, times, records, seen) -> dict:
             "changes_published": sum(len(v) for v in published.values()),
             "not_searchable": not_searchable, "superseded_at_publish": superseded,
             "ws_not_received": ws_missing}
+
+
+def published_at(changes, times) -> dict:
+    """(resource id, version) -> publish time, for the trace breakdown."""
+    out = {}
+    for j, found in enumerate(changes):
+        t = times[j]
+        if t != t:
+            continue
+        for _, rid, version, _ in found:
+            if rid is not None:
+                out.setdefault((rid, version), t)
+    return out
 
 
 def _first_at_least(pairs, version):
@@ -746,6 +770,11 @@ def markdown(res: dict, meta: dict) -> str:
                          f"{fmt(a['p50'])} / {fmt(a['p95'])} / {fmt(a['p99'])} | "
                          f"{fmt(w['p50'])} / {fmt(w['p95'])} / {fmt(w['p99'])} | "
                          f"{a['n']} / {w['n']} |")
+    if isinstance(delay, dict) and "rates" in delay:
+        for r in delay["rates"]:
+            if r.get("breakdown"):
+                lines += ["", f"## Where the delay goes at {r['rate']:g}/s (--trace; ms "
+                              f"per change)", ""] + stagetrace.markdown(r["breakdown"])
     lines += ["", "## Targets", "", "| target | goal | measured | met |", "|---|---|---|---|"]
     for t in res["targets"]:
         met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
@@ -914,6 +943,9 @@ def parse_args(argv=None):
                         "scenarios, e.g. --set listener.batch_timeout=0.05 (repeatable; "
                         "the ceilings keep --batch-size etc.)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument("--trace", action="store_true",
+                   help="delay scenario: run the listener and the WebSocket server under "
+                        "bench/stagetrace.py and break each rate's delay down by stage")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the listener during the throughput scenarios; the busiest "
                         "functions go to the results (profile-<scenario>.txt: raw stacks)")

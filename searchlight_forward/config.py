@@ -17,7 +17,12 @@ listener_opts = [
                help="Notifications handed to the indexer in one batch (one "
                     "Elasticsearch mget and one bulk request per batch)."),
     cfg.FloatOpt("batch_timeout", default=0.2, min=0.01,
-                 help="Seconds to wait for a batch to fill before handling it."),
+                 help="Longest wait, in seconds, for a batch to fill when "
+                      "notifications are scarce: the delay floor at low rates. A "
+                      "shorter timeout means more, smaller batches (each one mget, "
+                      "bulk, doorbell ring and index refresh): 0.05 lowers the delay "
+                      "where the machine has CPU to spare, and raises it on a "
+                      "saturated one (docs/benchmarks.md)."),
     cfg.IntOpt("executor_threads", default=4, min=1,
                help="Batches handled at once in one process."),
     cfg.IntOpt("prefetch", default=0, min=0,

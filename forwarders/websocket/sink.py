@@ -105,6 +105,9 @@ class WebSocketSink(Sink):
     """
 
     default_policy = "drop"
+    #: ``deliver`` reads no document (the servers read Elasticsearch), so the
+    #: listener hands over envelopes without running the pipeline's filters.
+    reads_documents = False
 
     def __init__(self, name: str, options: Mapping[str, str], context):
         super().__init__(name, options, context)
