@@ -308,6 +308,7 @@
     const same = prev && prev.user_id === frame.user_id
       && prev.project_id === frame.project_id && prev.admin === frame.admin;
     if (prev && !same) resetTable();    // someone else now: nothing of theirs stays
+    el.rows.hidden = false;
     state.identity = frame;
     el.who.textContent = `${frame.user_id} \u00b7 project ${frame.project_id || DASH}`
       + (frame.admin ? " \u00b7 admin" : "");
@@ -602,6 +603,9 @@
   function start() {
     el.login.hidden = true;
     el.app.hidden = false;
+    // Rows kept from an expired token stay hidden until the server says whose
+    // token this is: another user must not see them even for a moment.
+    el.rows.hidden = Boolean(state.identity);
     showError("");
     state.attempt = 0;
     updateFooter();
