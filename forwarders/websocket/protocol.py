@@ -57,7 +57,7 @@ PROTOCOL_VIOLATION = 4002  # too many bad frames
 TOKEN_EXPIRED = 4005       # the token expired while connected: get a new one
 TOKEN_REVOKED = 4006       # the token was revoked while connected: log in again
 TOO_SLOW = 4008            # the outgoing queue overflowed
-RATE_LIMITED = 4029        # frames faster than the rate limit
+RATE_LIMITED = 4029        # frames faster than the rate limit, too many connections
 
 CLOSE_REASONS = {
     GOING_AWAY: "server shutting down",
@@ -69,7 +69,7 @@ CLOSE_REASONS = {
     TOKEN_EXPIRED: "token expired",
     TOKEN_REVOKED: "token revoked",
     TOO_SLOW: "too slow",
-    RATE_LIMITED: "too many frames",
+    RATE_LIMITED: "too many frames or connections",
 }
 
 MAX_TOKEN_LENGTH = 16 * 1024
@@ -521,6 +521,11 @@ class Session:
             return []
         return self._close(TOKEN_EXPIRED, "token expired; send a fresh token before "
                            "expiry, or reconnect with a new token and your cursor")
+
+    def too_many_connections(self, limit: int) -> list[Action]:
+        """The token is good, but its user already has ``limit`` connections here."""
+        return self._close(RATE_LIMITED, f"too many connections: at most {limit} per "
+                           "user; close another one first")
 
     def token_revoked(self, reason: str) -> list[Action]:
         """A re-check found the token in force no longer valid."""

@@ -70,6 +70,8 @@ class Settings:
     expiry_warning: float = 60.0     # seconds before expiry to send token_expiring
     max_frame_rate: float = 5.0      # client frames per second, sustained ...
     frame_burst: int = 20            # ... and at once, before 4029
+    max_unauthenticated: int = 500   # connections awaiting a token; more get HTTP 503
+    max_connections_per_user: int = 50   # authenticated connections of one user (4029)
     admin_role: str = "admin"
     max_size: int = 64 * 1024        # largest client frame (bytes) before 1009
     max_errors: int = 10             # bad frames tolerated before 4002
@@ -120,6 +122,8 @@ class WebSocketServer:
         self.closes: collections.Counter = collections.Counter()
         self._background: set[asyncio.Task] = set()
         self._recheck: asyncio.Task | None = None
+        self.unauthenticated = 0                      # connections without a token yet
+        self.per_user: collections.Counter = collections.Counter()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -173,6 +177,16 @@ class WebSocketServer:
 
     def _process_request(self, connection: ServerConnection, request):
         path = request.path.split("?", 1)[0]
+        if ("websocket" in request.headers.get("Upgrade", "").lower()
+                and self.unauthenticated >= self.settings.max_unauthenticated):
+            # Sockets that never authenticate cost a file descriptor each until
+            # auth_timeout: refuse more before the handshake.
+            self.counters["refused_unauthenticated"] += 1
+            response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                          "too many connections awaiting "
+                                          "authentication; retry later\n")
+            response.headers["Retry-After"] = str(max(1, int(self.settings.auth_timeout)))
+            return response
         if path == "/status":
             return connection.respond(http.HTTPStatus.OK, json.dumps(self.stats()) + "\n")
         static = STATIC_FILES.get(path)
@@ -193,6 +207,7 @@ class WebSocketServer:
     def stats(self) -> dict:
         states = collections.Counter(c.session.state.value for c in list(self.clients))
         return {"group": self.group, "connections": len(self.clients),
+                "unauthenticated": self.unauthenticated,
                 "states": dict(states), "closes": {str(k): v for k, v in self.closes.items()},
                 "counters": dict(self.counters), "tailer": self.tailer.stats(),
                 "doorbell": None if self.doorbell is None else {
@@ -254,12 +269,29 @@ class WebSocketServer:
     async def _handle(self, ws: ServerConnection) -> None:
         client = _Client(self, ws)
         self.clients.add(client)
+        self.unauthenticated += 1
         self.counters["connections"] += 1
         try:
             await client.run()
         finally:
             self.clients.discard(client)
             self.detach(client)
+            if client.user is None:
+                self.unauthenticated -= 1
+            else:
+                self.per_user[client.user] -= 1
+                if self.per_user[client.user] <= 0:
+                    del self.per_user[client.user]
+
+    def admit(self, client: "_Client", user: str | None) -> bool:
+        """Count a newly authenticated connection against its user's limit."""
+        if self.per_user[user] >= self.settings.max_connections_per_user:
+            self.counters["refused_per_user"] += 1
+            return False
+        self.unauthenticated -= 1
+        client.user = user
+        self.per_user[user] += 1
+        return True
 
     def attach(self, client: "_Client", sub: Subscription) -> None:
         if sub.all_projects:
@@ -306,6 +338,7 @@ class _Client:
                                s.max_errors,
                                frame_rate=FrameRate(s.max_frame_rate, s.frame_burst))
         self.token: str | None = None        # the accepted token in force (re-checks)
+        self.user: str | None = None         # set once admitted (per-user limit)
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.queue_size)
         self.held: collections.deque[Change] | None = None   # live changes during a resume
         self.held_overflow = False
@@ -440,6 +473,10 @@ class _Client:
             self.perform(self.session.validation_unavailable())
             return
         renewal = self.session.identity is not None
+        if not renewal and not self.server.admit(self, identity.user_id or ""):
+            self.perform(self.session.too_many_connections(
+                self.server.settings.max_connections_per_user))
+            return
         actions = self.session.token_accepted(identity)
         self.perform(actions)
         if self.session.identity is identity and not self.closing:

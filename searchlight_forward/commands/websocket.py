@@ -63,6 +63,12 @@ websocket_opts = [
                       "beyond that (and frame_burst) it is closed with 4029."),
     cfg.IntOpt("frame_burst", default=20, min=1,
                help="Client frames a connection may send at once."),
+    cfg.IntOpt("max_unauthenticated", default=500, min=1,
+               help="Connections that have not authenticated yet; further WebSocket "
+                    "handshakes are answered HTTP 503 with Retry-After."),
+    cfg.IntOpt("max_connections_per_user", default=50, min=1,
+               help="Authenticated connections of one user (Keystone user id); one "
+                    "more is closed with 4029."),
     cfg.StrOpt("admin_role", default="admin",
                help="Role that sees admin copies and may ask for all projects."),
     cfg.IntOpt("max_frame_size", default=65536, min=256,
@@ -174,7 +180,9 @@ def build_server(conf: cfg.ConfigOpts):
                         ping_interval=ws.ping_interval or None,
                         token_recheck_interval=ws.token_recheck_interval,
                         expiry_warning=ws.expiry_warning,
-                        max_frame_rate=ws.max_frame_rate, frame_burst=ws.frame_burst)
+                        max_frame_rate=ws.max_frame_rate, frame_burst=ws.frame_burst,
+                        max_unauthenticated=ws.max_unauthenticated,
+                        max_connections_per_user=ws.max_connections_per_user)
     return WebSocketServer(
         service.elasticsearch_client(conf), group, validator, types, filters=filters,
         admin_only={t: admin_only.get(t, ()) for t in types},

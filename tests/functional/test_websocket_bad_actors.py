@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 
+import pytest
 import websockets
 from websockets.sync.client import connect
 
@@ -110,3 +111,34 @@ def test_bad_actors_are_closed_and_nobody_else_notices(forwarding, start_listene
     assert stats["closes"][str(protocol.AUTH_FAILED)] == ATTACKERS["silent"]
     wait_for(lambda: server.server.stats()["connections"] == 3, 10,
              "only the three good connections to remain")
+
+
+def test_connection_floods_are_refused_before_and_after_authentication(ws_server,
+                                                                       clients):
+    server = ws_server(auth_timeout=30.0, max_unauthenticated=5,
+                       max_connections_per_user=2)
+    silent = [clients(server.url) for _ in range(5)]          # never authenticate
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        connect(server.url, open_timeout=10)
+    assert refused.value.response.status_code == 503
+    assert refused.value.response.headers["Retry-After"] == "30"
+    for c in silent[:3]:
+        c.close()
+    wait_for(lambda: server.server.stats()["unauthenticated"] == 2, 10,
+             "the closed silent sockets to be counted out")
+
+    first, second = clients(server.url), clients(server.url)
+    assert first.authenticate("tok-a")["type"] == "authenticated"
+    assert second.authenticate("tok-a")["type"] == "authenticated"
+    third = clients(server.url)
+    third.send({"action": "authenticate", "token": "tok-a"})    # alice's third
+    assert third.close_code() == protocol.RATE_LIMITED
+    other = clients(server.url)
+    assert other.authenticate("tok-b")["type"] == "authenticated"   # bob is not alice
+    second.close()
+    wait_for(lambda: server.server.per_user.get("alice") == 1, 10, "alice's close")
+    again = clients(server.url)
+    assert again.authenticate("tok-a")["type"] == "authenticated"
+    stats = server.server.stats()
+    assert stats["counters"]["refused_unauthenticated"] == 1
+    assert stats["counters"]["refused_per_user"] == 1

@@ -261,6 +261,14 @@ def test_expiry_warning_then_close_4005_unless_renewed():
     assert s2.token_expired(SOON) == []                    # the old timer is moot
 
 
+def test_a_users_connection_over_the_limit_closes_4029():
+    s = session()
+    s.receive('{"action": "authenticate", "token": "t"}')
+    [c] = s.too_many_connections(50)
+    assert c.code == protocol.RATE_LIMITED and "at most 50 per user" in c.reason
+    assert s.state is State.CLOSED and s.token_accepted(identity()) == []
+
+
 def test_revoked_token_closes_4006():
     s, _ = subscribed()
     [c] = s.token_revoked("token unknown, expired or revoked")
