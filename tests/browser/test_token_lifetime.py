@@ -184,16 +184,22 @@ def page_url(server) -> str:
 
 # -- tests -----------------------------------------------------------------------------
 
+def open_live(open_page, server, token):
+    """The page of ``server``, logged in with ``token`` and live; its frames."""
+    page = open_page(page_url(server))
+    frames = Frames(page)
+    log_in(page, token)
+    wait_live(page)
+    return page, frames
+
+
 def test_renewing_in_band_keeps_the_same_connection_live_past_expiry(
         keystone_server, keystone, writer, open_page):
     project = keystone.projects["demo"]
     # Re-checks every second: after the short token expires they must check the
     # renewed one, or the connection would close with 4006.
     server = keystone_server(expiry_warning=WARNING, token_recheck_interval=1.0)
-    page = open_page(page_url(server))
-    frames = Frames(page)
-    log_in(page, keystone.short_token("demo", SHORT_LIFE))
-    wait_live(page)
+    page, frames = open_live(open_page, server, keystone.short_token("demo", SHORT_LIFE))
     expect(page.locator("#who")).to_contain_text(keystone.users["demo"]["user_id"])
     hello = frames.received("authenticated")[0]
     assert hello["project_id"] == project
@@ -259,10 +265,7 @@ def test_an_expired_token_asks_to_log_in_and_the_new_token_resumes(
     # Re-checks every second: one that meets the expired token must leave the close
     # to the expiry (4005), not report a revocation (4006).
     server = keystone_server(expiry_warning=WARNING, token_recheck_interval=1.0)
-    page = open_page(page_url(server))
-    frames = Frames(page)
-    log_in(page, keystone.short_token("demo", SHORT_LIFE))
-    wait_live(page)
+    page, frames = open_live(open_page, server, keystone.short_token("demo", SHORT_LIFE))
     hello = frames.received("authenticated")[0]
 
     stays, changes, comes = "exp-stays", "exp-changes", "exp-comes"
@@ -318,10 +321,7 @@ def test_a_revoked_token_logs_out_and_empties_the_table(keystone_server, keyston
     project = keystone.projects["demo"]
     server = keystone_server(token_recheck_interval=1.0)
     token = keystone.token("demo")
-    page = open_page(page_url(server))
-    frames = Frames(page)
-    log_in(page, token)
-    wait_live(page)
+    page, frames = open_live(open_page, server, token)
     writer(project, ["rev-1"], 10)
     expect(cell(page, "rev-1", "status")).to_have_text("ACTIVE", timeout=WAIT_MS)
     expect(page.locator("#who")).to_be_visible()
@@ -356,10 +356,7 @@ def test_a_refused_renewal_keeps_the_token_in_force(keystone_server, keystone, w
     # A warning longer than the token's life: token_expiring at once, the form shows.
     server = keystone_server(expiry_warning=7200)
     good = keystone.token("demo")
-    page = open_page(page_url(server))
-    frames = Frames(page)
-    log_in(page, good)
-    wait_live(page)
+    page, frames = open_live(open_page, server, good)
     expect(page.locator("#renew")).to_be_visible()
 
     page.fill("#renew-token", "not-a-token")
