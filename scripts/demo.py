@@ -101,7 +101,15 @@ user_domain_id = {service['domain_id']}
     return path, project_ids, tokens
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # SIGTERM (kill, a supervisor) stops everything like Ctrl-C does; SIGINT is set
+    # explicitly because a shell starting this in the background ignores it.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", default=os.path.join(ROOT, "etc",
                                                               "searchlight-forward.conf"))
