@@ -88,32 +88,28 @@ def patch_listener(rec: Recorder) -> None:
             local.r = None
     batch.BatchProcessor.handle = traced_handle
 
-    apply = indexer.Indexer.apply
+    def stamp(cls, name: str, start: str, end: str, note=None) -> None:
+        """Wrap ``cls.name`` to stamp this thread's batch record on entry and exit."""
+        original = getattr(cls, name)
 
-    def traced_apply(self, pairs):
-        r = getattr(local, "r", None)
-        if r is not None:
-            r["ta"] = time.monotonic()
-            r["keys"] = [[c.id, c.version] for _, c in pairs]
-        try:
-            return apply(self, pairs)
-        finally:
+        def traced(self, *args):
+            r = getattr(local, "r", None)
             if r is not None:
-                r["tb"] = time.monotonic()
-    indexer.Indexer.apply = traced_apply
+                r[start] = time.monotonic()
+                if note is not None:
+                    note(r, *args)
+            try:
+                return original(self, *args)
+            finally:
+                if r is not None:
+                    r[end] = time.monotonic()
+        setattr(cls, name, traced)
 
-    forward = forwarding.Forwarding.forward
+    def changed_keys(r, pairs):
+        r["keys"] = [[c.id, c.version] for _, c in pairs]
 
-    def traced_forward(self, result):
-        r = getattr(local, "r", None)
-        if r is not None:
-            r["tf"] = time.monotonic()
-        try:
-            return forward(self, result)
-        finally:
-            if r is not None:
-                r["tg"] = time.monotonic()
-    forwarding.Forwarding.forward = traced_forward
+    stamp(indexer.Indexer, "apply", "ta", "tb", changed_keys)
+    stamp(forwarding.Forwarding, "forward", "tf", "tg")
 
     deliver = sink.WebSocketSink.deliver
 

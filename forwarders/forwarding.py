@@ -57,13 +57,9 @@ class Forwarding:
             return
         for runner in self.runners:
             pipeline = runner.pipeline
-            if getattr(pipeline.sink, "reads_documents", True):
-                chosen = [pipeline.transform(e) for e in envelopes if pipeline.wants(e)]
-            else:
-                # The sink only needs to know that something changed (the WebSocket
-                # doorbell): filtering documents it never reads is wasted time on
-                # the way to the ring.
-                chosen = [e for e in envelopes if pipeline.wants(e)]
+            chosen = [e for e in envelopes if pipeline.wants(e)]
+            if pipeline.sink.reads_documents:   # else filtering is wasted time
+                chosen = [pipeline.transform(e) for e in chosen]
             runner.counters["filtered_out"] += len(envelopes) - len(chosen)
             runner.submit(chosen)
 

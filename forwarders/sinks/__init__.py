@@ -58,6 +58,9 @@ class Sink:
 
     #: the failure policy used when the ini section does not name one
     default_policy = "retry"
+    #: False for a sink whose ``deliver`` reads no document (it only needs to know
+    #: that something changed): the pipeline's filters are then not run for it.
+    reads_documents = True
 
     def __init__(self, name: str, options: Mapping[str, str], context: "SinkContext"):
         self.name = name

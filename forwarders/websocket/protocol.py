@@ -73,6 +73,7 @@ CLOSE_REASONS = {
 }
 
 MAX_TOKEN_LENGTH = 16 * 1024
+EXPIRY_MARGIN = 1.0        # seconds: an invalid token this close to expiry has expired
 MAX_RESOURCE_TYPES = 256
 MAX_REASON_BYTES = 123     # RFC 6455: a close reason fits in 123 bytes of UTF-8
 
@@ -527,9 +528,14 @@ class Session:
         return self._close(RATE_LIMITED, f"too many connections: at most {limit} per "
                            "user; close another one first")
 
-    def token_revoked(self, reason: str) -> list[Action]:
-        """A re-check found the token in force no longer valid."""
+    def token_revoked(self, reason: str, now=None) -> list[Action]:
+        """A re-check found the token in force no longer valid. Within
+        ``EXPIRY_MARGIN`` of its expiry that is the expiry, which ``token_expired``
+        reports (4005), not a revocation."""
         if self.state is State.CLOSED or self.identity is None:
+            return []
+        left = self.identity.seconds_left(now)
+        if left is not None and left <= EXPIRY_MARGIN:
             return []
         return self._close(TOKEN_REVOKED, f"token no longer valid ({reason}); log in "
                            "again")

@@ -40,9 +40,6 @@ from searchlight_forward.indexer.documents import ROLE_FIELD, ROLES
 LOG = logging.getLogger(__name__)
 
 MAX_RESUME_ROUNDS = 8
-# A re-check that finds a token invalid this close to its expiry leaves the close
-# to the expiry timer, so an expired token is reported as expired (4005).
-EXPIRY_MARGIN = 1.0
 _CLOSE = object()
 
 # The live table page (docs/live-table.md): a fixed whitelist, nothing else is served.
@@ -253,12 +250,12 @@ class WebSocketServer:
                 for client in holders[token]:
                     if client.token != token:       # renewed meanwhile
                         continue
-                    left = client.session.identity.seconds_left()
-                    if left is not None and left <= EXPIRY_MARGIN:
-                        continue    # expiring, not revoked: the timer closes it (4005)
-                    self.counters["revoked"] += 1
-                    LOG.info("closing %s: token no longer valid (%s)", client.peer, reason)
-                    client.perform(client.session.token_revoked(reason))
+                    actions = client.session.token_revoked(reason)
+                    if actions:
+                        self.counters["revoked"] += 1
+                        LOG.info("closing %s: token no longer valid (%s)", client.peer,
+                                 reason)
+                        client.perform(actions)
             self.counters["rechecks"] += 1
 
     def _fresh(self, token: str):

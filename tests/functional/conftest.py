@@ -198,8 +198,8 @@ def ws_server(es, names, tokens, broker):
         settings.setdefault("close_timeout", 5.0)
         server = WebSocketServer(
             elasticsearch.Elasticsearch(ES_URL, request_timeout=30), names["group"],
-            validator or TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY, filters=filters,
-            doorbell_url=TRANSPORT_URL if doorbell else None, **settings)
+            validator or TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY,
+            filters=filters, doorbell_url=TRANSPORT_URL if doorbell else None, **settings)
         thread = ServerThread(server).start()
         running.append(thread)
         return thread
@@ -224,8 +224,6 @@ def clients():
             client.close()
         except Exception:  # noqa: BLE001
             pass
-
-
 
 
 # -- Keystone and direct writes -----------------------------------------------------

@@ -261,6 +261,13 @@ def test_expiry_warning_then_close_4005_unless_renewed():
     assert s2.token_expired(SOON) == []                    # the old timer is moot
 
 
+def test_an_invalid_token_at_its_expiry_is_left_to_the_expiry_timer():
+    s, _ = subscribed(identity(expires_at=SOON))
+    assert s.token_revoked("unknown", now=SOON - datetime.timedelta(seconds=0.5)) == []
+    [c] = s.token_expired(SOON)
+    assert c.code == protocol.TOKEN_EXPIRED
+
+
 def test_a_users_connection_over_the_limit_closes_4029():
     s = session()
     s.receive('{"action": "authenticate", "token": "t"}')
