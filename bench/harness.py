@@ -514,7 +514,8 @@ def expected_views(es, group: str, clients: list[tuple[str, bool]], tokens: dict
     (the clients were connected before the first change)."""
     from elasticsearch import helpers
 
-    from searchlight_forward.indexer import documents, layout
+    from searchlight_forward.indexer import layout
+    from searchlight_forward.model import documents
     es.indices.refresh(index=layout.listener_alias(group))
     views: dict[tuple, dict] = {}
     out = {}

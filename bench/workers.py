@@ -38,7 +38,7 @@ def stream_spec(seed: int, count: int, project_ids: dict[str, str],
 
 @functools.lru_cache(maxsize=4)
 def _stream(seed: int, count: int, project_ids: tuple, start: str):
-    from searchlight_forward.simulator import CloudSimulator
+    from devtools.simulator import CloudSimulator
     per_type = max(1, count // 55 + 1)
     while True:
         sim = CloudSimulator(seed=seed, project_ids=dict(project_ids),
@@ -61,7 +61,7 @@ def changes_of(notes):
     (pure; what the listener will compute). ``id`` is None for a change that names
     another field than its resource's id (a rule delete that knows only the rule)."""
     from searchlight_forward.plugins import load_plugins
-    from searchlight_forward.change import Operation
+    from searchlight_forward.model.change import Operation
     plugins = load_plugins()
     out = []
     for note in notes:
@@ -107,7 +107,7 @@ def publisher_main(index: int, transport_url: str, jobs, results, progress) -> N
     before the call) of each of its notifications when asked.
     """
     from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
-    from searchlight_forward.publisher import NotificationPublisher
+    from devtools.publisher import NotificationPublisher
     quiet_logging()
     publisher = NotificationPublisher(transport_url)
     while True:
@@ -324,7 +324,8 @@ def index_ceiling_main(spec: dict, es_url: str, group: str, threads: int, chunk:
     import elasticsearch
     from elasticsearch import helpers
 
-    from searchlight_forward.indexer import documents, indices, layout, merge
+    from searchlight_forward.indexer import indices, layout, merge
+    from searchlight_forward.model import documents
     from searchlight_forward.plugins import load_plugins
     quiet_logging()
     plugins = load_plugins()

@@ -42,7 +42,7 @@ MAPPING = {
 PARSE = "parse"      # not a notification we can read (no event type, payload not JSON)
 PLUGIN = "plugin"    # its plugin refused the payload (wrong shape, missing id)
 INDEX = "index"      # Elasticsearch refused the resulting document
-FORWARD = "forward"  # a sink can never take the envelope (e.g. too big for Zaqar)
+FORWARD = "forward"  # a consumer could not deliver it: refused, filter failed, skipped
 
 
 @dataclasses.dataclass
@@ -96,14 +96,16 @@ class DeadLetterIndex:
         ok, _ = helpers.bulk(self.es, actions, raise_on_error=True, max_retries=0)
         return ok
 
-    def write_rejections(self, pipeline: str, rejections) -> int:
-        """Envelopes a sink refused for good (``forwarders.sinks.Rejection``)."""
-        return self.write(DeadLetter(
-            FORWARD, f"pipeline {pipeline}: {r.reason}",
-            {"event_type": r.envelope.event_type, "publisher_id": f"pipeline:{pipeline}",
-             "payload": r.envelope.to_dict(),
-             "metadata": {"message_id": f"{pipeline}-{r.envelope.id}-{r.envelope.version}"}},
-            "forward") for r in rejections)
+    def forward(self, consumer: str, reason: str, payload: dict, key: str,
+                event_type: str = "") -> None:
+        """A record of the forward stage: something a consumer (pipeline or
+        subscription) could not deliver: an envelope a sink refused for good, a
+        change a filter failed on, a range skipped after its retries."""
+        self.write([DeadLetter(
+            FORWARD, f"{consumer}: {reason}",
+            {"event_type": event_type, "publisher_id": f"consumer:{consumer}",
+             "payload": payload, "metadata": {"message_id": f"{consumer}-{key}"}},
+            "forward")])
 
     def search(self, size: int = 20, event_type: str | None = None,
                stage: str | None = None) -> list[dict]:

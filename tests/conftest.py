@@ -1,15 +1,57 @@
-"""Shared test settings: where the local servers are (scripts/servers.py env)."""
+"""Shared test settings: where the local servers are, and this run's private names.
+
+Every test run gets its own RabbitMQ virtual host, index prefix and Zaqar project
+prefix (``RUN``), so a running ``make demo`` and the suite never see each other's
+notifications, rings, indices or queues, and two runs never either.
+"""
 import os
-import signal
+import subprocess
+import sys
 import uuid
 
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = f"sft-{uuid.uuid4().hex[:6]}"
+
 ES_URL = os.environ.get("SF_ES_URL", "http://127.0.0.1:9200")
-TRANSPORT_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+BROKER_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+VHOST = RUN
+TRANSPORT_URL = f"{BROKER_URL.rstrip('/')}/{VHOST}"
 ZAQAR_URL = os.environ.get("SF_ZAQAR_URL", "http://127.0.0.1:8888")
 # The same broker as kombu spells it (oslo.messaging says rabbit://, kombu amqp://).
 AMQP_URL = TRANSPORT_URL.replace("rabbit://", "amqp://", 1)
+
+START_HINT = "start the local servers first: python3 scripts/servers.py up"
+
+
+def pytest_collection_modifyitems(items):
+    """Markers by folder: unit (pure), functional (real servers), browser."""
+    for item in items:
+        parts = item.nodeid.split("/")
+        if len(parts) > 1 and parts[0] == "tests" and parts[1] in ("unit", "functional",
+                                                                   "browser"):
+            item.add_marker(getattr(pytest.mark, parts[1]))
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "servers.py"),
+                    "rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def vhost():
+    """This run's RabbitMQ virtual host, deleted at the end."""
+    try:
+        rabbitmqctl("add_vhost", VHOST)
+        rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.fail(f"cannot create the RabbitMQ virtual host {VHOST} ({exc}); {START_HINT}")
+    yield VHOST
+    try:
+        rabbitmqctl("delete_vhost", VHOST)
+    except (subprocess.SubprocessError, OSError):
+        pass
 
 
 def field_paths(node, prefix=""):
@@ -33,16 +75,6 @@ def zaqar_client_for(project: str):
         "client_uuid": str(uuid.uuid4())})
 
 
-def time_limit_fixture(seconds: int):
-    """An autouse fixture failing any test of the module that outlives ``seconds``
-    (SIGALRM; no pytest-timeout needed)."""
-    @pytest.fixture(autouse=True)
-    def limit():
-        def expired(signum, frame):
-            pytest.fail(f"the test took more than {seconds}s")
-        previous = signal.signal(signal.SIGALRM, expired)
-        signal.alarm(seconds)
-        yield
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    return limit
+def zaqar_project(name: str) -> str:
+    """A Zaqar project private to this run."""
+    return f"{RUN}-{name}"

@@ -5,13 +5,7 @@ import fnmatch
 import re
 from typing import Any, Iterable
 
-from forwarders.filters import Filter, FilterConfigError
-
-
-def split_list(value: str) -> list[str]:
-    """One item per line when the value spans lines, else comma-separated."""
-    parts = value.splitlines() if "\n" in value.strip() else value.split(",")
-    return [p.strip() for p in parts if p.strip()]
+from forwarders.filters.base import Filter, FilterConfigError
 
 
 def _drop_top_level(document: dict, patterns: Iterable[str]) -> dict:
@@ -28,7 +22,7 @@ class AdminOnlyFields(Filter):
 
     def __init__(self, name, options, context):
         super().__init__(name, options, context)
-        self.extra = tuple(split_list(options.get("fields", "")))
+        self.extra = tuple(self.options.listing("fields", []))
 
     def apply(self, resource_type: str, document: dict) -> dict:
         return _drop_top_level(document,
@@ -57,15 +51,15 @@ class RegexFields(Filter):
 
     def __init__(self, name, options, context):
         super().__init__(name, options, context)
-        raw = options.get("patterns")
-        if not raw or not split_list(raw):
-            raise FilterConfigError("patterns: at least one regular expression is required")
+        raw = self.options.listing("patterns", [])
+        if not raw:
+            raise FilterConfigError("patterns", "at least one regular expression is required")
         self.patterns = []
-        for pattern in split_list(raw):
+        for pattern in raw:
             try:
                 self.patterns.append(re.compile(pattern))
             except re.error as exc:
-                raise FilterConfigError(f"patterns: {pattern!r} is not a valid "
+                raise FilterConfigError("patterns", f"{pattern!r} is not a valid "
                                         f"regular expression ({exc})") from None
         self._seen: dict[str, bool] = {}   # the same paths recur in every document
 

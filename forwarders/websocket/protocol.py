@@ -17,8 +17,8 @@ token validated, a change read from Elasticsearch) and gets back what to do
   change is not sent at all (never the unfiltered document);
 * per resource, a version is sent only if it is higher than the one sent before on
   this connection, so no older state follows a newer one (resume, live and an index
-  rebuild included), and changes go out in ``_seq_no`` order, so a cursor taken
-  from any frame resumes without a gap.
+  rebuild included), and changes go out in change-log order (``_seq_no`` order
+  within each shard), so the cursor of any frame resumes without a gap.
 
 Client frames are JSON text objects with an ``action``; anything else gets an
 ``error`` frame, and a connection that keeps sending bad frames is closed, as is
@@ -35,15 +35,13 @@ import dataclasses
 import enum
 import json
 import logging
-import re
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
-from forwarders.envelope import DELETE, INDEX, Envelope
-from searchlight_forward.indexer import documents
-from searchlight_forward.indexer.documents import (ADMIN, DELETED_FIELD, EVENT_TYPE_FIELD,
-                                                   CHANGED_AT_FIELD, INTERNAL_FIELDS,
-                                                   ROLE_FIELD, USER, VERSION_FIELD)
+from searchlight_forward.changelog.entry import Entry
+from searchlight_forward.changelog.position import Position
+from searchlight_forward.model.documents import ADMIN, ROLE_FIELD, USER
+from searchlight_forward.model.envelope import Envelope
 
 LOG = logging.getLogger(__name__)
 
@@ -108,34 +106,11 @@ Action = Send | Close | Validate | Resume
 
 # -- values --------------------------------------------------------------------
 
-_CURSOR = re.compile(r"(?P<index>[^:\s]{1,255}):(?P<seq>-1|\d{1,19})")
-
-
-@dataclasses.dataclass(frozen=True, order=True)
-class Cursor:
-    """A position in one concrete index: every change up to ``seq_no`` was sent."""
-    index: str
-    seq_no: int
-
-    @classmethod
-    def parse(cls, text: Any) -> "Cursor":
-        if not isinstance(text, str):
-            raise ValueError("cursor must be a string or null")
-        match = _CURSOR.fullmatch(text)
-        if not match:
-            raise ValueError("cursor must look like '<index>:<seq_no>' as sent by the "
-                             "server")
-        return cls(match["index"], int(match["seq"]))
-
-    def __str__(self) -> str:
-        return f"{self.index}:{self.seq_no}"
-
-
 @dataclasses.dataclass(frozen=True)
 class Subscription:
     resource_types: frozenset
     all_projects: bool
-    cursor: Cursor | None
+    cursor: Position | None
     role: str                   # which stored copy: ADMIN or USER
     project_id: str | None      # None only with all_projects
 
@@ -148,48 +123,6 @@ class Subscription:
         if self.all_projects:
             return True
         return self.project_id is not None and source.get("project_id") == self.project_id
-
-
-class Change:
-    """One stored document as Elasticsearch returned it: a role copy at a ``_seq_no``.
-
-    ``resync`` marks changes read for a full resynchronisation (no cursor, another
-    index, an index rebuild): a tombstone among them is only news to a connection
-    that was sent the resource before.
-    """
-
-    __slots__ = ("index", "seq_no", "source", "version", "resync", "_frame")
-
-    def __init__(self, index: str, seq_no: int, source: Mapping[str, Any],
-                 version: int | None = None, resync: bool = False):
-        self.index = index
-        self.seq_no = seq_no
-        self.source = source
-        stored = source.get(VERSION_FIELD)
-        self.version = int(stored if isinstance(stored, int) else (version or 0))
-        self.resync = resync
-        self._frame: Any = None
-
-    @classmethod
-    def from_hit(cls, hit: Mapping[str, Any], resync: bool = False) -> "Change":
-        return cls(hit["_index"], hit["_seq_no"], hit.get("_source") or {},
-                   hit.get("_version"), resync)
-
-    @property
-    def key(self) -> tuple:
-        return (self.source.get("resource_type"), str(self.source.get("id")))
-
-    @property
-    def deleted(self) -> bool:
-        return bool(self.source.get(DELETED_FIELD))
-
-    @property
-    def cursor(self) -> Cursor:
-        return Cursor(self.index, self.seq_no)
-
-    def __repr__(self) -> str:
-        return (f"Change({self.index}:{self.seq_no} {self.key} v{self.version} "
-                f"{self.source.get(ROLE_FIELD)}{' deleted' if self.deleted else ''})")
 
 
 class Renderer:
@@ -206,37 +139,29 @@ class Renderer:
         self.admin_only = {k: tuple(v) for k, v in (admin_only or {}).items()}
         self.failures = 0
 
-    def envelope(self, change: Change) -> Envelope:
-        source = change.source
-        resource_type = source.get("resource_type") or ""
-        document = None
-        if not change.deleted:
-            document = {k: v for k, v in source.items() if k not in INTERNAL_FIELDS}
-            if source.get(ROLE_FIELD) != ADMIN:
-                document = documents.redact(document, self.admin_only.get(resource_type, ()))
+    def envelope(self, entry: Entry) -> Envelope:
+        envelope = entry.envelope(self.admin_only.get(entry.resource_type, ()))
+        document = envelope.document
+        if document is not None:
             for f in self.filters:
-                document = f.apply(resource_type, document)
-        return Envelope(
-            resource_type=resource_type, id=str(source.get("id")),
-            project_id=source.get("project_id"), version=change.version,
-            operation=DELETE if change.deleted else INDEX,
-            event_type=source.get(EVENT_TYPE_FIELD) or "",
-            timestamp=source.get(CHANGED_AT_FIELD) or "", document=document)
+                document = f.apply(envelope.resource_type, document)
+            envelope = envelope.with_document(document)
+        return envelope
 
-    def render(self, change: Change) -> str | None:
+    def render(self, entry: Entry) -> str | None:
         """The frame text, or None if a filter failed (the change is then withheld)."""
-        if change._frame is None:
+        if entry.memo is None:
             try:
-                envelope = self.envelope(change)
-                change._frame = json.dumps(
-                    {"type": "change", "cursor": str(change.cursor),
+                envelope = self.envelope(entry)
+                entry.memo = json.dumps(
+                    {"type": "change", "cursor": str(entry.after) if entry.after else None,
                      "envelope": envelope.to_dict()},
                     separators=(",", ":"), default=str)
             except Exception:  # noqa: BLE001 - a filter bug must not leak or kill
                 self.failures += 1
-                LOG.exception("withholding %r: a filter or the document failed", change)
-                change._frame = False
-        return change._frame or None
+                LOG.exception("withholding %r: a filter or the document failed", entry)
+                entry.memo = False
+        return entry.memo or None
 
 
 def _iso(moment) -> str | None:
@@ -323,7 +248,7 @@ class Session:
         #: (resource_type, id) -> the version last sent on this connection
         self.sent: dict[tuple, int] = {}
         #: changes at or below this position were sent (or skipped) already
-        self.position: Cursor | None = None
+        self.position: Position | None = None
         self.frames_sent = 0
 
     # -- client frames -----------------------------------------------------------
@@ -419,7 +344,7 @@ class Session:
         cursor = None
         if raw_cursor is not None:
             try:
-                cursor = Cursor.parse(raw_cursor)
+                cursor = Position.parse(raw_cursor)
             except ValueError as exc:
                 return self._bad("bad_cursor", str(exc), "subscribe")
         admin = self.identity.is_admin(self.admin_role)
@@ -558,41 +483,42 @@ class Session:
 
     # -- changes -------------------------------------------------------------------
 
-    def wants(self, change: Change) -> bool:
-        """May this connection see ``change`` at all (role copy, type, project)?"""
+    def wants(self, entry: Entry) -> bool:
+        """May this connection see ``entry`` at all (role copy, type, project)?"""
         return (self.subscription is not None
                 and self.state in (State.RESUMING, State.LIVE)
-                and self.subscription.wants(change.source))
+                and self.subscription.wants(entry.source))
 
-    def start_at(self, position: Cursor | None) -> None:
-        """Changes of ``position.index`` at or below its seq_no are already covered
-        (the client's cursor, when it is ahead of this server)."""
-        if position is not None and (self.position is None or self.position.index != position.index
-                                     or self.position.seq_no < position.seq_no):
+    def start_at(self, position: Position | None) -> None:
+        """Entries at or below ``position`` are covered already (the client's
+        cursor, when it is ahead of this server, or where a resume ended)."""
+        if position is None:
+            return
+        if self.position is None or not self.position.same_log(position):
             self.position = position
+        else:
+            self.position = self.position.merged(position)
 
-    def offer(self, change: Change) -> str | None:
-        """The frame to send for ``change``, or None. Records what was sent."""
-        if not self.wants(change):
+    def offer(self, entry: Entry) -> str | None:
+        """The frame to send for ``entry``, or None. Records what was sent."""
+        if not self.wants(entry) or entry.within(self.position):
             return None
-        if self.position is not None and self.position.index == change.index:
-            if change.seq_no <= self.position.seq_no:
-                return None
-        self.position = change.cursor
-        key = change.key
+        if entry.after is not None:
+            self.start_at(entry.after)
+        key = entry.key
         sent = self.sent.get(key)
-        if sent is not None and change.version <= sent:
+        if sent is not None and entry.version <= sent:
             return None
-        if change.deleted and sent is None and change.resync:
+        if entry.deleted and sent is None and entry.resync:
             return None   # a client being resynchronised never had it
-        text = self.renderer.render(change)
+        text = self.renderer.render(entry)
         if text is None:
             return None
-        self.sent[key] = change.version
+        self.sent[key] = entry.version
         self.frames_sent += 1
         return text
 
-    def resumed(self, position: Cursor | None, count: int, full: bool) -> list[Action]:
+    def resumed(self, position: Position | None, count: int, full: bool) -> list[Action]:
         """The resume is over: tell the client, and go live."""
         if self.state is not State.RESUMING:
             return []

@@ -1,10 +1,10 @@
 """The WebSocket server: ``websockets`` (asyncio) around the sans-I/O protocol.
 
-One ``Tailer`` reads the resource group's changes from Elasticsearch and hands each
-page to ``dispatch``, which offers every change to the connections that may see it
-(indexed by project, plus the admins who asked for all projects). Each connection
-has a bounded queue of outgoing frames and a writer task; the tailer never waits
-for a connection: a queue that overflows closes its connection with 4008 and no
+One ``ChangeFeed`` (on its own thread) follows the resource group's change log and
+hands each page to ``dispatch`` in the event loop, which offers every entry to the
+connections that may see it (indexed by project, plus the admins who asked for all
+projects). Each connection has a bounded queue of outgoing frames and a writer
+task; dispatch never waits for a connection: a queue that overflows closes its connection with 4008 and no
 one else notices. Resumes are paced by their own client (they wait for queue
 room), while the live changes that arrive meanwhile are held aside and handed over
 once the resume is done; if too many arrive, the resume simply runs again from
@@ -31,11 +31,16 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from forwarders.websocket import protocol
 from forwarders.websocket.auth import InvalidToken, TokenValidator, ValidatorUnavailable
-from forwarders.websocket.doorbell import DoorbellListener
-from forwarders.websocket.protocol import (Change, Close, Cursor, FrameRate, Renderer,
-                                           Resume, Send, Session, Subscription, Validate)
-from forwarders.websocket.tail import PAGE_SIZE, Tailer
-from searchlight_forward.indexer.documents import ROLE_FIELD, ROLES
+from forwarders.websocket.protocol import (Close, FrameRate, Renderer, Resume, Send,
+                                           Session, Subscription, Validate)
+from searchlight_forward.changelog.doorbell import DoorbellListener
+from searchlight_forward.changelog.entry import Entry
+from searchlight_forward.changelog.feed import ChangeFeed
+from searchlight_forward.changelog.position import Position
+from searchlight_forward.changelog.reader import (PAGE_SIZE, ChangeLog, IndexGone, Page,
+                                                  Selection)
+from searchlight_forward.changelog.tombstones import Tombstones
+from searchlight_forward.model.documents import ROLES
 
 LOG = logging.getLogger(__name__)
 
@@ -95,7 +100,7 @@ class WebSocketServer:
                  filters: Sequence[Any] = (),
                  admin_only: Mapping[str, Iterable[str]] | None = None,
                  doorbell_url: str | None = None, settings: Settings | None = None,
-                 **overrides: Any):
+                 state_index: str | None = None, **overrides: Any):
         self.settings = dataclasses.replace(settings or Settings(), **overrides)
         self.es = es
         self.group = group
@@ -103,8 +108,13 @@ class WebSocketServer:
         self.resource_types = frozenset(resource_types)
         self.renderer = Renderer(filters, admin_only)
         self.doorbell_url = doorbell_url
-        self.tailer = Tailer(es, group, self.dispatch, self.settings.poll_interval,
-                             self.settings.page_size)
+        self.changelog = ChangeLog(es, group, self.settings.page_size)
+        self.tombstones = Tombstones(es, group, state_index) if state_index else None
+        self.feed = ChangeFeed(self.changelog, self._from_feed, Selection(roles=ROLES),
+                               self.settings.poll_interval)
+        #: every entry at or below it was dispatched (None: the group has no index)
+        self.position: Position | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._auth_executor = concurrent.futures.ThreadPoolExecutor(
             self.settings.validator_threads, thread_name_prefix="ws-auth")
         self._resume_executor = concurrent.futures.ThreadPoolExecutor(
@@ -125,14 +135,18 @@ class WebSocketServer:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.tailer.start()
+        loop = self._loop = asyncio.get_running_loop()
+        # Resumes read up to the dispatched position: it starts at the log's end,
+        # made visible by one refresh.
+        await loop.run_in_executor(self._resume_executor, self.feed.locate)
+        self.position = self.feed.position
         if self.doorbell_url:
             self.doorbell = DoorbellListener(self.doorbell_url, [self.group],
-                                             self.tailer.ring_threadsafe)
-            loop = asyncio.get_running_loop()
+                                             self.feed.ring)
             if not await loop.run_in_executor(None, self.doorbell.start, 10.0):
                 LOG.warning("doorbell not connected yet; polling every %.1fs meanwhile",
                             self.settings.poll_interval)
+        self.feed.start()
         s = self.settings
         self._server = await serve(
             self._handle, s.host, s.port, max_size=s.max_size,
@@ -154,7 +168,7 @@ class WebSocketServer:
             await self._server.wait_closed()
         if self.doorbell is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.doorbell.stop)
-        await self.tailer.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.feed.stop)
         self._auth_executor.shutdown(wait=False, cancel_futures=True)
         self._resume_executor.shutdown(wait=False, cancel_futures=True)
 
@@ -206,7 +220,8 @@ class WebSocketServer:
         return {"group": self.group, "connections": len(self.clients),
                 "unauthenticated": self.unauthenticated,
                 "states": dict(states), "closes": {str(k): v for k, v in self.closes.items()},
-                "counters": dict(self.counters), "tailer": self.tailer.stats(),
+                "counters": dict(self.counters), "feed": self.feed.stats(),
+                "position": str(self.position) if self.position else None,
                 "doorbell": None if self.doorbell is None else {
                     "connected": self.doorbell.connected,
                     "received": self.doorbell.received},
@@ -306,22 +321,36 @@ class WebSocketServer:
                 if not members:
                     del self._by_project[sub.project_id]
 
-    def dispatch(self, changes: list[Change]) -> None:
-        """The tailer's pages: offer each change to the connections that may see it.
+    def _from_feed(self, page: Page) -> None:
+        """The feed's thread: hand the page to the loop and wait until it is
+        dispatched, so the feed never runs ahead of what connections were offered."""
+        future = asyncio.run_coroutine_threadsafe(self._dispatch_page(page), self._loop)
+        try:
+            future.result(timeout=60)
+        except concurrent.futures.TimeoutError:
+            LOG.error("dispatch of a page took over 60 s; the event loop is stuck")
+            raise
 
-        Synchronous: no connection is attached or detached meanwhile, and a resume
-        snapshot of the tailer's position is taken between two pages, never inside.
+    async def _dispatch_page(self, page: Page) -> None:
+        self.dispatch(page.entries)
+        self.position = page.end
+
+    def dispatch(self, entries: list[Entry]) -> None:
+        """Offer each entry to the connections that may see it.
+
+        Synchronous, in the loop: no connection is attached or detached meanwhile,
+        and a resume's snapshot of ``position`` is taken between two pages.
         """
         by_project, everyone = self._by_project, self._all_projects
-        for change in changes:
-            if change.source.get(ROLE_FIELD) not in ROLES:
+        for entry in entries:
+            if entry.role not in ROLES:
                 continue
             for client in everyone:
-                client.feed(change)
-            members = by_project.get(change.source.get("project_id"))
+                client.feed(entry)
+            members = by_project.get(entry.project_id)
             if members:
                 for client in members:
-                    client.feed(change)
+                    client.feed(entry)
 
 
 class _Client:
@@ -514,20 +543,20 @@ class _Client:
 
     # -- changes -------------------------------------------------------------------
 
-    def feed(self, change: Change) -> None:
-        """A live change from the tailer (synchronous, never waits)."""
+    def feed(self, entry: Entry) -> None:
+        """A live entry from the feed (synchronous, never waits)."""
         if self.closing:
             return
         if self.held is not None:
-            if self.held_overflow or not self.session.wants(change):
+            if self.held_overflow or not self.session.wants(entry):
                 return
             if len(self.held) >= self.server.settings.queue_size:
                 self.held_overflow = True     # the resume will run again past these
                 self.held.clear()
                 return
-            self.held.append(change)
+            self.held.append(entry)
             return
-        text = self.session.offer(change)
+        text = self.session.offer(entry)
         if text is not None:
             self.enqueue(text)
 
@@ -535,63 +564,87 @@ class _Client:
         """Queue a frame, waiting for room (resumes are paced by their client)."""
         await self.queue.put(text)
 
+    async def _full_resume_needed(self, start: Position | None, head: Position) -> bool:
+        """No cursor, a cursor of another index (a rebuild), or one older than the
+        tombstone horizon (it may have missed purged deletes)."""
+        if start is None or not start.same_log(head):
+            return True
+        if self.server.tombstones is None:
+            return False
+        loop = asyncio.get_running_loop()
+        horizon = await loop.run_in_executor(self.server._resume_executor,
+                                             self.server.tombstones.horizon, head.index)
+        return horizon is not None and bool(start.behind(horizon))
+
     async def _resume(self, sub: Subscription) -> None:
-        server, tailer, session = self.server, self.server.tailer, self.session
+        server, session = self.server, self.session
+        loop = asyncio.get_running_loop()
         self.held = collections.deque()
         server.attach(self, sub)
         start = sub.cursor
-        if start is not None and start.index == tailer.index:
-            session.start_at(start)
         count, full_any = 0, False
-        index, position = tailer.index, tailer.position
+        position = server.position
         for _ in range(MAX_RESUME_ROUNDS):
-            # Snapshot and reset together (no await between): live changes above
+            # Snapshot and reset together (no await between): live entries above
             # the snapshot are held from now on.
-            index, position = tailer.index, tailer.position
+            position = server.position
             self.held.clear()
             self.held_overflow = False
-            if index is None:
+            if position is None:
                 full_any = True       # no index yet: it will arrive whole, live
                 break
-            full = start is None or start.index != index
+            try:
+                full = await self._full_resume_needed(start, position)
+            except Exception as exc:  # noqa: BLE001
+                LOG.warning("resume for %s failed: %s", self.peer, exc)
+                self.perform(session.unavailable("Elasticsearch"))
+                return
             full_any = full_any or full
-            after = -1 if full else start.seq_no
-            if after < position:
-                try:
-                    async for page in tailer.resume_pages(index, sub, after, position, full,
-                                                          server._resume_executor):
-                        for change in page:
-                            text = session.offer(change)
-                            if text is not None:
-                                count += 1
-                                await self._put(text)
-                            if self.closing:
-                                return
-                except elasticsearch.NotFoundError:
-                    # The index went away (a rebuild finished): start over on the new
-                    # one once the tailer has moved to it.
-                    start = None
-                    tailer.ring()
-                    await asyncio.sleep(server.settings.poll_interval)
-                    continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    LOG.warning("resume for %s failed: %s", self.peer, exc)
-                    self.perform(session.unavailable("Elasticsearch"))
-                    return
+            after = Position.start(position.index, position.shards) if full else start
+            if not full:
+                session.start_at(start)
+            selection = Selection(
+                roles=(sub.role,), resource_types=sub.resource_types,
+                project_id=None if sub.all_projects else sub.project_id, live_only=full)
+            pages = server.changelog.pages(after, position, selection, resync=full)
+            try:
+                while True:
+                    page = await loop.run_in_executor(server._resume_executor, next,
+                                                      pages, None)
+                    if page is None:
+                        break
+                    for entry in page.entries:
+                        text = session.offer(entry)
+                        if text is not None:
+                            count += 1
+                            await self._put(text)
+                        if self.closing:
+                            return
+            except IndexGone:
+                # The index went away (a rebuild finished): start over on the new
+                # one once the feed has moved to it.
+                start = None
+                server.feed.ring()
+                await asyncio.sleep(server.settings.poll_interval)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                LOG.warning("resume for %s failed: %s", self.peer, exc)
+                self.perform(session.unavailable("Elasticsearch"))
+                return
+            session.start_at(position)
             if not self.held_overflow:
                 break
-            start = Cursor(index, position)   # go again from here
+            start = session.position      # go again from here
         else:
             self.perform(session.overflow(server.settings.queue_size))
             return
         server.counters["resumes"] += 1
-        for action in session.resumed(Cursor(index, position) if index else None,
-                                      count, full_any):
+        for action in session.resumed(position, count, full_any):
             if isinstance(action, Send):
                 await self._put(action.text)
-        # Hand over: the held live changes, then live. No await between the last
+        # Hand over: the held live entries, then live. No await between the last
         # emptiness check and going live.
         while self.held:
             text = session.offer(self.held.popleft())

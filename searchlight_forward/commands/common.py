@@ -6,14 +6,20 @@ import sys
 from oslo_config import cfg
 from oslo_log import log
 
-from searchlight_forward import config
+from forwarders import opts as forwarders_opts
+from searchlight_forward import opts as core_opts
 
 PROJECT = "searchlight-forward"
 
-
 # Client libraries that log every request at INFO.
 QUIET = ["elastic_transport=WARN", "elasticsearch=WARN", "kombu=WARN", "amqp=WARN",
-         "websockets=WARN"]
+         "websockets=WARN", "stevedore=WARN"]
+
+
+def register(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    core_opts.register(conf)
+    forwarders_opts.register(conf)
+    return conf
 
 
 def setup(argv: list[str] | None, conf: cfg.ConfigOpts | None = None,
@@ -27,13 +33,17 @@ def setup(argv: list[str] | None, conf: cfg.ConfigOpts | None = None,
     log.set_defaults(default_log_levels=log.get_default_log_levels() + QUIET)
     if logs_to_stderr:
         conf.set_default("use_stderr", True)
-    config.register(conf)
+    register(conf)
     if cli_opts:
         conf.register_cli_opts(cli_opts)
     try:
         conf(sys.argv[1:] if argv is None else argv, project=PROJECT)
     except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError,
             cfg.ConfigFileValueError, cfg.RequiredOptError) as exc:
-        sys.exit(f"searchlight-forward: configuration error: {exc}")
+        sys.exit(f"{PROJECT}: configuration error: {exc}")
     log.setup(conf, PROJECT)
     return conf
+
+
+def fail(command: str, message: str):
+    sys.exit(f"{command}: {message}")

@@ -6,8 +6,7 @@ from searchlight_forward.listener import service
 
 
 def main(argv: list[str] | None = None) -> None:
-    conf = setup(argv)
-    service.run(conf)
+    service.run(setup(argv))
 
 
 if __name__ == "__main__":

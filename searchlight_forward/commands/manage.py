@@ -11,12 +11,14 @@ import sys
 import tqdm
 from oslo_config import cfg
 
-from searchlight_forward.backoff import Backoff
+from searchlight_forward import search
 from searchlight_forward.commands.common import setup
 from searchlight_forward.deadletter import DeadLetterIndex
+from searchlight_forward.deployment import Deployment
 from searchlight_forward.indexer import indices
-from searchlight_forward.listener import service
+from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.batch import BatchProcessor
+from searchlight_forward.retry import Policy, Retry
 
 
 def _add_parsers(subparsers):
@@ -42,20 +44,19 @@ COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,
 
 def main(argv: list[str] | None = None) -> None:
     conf = setup(argv, cli_opts=[COMMAND], logs_to_stderr=True)
-    names, plugins = service.load(conf)
-    groups, admin_only = service.plugin_settings(conf, names, plugins)
-    es = service.elasticsearch_client(conf)
+    deployment = Deployment.from_conf(conf)
+    es = search.client(conf)
     cmd = conf.command
     if cmd.name == "dead-letters":
-        sys.exit(_dead_letters(conf, es, plugins, groups, admin_only))
-    chosen = [cmd.group] if cmd.group else sorted(set(groups.values()))
-    unknown = [g for g in chosen if g not in groups.values()]
+        sys.exit(_dead_letters(conf, es, deployment))
+    chosen = [cmd.group] if cmd.group else deployment.group_names()
+    unknown = [g for g in chosen if g not in deployment.group_names()]
     if unknown:
         sys.exit(f"unknown resource group {unknown[0]!r}; configured: "
-                 f"{', '.join(sorted(set(groups.values())))}")
+                 f"{', '.join(deployment.group_names())}")
     shards, replicas = conf.elasticsearch.number_of_shards, conf.elasticsearch.number_of_replicas
     for group in chosen:
-        members = [p for p in plugins.plugins if groups[p.resource_type] == group]
+        members = deployment.plugins_of(group)
         if cmd.name == "create":
             existing = indices.current_index(es, group)
             name = existing or indices.create(es, group, members, shards, replicas)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         dl.ensure()
 
 
-def _dead_letters(conf, es, plugins, groups, admin_only) -> int:
+def _dead_letters(conf, es, deployment: Deployment) -> int:
     cmd = conf.command
     dl = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
     if not es.indices.exists(index=dl.index):
@@ -108,9 +109,11 @@ def _dead_letters(conf, es, plugins, groups, admin_only) -> int:
             print(f"deleted {rid}")
         return 0
     # replay: run the stored notification through today's plugins and indexer
-    backoff = Backoff()
-    processor = BatchProcessor(
-        plugins, service.build_indexer(es, groups, admin_only, plugins, backoff), dl, backoff)
+    policy = Policy(initial=0.5, maximum=5.0)
+    indexer = Indexer(es, deployment.groups, deployment.admin_only, policy,
+                      deployment.item_lists)
+    processor = BatchProcessor(deployment.plugins, indexer, dl,
+                               Retry(policy, "dead-letter write"), deployment.groups)
     failed = 0
     for rid in tqdm.tqdm(cmd.ids, desc="replay", unit="msg"):
         stored = json.loads(dl.get(rid)["notification"])

@@ -23,17 +23,17 @@ from typing import Any, Hashable, Iterable
 import elasticsearch
 from elasticsearch import helpers
 
-from searchlight_forward.backoff import Backoff, TransientError
-from searchlight_forward.change import (DocumentChange, Operation, RemoveItem,
+from searchlight_forward.model.change import (DocumentChange, Operation, RemoveItem,
                                         SetFields, UpsertItem, chain, remove_item,
                                         set_fields)
-from searchlight_forward.indexer import documents, layout, merge
-from searchlight_forward.indexer.documents import ADMIN, ROLE_FIELD, ResourceState
+from searchlight_forward.indexer import layout, merge
+from searchlight_forward.model import documents
+from searchlight_forward.retry import TRANSIENT_STATUSES, Policy, Retry, TransientError
+from searchlight_forward.model.documents import ADMIN, ROLE_FIELD, ResourceState
 
 LOG = logging.getLogger(__name__)
 
 MAX_CONFLICT_ROUNDS = 20
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 RETRY_HINT = ("The batch stays unacknowledged until it is indexed. Check the cluster: "
               "`curl $ES/_cluster/health` and `searchlight-forward-manage show`.")
 
@@ -62,23 +62,30 @@ class Indexer:
 
     def __init__(self, es: elasticsearch.Elasticsearch, groups: dict[str, str],
                  admin_only: dict[str, tuple[str, ...]],
-                 backoff: Backoff | None = None,
-                 item_lists: dict[str, dict[str, str]] | None = None):
+                 retry: Policy = Policy(),
+                 item_lists: dict[str, dict[str, str]] | None = None,
+                 stop_event: threading.Event | None = None, probe=None):
         self.es = es
         self.groups = groups            # resource_type -> resource group
         self.admin_only = admin_only    # resource_type -> fnmatch patterns
         self.item_lists = item_lists or {}  # resource_type -> {list field: item key}
         self._gate = ReadWriteLock()
         self.counters: collections.Counter = collections.Counter()
-        self.backoff = backoff or Backoff()
+        stop_event = stop_event or threading.Event()
+        self._lookup_retry = Retry(retry, "Elasticsearch lookup", RETRY_HINT, stop_event, probe)
+        self._write_retry = Retry(retry, "Elasticsearch write", RETRY_HINT, stop_event, probe)
         self._locks = KeyLocks()
 
     # -- public ------------------------------------------------------------------
 
+    @property
+    def retries(self) -> int:
+        return self._lookup_retry.retries + self._write_retry.retries
+
     def apply(self, changes: Iterable[tuple[Hashable, DocumentChange]]) -> BatchResult:
         """Index ``(origin, change)`` pairs; returns once every one is settled.
 
-        Raises ``backoff.Stopping`` if asked to stop while Elasticsearch is unavailable;
+        Raises ``retry.Stopping`` if asked to stop while Elasticsearch is unavailable;
         nothing is then known to be written and the batch must not be acknowledged.
         """
         result = BatchResult()
@@ -94,8 +101,7 @@ class Indexer:
         return result
 
     def _apply(self, pending, result: BatchResult) -> None:
-        located = self.backoff.until_done(lambda: self._locate(pending, result),
-                                          "Elasticsearch lookup", RETRY_HINT)
+        located = self._lookup_retry.call(lambda: self._locate(pending, result))
         by_key: dict[Key, list[tuple[Hashable, DocumentChange]]] = collections.defaultdict(list)
         for origin, change in located:
             by_key[(change.resource_type, change.id)].append((origin, change))
@@ -106,8 +112,7 @@ class Indexer:
         rounds = 0
         while by_key:
             rounds += 1
-            done = self.backoff.until_done(lambda: self._round(by_key, result),
-                                           "Elasticsearch write", RETRY_HINT)
+            done = self._write_retry.call(lambda: self._round(by_key, result))
             for key in done:
                 del by_key[key]
             if by_key:
@@ -116,7 +121,9 @@ class Indexer:
                     # Someone keeps writing these resources: treat as contention.
                     LOG.warning("%d resources still conflicting after %d rounds; backing off",
                                 len(by_key), rounds)
-                    self.backoff.sleep(self.backoff.delay(rounds - MAX_CONFLICT_ROUNDS + 1))
+                    self._write_retry.sleep(min(self._write_retry.policy.maximum,
+                                                self._write_retry.policy.initial
+                                                * 2 ** (rounds - MAX_CONFLICT_ROUNDS)))
 
     # -- one round: read, fold, write --------------------------------------------
 
@@ -240,6 +247,7 @@ class Indexer:
                                                 op.key, op.value),
                         "version": change.version, "version_type": "external_gte",
                         "_source": {ROLE_FIELD: "removal", documents.DELETED_FIELD: True,
+                                    documents.VERSION_FIELD: change.version,
                                     "resource_type": change.resource_type,
                                     "removed": [op.list_field, op.key, op.value],
                                     "set_fields": fields}})

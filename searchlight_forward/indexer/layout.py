@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from typing import Iterable, Mapping
 
-from searchlight_forward.indexer.documents import DELETED_FIELD, INTERNAL_MAPPING
+from searchlight_forward.model.documents import DELETED_FIELD, INTERNAL_MAPPING
 
 
 class MappingConflict(ValueError):

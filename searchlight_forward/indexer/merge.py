@@ -20,8 +20,8 @@ import dataclasses
 import enum
 import re
 
-from searchlight_forward.change import DocumentChange, Operation, SetFields
-from searchlight_forward.indexer.documents import ResourceState
+from searchlight_forward.model.change import DocumentChange, Operation, SetFields
+from searchlight_forward.model.documents import ResourceState
 
 
 class Outcome(str, enum.Enum):
@@ -47,6 +47,7 @@ def fold(stored: ResourceState | None, changes: list[DocumentChange]
         outcome, state = _apply(state, change)
         if outcome is Outcome.APPLIED and change.version >= state.version:
             state.event_type, state.changed_at = change.event_type, change.timestamp
+            state.priority = change.priority
         dirty = dirty or outcome is Outcome.APPLIED
         if state.deleted and not state.project_id and change.project_id:
             # A delete that overtook its resource names no project; older changes do.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from searchlight_forward.change import Notification
+from searchlight_forward.model.change import Notification
 
 
 class UnreadableMessage(ValueError):

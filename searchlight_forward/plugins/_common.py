@@ -8,8 +8,8 @@ import copy
 import fnmatch
 from typing import Any, Iterable, Mapping
 
-from searchlight_forward import change, versioning
-from searchlight_forward.change import DocumentChange, Notification
+from searchlight_forward.model import change, versioning
+from searchlight_forward.model.change import DocumentChange, Notification
 from searchlight_forward.plugins.base import PayloadError, ResourcePlugin
 
 # -- mapping building blocks ------------------------------------------------------

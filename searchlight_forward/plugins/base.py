@@ -4,8 +4,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Iterable, Mapping
 
-from searchlight_forward import versioning
-from searchlight_forward.change import DocumentChange, Notification, Operation, Patch
+from searchlight_forward.model import versioning
+from searchlight_forward.model.change import DocumentChange, Notification, Operation, Patch
 
 
 class PayloadError(ValueError):
@@ -98,7 +98,8 @@ class ResourcePlugin:
             resource_type=self.resource_type, id=str(doc["id"]),
             project_id=doc["project_id"], operation=Operation.INDEX,
             version=version, event_type=notification.event_type,
-            timestamp=notification.timestamp, document=doc)
+            timestamp=notification.timestamp, document=doc,
+            priority=notification.priority)
 
     def update(self, notification: Notification, resource_id: str | None,
                project_id: str | None, patch: Patch, version: int,
@@ -110,7 +111,7 @@ class ResourcePlugin:
             resource_type=self.resource_type, id=str(resource_id or ""),
             project_id=project_id, operation=Operation.UPDATE, version=version,
             event_type=notification.event_type, timestamp=notification.timestamp,
-            patch=patch, locate_by=locate_by)
+            patch=patch, locate_by=locate_by, priority=notification.priority)
 
     def delete(self, notification: Notification, resource_id: str | None,
                project_id: str | None, version: int) -> DocumentChange:
@@ -119,7 +120,8 @@ class ResourcePlugin:
         return DocumentChange(
             resource_type=self.resource_type, id=str(resource_id),
             project_id=project_id, operation=Operation.DELETE, version=version,
-            event_type=notification.event_type, timestamp=notification.timestamp)
+            event_type=notification.event_type, timestamp=notification.timestamp,
+            priority=notification.priority)
 
 
 def exchanges_and_topics(plugins: Iterable[ResourcePlugin]) -> list[tuple[str, str]]:

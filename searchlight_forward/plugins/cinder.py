@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 from typing import Any, Mapping
 
-from searchlight_forward.change import DocumentChange, Notification
+from searchlight_forward.model.change import DocumentChange, Notification
 from searchlight_forward.plugins import _common as c
 from searchlight_forward.plugins.base import PayloadError
 

@@ -12,7 +12,7 @@ timestamps are stamped to the second (``2015-11-19T22:45:21Z``).
 """
 from __future__ import annotations
 
-from searchlight_forward.change import DocumentChange, Notification
+from searchlight_forward.model.change import DocumentChange, Notification
 from searchlight_forward.plugins import _common as c
 from searchlight_forward.plugins.base import PayloadError
 

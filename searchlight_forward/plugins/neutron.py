@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from searchlight_forward.change import (DocumentChange, Notification, chain,
+from searchlight_forward.model.change import (DocumentChange, Notification, chain,
                                         remove_item, set_fields, upsert_item)
 from searchlight_forward.plugins import _common as c
 from searchlight_forward.plugins.base import PayloadError

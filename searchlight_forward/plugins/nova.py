@@ -17,7 +17,7 @@ import hashlib
 import re
 from typing import Any, Mapping
 
-from searchlight_forward.change import DocumentChange, Notification, set_fields
+from searchlight_forward.model.change import DocumentChange, Notification, set_fields
 from searchlight_forward.plugins import _common as c
 from searchlight_forward.plugins.base import PayloadError
 

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import time_limit_fixture
+
 
 # The functional fixtures, reused as they are (pytest finds them by name here).
 from tests.functional.conftest import (broker, config_file, es, names,  # noqa: F401
@@ -26,7 +26,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = pathlib.Path(__file__).resolve().parent / "artifacts"
-TEST_TIME_LIMIT = 180       # seconds per test, a safety net above every bounded wait
 PAGE_TIMEOUT_MS = 20_000
 
 
@@ -77,7 +76,6 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
-time_limit = time_limit_fixture(TEST_TIME_LIMIT)
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ except ImportError:
                 "(never 'playwright install': the browser is Debian's chromium package)",
                 pytrace=False)
 
-from searchlight_forward.indexer import documents, indices
-from searchlight_forward.simulator import CloudSimulator
+from searchlight_forward.indexer import indices
+from devtools.simulator import CloudSimulator
 from tests.browser.conftest import ARTIFACTS
 from tests.functional.conftest import wait_for
 from tests.functional.websocket_support import PLUGINS, SERVER, es_view

@@ -33,7 +33,7 @@ except ImportError:
 
 from forwarders.websocket import protocol
 from forwarders.websocket.keystone import KeystoneValidator
-from tests.conftest import time_limit_fixture
+
 from tests.functional.websocket_support import SERVER
 
 WAIT_MS = 20_000          # a change from the writer to the page: well under a second
@@ -42,7 +42,7 @@ WARNING = 8               # seconds: the server's expiry_warning for them
 TOKEN_KEY = "sf-live-table.token"
 
 # Each test here waits for a token to expire at most once (~12 s): 120 s is plenty.
-time_limit = time_limit_fixture(120)
+pytestmark = pytest.mark.timeout(120)
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""Fixtures on the real servers: Elasticsearch and RabbitMQ on 127.0.0.1.
+"""Fixtures on the real servers (Elasticsearch, RabbitMQ, Zaqar, Keystone on 127.0.0.1).
 
-Each test gets its own resource group, dead-letter index and RabbitMQ pool queue,
-and removes them afterwards, so tests neither see nor feed each other.
+Every name a test uses starts with this run's prefix (``tests.conftest.RUN``) and is
+unique to the test: its resource group, dead-letter and state indices, RabbitMQ pool
+(in the run's own virtual host) and Zaqar projects. Tests neither see nor feed each
+other, nor a running demo.
 """
 from __future__ import annotations
 
 import datetime
 import json
-import re
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,21 +23,22 @@ import pytest
 from oslo_config import cfg
 from oslo_log import log
 
-from forwarders.outbox import PREFIX as OUTBOX_PREFIX
+from devtools.publisher import NotificationPublisher
+from forwarders.delivery import worker as delivery_worker
 from forwarders.websocket.auth import TokenFileValidator
-from forwarders.websocket.doorbell import Doorbell
 from forwarders.websocket.server import ServerThread, WebSocketServer
-from searchlight_forward import config
+from searchlight_forward.changelog.announcer import Announcer
+from searchlight_forward.changelog.doorbell import Doorbell
+from searchlight_forward.changelog.reader import ChangeLog
+from searchlight_forward.commands.common import register
 from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.service import Listener
-from searchlight_forward.publisher import NotificationPublisher
-from tests.conftest import AMQP_URL, ES_URL, TRANSPORT_URL
+from tests.conftest import (AMQP_URL, ES_URL, ROOT, RUN, START_HINT, TRANSPORT_URL,
+                            zaqar_project)
 from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
                                                 Client, document_change)
 from tests.keystone_support import LocalKeystone
-
-START_HINT = "start the local servers first: python3 scripts/servers.py up"
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +48,12 @@ def es():
         client.cluster.health(wait_for_status="yellow", timeout="30s")
     except Exception as exc:  # noqa: BLE001 - the message says what to do
         pytest.fail(f"Elasticsearch is not reachable at {ES_URL} ({exc}); {START_HINT}")
-    return client
+    yield client
+    client.indices.delete(index=f"{RUN}-*", ignore_unavailable=True, allow_no_indices=True)
 
 
 @pytest.fixture(scope="session")
-def broker():
+def broker(vhost):
     with kombu.Connection(AMQP_URL, connect_timeout=5) as conn:
         try:
             conn.ensure_connection(max_retries=1)
@@ -58,51 +65,76 @@ def broker():
 @pytest.fixture
 def names():
     suffix = uuid.uuid4().hex[:8]
-    return {"group": f"sft-{suffix}", "pool": f"sft-pool-{suffix}",
-            "dead_letters": f"sft-dead-{suffix}"}
+    return {"group": f"{RUN}-{suffix}", "pool": f"{RUN}-pool-{suffix}",
+            "dead_letters": f"{RUN}-dead-{suffix}", "state": f"{RUN}-state-{suffix}",
+            "zaqar": zaqar_project(suffix)}
+
+
+CONF = """
+[DEFAULT]
+transport_url = {transport_url}
+debug = false
+
+[listener]
+notifications_pool = {pool}
+batch_size = 100
+batch_timeout = 0.1
+retry_initial_backoff = 0.2
+retry_max_backoff = 2
+announce_interval = 0.05
+status_port = 0
+
+[elasticsearch]
+hosts = {es_url}
+dead_letter_index = {dead_letters}
+number_of_shards = {shards}
+
+[resource_plugins]
+resource_group_name = {group}
+
+[changelog]
+state_index = {state}
+poll_interval = 0.5
+purge_interval = 3600
+
+[delivery]
+lease_seconds = 6
+commit_interval = 0.2
+status_port = 0
+
+[forwarding]
+zaqar_url = {zaqar_url}
+"""
+
+
+def write_conf(path, names, shards: int = 1, extra: str = "") -> None:
+    from tests.conftest import ZAQAR_URL
+    path.write_text(CONF.format(transport_url=TRANSPORT_URL, es_url=ES_URL,
+                                zaqar_url=ZAQAR_URL, shards=shards, **names) + extra)
 
 
 @pytest.fixture
 def config_file(tmp_path, names, es, broker):
     path = tmp_path / "searchlight-forward.conf"
-    path.write_text(f"""
-[DEFAULT]
-transport_url = {TRANSPORT_URL}
-debug = false
-
-[listener]
-notifications_pool = {names['pool']}
-batch_size = 100
-batch_timeout = 0.1
-retry_initial_backoff = 0.2
-retry_max_backoff = 2
-status_port = 0
-
-[elasticsearch]
-hosts = {ES_URL}
-dead_letter_index = {names['dead_letters']}
-
-[resource_plugins]
-resource_group_name = {names['group']}
-""")
+    write_conf(path, names)
     yield path
-    for index in (f"{names['group']}-*", names["dead_letters"]):
+    for index in (f"{names['group']}-*", names["dead_letters"], names["state"]):
         es.indices.delete(index=index, ignore_unavailable=True, allow_no_indices=True)
-    # The pool queue and the hold pipelines' outboxes (named after the pool).
-    ini = path.parent / "forwarders.ini"
-    pipelines = re.findall(r"^\[pipeline:([^\]]+)\]", ini.read_text(), re.M) if ini.exists() else []
     with kombu.Connection(AMQP_URL) as conn:
-        for queue in [names["pool"]] + [f"{OUTBOX_PREFIX}{names['pool']}.{p}" for p in pipelines]:
-            try:
-                conn.channel().queue_delete(queue)
-            except Exception:  # noqa: BLE001 - the queue may never have been declared
-                pass
+        try:
+            conn.channel().queue_delete(names["pool"])
+        except Exception:  # noqa: BLE001 - the queue may never have been declared
+            pass
+
+
+def write_pipelines(config_file, text: str) -> None:
+    (config_file.parent / "forwarders.ini").write_text(text)
 
 
 def load_conf(path) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     log.register_options(conf)
-    config.register(conf)
+    register(conf)
     conf(["--config-file", str(path)], project="searchlight-forward")
     return conf
 
@@ -127,6 +159,78 @@ def start_listener(config_file):
 
 
 @pytest.fixture
+def start_delivery(config_file):
+    """Start in-process delivery services on the test's config (and forwarders.ini)."""
+    running = []
+
+    def start(**overrides):
+        conf = load_conf(config_file)
+        for (group, name), value in overrides.items():
+            conf.set_override(name, value, group=group)
+        service = delivery_worker.build(conf, threading.Event())
+        service.start()
+        running.append(service)
+        return service
+
+    yield start
+    for service in running:
+        service.stop()
+
+
+class Process:
+    """A console script of ours in its own process, logging to a file."""
+
+    def __init__(self, command: str, config_file, log_path):
+        self.command = command
+        self.args = [sys.executable, "-m", f"searchlight_forward.commands.{command}",
+                     "--config-file", str(config_file)]
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        log_file = open(self.log_path, "ab")
+        # Its own process group: cotyledon's workers go with it.
+        self.proc = subprocess.Popen(self.args, stdout=log_file, stderr=subprocess.STDOUT,
+                                     cwd=ROOT, start_new_session=True)
+        return self
+
+    def kill9(self) -> None:
+        """kill -9 of the whole process group (manager and workers)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def processes(tmp_path):
+    """processes(command, config_file, name): our commands in their own processes;
+    all stopped at teardown."""
+    started: list[Process] = []
+
+    def start(command, config_file, name=None) -> Process:
+        name = name or f"{command}-{len(started)}"
+        proc = Process(command, config_file, tmp_path / f"{name}.log").start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
 def publisher(broker):
     pub = NotificationPublisher(broker)
     yield pub
@@ -147,7 +251,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
 
 # -- WebSocket servers and clients (tests/functional/websocket_support.py) ------------
 
-FORWARDERS_INI = """
+WEBSOCKET_PIPELINE = """
 [forwarding]
 pipelines = horizon
 
@@ -156,15 +260,7 @@ pipeline = websocket
 
 [sink:websocket]
 use = egg:searchlight-forward#websocket
-auth = token_file
-token_file = %(here)s/tokens.json
 """
-
-
-@pytest.fixture
-def forwarding(config_file):
-    """The listener's pipelines: one, ending in the websocket sink (rings the doorbell)."""
-    (config_file.parent / "forwarders.ini").write_text(FORWARDERS_INI)
 
 
 @pytest.fixture
@@ -199,7 +295,8 @@ def ws_server(es, names, tokens, broker):
         server = WebSocketServer(
             elasticsearch.Elasticsearch(ES_URL, request_timeout=30), names["group"],
             validator or TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY,
-            filters=filters, doorbell_url=TRANSPORT_URL if doorbell else None, **settings)
+            filters=filters, doorbell_url=TRANSPORT_URL if doorbell else None,
+            state_index=names["state"], **settings)
         thread = ServerThread(server).start()
         running.append(thread)
         return thread
@@ -240,21 +337,23 @@ def keystone():
 
 
 @pytest.fixture
-def writer(es, names):
+def writer(es, names, broker):
     """write(project, ids, version, **fields): index Nova servers straight through the
-    Indexer and ring the doorbell; write.changes([DocumentChange...]) for any."""
+    Indexer, then make them visible and ring as a listener does;
+    write.changes([DocumentChange...]) for any."""
     indices.ensure(es, names["group"], PLUGINS.plugins)
     indexer = Indexer(es, {t: names["group"] for t in ALL_TYPES}, ADMIN_ONLY)
-    bell = Doorbell(TRANSPORT_URL)
+    announcer = Announcer({names["group"]: ChangeLog(es, names["group"])},
+                          Doorbell(TRANSPORT_URL))
 
     def changes(batch):
         indexer.apply(list(enumerate(batch)))
-        bell.ring()
+        announcer.announce(names["group"])
 
     def write(project, ids, version, **fields):
         changes([document_change(rid, project, version, **fields) for rid in ids])
     write.changes = changes
     yield write
-    bell.close()
+    announcer.stop()
     es.indices.delete(index=f"{names['group']}-*", ignore_unavailable=True,
                       allow_no_indices=True)

@@ -1,64 +1,86 @@
-"""What the index must hold after a stream: the stream folded in emission order (pure)."""
+"""The end-to-end oracle: what the simulator wrote down about each resource's final
+state (``CloudSimulator.expected``), compared with what a consumer ended with.
+
+Nothing here runs a plugin or the fold: the expectations come from the lifecycles
+the simulator generated, in the API's own field names.
+"""
 from __future__ import annotations
 
-import dataclasses
+from typing import Mapping
 
 import elasticsearch
 from elasticsearch import helpers
 
-from searchlight_forward.indexer import documents, merge
-from searchlight_forward.indexer.documents import ResourceState
+from devtools.simulator import Expected
+from searchlight_forward.model import documents
 
 
-def expected_states(simulated, plugins) -> dict[tuple[str, str], ResourceState]:
-    states: dict[tuple[str, str], ResourceState] = {}
-    for sim in simulated:
-        notification = sim.to_notification()
-        plugin = plugins.route(notification.event_type)
-        for change in plugin.changes(notification):
-            if change.locate_by is not None:
-                change = _locate(states, change)
-                if change is None:
-                    continue
-            key = (change.resource_type, change.id)
-            states[key], _, _ = merge.fold(states.get(key), [change])
-    return states
+def field(document: Mapping, name: str):
+    """A document's value for an oracle field (lists compared as sorted sets)."""
+    if name == "rules":
+        return sorted(r.get("id") for r in document.get("security_group_rules") or [])
+    if name == "tags":
+        return sorted(document.get("tags") or [])
+    return document.get(name)
 
 
-def _locate(states, change):
-    field, value = change.locate_by
-    list_field, key = field.split(".", 1)
-    for (rtype, rid), state in states.items():
-        if rtype == change.resource_type and not state.deleted and any(
-                item.get(key) == value for item in state.document.get(list_field) or []):
-            return dataclasses.replace(change, id=rid, locate_by=None)
-    return None
+def differences(expected: Mapping[tuple, Expected], final: Mapping[tuple, dict]
+                ) -> list[str]:
+    """Mismatches between the oracle and ``final``: (type, id) -> the last envelope a
+    consumer holds ({"operation", "project_id", "document"}). Empty if none."""
+    problems = []
+    for key, want in expected.items():
+        got = final.get(key)
+        if got is None:
+            problems.append(f"{key}: never arrived")
+            continue
+        deleted = got["operation"] == "delete"
+        if deleted != want.deleted:
+            problems.append(f"{key}: deleted={deleted}, expected {want.deleted}")
+            continue
+        if got.get("project_id") != want.project_id:
+            problems.append(f"{key}: project {got.get('project_id')}, "
+                            f"expected {want.project_id}")
+        if deleted:
+            continue
+        document = got.get("document") or {}
+        wrong = {name: (value, field(document, name)) for name, value in want.fields.items()
+                 if field(document, name) != value}
+        if wrong:
+            problems.append(f"{key}: (expected, got) {wrong}")
+    problems += [f"{key}: not in the stream" for key in set(final) - set(expected)]
+    return problems
 
 
-def stored_states(es: elasticsearch.Elasticsearch, group: str
-                  ) -> dict[tuple[str, str], ResourceState]:
+def stored(es: elasticsearch.Elasticsearch, group: str, role: str = "admin"
+           ) -> dict[tuple, dict]:
+    """The index's final state as envelopes-like dicts, one role copy per resource."""
     es.indices.refresh(index=f"{group}-listener")
     found = {}
-    for hit in helpers.scan(es, index=f"{group}-listener", version=True,
-                            query={"query": {"term": {documents.ROLE_FIELD: "admin"}}}):
-        state = documents.state_from_source(hit["_source"], hit["_version"])
-        found[(state.resource_type, state.id)] = state
+    for hit in helpers.scan(es, index=f"{group}-listener",
+                            query={"query": {"term": {documents.ROLE_FIELD: role}}}):
+        source = hit["_source"]
+        deleted = bool(source.get(documents.DELETED_FIELD))
+        found[(source["resource_type"], source["id"])] = {
+            "operation": "delete" if deleted else "index",
+            "project_id": source.get("project_id"),
+            "document": None if deleted else source,
+            "version": source.get(documents.VERSION_FIELD)}
     return found
 
 
-def differences(expected, stored) -> list[str]:
-    """Human-readable mismatches between expected and stored states (empty if none)."""
-    problems = []
-    for key, want in expected.items():
-        got = stored.get(key)
-        if got is None:
-            problems.append(f"{key}: missing")
-        elif want.deleted != got.deleted:
-            problems.append(f"{key}: deleted={got.deleted}, expected {want.deleted}")
-        elif not want.deleted and want.document != got.document:
-            diff = {k for k in set(want.document) | set(got.document)
-                    if want.document.get(k) != got.document.get(k)}
-            detail = {k: (want.document.get(k), got.document.get(k)) for k in sorted(diff)}
-            problems.append(f"{key}: fields differ (expected, stored): {detail}")
-    problems += [f"{key}: unexpected" for key in set(stored) - set(expected)]
-    return problems
+def latest_per_resource(envelopes) -> tuple[dict[tuple, dict], list]:
+    """The last envelope per resource, and every (key, previous, next) where a version
+    went down (must be empty: contract 2)."""
+    last: dict[tuple, dict] = {}
+    regressions = []
+    for env in envelopes:
+        if env.get("operation") in ("resync_begin", "resync_end"):
+            continue
+        key = (env["resource_type"], env["id"])
+        previous = last.get(key)
+        if previous is not None and env["version"] < previous["version"]:
+            regressions.append((key, previous["version"], env["version"]))
+            continue
+        last[key] = env
+    return last, regressions

@@ -24,7 +24,7 @@ def test_a_refusing_elasticsearch_gets_retries_and_no_ack(
         for image_id in IDS:
             publisher.publish("glance", "notifications", "image.localhost",
                               "image.update", image_payload(image_id=image_id))
-        wait_for(lambda: listener.backoff.retries >= 3, 30,
+        wait_for(lambda: listener.indexer.retries >= 3, 30,
                  "the listener to retry the refused batch")
         assert listener.processor.counters["notifications"] == 0
         # Stopping now hands the unacknowledged batch back to RabbitMQ.

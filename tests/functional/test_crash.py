@@ -7,11 +7,10 @@ import threading
 
 import kombu
 
-from searchlight_forward.simulator import CloudSimulator
+from devtools.simulator import CloudSimulator
 from tests.conftest import AMQP_URL
-from tests.functional.conftest import load_conf, wait_for
-from tests.functional.expected import differences, expected_states, stored_states
-from searchlight_forward.listener.service import load
+from tests.functional.conftest import wait_for
+from tests.functional.expected import differences, stored
 
 
 def start_listener_process(config_file, log_path):
@@ -45,10 +44,10 @@ def stored_count(es, group):
 
 def test_kill_9_mid_stream_then_restart_loses_nothing(config_file, publisher, es, names,
                                                       tmp_path):
-    stream = CloudSimulator(seed=21).stream(40)      # ~14 x 40 resources, thousands of events
+    simulator = CloudSimulator(seed=21)
+    stream = simulator.stream(40)      # ~14 x 40 resources, thousands of events
     assert len(stream) >= 2000
-    _, plugins = load(load_conf(config_file))
-    expected = expected_states(stream, plugins)
+    expected = simulator.expected
 
     log_path = tmp_path / "listener.log"
     proc = start_listener_process(config_file, log_path)
@@ -68,7 +67,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(config_file, publisher, es
         assert queued(names["pool"]) > 0
 
         proc = start_listener_process(config_file, log_path)
-        wait_for(lambda: not differences(expected, stored_states(es, names["group"])),
+        wait_for(lambda: not differences(expected, stored(es, names["group"])),
                  240, "the restarted listener to converge", interval=2.0)
     finally:
         if proc.poll() is None:
@@ -77,4 +76,4 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(config_file, publisher, es
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    assert differences(expected, stored_states(es, names["group"])) == []
+    assert differences(expected, stored(es, names["group"])) == []

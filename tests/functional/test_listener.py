@@ -5,10 +5,10 @@ import random
 import pytest
 from elasticsearch import helpers
 
-from searchlight_forward.indexer import documents
-from searchlight_forward.simulator import CloudSimulator
+from searchlight_forward.model import documents
+from devtools.simulator import CloudSimulator
 from tests.functional.conftest import wait_for
-from tests.functional.expected import differences, expected_states, stored_states
+from tests.functional.expected import differences, stored
 
 PER_TYPE = 25   # resources per plugin: 14 plugins -> 350 resources
 
@@ -22,11 +22,12 @@ def publish_all(publisher, stream):
 def test_every_resource_ends_in_its_newest_state(order, start_listener, publisher, es,
                                                  names):
     listener = start_listener()
-    stream = CloudSimulator(seed=7).stream(PER_TYPE)
+    simulator = CloudSimulator(seed=7)
+    stream = simulator.stream(PER_TYPE)
     types = {sim.to_notification().event_type.split(".")[0] for sim in stream}
     assert len(stream) > 1000 and len(types) >= 9
-    expected = expected_states(stream, listener.plugins)
-    assert {k[0] for k in expected} == {p.resource_type for p in listener.plugins.plugins}
+    expected = simulator.expected
+    assert {k[0] for k in expected} == {p.resource_type for p in listener.deployment.plugins.plugins}
 
     arrival = list(stream)
     if order == "shuffled":
@@ -36,10 +37,10 @@ def test_every_resource_ends_in_its_newest_state(order, start_listener, publishe
              f"{len(stream)} notifications to be processed")
     assert listener.processor.counters["dead_lettered"] == 0
 
-    problems = differences(expected, stored_states(es, names["group"]))
+    problems = differences(expected, stored(es, names["group"]))
     assert problems == [], (len(problems), problems[:10])
     # The search alias shows exactly the live resources.
-    live = sum(1 for s in expected.values() if not s.deleted)
+    live = sum(1 for e in expected.values() if not e.deleted)
     es.indices.refresh(index=f"{names['group']}-listener")
     count = es.count(index=f"{names['group']}-search",
                      query={"term": {documents.ROLE_FIELD: "admin"}})["count"]
@@ -53,7 +54,7 @@ def test_user_copies_carry_no_admin_only_field(start_listener, publisher, es, na
     wait_for(lambda: listener.processor.counters["notifications"] >= len(stream), 120,
              "the stream to be processed")
     es.indices.refresh(index=f"{names['group']}-listener")
-    patterns = {p.resource_type: p.admin_only_fields for p in listener.plugins.plugins}
+    patterns = {p.resource_type: p.admin_only_fields for p in listener.deployment.plugins.plugins}
     user_docs = list(helpers.scan(es, index=f"{names['group']}-search",
                                   query={"query": {"term": {documents.ROLE_FIELD: "user"}}}))
     admin_docs = {h["_source"]["id"]: h["_source"] for h in helpers.scan(

@@ -2,7 +2,7 @@
 
 Envelopes are posted with python-zaqarclient into a queue of a project of the test's
 own (random names; the queue is deleted afterwards), then drained by the consumer:
-in a subprocess (``python -m searchlight_forward.commands.telco_consumer --once``)
+in a subprocess (``python -m telco_consumer.consumer --once``)
 or in-process (``main([...])``).
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ import requests
 from zaqarclient.queues.v2 import claim as zaqar_claim
 from zaqarclient.queues.v2 import queues as zaqar_queues
 
-from searchlight_forward import telco
-from searchlight_forward.commands import telco_consumer
-from tests.conftest import ZAQAR_URL, time_limit_fixture, zaqar_client_for
+from telco_consumer import state as telco
+from telco_consumer import consumer as telco_consumer
+from tests.conftest import ZAQAR_URL, zaqar_client_for, zaqar_project
 
 TEST_SECONDS = 90     # every test is killed after this
 RUN_SECONDS = 60      # one consumer run
@@ -33,7 +33,7 @@ V = 1772452807000000270          # 2026-03-02 12:00:07 UTC
 PROJECT_ID = "6f70a1b2c3d4e5f6a7b8c9d0e1f2a3b4"
 
 
-time_limit = time_limit_fixture(TEST_SECONDS)
+pytestmark = pytest.mark.timeout(TEST_SECONDS)
 
 
 def client(project: str):
@@ -43,14 +43,14 @@ def client(project: str):
 @pytest.fixture
 def where(tmp_path):
     """A fresh (project, queue, state file); the queue is deleted afterwards."""
-    headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "sf-test"}
+    headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": zaqar_project("ping")}
     try:
         requests.get(f"{ZAQAR_URL}/v2/ping", headers=headers, timeout=5).raise_for_status()
     except Exception as exc:  # noqa: BLE001 - the message says what to do
         pytest.fail(f"Zaqar is not reachable at {ZAQAR_URL} ({exc}); start it: "
                     "python3 scripts/servers.py up zaqar")
     suffix = uuid.uuid4().hex[:10]
-    project, queue = f"sft-telco-{suffix}", f"telco-{suffix}"
+    project, queue = zaqar_project(f"telco-{suffix}"), f"telco-{suffix}"
     yield project, queue, str(tmp_path / "telco-state.json")
     try:
         client(project).queue(queue, auto_create=False).delete()
@@ -83,7 +83,7 @@ def stats(project: str, queue: str) -> dict:
 def consume(project, queue, state_file, *extra, once=True):
     """The consumer in a subprocess, to completion."""
     return subprocess.run(
-        [sys.executable, "-m", "searchlight_forward.commands.telco_consumer",
+        [sys.executable, "-m", "telco_consumer.consumer",
          "--zaqar-url", ZAQAR_URL, "--project", project, "--queue", queue,
          "--state-file", state_file, *(["--once"] if once else []), *extra],
         capture_output=True, text=True, timeout=RUN_SECONDS)
@@ -233,7 +233,7 @@ def test_a_failed_delete_is_retried_before_claiming_more(where, capsys, monkeypa
 def test_ctrl_c_stops_cleanly(where):
     project, queue, state_file = where
     proc = subprocess.Popen(
-        [sys.executable, "-m", "searchlight_forward.commands.telco_consumer",
+        [sys.executable, "-m", "telco_consumer.consumer",
          "--zaqar-url", ZAQAR_URL, "--project", project, "--queue", queue,
          "--state-file", state_file],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

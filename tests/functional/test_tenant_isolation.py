@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forwarders.filters import FilterContext
+from forwarders.filters.base import FilterContext
 from forwarders.filters.fields import RegexFields
 from tests.functional.websocket_support import ADMIN_ONLY, ALL_TYPES, Client, document_change
 

@@ -55,7 +55,7 @@ def attack(kind: str, url: str, port: int, results: list, flood_url: str) -> Non
         results.append((kind, repr(exc)))
 
 
-def test_bad_actors_are_closed_and_nobody_else_notices(forwarding, start_listener,
+def test_bad_actors_are_closed_and_nobody_else_notices(start_listener,
                                                         publisher, ws_server, clients,
                                                         es, names):
     listener = start_listener()

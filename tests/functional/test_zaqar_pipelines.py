@@ -4,7 +4,7 @@ import re
 import uuid
 
 
-from searchlight_forward.simulator import CloudSimulator
+from devtools.simulator import CloudSimulator
 from tests.conftest import ZAQAR_URL, field_paths, zaqar_client_for
 from tests.functional.conftest import wait_for
 from tests.functional.test_zaqar_hold import drain
@@ -61,7 +61,7 @@ on_failure = hold
     pipelines = listener.snapshot()["pipelines"]
     assert pipelines["tenants"].get("dropped", 0) == 0
 
-    admin_only = {p.resource_type: p.admin_only_fields for p in listener.plugins.plugins}
+    admin_only = {p.resource_type: p.admin_only_fields for p in listener.deployment.plugins.plugins}
     tenant_ids = set()
     for project in simulator.projects.values():
         bodies = drain(zaqar_client_for(project), tenant_queue, timeout=1.0)

@@ -14,16 +14,18 @@ import uuid
 import pytest
 import requests
 
-from forwarders.envelope import Envelope
-from forwarders.sinks import SinkConfigError, SinkContext, SinkRejected, SinkUnavailable
-from forwarders.sinks.zaqar import MAX_POST_BYTES, ZaqarSink, post_size
-from tests.conftest import ZAQAR_URL, time_limit_fixture, zaqar_client_for
+from searchlight_forward.model.envelope import Envelope
+from forwarders.sinks.base import SinkConfigError, SinkContext, SinkRejected, SinkUnavailable
+from forwarders.sinks.zaqar.batching import post_size
+from forwarders.sinks.zaqar.config import MAX_POST_BYTES
+from forwarders.sinks.zaqar.sink import ZaqarSink
+from tests.conftest import ZAQAR_URL, zaqar_client_for
 
 TEST_SECONDS = 60     # every test is killed after this
 DRAIN_SECONDS = 20    # reading a queue back gives up after this
 
 
-time_limit = time_limit_fixture(TEST_SECONDS)
+pytestmark = pytest.mark.timeout(TEST_SECONDS)
 
 
 @pytest.fixture(scope="module")
@@ -349,16 +351,16 @@ def test_bad_options_name_the_option(options, option):
 def test_url_is_required_somewhere():
     with pytest.raises(SinkConfigError, match="^url: "):
         ZaqarSink("nourl", {}, SinkContext())
-    assert ZaqarSink("ctx", {}, SinkContext(zaqar_url=ZAQAR_URL)).url == ZAQAR_URL
+    assert ZaqarSink("ctx", {}, SinkContext(zaqar_url=ZAQAR_URL)).config.url == ZAQAR_URL
 
 
 def test_defaults():
     sink = ZaqarSink("defaults", {}, SinkContext(zaqar_url=ZAQAR_URL))
     assert ZaqarSink.default_policy == "hold"
-    assert (sink.queue_template, sink.project_template) == ("openstack-resources",
+    assert (sink.config.queue_template, sink.config.project_template) == ("openstack-resources",
                                                              "{project_id}")
-    assert (sink.ttl, sink.max_messages, sink.max_bytes) == (3600, 100, MAX_POST_BYTES)
-    assert sink.client_id == ZaqarSink("defaults", {}, SinkContext(zaqar_url=ZAQAR_URL)).client_id
-    assert sink.client_id != ZaqarSink("other", {}, SinkContext(zaqar_url=ZAQAR_URL)).client_id
-    assert str(uuid.UUID(sink.client_id)) == sink.client_id
+    assert (sink.config.ttl, sink.config.max_messages, sink.config.max_bytes) == (3600, 100, MAX_POST_BYTES)
+    assert sink.config.client_id == ZaqarSink("defaults", {}, SinkContext(zaqar_url=ZAQAR_URL)).config.client_id
+    assert sink.config.client_id != ZaqarSink("other", {}, SinkContext(zaqar_url=ZAQAR_URL)).config.client_id
+    assert str(uuid.UUID(sink.config.client_id)) == sink.config.client_id
     json.dumps(sink.auth_opts("p"))

@@ -11,10 +11,10 @@ import websockets
 from elasticsearch import helpers
 from websockets.sync.client import connect
 
-from searchlight_forward.change import DocumentChange, Operation
-from searchlight_forward.indexer import documents
+from searchlight_forward.model.change import DocumentChange, Operation
+from searchlight_forward.model import documents
 from searchlight_forward.plugins import load_plugins
-from searchlight_forward.simulator import CloudSimulator
+from devtools.simulator import CloudSimulator
 
 SERVER, PORT, VOLUME = "OS::Nova::Server", "OS::Neutron::Port", "OS::Cinder::Volume"
 TYPES = [SERVER, PORT, VOLUME]

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from searchlight_forward.change import Notification
+from searchlight_forward.model.change import Notification
 from searchlight_forward.plugins import load_plugins
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "notifications"

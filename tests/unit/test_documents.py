@@ -1,8 +1,9 @@
 """Role separation and index layout, on plain data."""
 import pytest
 
-from searchlight_forward.indexer import documents, layout
-from searchlight_forward.indexer.documents import ResourceState
+from searchlight_forward.indexer import layout
+from searchlight_forward.model import documents
+from searchlight_forward.model.documents import ResourceState
 
 
 def test_user_copy_has_no_admin_only_field_admin_copy_has_all():

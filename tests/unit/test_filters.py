@@ -5,7 +5,7 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from forwarders.filters import FilterConfigError, FilterContext
+from forwarders.filters.base import FilterConfigError, FilterContext
 from forwarders.filters.fields import AdminOnlyFields, RegexFields, UnsearchableFields
 from tests.conftest import field_paths
 

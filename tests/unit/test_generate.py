@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from searchlight_forward.commands.generate import build_parser, parse_project_ids, waves
+from devtools.generate import build_parser, parse_project_ids, waves
 
 
 def test_project_ids_parse_and_refuse_garbage():

@@ -3,10 +3,10 @@ import itertools
 
 import pytest
 
-from searchlight_forward.change import (DocumentChange, Operation, remove_item,
+from searchlight_forward.model.change import (DocumentChange, Operation, remove_item,
                                         set_fields, upsert_item)
 from searchlight_forward.indexer import merge
-from searchlight_forward.indexer.documents import ResourceState
+from searchlight_forward.model.documents import ResourceState
 
 T = "OS::Test::Thing"
 

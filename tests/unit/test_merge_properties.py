@@ -1,7 +1,7 @@
 """Property: any arrival order, split into any batches, ends in the in-order state."""
 from hypothesis import given, settings, strategies as st
 
-from searchlight_forward.change import DocumentChange, Operation, set_fields
+from searchlight_forward.model.change import DocumentChange, Operation, set_fields
 from searchlight_forward.indexer import merge
 
 T = "OS::Test::Thing"

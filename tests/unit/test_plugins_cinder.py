@@ -5,7 +5,7 @@ import fnmatch
 
 import pytest
 
-from searchlight_forward.change import Operation
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins import PayloadError
 
 VOLUME = "f54b1d2f-4514-4688-8da7-4bc66767b6be"

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tests.unit.conftest import as_notification, fixture_paths
-from searchlight_forward import versioning
-from searchlight_forward.change import Operation
+from searchlight_forward.model import versioning
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins import PayloadError, ResourcePlugin, _common
 from searchlight_forward.plugins._common import (COMMON_MAPPING, MappingConflict,
                                                  merge_mappings, unwrap_nova_object)
@@ -215,7 +215,7 @@ def test_unmapped_fields_have_one_json_kind_across_resource_types(plugins):
     # Fields outside the mappings are mapped dynamically by the first document
     # that has them; a field that is a string in one type and an object in
     # another would make Elasticsearch reject the second.
-    from searchlight_forward.simulator import CloudSimulator
+    from devtools.simulator import CloudSimulator
     seen: dict[str, dict[str, set]] = {}
     documents = []
     for sim in CloudSimulator(seed=3).stream(6, delete_ratio=0.3):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from searchlight_forward.change import Operation
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins import PayloadError
 
 ZONE = "3081593e-10ca-408c-af77-1397e689c177"

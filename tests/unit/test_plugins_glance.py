@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.conftest import apply
-from searchlight_forward.change import Operation
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins import PayloadError
 
 IMAGE = "7ba7087c-b81e-4807-b0e3-dd851f334add"

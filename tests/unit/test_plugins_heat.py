@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from searchlight_forward.change import Operation
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins import PayloadError
 
 STACK = "b2a1c6e2-7a50-4a1e-9c7d-3d7e1b4c5f60"

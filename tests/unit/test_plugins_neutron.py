@@ -6,7 +6,7 @@ import fnmatch
 import pytest
 
 from tests.unit.conftest import apply
-from searchlight_forward.change import Operation
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins import PayloadError
 
 PROJECT = "8eaac046b2c44ab99246cb0850c7f06d"

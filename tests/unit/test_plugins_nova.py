@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from tests.unit.conftest import apply
-from searchlight_forward.change import Operation
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins import PayloadError
 from searchlight_forward.plugins.nova import FlavorPlugin, ServerPlugin, api_status
 

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from tests.unit.conftest import fixture_paths
-from searchlight_forward import versioning
-from searchlight_forward.change import Operation
+from searchlight_forward.model import versioning
+from searchlight_forward.model.change import Operation
 from searchlight_forward.plugins._common import unwrap_nova_object
-from searchlight_forward.simulator import CloudSimulator, SimulatedNotification
+from devtools.simulator import CloudSimulator, SimulatedNotification
 
 
 @pytest.fixture(scope="module")

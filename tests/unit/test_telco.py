@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarders.envelope import Envelope
-from searchlight_forward import telco
+from searchlight_forward.model.envelope import Envelope
+from telco_consumer import state as telco
 
 V = 1772452807000000270          # 2026-03-02 12:00:07 UTC
 SERVER = "8e7c1f0a-3b7a-4bb4-9b8a-1c2d3e4f5a6b"

@@ -5,8 +5,8 @@ import datetime
 
 import pytest
 
-from searchlight_forward import versioning
-from searchlight_forward.versioning import (TimestampError, parse_timestamp,
+from searchlight_forward.model import versioning
+from searchlight_forward.model.versioning import (TimestampError, parse_timestamp,
                                             timestamp_of, version_of)
 
 UTC = datetime.timezone.utc

@@ -9,17 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forwarders.filters import Filter, FilterContext
-from forwarders.sinks import SinkConfigError
+from forwarders.filters.base import Filter, FilterContext
+from forwarders.sinks.base import SinkConfigError
 from forwarders.websocket import auth, protocol
 from forwarders.websocket.auth import Identity, InvalidToken, TokenFileValidator
-from forwarders.websocket.doorbell import kombu_url
-from forwarders.websocket.protocol import (Change, Close, Cursor, Renderer, Resume, Send,
-                                           Session, State, Validate)
-from forwarders.websocket.sink import WebSocketOptions, WebSocketSink
-from forwarders.websocket.tail import range_query, subscription_query
-from searchlight_forward.indexer import documents
-from searchlight_forward.indexer.documents import ResourceState
+from forwarders.websocket.protocol import (Close, Renderer, Resume, Send, Session, State,
+                                           Validate)
+from forwarders.websocket.sink import WebSocketSink
+from searchlight_forward.changelog.entry import Entry
+from searchlight_forward.changelog.position import Position
+from searchlight_forward.model import documents
+from searchlight_forward.model.documents import ResourceState
 
 SERVER, PORT = "OS::Nova::Server", "OS::Neutron::Port"
 ADMIN_ONLY = {SERVER: ("OS-EXT-SRV-ATTR:*",), PORT: ("binding:*",)}
@@ -44,7 +44,14 @@ def copies(rid, project, version, rtype=SERVER, deleted=False, extra=None,
 
 
 def change(source, seq, index=INDEX, resync=False):
-    return Change(index, seq, source, resync=resync)
+    """The entry a one-shard change log holds at ``seq``, as the reader makes it."""
+    entry = Entry(index, 0, seq, source, resync=resync)
+    entry.after = Position(index, (seq,))
+    return entry
+
+
+def at(seq, index=INDEX):
+    return Position(index, (seq,))
 
 
 def session(types=TYPES, filters=(), admin_only=ADMIN_ONLY, **kw):
@@ -212,7 +219,7 @@ def renew(s, token="fresh"):
 
 def test_renewal_keeps_subscription_cursor_and_versions():
     s, sub = subscribed(identity(expires_at=SOON))
-    [_] = s.resumed(Cursor(INDEX, 5), 0, False)
+    [_] = s.resumed(at(5), 0, False)
     user_copy = copies("r1", "p1", 10)["user"]
     assert s.offer(change(user_copy, 6)) is not None
     renew(s)
@@ -220,7 +227,7 @@ def test_renewal_keeps_subscription_cursor_and_versions():
     assert ok["type"] == "reauthenticated" and ok["expires_at"].startswith("2100-01-02")
     assert s.state is State.LIVE and s.subscription is sub and s.identity.expires_at == LATER
     assert s.offer(change(user_copy, 7)) is None             # version already sent
-    assert s.position == Cursor(INDEX, 7)
+    assert s.position == at(7)
     assert s.offer(change(copies("r1", "p1", 11)["user"], 8)) is not None
 
 
@@ -322,16 +329,6 @@ def test_close_reasons_fit_in_a_close_frame():
     assert len(c.reason.encode()) <= 123
 
 
-def test_cursor_round_trip():
-    c = Cursor.parse("searchlight-20260302120000000000:42")
-    assert c == Cursor("searchlight-20260302120000000000", 42) and str(c) == \
-        "searchlight-20260302120000000000:42"
-    assert Cursor.parse("x:-1").seq_no == -1
-    for bad in ("", ":1", "x:", "x:1.5", "x: 1", "x:99999999999999999999", None, 3):
-        with pytest.raises(ValueError):
-            Cursor.parse(bad)
-
-
 # -- what a connection sees ------------------------------------------------------------
 
 def test_user_sees_own_project_user_copy_only():
@@ -399,9 +396,9 @@ def test_a_new_index_resets_the_position_but_not_the_versions():
 
 def test_cursor_ahead_of_the_server():
     s, _ = subscribed()
-    s.start_at(Cursor(INDEX, 100))
+    s.start_at(at(100))
     assert s.offer(change(copies("a", "p1", 20)["user"], 99)) is None
-    [resumed] = sent(s.resumed(Cursor(INDEX, 90), 0, False))
+    [resumed] = sent(s.resumed(at(90), 0, False))
     assert resumed == {"type": "resumed", "cursor": f"{INDEX}:100", "count": 0,
                        "full": False}
     assert s.state is State.LIVE
@@ -492,7 +489,7 @@ def test_property_nothing_leaks_and_versions_only_go_up(project, roles, all_proj
     order.shuffle(stored)
     last_version: dict = {}
     for seq, source in enumerate(stored):
-        text = s.offer(Change(INDEX, seq, source, resync=resync))
+        text = s.offer(change(source, seq, resync=resync))
         if text is None:
             continue
         env = envelope(text)
@@ -605,42 +602,11 @@ def test_unknown_validator_and_registry():
     assert "fixed-test" in auth.available() and "token_file" in auth.available()
 
 
-# -- sink options, doorbell URLs, resume queries ------------------------------------------
+# -- the websocket sink only marks its pipeline --------------------------------------
 
-def test_sink_options_are_validated_naming_the_option():
-    opts = WebSocketOptions.from_options({"port": "9000", "queue_size": "5",
-                                          "poll_interval": "0.5", "on_failure": "drop"})
-    assert (opts.port, opts.queue_size, opts.poll_interval) == (9000, 5, 0.5)
-    for options, name in (({"port": "http"}, "port"), ({"port": "70000"}, "port"),
-                          ({"queue_size": "0"}, "queue_size"),
-                          ({"poll_interval": "-1"}, "poll_interval"),
-                          ({"auth": "kerberos"}, "auth"), ({"host": " "}, "host"),
-                          ({"admin_role": ""}, "admin_role"),
-                          ({"auth_timeout": "x"}, "auth_timeout")):
-        with pytest.raises(SinkConfigError) as exc:
-            WebSocketSink("ws", options, None)
-        assert str(exc.value).startswith(f"{name}: ")
-    with pytest.raises(SinkConfigError, match="^token_file: "):
-        WebSocketOptions.from_options({}).check_server()
-    assert WebSocketSink("ws", {}, None).default_policy == "drop"
-
-
-def test_kombu_url():
-    assert kombu_url("rabbit://guest:guest@127.0.0.1:5672/") == \
-        "amqp://guest:guest@127.0.0.1:5672//"
-    assert kombu_url("rabbit://u:p@h1:5672,u:p@h2:5672/prod") == \
-        "amqp://u:p@h1:5672/prod;amqp://u:p@h2:5672/prod"
-    assert kombu_url("amqp://guest:guest@127.0.0.1:5672//") == \
-        "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def test_resume_query_narrows_to_the_connection():
-    _, sub = subscribed(identity(project="p1"), types=[SERVER])
-    q = subscription_query(sub, 10, 20, full=True)["bool"]
-    assert {"range": {"_seq_no": {"gt": 10, "lte": 20}}} in q["filter"]
-    assert {"terms": {"sf_role": ["user"]}} in q["filter"]
-    assert {"term": {"project_id": "p1"}} in q["filter"]
-    assert {"terms": {"resource_type": [SERVER]}} in q["filter"]
-    assert q["must_not"] == [{"term": {"sf_deleted": True}}]
-    assert "must_not" not in subscription_query(sub, 10, 20, full=False)["bool"]
-    assert {"terms": {"sf_role": ["admin", "user"]}} in range_query(1, 2)["bool"]["filter"]
+def test_the_websocket_sink_takes_no_endpoint_options():
+    sink = WebSocketSink("ws", {"on_failure": "drop"}, None)
+    assert sink.served_by_websocket and sink.default_policy == "drop"
+    with pytest.raises(SinkConfigError) as exc:
+        WebSocketSink("ws", {"port": "9000"}, None)
+    assert exc.value.option == "port" and "[websocket]" in str(exc.value)

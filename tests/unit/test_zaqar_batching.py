@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarders.envelope import Envelope
-from forwarders.sinks import SinkConfigError
-from forwarders.sinks.zaqar import (BODY_OVERHEAD, MAX_POST_BYTES, done_prefix,
-                                    plan_batches, post_size, project_problem,
-                                    queue_name_problem, render, slug, template_fields)
+from searchlight_forward.model.envelope import Envelope
+from forwarders.sinks.base import SinkConfigError
+from forwarders.sinks.zaqar.batching import BODY_OVERHEAD, done_prefix, plan_batches, post_size
+from forwarders.sinks.zaqar.config import (MAX_POST_BYTES, project_problem,
+                                           queue_name_problem, render, slug, template_fields)
 
 ENVELOPE = Envelope(resource_type="OS::Neutron::FloatingIP", id="fip-1",
                     project_id="abc123", version=42, operation="delete",

@@ -1,0 +1,430 @@
+"""One consumer at work: a pipeline delivering one resource group's change log from
+its durable cursor, on its own thread.
+
+A consumer is either *live* (at the group's shared read position: it gets each page
+the process's feed reads, in a bounded queue) or *catching up* (behind: it reads its
+own pages from its cursor to the shared position, then joins). It falls back to
+catching up whenever it cannot keep up (its queue is full) or its sink fails on a
+``hold`` policy, so a slow or dead sink only ever holds back its own cursor. A
+consumer that catches up reads the index as it is now: it gets the latest state of
+every resource changed meanwhile (intermediate states coalesced, never reordered)
+and every delete.
+
+The failure policy (``FailurePolicy``) is carried out here with the one retry policy:
+
+* ``drop``: one attempt; what failed is skipped, recorded and counted;
+* ``retry``: ``attempts`` attempts with backoff and jitter, then the same;
+* ``hold``: the cursor stays; the consumer waits (backoff, probing its way back)
+  and reads again from its cursor for as long as the sink is away.
+
+A skipped range or an envelope the sink refused for good is a dead-letter record
+(stage ``forward``) naming the consumer, the range or envelope and the reason.
+The cursor advances only past what the sink took (or what was recorded), and is
+written at most every ``commit_interval``: after a crash the changes since are
+delivered again, which consumers ignore by version.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+from forwarders.delivery.cursors import CursorState, Lease, LeaseLost
+from forwarders.pipeline.pipeline import HOLD, BEGINNING, FilterFailed, Pipeline
+from forwarders.sinks.base import SinkRejected, SinkUnavailable
+from searchlight_forward.changelog.entry import Entry
+from searchlight_forward.changelog.position import Position
+from searchlight_forward.changelog.reader import ChangeLog, IndexGone, Page, Selection
+from searchlight_forward.changelog.tombstones import Tombstones
+from searchlight_forward.deadletter import DeadLetterIndex
+from searchlight_forward.logs import Throttled
+from searchlight_forward.model.documents import ADMIN
+from searchlight_forward.model.envelope import RESYNC_BEGIN, RESYNC_END, Envelope, control
+from searchlight_forward.retry import Policy, Retry, Stopping, is_transient
+
+LOG = logging.getLogger(__name__)
+
+LIVE, CATCHING_UP = "live", "catching_up"
+
+
+class Settings:
+    def __init__(self, batch_size: int = 100, queue_pages: int = 20,
+                 commit_interval: float = 1.0, lease_seconds: float = 30.0,
+                 es_retry: Policy = Policy(initial=0.5, maximum=10.0)):
+        self.batch_size = batch_size
+        self.queue_pages = queue_pages
+        self.commit_interval = commit_interval
+        self.lease_seconds = lease_seconds
+        self.es_retry = es_retry
+
+
+class Consumer:
+    role = ADMIN          # pipelines read admin copies; their filters redact
+
+    def __init__(self, group: str, pipeline: Pipeline, lease: Lease, hub: "Hub",
+                 changelog: ChangeLog, tombstones: Tombstones,
+                 dead_letters: DeadLetterIndex, settings: Settings,
+                 stop_event: threading.Event | None = None,
+                 probe: Callable[[], object] | None = None):
+        self.group = group
+        self.pipeline = pipeline
+        self.name = pipeline.name
+        self.lease = lease
+        self.hub = hub
+        self.changelog = changelog
+        self.tombstones = tombstones
+        self.dead_letters = dead_letters
+        self.settings = settings
+        self.stop_event = stop_event or threading.Event()
+        self.state = CursorState(**vars(lease.state))
+        self.position: Position | None = self.state.position
+        self.mode = CATCHING_UP
+        self.queue: queue.Queue[Page] = queue.Queue(maxsize=settings.queue_pages)
+        self.counters: collections.Counter = collections.Counter()
+        self.last_error: str | None = self.state.last_error
+        self._committed: Position | None = self.position
+        self._last_commit = time.monotonic()
+        self._log = Throttled(LOG)
+        failure = pipeline.failure
+        # One retry policy: the sink's own pacing for drop/retry; hold waits forever
+        # (with a probe: the sink answering again ends the wait early).
+        self._send_retry = Retry(
+            failure.retry_policy() if failure.on_failure != HOLD else
+            Policy(attempts=1), f"pipeline {self.name}: sink {pipeline.sink_name}",
+            stop_event=self.stop_event, classify=lambda e: isinstance(e, SinkUnavailable),
+            log=self._log)
+        self._catch_up_retry = Retry(
+            failure.retry_policy() if failure.on_failure == HOLD else settings.es_retry,
+            f"pipeline {self.name}: catching up", stop_event=self.stop_event,
+            classify=lambda e: is_transient(e) or (
+                failure.on_failure == HOLD and isinstance(e, SinkUnavailable)),
+            probe=probe, log=self._log)
+        self._thread: threading.Thread | None = None
+        self.crashed: BaseException | None = None
+
+    # -- control (the service's thread) --------------------------------------------
+
+    def start(self) -> "Consumer":
+        self._thread = threading.Thread(target=self.run, daemon=True,
+                                        name=f"consumer-{self.group}-{self.name}")
+        self._thread.start()
+        return self
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def offer(self, page: Page) -> bool:
+        """A page from the shared feed (the hub's lock is held); False if this
+        consumer cannot take it and must catch up instead."""
+        if self.position is None or not page.end.same_log(self.position):
+            return False
+        try:
+            self.queue.put_nowait(page)
+            return True
+        except queue.Full:
+            self.counters["fell_behind"] += 1
+            return False
+
+    # -- the consumer's thread -------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except (Stopping, LeaseLost) as exc:
+            if isinstance(exc, LeaseLost):
+                LOG.warning("pipeline %s (%s): %s; stopping here", self.name, self.group, exc)
+        except BaseException as exc:  # noqa: BLE001 - the service restarts us; say why
+            self.crashed = exc
+            self._log.failure(f"pipeline {self.name} ({self.group})", exc,
+                              "the delivery service restarts it", level=logging.ERROR)
+        finally:
+            self.hub.leave(self)
+            if not self.lease.lost:
+                try:
+                    self._commit(force=True)
+                except Exception as exc:  # noqa: BLE001 - the next owner redelivers
+                    LOG.info("pipeline %s: last cursor write failed (%s); changes since "
+                             "the previous one are delivered again", self.name, exc)
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            if self.mode == LIVE:
+                try:
+                    page = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    self._commit()
+                    continue
+                try:
+                    self._deliver_page(page)
+                except SinkUnavailable:
+                    self._fall_back()     # hold: the cursor waits, catching up later
+            else:
+                self._catch_up_retry.call(self._catch_up_round)
+            self._commit()
+
+    def _fall_back(self) -> None:
+        self.hub.leave(self)
+        self.mode = CATCHING_UP
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _catch_up_round(self) -> None:
+        target = self.hub.snapshot()
+        if target is None:                    # no index yet
+            self.stop_event.wait(self.hub.poll_interval)
+            return
+        if self.position is None:
+            self._begin(target)
+        elif not self.position.same_log(target):
+            self._restart(target, f"the group's index is now {target.index} "
+                                  f"(was {self.position.index}): a rebuild")
+        else:
+            horizon = self.tombstones.horizon(target.index)
+            if horizon is not None and self.position.behind(horizon):
+                self._restart(target, "the cursor is older than the tombstone "
+                                      "retention: deletes it never read were purged")
+        selection = Selection(roles=(self.role,))
+        try:
+            for page in self.changelog.pages(self.position, target, selection,
+                                             resync=self.state.resyncing):
+                self._deliver_page(page)
+                if self.stop_event.is_set():
+                    raise Stopping()
+        except IndexGone:
+            return                             # the hub finds the new index
+        if self.state.resyncing:
+            self._send_control(RESYNC_END, "the current state of every resource was sent")
+            self.state.resyncing = False
+            self._commit(force=True)
+        if self.hub.join(self):
+            self.mode = LIVE
+
+    def _begin(self, target: Position) -> None:
+        """A new cursor: the whole index (every current state), or from now on."""
+        if self.pipeline.start_from == BEGINNING:
+            self.position = Position.start(target.index, target.shards)
+        else:
+            self.position = target
+        LOG.info("pipeline %s (%s): new cursor from %s", self.name, self.group,
+                 "the beginning" if self.pipeline.start_from == BEGINNING else "now")
+        self._commit(force=True)
+
+    def _restart(self, target: Position, reason: str) -> None:
+        LOG.warning("pipeline %s (%s): resynchronising: %s", self.name, self.group, reason)
+        self.counters["resyncs"] += 1
+        self.position = Position.start(target.index, target.shards)
+        self._send_control(RESYNC_BEGIN, reason)
+        self.state.resyncing = True
+        self._commit(force=True)
+
+    # -- delivering ------------------------------------------------------------------
+
+    def _deliver_page(self, page: Page) -> None:
+        batch: list[tuple[Entry, Envelope]] = []
+        for entry in page.entries:
+            if entry.role != self.role or entry.within(self.position):
+                continue
+            try:
+                prepared = self.pipeline.prepare(entry.envelope())
+            except FilterFailed as exc:
+                self._withhold(entry, exc)
+                continue
+            if prepared is None:
+                continue
+            batch.append((entry, prepared))
+            if len(batch) >= self.settings.batch_size:
+                self._send(batch)
+                batch = []
+        if batch:
+            self._send(batch)
+        if self.position is not None and page.end.same_log(self.position):
+            self.position = self.position.merged(page.end)
+
+    def _send(self, batch: list[tuple[Entry, Envelope]]) -> None:
+        pending = list(batch)
+
+        def attempt():
+            nonlocal pending
+            self._check_lease()
+            try:
+                self.pipeline.sink.deliver([e for _, e in pending])
+                self._delivered(pending)
+                pending = []
+            except SinkRejected as exc:
+                refused = {r.index for r in exc.rejected}
+                for r in exc.rejected:
+                    self._record(r.reason, r.envelope.to_dict(),
+                                 f"{r.envelope.id}-{r.envelope.version}", r.envelope.event_type)
+                self.counters["rejected"] += len(refused)
+                self._delivered([p for i, p in enumerate(pending) if i not in refused])
+                self._advance(pending)
+                pending = []
+            except SinkUnavailable as exc:
+                done = max(0, min(exc.delivered, len(pending)))
+                self._delivered(pending[:done])
+                pending = pending[done:]
+                self._failed(str(exc))
+                raise
+
+        try:
+            self._send_retry.call(attempt)
+        except SinkUnavailable as exc:
+            if self.pipeline.failure.on_failure == HOLD:
+                self.counters["held"] += 1
+                raise
+            self._skip(pending, str(exc))
+
+    def _send_control(self, operation: str, reason: str) -> None:
+        """``resync_begin``/``resync_end`` go out whatever the policy: the cursor
+        waits for them."""
+        envelope = control(operation, reason)
+
+        def attempt():
+            self._check_lease()
+            self.pipeline.sink.deliver([envelope])
+
+        Retry(dataclasses.replace(self.pipeline.failure.retry, attempts=None),
+              f"pipeline {self.name}: {operation}", stop_event=self.stop_event,
+              classify=lambda e: isinstance(e, SinkUnavailable), log=self._log).call(attempt)
+
+    def _delivered(self, items) -> None:
+        self.counters["delivered"] += len(items)
+        self.state.delivered += len(items)
+        self._advance(items)
+
+    def _advance(self, items) -> None:
+        for entry, _ in items:
+            self.position = self.position.advanced(entry.shard, entry.seq_no)
+
+    def _skip(self, items, reason: str) -> None:
+        """The policy gave up on ``items``: record the range, count it, move on."""
+        if not items:
+            return
+        first, last = items[0][0], items[-1][0]
+        self._record(f"skipped {len(items)} change(s) after "
+                     f"{self.pipeline.failure.attempts} attempt(s): {reason}",
+                     {"skipped": len(items), "from": f"{first.index}[{first.shard}]:{first.seq_no}",
+                      "to": f"{last.index}[{last.shard}]:{last.seq_no}",
+                      "resources": [f"{e.resource_type} {e.id} v{e.version}"
+                                    for _, e in items[:20]]},
+                     f"skip-{first.shard}-{first.seq_no}-{last.seq_no}")
+        self.counters["skipped"] += len(items)
+        self.state.skipped += len(items)
+        self._advance(items)
+
+    def _withhold(self, entry: Entry, exc: FilterFailed) -> None:
+        self.counters["withheld"] += 1
+        self._log.failure(f"pipeline {self.name}: filter", exc,
+                          "the change is withheld from this pipeline and recorded",
+                          with_traceback=True)
+        envelope = entry.envelope()
+        self._record(str(exc), {"resource_type": envelope.resource_type, "id": envelope.id,
+                                "version": envelope.version,
+                                "project_id": envelope.project_id},
+                     f"withheld-{envelope.id}-{envelope.version}", envelope.event_type)
+        self.position = self.position.advanced(entry.shard, entry.seq_no)
+
+    def _record(self, reason: str, payload: dict, key: str, event_type: str = "") -> None:
+        consumer = f"{self.group}/{self.name}"
+        Retry(self.settings.es_retry, f"pipeline {self.name}: dead-letter write",
+              stop_event=self.stop_event, log=self._log).call(
+            lambda: self.dead_letters.forward(consumer, reason, payload, key, event_type))
+
+    def _failed(self, reason: str) -> None:
+        self.counters["failures"] += 1
+        self.last_error = reason[:300]
+        self.state.last_error = self.last_error
+        self.state.last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    # -- the cursor ------------------------------------------------------------------
+
+    def _check_lease(self) -> None:
+        """Deliver only while the lease outlasts a sink call (renew it if short)."""
+        needed = self.pipeline.sink.call_timeout + 1.0
+        if self.lease.remaining() < needed:
+            self._commit(force=True)
+            if self.lease.remaining() < needed:
+                raise LeaseLost(f"lease has {self.lease.remaining():.1f}s left, a sink "
+                                f"call may take {needed:.0f}s")
+
+    def _commit(self, force: bool = False) -> None:
+        """Write the cursor (and renew the lease) when it moved, at most every
+        ``commit_interval``, and at least every third of the lease."""
+        now = time.monotonic()
+        moved = self.position != self._committed
+        due = now - self._last_commit >= (self.settings.commit_interval if moved
+                                          else self.settings.lease_seconds / 3)
+        if not (force or due):
+            return
+        self.state.position = self.position
+        self.lease.write(CursorState(**vars(self.state)))
+        self.counters["commits"] += 1
+        self._committed = self.position
+        self._last_commit = now
+
+    def stats(self) -> dict:
+        return {"group": self.group, "mode": self.mode,
+                "sink": self.pipeline.sink_name,
+                "policy": self.pipeline.failure.on_failure,
+                "position": str(self.position) if self.position else None,
+                "committed": str(self._committed) if self._committed else None,
+                "queued_pages": self.queue.qsize(), "lease_left": round(self.lease.remaining(), 1),
+                "last_error": self.last_error, "counters": dict(self.counters),
+                "crashed": repr(self.crashed) if self.crashed else None}
+
+
+class Hub:
+    """One resource group in one delivery process: the shared read position and the
+    live consumers the feed's pages go to."""
+
+    def __init__(self, group: str, poll_interval: float):
+        self.group = group
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._position: Position | None = None
+        self._live: set[Consumer] = set()
+
+    def dispatch(self, page: Page) -> None:
+        """The feed's page: to every live consumer (never blocks)."""
+        with self._lock:
+            for consumer in list(self._live):
+                if not consumer.offer(page):
+                    self._live.discard(consumer)
+            self._position = page.end
+
+    def located(self, position: Position | None) -> None:
+        with self._lock:
+            self._position = position
+
+    def snapshot(self) -> Position | None:
+        with self._lock:
+            return self._position
+
+    def join(self, consumer: Consumer) -> bool:
+        """Make ``consumer`` live if it is exactly at the shared position."""
+        with self._lock:
+            if self._position is None or consumer.position is None or \
+                    consumer.position != self._position:
+                return False
+            self._live.add(consumer)
+            return True
+
+    def leave(self, consumer: Consumer) -> None:
+        with self._lock:
+            self._live.discard(consumer)
+
+    def live_count(self) -> int:
+        with self._lock:
+            return len(self._live)

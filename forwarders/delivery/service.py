@@ -1,0 +1,260 @@
+"""The delivery service: one process's share of the pipelines, fed from the index.
+
+For each resource group it runs one ``ChangeFeed`` (woken by the listeners'
+doorbell; one read per page for all its pipelines) and a ``Hub`` through which the
+feed's pages reach the live consumers. Every ``lease_seconds / 3`` it
+
+* writes its heartbeat and counts the live delivery processes;
+* claims the cursors nobody owns (or whose lease ran out), up to its fair share
+  (the consumers divided by the live processes, rounded up), and starts a
+  ``Consumer`` for each;
+* releases cursors beyond its fair share, so a process that joins gets work;
+* renews the leases of its consumers (which also renew them as they commit) and
+  restarts any consumer whose thread died, counting it.
+
+The live process with the smallest id also purges tombstones every
+``[changelog] purge_interval`` (``changelog.tombstones``): those older than
+``tombstone_min_age`` that every cursor has passed, and those older than
+``tombstone_retention`` whoever has not.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from typing import Iterable
+
+import elasticsearch
+
+from forwarders.delivery.consumer import Consumer, Hub, Settings
+from forwarders.delivery.cursors import CursorStore, Lease, LeaseLost, cursor_id
+from forwarders.pipeline.pipeline import Pipeline
+from searchlight_forward import search
+from searchlight_forward.changelog.doorbell import DoorbellListener, Ring
+from searchlight_forward.changelog.feed import ChangeFeed
+from searchlight_forward.changelog.position import Position
+from searchlight_forward.changelog.reader import ChangeLog, NoIndex, Selection
+from searchlight_forward.changelog.tombstones import Tombstones
+from searchlight_forward.deadletter import DeadLetterIndex
+from searchlight_forward.logs import Throttled
+from searchlight_forward.model.documents import ADMIN
+from searchlight_forward.retry import Policy, Retry, Stopping
+
+LOG = logging.getLogger(__name__)
+
+
+class Group:
+    """One resource group's reading machinery in this process."""
+
+    def __init__(self, es, name: str, pipelines: list[Pipeline], state_index: str,
+                 poll_interval: float, page_size: int, stop_event: threading.Event):
+        self.name = name
+        self.pipelines = {p.name: p for p in pipelines}
+        self.changelog = ChangeLog(es, name, page_size)
+        self.tombstones = Tombstones(es, name, state_index)
+        self.hub = Hub(name, poll_interval)
+        self.feed = ChangeFeed(self.changelog, self.hub.dispatch,
+                               Selection(roles=(ADMIN,)), poll_interval, stop_event)
+
+
+class DeliveryService:
+    def __init__(self, es: elasticsearch.Elasticsearch, pipelines_by_group: dict[str, list[Pipeline]],
+                 store: CursorStore, dead_letters: DeadLetterIndex, settings: Settings,
+                 transport_url: str | None = None, poll_interval: float = 1.0,
+                 page_size: int = 500, purge: dict | None = None,
+                 stop_event: threading.Event | None = None):
+        self.es = es
+        self.store = store
+        self.dead_letters = dead_letters
+        self.settings = settings
+        self.transport_url = transport_url
+        self.stop_event = stop_event or threading.Event()
+        self.purge_settings = purge or {}
+        self.groups = {name: Group(es, name, pipelines, store.index, poll_interval,
+                                   page_size, self.stop_event)
+                       for name, pipelines in pipelines_by_group.items() if pipelines}
+        self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
+        self.counters: collections.Counter = collections.Counter()
+        self.members: list[str] = [store.owner]
+        self.doorbell: DoorbellListener | None = None
+        self._log = Throttled(LOG)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="delivery")
+        self._last_purge = 0.0
+        self._sinks_started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> "DeliveryService":
+        setup = Retry(Policy(initial=0.5, maximum=10.0), "delivery service set-up",
+                      "is Elasticsearch up? `curl $ES/_cluster/health`",
+                      stop_event=self.stop_event, probe=lambda: search.reachable(self.es))
+        setup.call(self.store.ensure)
+        setup.call(self.dead_letters.ensure)
+        for group in self.groups.values():
+            setup.call(group.feed.locate)
+            group.hub.located(group.feed.position)
+        if self.transport_url:
+            self.doorbell = DoorbellListener(self.transport_url, self.groups, self._ring)
+            self.doorbell.start(wait=10.0)
+        for group in self.groups.values():
+            group.feed.start()
+        self._thread.start()
+        LOG.info("delivery service %s: %s", self.store.owner, ", ".join(
+            f"{g.name}: {', '.join(g.pipelines)}" for g in self.groups.values()) or "no pipelines")
+        return self
+
+    def _ring(self, ring: Ring | None) -> None:
+        for group in self.groups.values():
+            if ring is None or ring.group == group.name:
+                group.feed.ring(ring)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        for consumer in list(self.consumers.values()):
+            consumer.stop(timeout)
+        for consumer in list(self.consumers.values()):
+            if not consumer.lease.lost:
+                try:
+                    consumer.lease.write(release=True)
+                except Exception:  # noqa: BLE001 - the lease runs out by itself
+                    pass
+        for group in self.groups.values():
+            group.feed.stop()
+        if self.doorbell is not None:
+            self.doorbell.stop()
+        for pipeline in self._pipelines():
+            pipeline.sink.close()
+        try:
+            self.store.leave()
+        except Exception:  # noqa: BLE001 - the heartbeat runs out by itself
+            pass
+        LOG.info("delivery service %s stopped", self.store.owner)
+
+    def _pipelines(self) -> Iterable[Pipeline]:
+        seen = set()
+        for group in self.groups.values():
+            for pipeline in group.pipelines.values():
+                if id(pipeline) not in seen:
+                    seen.add(id(pipeline))
+                    yield pipeline
+
+    # -- ownership ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        interval = self.store.lease_seconds / 3
+        while not self.stop_event.is_set():
+            try:
+                self.rebalance()
+                self._maybe_purge()
+            except Stopping:
+                return
+            except Exception as exc:  # noqa: BLE001 - leases run on; try next turn
+                self.counters["rebalance_failures"] += 1
+                self._log.failure("delivery rebalance", exc,
+                                  f"trying again in {interval:.0f}s")
+            self.stop_event.wait(interval)
+
+    def wanted(self) -> list[tuple[str, str]]:
+        """(group, pipeline) pairs this deployment delivers, in a stable order."""
+        return sorted((g.name, p) for g in self.groups.values() for p in g.pipelines)
+
+    def rebalance(self) -> None:
+        if not self._sinks_started:
+            for pipeline in self._pipelines():
+                pipeline.sink.start()
+            self._sinks_started = True
+        self._reap()
+        self.store.heartbeat(sorted(self.consumers))
+        self.members = self.store.members()
+        wanted = self.wanted()
+        fair = math.ceil(len(wanted) / max(1, len(self.members)))
+        docs = self.store.read([cursor_id(g, p) for g, p in wanted])
+        # Renew what we hold (consumers renew as they commit; this covers long calls).
+        for key, consumer in list(self.consumers.items()):
+            try:
+                consumer.lease.write()
+            except LeaseLost:
+                LOG.warning("lost %s to another delivery process", key)
+                consumer.stop()
+                del self.consumers[key]
+        # Give back what is beyond our share, so that newcomers get work.
+        for key in sorted(self.consumers)[fair:] if len(self.consumers) > fair else []:
+            consumer = self.consumers.pop(key)
+            consumer.stop()
+            try:
+                consumer.lease.write(release=True)
+            except LeaseLost:
+                pass
+            self.counters["released"] += 1
+            LOG.info("released %s (share %d of %d pipelines among %d processes)", key,
+                     fair, len(wanted), len(self.members))
+        # Claim what nobody holds, up to our share.
+        for group, name in wanted:
+            key = cursor_id(group, name)
+            if key in self.consumers or len(self.consumers) >= fair:
+                continue
+            lease = self.store.claim(group, name, docs.get(key))
+            if lease is not None:
+                self._start_consumer(key, group, name, lease)
+
+    def _start_consumer(self, key: str, group: str, name: str, lease: Lease) -> None:
+        g = self.groups[group]
+        consumer = Consumer(group, g.pipelines[name], lease, g.hub, g.changelog,
+                            g.tombstones, self.dead_letters, self.settings,
+                            threading.Event(), probe=None)
+        self.consumers[key] = consumer.start()
+        self.counters["claimed"] += 1
+        LOG.info("delivering %s (%s) from %s", name, group,
+                 lease.state.position or "a new cursor")
+
+    def _reap(self) -> None:
+        """Restart consumers whose thread died of an error (not those told to stop)."""
+        for key, consumer in list(self.consumers.items()):
+            if consumer.alive():
+                continue
+            del self.consumers[key]
+            if consumer.crashed is not None or not consumer.lease.lost:
+                self.counters["consumer_restarts"] += 1
+                group, name = consumer.group, consumer.name
+                LOG.warning("pipeline %s (%s) stopped (%s); restarting it", name, group,
+                            consumer.crashed or "lease")
+                if not consumer.lease.lost and consumer.lease.remaining() > 0:
+                    self._start_consumer(key, group, name, consumer.lease)
+
+    # -- tombstones ------------------------------------------------------------------
+
+    def _maybe_purge(self) -> None:
+        settings = self.purge_settings
+        if not settings or self.members[0] != self.store.owner:
+            return
+        if time.monotonic() - self._last_purge < settings["interval"]:
+            return
+        self._last_purge = time.monotonic()
+        for group in self.groups.values():
+            try:
+                head = group.changelog.head()
+            except NoIndex:
+                continue
+            passed: Position | None = head.position
+            for doc in self.store.cursors(group.name):
+                found = Position.from_dict(doc.get("position"))
+                if found is None or not found.same_log(head.position):
+                    passed = None       # a cursor elsewhere: only retention applies
+                    break
+                passed = passed.lowest(found)
+            purged = group.tombstones.purge(head.position, passed, settings["min_age"],
+                                            settings["retention"])
+            self.counters["tombstones_purged"] += purged
+
+    # -- status --------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        return {"owner": self.store.owner, "members": self.members,
+                "counters": dict(self.counters),
+                "feeds": {g.name: dict(g.feed.stats(), live=g.hub.live_count())
+                          for g in self.groups.values()},
+                "pipelines": {key: c.stats() for key, c in sorted(self.consumers.items())}}

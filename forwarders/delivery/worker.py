@@ -1,0 +1,106 @@
+"""The delivery service as a process: built from the configuration, run under
+cotyledon (``[delivery] workers`` per host, each replaced if it dies)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import cotyledon
+from oslo_config import cfg
+
+from forwarders.delivery.consumer import Settings
+from forwarders.delivery.cursors import CursorStore, new_owner_id
+from forwarders.delivery.service import DeliveryService
+from forwarders.pipeline import loader
+from searchlight_forward import search
+from searchlight_forward.deadletter import DeadLetterIndex
+from searchlight_forward.deployment import Deployment
+from searchlight_forward.status import StatusServer
+
+LOG = logging.getLogger(__name__)
+
+STATS_EVERY = 30.0
+
+
+class ConfigError(ValueError):
+    """The configuration cannot run: the message says what to change."""
+
+
+def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
+          owner: str | None = None) -> DeliveryService:
+    deployment = Deployment.from_conf(conf)
+    try:
+        pipelines = [p for p in loader.load_from_conf(conf, deployment, required=True)
+                     if not p.served_by_websocket]
+    except loader.ForwardingConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    d = conf.delivery
+    for pipeline in pipelines:
+        if d.lease_seconds < 2 * pipeline.sink.call_timeout:
+            raise ConfigError(
+                f"[delivery] lease_seconds = {d.lease_seconds:g} is less than twice "
+                f"the longest call of pipeline {pipeline.name}'s sink "
+                f"({pipeline.sink.call_timeout:g}s): raise lease_seconds or lower the "
+                f"sink's timeout")
+    by_group = {}
+    for group in deployment.group_names():
+        types = deployment.types_of(group)
+        by_group[group] = [p for p in pipelines
+                           if p.resource_types is None or p.resource_types & types]
+    es = search.client(conf)
+    store = CursorStore(es, conf.changelog.state_index, owner or new_owner_id(),
+                        d.lease_seconds)
+    c = conf.changelog
+    return DeliveryService(
+        es, by_group, store, DeadLetterIndex(es, conf.elasticsearch.dead_letter_index),
+        Settings(batch_size=d.batch_size, queue_pages=d.queue_pages,
+                 commit_interval=d.commit_interval, lease_seconds=d.lease_seconds),
+        transport_url=conf.transport_url or None, poll_interval=c.poll_interval,
+        page_size=c.page_size, stop_event=stop_event,
+        purge={"interval": c.purge_interval, "min_age": c.tombstone_min_age,
+               "retention": c.tombstone_retention})
+
+
+class DeliveryWorker(cotyledon.Service):
+    name = "searchlight-forward-delivery"
+    graceful_shutdown_timeout = 60
+
+    def __init__(self, worker_id: int, conf: cfg.ConfigOpts):
+        super().__init__(worker_id)
+        self.conf = conf
+        self.stop_event = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        status = None
+        try:
+            service = build(self.conf, self.stop_event)
+            service.start()
+            d = self.conf.delivery
+            if d.status_port:
+                status = StatusServer(d.status_host, d.status_port + self.worker_id,
+                                      service.stats)
+                status.start()
+            last = time.monotonic()
+            while not self.stop_event.wait(1.0):
+                if time.monotonic() - last >= STATS_EVERY:
+                    last = time.monotonic()
+                    LOG.info("stats: %s", {k: c["counters"] for k, c in
+                                           service.stats()["pipelines"].items()})
+            service.stop()
+        finally:
+            if status is not None:
+                status.stop()
+            self.done.set()
+
+    def terminate(self) -> None:
+        self.stop_event.set()
+        self.done.wait(self.graceful_shutdown_timeout)
+
+
+def run(conf: cfg.ConfigOpts) -> None:
+    build(conf).store       # fail fast, in the parent, on a configuration error
+    manager = cotyledon.ServiceManager()
+    manager.add(DeliveryWorker, workers=conf.delivery.workers, args=(conf,))
+    manager.run()

@@ -1,0 +1,93 @@
+"""Sinks: where a pipeline's envelopes leave the service.
+
+A sink is found through the ``searchlight_forward.sinks`` entry points and built
+from its ini section's options (``forwarders.options.SectionOptions``). ``deliver``
+takes a batch of envelopes (in change-log order, so per-resource order holds) and
+either returns, having delivered all of them, or raises:
+
+* ``SinkUnavailable(delivered=n)``: the destination cannot take them now; the first
+  ``n`` got through. The sink only classifies: what happens next (drop, retry with
+  backoff, hold the cursor) is the pipeline's failure policy, carried out by the
+  delivery service with the one retry policy.
+* ``SinkRejected``: some envelopes can never be delivered by this sink (too big,
+  refused as malformed); every other one was. They are dead-lettered with their
+  reasons and never retried.
+
+A sink must not keep envelopes for later: once ``deliver`` returns they are
+considered delivered and the pipeline's cursor moves past them.
+"""
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple, Sequence
+
+from forwarders.options import OptionError, SectionOptions
+from searchlight_forward.model.envelope import Envelope
+
+NAMESPACE = "searchlight_forward.sinks"
+
+
+class SinkConfigError(OptionError):
+    """An option of a sink section is missing or invalid."""
+
+
+class SinkUnavailable(Exception):
+    """The destination cannot take the envelopes now.
+
+    ``delivered`` counts the leading envelopes of the batch that did get through.
+    """
+
+    def __init__(self, message: str, delivered: int = 0):
+        super().__init__(message)
+        self.delivered = delivered
+
+
+class Rejection(NamedTuple):
+    index: int          # position in the batch given to deliver()
+    envelope: Envelope
+    reason: str
+
+
+class SinkRejected(Exception):
+    """Some envelopes can never be delivered by this sink; all the others were."""
+
+    def __init__(self, rejected: Sequence[Rejection], delivered: int):
+        self.rejected = list(rejected)
+        self.delivered = delivered
+        reasons = "; ".join(f"#{r.index} {r.envelope.resource_type} {r.envelope.id}: "
+                            f"{r.reason}" for r in self.rejected[:3])
+        more = f" (and {len(self.rejected) - 3} more)" if len(self.rejected) > 3 else ""
+        super().__init__(f"{len(self.rejected)} envelope(s) rejected: {reasons}{more}")
+
+
+class Sink:
+    """Base class. Subclasses read ``self.options`` in ``__init__``."""
+
+    #: the failure policy used when the ini section does not name one
+    default_policy = "retry"
+    #: True for the websocket sink: the WebSocket server serves its pipeline
+    served_by_websocket = False
+    #: longest a deliver() call may take (seconds); the delivery service delivers
+    #: only while its cursor lease outlasts it
+    call_timeout = 30.0
+
+    def __init__(self, name: str, options: Mapping[str, str], context: "SinkContext"):
+        self.name = name
+        self.options = SectionOptions(options, error=SinkConfigError)
+        self.context = context
+
+    def start(self) -> None:
+        """Open connections; called once before the first deliver."""
+
+    def deliver(self, envelopes: Sequence[Envelope]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what ``start`` opened."""
+
+
+class SinkContext:
+    """What sinks may use from the main configuration."""
+
+    def __init__(self, zaqar_url: str = "", **extra):
+        self.zaqar_url = zaqar_url
+        self.extra = extra

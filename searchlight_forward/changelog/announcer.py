@@ -1,0 +1,104 @@
+"""The writer's side of the change log: make written changes visible, then ring.
+
+Once a batch is in Elasticsearch the listener calls ``written(group)`` and goes on
+(acknowledging never waits for this). A thread then, for each group written since
+its last turn and at most once per ``interval``: reads where the log ends (the
+shards' global checkpoints), refreshes the index, and rings the doorbell with those
+checkpoints. Every write at or below them was processed before the refresh began,
+so it is searchable now: readers that hear the ring read straight up to it.
+
+This is the only refresh in normal operation, so refreshes per second are bounded
+by ``interval`` and the number of listener processes, whatever the number of
+pipelines, delivery processes and WebSocket servers reading.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Mapping
+
+from searchlight_forward.changelog.doorbell import Doorbell, DoorbellError, Ring
+from searchlight_forward.changelog.reader import ChangeLog, NoIndex
+from searchlight_forward.logs import Throttled
+
+LOG = logging.getLogger(__name__)
+
+
+class Announcer:
+    def __init__(self, changelogs: Mapping[str, ChangeLog], doorbell: Doorbell | None,
+                 interval: float = 0.1):
+        self.changelogs = dict(changelogs)
+        self.doorbell = doorbell
+        self.interval = interval
+        self.counters: collections.Counter = collections.Counter()
+        self._dirty: set[str] = set()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._log = Throttled(LOG)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="announcer")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        if self.doorbell is not None:
+            self.doorbell.close()
+
+    def written(self, group: str) -> None:
+        """The listener wrote to ``group``'s index (thread-safe, never blocks long)."""
+        with self._cond:
+            self._dirty.add(group)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        last = 0.0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._dirty or self._stopping)
+                if self._stopping:
+                    return
+            # Let batches finishing meanwhile share this refresh.
+            pause = last + self.interval - time.monotonic()
+            if pause > 0:
+                with self._cond:
+                    if self._cond.wait_for(lambda: self._stopping, pause):
+                        return
+            with self._cond:
+                groups, self._dirty = self._dirty, set()
+            last = time.monotonic()
+            for group in sorted(groups):
+                self.announce(group)
+
+    def announce(self, group: str) -> Ring | None:
+        """Refresh ``group``'s index and ring; returns the ring (None on failure)."""
+        changelog = self.changelogs[group]
+        try:
+            head = changelog.head()            # before the refresh: it covers these
+            changelog.refresh(head.index)
+        except NoIndex:
+            return None
+        except Exception as exc:  # noqa: BLE001 - readers poll meanwhile; try next time
+            self.counters["refresh_failures"] += 1
+            self._log.failure(f"refresh of {changelog.alias}", exc,
+                              "readers catch up at their next poll", with_traceback=False)
+            with self._cond:
+                self._dirty.add(group)
+            return None
+        self.counters["refreshes"] += 1
+        ring = Ring(group, head.index, head.checkpoints)
+        if self.doorbell is not None:
+            try:
+                self.doorbell.ring(ring)
+                self.counters["rings"] += 1
+            except DoorbellError as exc:
+                self.counters["ring_failures"] += 1
+                self._log.failure("doorbell ring", exc, "readers catch up at their next "
+                                  "poll", with_traceback=False)
+        return ring

@@ -1,0 +1,37 @@
+"""Log hygiene: a line per failure, tracebacks rate-limited, nothing payload-sized."""
+import logging
+
+from searchlight_forward.logs import Throttled, brief_traceback, short
+
+
+def deep(n):
+    return deep(n - 1) if n else 1 / 0
+
+
+def test_short_is_one_line_and_bounded():
+    assert short("a\nb   c") == "a b c"
+    assert len(short("x" * 100_000)) <= 303
+
+
+def test_traceback_once_per_kind_per_interval(caplog):
+    log = Throttled(logging.getLogger("t"), interval=3600)
+    with caplog.at_level(logging.WARNING, logger="t"):
+        for _ in range(50):
+            try:
+                deep(900)
+            except ZeroDivisionError as exc:
+                log.failure("work", exc, "retrying")
+    assert len(caplog.records) == 50
+    with_tb = [r for r in caplog.records if "Traceback" in r.getMessage()]
+    assert len(with_tb) == 1
+    # a thousand-frame recursion logs a few frames, not all of them
+    assert with_tb[0].getMessage().count("\n") < 40
+    assert all(len(r.getMessage()) < 10_000 for r in caplog.records)
+
+
+def test_brief_traceback_keeps_the_last_frames():
+    try:
+        deep(100)
+    except ZeroDivisionError as exc:
+        text = brief_traceback(exc, frames=3)
+    assert "ZeroDivisionError" in text and text.count('File "') == 3
