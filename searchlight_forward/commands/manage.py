@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         members = deployment.plugins_of(group)
         if cmd.name == "create":
             existing = indices.current_index(es, group)
-            name = existing or indices.create(es, group, members, shards, replicas)
+            name = existing or indices.ensure(es, group, members, shards, replicas)
             print(f"{group}: {'exists' if existing else 'created'} {name}")
         elif cmd.name == "show":
             print(json.dumps(indices.show(es, group), indent=2))

@@ -1,10 +1,17 @@
 """Versioned, role-separated writes of document changes into Elasticsearch.
 
 One ``apply`` call handles a listener batch with one ``mget`` (the stored states of
-the batch's resources) and one bulk request (their new states), whatever the number
-of notifications per resource. Writes use external versions (``external_gte``: an
-equal version is the same state written again), so a concurrent writer's newer state
-makes ours fail with 409; we then re-read that resource and fold again.
+the batch's resources) and two bulk requests (admin copies, then user copies),
+whatever the number of notifications per resource.
+
+Every admin copy is written on the condition that the document is still the one
+the fold read (``if_seq_no``/``if_primary_term``, or ``create`` where there was
+none). Any other write in between, by any listener process, makes ours fail with
+409; we re-read that resource and fold again. So no process ever writes a fold of a
+state another has since replaced, and each resource's version only goes up in its
+shard's write order. The user copy is written once its admin copy has won, with the
+state's version as external version, so it never shows a state the admin copy did
+not take (a redelivery rewrites it, should a process die between the two).
 
 Errors fall in three kinds. Transient (unreachable, 429, 5xx): retried with backoff
 and jitter, indefinitely, because the batch is not acknowledged until it is indexed.
@@ -46,6 +53,14 @@ class Rejection:
     origin: Hashable
     change: DocumentChange
     reason: str
+
+
+@dataclasses.dataclass
+class Stored:
+    """A resource's admin copy as read: its state and where it is in the shard."""
+    state: ResourceState
+    seq_no: int
+    primary_term: int
 
 
 @dataclasses.dataclass
@@ -128,53 +143,62 @@ class Indexer:
     # -- one round: read, fold, write --------------------------------------------
 
     def _round(self, by_key, result: BatchResult) -> set[Key]:
-        stored, removals = self._read(by_key)
-        actions: list[dict] = []
-        action_keys: list[Key] = []
+        stored, removals, foreign = self._read(by_key)
+        admin_writes: list[tuple[Key, dict, dict]] = []
+        user_rewrites: list[tuple[Key, dict]] = []
         folded: dict[Key, list[tuple[Hashable, merge.ChangeResult]]] = {}
         done: set[Key] = set()
         for key, items in by_key.items():
+            if key in foreign:
+                done.add(key)
+                for origin, change in items:
+                    result.rejected.append(Rejection(origin, change, foreign[key]))
+                continue
             items = items + removals.get(key, [])
-            state, results, dirty = merge.fold(stored.get(key), [c for _, c in items])
+            found = stored.get(key)
+            state, results, dirty = merge.fold(found.state if found else None,
+                                               [c for _, c in items])
             origins = _origins_by_change(items)
             folded[key] = [(origin, r) for origin, r in
                            ((origins[id(r.change)].pop(), r) for r in results)
                            if origin is not _REMOVAL]
             if dirty:
-                writes = self._write_actions(state)
-                actions.extend(writes)
-                action_keys.extend([key] * len(writes))
+                admin_writes.append((key, *self._write_actions(state, found)))
+            elif found is not None and any(r.outcome is merge.Outcome.DUPLICATE and
+                                           r.change.version == found.state.version
+                                           for r in results):
+                # A redelivery of what is stored: the process that wrote it may have
+                # died between the admin copy and the user copy.
+                user_rewrites.append((key, self._write_actions(found.state, found)[1]))
             else:
                 done.add(key)
                 result.results.extend(folded[key])
-        if not actions:
-            return done
 
-        status_by_key: dict[Key, list[tuple[int, Any]]] = collections.defaultdict(list)
-        # streaming_bulk yields one item per action, in order.
-        for key, (_, item) in zip(action_keys, helpers.streaming_bulk(
-                self.es, actions, raise_on_error=False, raise_on_exception=True,
-                max_retries=0, yield_ok=True, chunk_size=1000)):
-            info = item["index"]
-            status_by_key[key].append((info.get("status"), info.get("error")))
-
+        # First the admin copies, each conditional on the state it was folded onto ...
+        user_writes = list(user_rewrites)
         transient = False
-        for key, statuses in status_by_key.items():
-            codes = {s for s, _ in statuses}
-            if codes <= {200, 201}:
-                done.add(key)
-                result.results.extend(folded[key])
-            elif 409 in codes:
-                self.counters["conflicts"] += 1   # a newer write won the race: fold again
-            elif codes & TRANSIENT_STATUSES:
+        for (key, _, user), (status, error) in zip(
+                admin_writes, self._bulk([a for _, a, _ in admin_writes])):
+            if status in (200, 201):
+                user_writes.append((key, user))
+            elif status == 409:
+                self.counters["conflicts"] += 1   # another writer got there: fold again
+            elif status in TRANSIENT_STATUSES:
                 transient = True
             else:
-                # Both copies fail alike; the admin copy's error says it all.
-                reason = next(_reason(e) for s, e in statuses if s not in (200, 201))
                 done.add(key)
                 for origin, change in by_key[key]:
-                    result.rejected.append(Rejection(origin, change,
-                                                     f"Elasticsearch refused the document: {reason}"))
+                    result.rejected.append(Rejection(
+                        origin, change, f"Elasticsearch refused the document: {_reason(error)}"))
+        # ... then the user copies of the states that won, so a user copy never shows
+        # a state the admin copy did not take.
+        for (key, _), (status, error) in zip(
+                user_writes, self._bulk([u for _, u in user_writes])):
+            if status in (200, 201, 409):         # 409: a newer state's copy is there
+                done.add(key)
+                result.results.extend(folded[key])
+            else:
+                transient = True                  # the admin copy is in: next round rewrites
         if transient:
             # Keep what succeeded; the caller retries the rest after a backoff.
             for key in done:
@@ -182,19 +206,45 @@ class Indexer:
             raise TransientError("Elasticsearch answered 429/5xx for some documents")
         return done
 
-    def _write_actions(self, state: ResourceState) -> list[dict]:
+    def _bulk(self, actions: list[dict]) -> list[tuple[int, Any]]:
+        """(status, error) per action, in order."""
+        if not actions:
+            return []
+        found = []
+        # streaming_bulk yields one item per action, in order.
+        for _, item in helpers.streaming_bulk(self.es, actions, raise_on_error=False,
+                                              raise_on_exception=True, max_retries=0,
+                                              yield_ok=True, chunk_size=1000):
+            (info,) = item.values()
+            found.append((info.get("status"), info.get("error")))
+        return found
+
+    def _write_actions(self, state: ResourceState, found: "Stored | None"
+                       ) -> tuple[dict, dict]:
+        """The admin copy's write, conditional on the document it was folded onto
+        (created if there was none), and the user copy's, versioned externally."""
         index = layout.listener_alias(self.groups[state.resource_type])
         sources = documents.es_sources(state, self.admin_only.get(state.resource_type, ()))
-        return [{"_op_type": "index", "_index": index,
-                 "_id": documents.doc_id(state.id, role), "version": state.version,
-                 "version_type": "external_gte", "_source": source}
-                for role, source in sources.items()]
+        admin = {"_index": index, "_id": documents.doc_id(state.id, ADMIN),
+                 "_source": sources[ADMIN]}
+        if found is None:
+            admin["_op_type"] = "create"
+        else:
+            admin.update(_op_type="index", if_seq_no=found.seq_no,
+                         if_primary_term=found.primary_term)
+        user = {"_op_type": "index", "_index": index,
+                "_id": documents.doc_id(state.id, documents.USER), "version": state.version,
+                "version_type": "external_gte", "_source": sources[documents.USER]}
+        return admin, user
 
-    def _read(self, by_key) -> tuple[dict[Key, ResourceState], dict[Key, list]]:
-        """One mget per group: the stored states, and the item removals that must be
-        folded in before late upserts of removed items (see below)."""
+    def _read(self, by_key) -> tuple[dict[Key, "Stored"], dict[Key, list], dict[Key, str]]:
+        """One mget per group: the stored admin copies (with the ``_seq_no`` and
+        ``_primary_term`` the writes are conditional on), the item removals that
+        must be folded in before late upserts of removed items (see below), and the
+        keys whose id another resource type already uses (refused)."""
         wanted = self._wanted_removals(by_key)
-        states: dict[Key, ResourceState] = {}
+        states: dict[Key, Stored] = {}
+        foreign: dict[Key, str] = {}
         removals: dict[Key, list] = collections.defaultdict(list)
         ids_by_group: dict[str, list[tuple[str, object]]] = collections.defaultdict(list)
         for key in by_key:
@@ -216,11 +266,14 @@ class Indexer:
                     removals[key].append((_REMOVAL, DocumentChange(
                         key[0], key[1], None, Operation.UPDATE, doc["_version"],
                         "item removal", "", patch=patch)))
-                else:
-                    state = documents.state_from_source(doc["_source"], doc["_version"])
-                    if state.resource_type == what[0]:
-                        states[what] = state
-        return states, removals
+                    continue
+                state = documents.state_from_source(doc["_source"], doc["_version"])
+                if state.resource_type != what[0]:
+                    foreign[what] = (f"id {what[1]} is already used by a "
+                                     f"{state.resource_type} in resource group {group}")
+                    continue
+                states[what] = Stored(state, doc["_seq_no"], doc["_primary_term"])
+        return states, removals, foreign
 
     # -- list items removed before the owner was known -----------------------------
     #

@@ -8,6 +8,7 @@ import elasticsearch
 from elasticsearch import helpers
 
 from searchlight_forward.indexer import layout
+from searchlight_forward.model.documents import ADMIN, ROLE_FIELD, VERSION_FIELD
 
 LOG = logging.getLogger(__name__)
 
@@ -21,28 +22,32 @@ def current_index(es: elasticsearch.Elasticsearch, group: str) -> str | None:
 
 
 def create(es, group: str, plugins, shards: int = 1, replicas: int = 0) -> str:
-    """A new concrete index for ``group``, with both aliases pointing at it."""
+    """The group's first concrete index, created with both aliases in one request."""
     name = layout.new_index_name(group)
-    es.indices.create(index=name, **layout.index_body(plugins, shards, replicas))
-    old = [i for i in (current_index(es, group),) if i]
-    es.indices.update_aliases(actions=layout.alias_actions(group, name, old))
+    es.indices.create(index=name, aliases=layout.aliases(group),
+                      **layout.index_body(plugins, shards, replicas))
     return name
 
 
+# What a process that lost the race to create a group's first index is told.
+_LOST_RACE = ("resource_already_exists_exception", "invalid_alias_name_exception",
+              "illegal_state_exception")
+
+
 def ensure(es, group: str, plugins, shards: int = 1, replicas: int = 0) -> str:
-    """The group's index, created if there is none (safe when workers race)."""
-    existing = current_index(es, group)
-    if existing:
-        return existing
-    try:
-        name = create(es, group, plugins, shards, replicas)
-        LOG.info("created index %s for resource group %s", name, group)
-        return name
-    except elasticsearch.BadRequestError as exc:
-        if exc.error not in ("resource_already_exists_exception",
-                             "invalid_alias_name_exception"):
-            raise
-        return current_index(es, group) or ensure(es, group, plugins, shards, replicas)
+    """The group's index, created if there is none (safe when processes race)."""
+    for _ in range(5):
+        existing = current_index(es, group)
+        if existing:
+            return existing
+        try:
+            name = create(es, group, plugins, shards, replicas)
+            LOG.info("created index %s for resource group %s", name, group)
+            return name
+        except elasticsearch.ApiError as exc:
+            if exc.error not in _LOST_RACE:
+                raise
+    raise RuntimeError(f"could not create or find the index of resource group {group}")
 
 
 def show(es, group: str) -> dict:
@@ -74,9 +79,9 @@ def rebuild(es, group: str, plugins, shards: int = 1, replicas: int = 0,
     """Copy the group into a fresh index (new mappings) and switch the aliases.
 
     This Elasticsearch build has no ``_reindex``, so documents are scrolled out and
-    bulk-written with their external versions. Listeners keep writing to the old
-    index meanwhile; after the alias switch a second pass copies what changed during
-    the first, and external versions make every copy idempotent and newest-wins.
+    bulk-written (``_copy``). Listeners keep writing to the old index meanwhile;
+    after the alias switch a second pass copies what changed during the first, and
+    never over a newer state a listener wrote into the new index since.
     """
     old = current_index(es, group)
     if old is None:
@@ -94,21 +99,54 @@ def rebuild(es, group: str, plugins, shards: int = 1, replicas: int = 0,
 
 
 def _copy(es, source: str, target: str, progress: Callable[[int], None]) -> int:
-    def actions():
-        for hit in helpers.scan(es, index=source, query={"query": {"match_all": {}}},
-                                version=True, size=500):
-            yield {"_op_type": "index", "_index": target, "_id": hit["_id"],
-                   "version": hit["_version"], "version_type": "external_gte",
-                   "_source": hit["_source"]}
+    """Copy every document of ``source`` into ``target``, never over a newer state.
+
+    Admin copies are written on the condition that the target still holds what was
+    read there (or nothing), and only if it is older, as listeners write them;
+    user copies and item tombstones carry their version externally."""
     done = 0
-    for ok, item in helpers.streaming_bulk(es, actions(), raise_on_error=False,
-                                           chunk_size=500):
-        status = item["index"].get("status")
-        if not ok and status != 409:  # 409: the target already has a newer state
-            raise RuntimeError(f"copy failed for {item['index'].get('_id')}: "
-                               f"{item['index'].get('error')}")
-        done += 1
-        if done % 500 == 0:
+    batch: list[dict] = []
+    for hit in helpers.scan(es, index=source, query={"query": {"match_all": {}}},
+                            version=True, size=500):
+        batch.append(hit)
+        if len(batch) == 500:
+            done += _copy_batch(es, target, batch)
+            batch = []
             progress(done)
+    done += _copy_batch(es, target, batch)
     progress(done)
     return done
+
+
+def _copy_batch(es, target: str, hits: list[dict]) -> int:
+    if not hits:
+        return 0
+    admin_ids = [h["_id"] for h in hits if h["_source"].get(ROLE_FIELD) == ADMIN]
+    there = {}
+    if admin_ids:
+        for doc in es.mget(index=target, ids=admin_ids)["docs"]:
+            if doc.get("found"):
+                there[doc["_id"]] = doc
+    actions = []
+    for hit in hits:
+        source = hit["_source"]
+        if source.get(ROLE_FIELD) != ADMIN:
+            actions.append({"_op_type": "index", "_index": target, "_id": hit["_id"],
+                            "version": hit["_version"], "version_type": "external_gte",
+                            "_source": source})
+            continue
+        current = there.get(hit["_id"])
+        if current is None:
+            actions.append({"_op_type": "create", "_index": target, "_id": hit["_id"],
+                            "_source": source})
+        elif int(current["_source"].get(VERSION_FIELD) or 0) < int(source.get(VERSION_FIELD) or 0):
+            actions.append({"_op_type": "index", "_index": target, "_id": hit["_id"],
+                            "if_seq_no": current["_seq_no"],
+                            "if_primary_term": current["_primary_term"], "_source": source})
+    for ok, item in helpers.streaming_bulk(es, actions, raise_on_error=False,
+                                           max_retries=0, chunk_size=500):
+        (info,) = item.values()
+        # 409: a listener wrote a newer state meanwhile, which stays.
+        if not ok and info.get("status") != 409:
+            raise RuntimeError(f"copy failed for {info.get('_id')}: {info.get('error')}")
+    return len(hits)

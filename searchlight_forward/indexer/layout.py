@@ -60,6 +60,17 @@ def index_body(plugins, shards: int, replicas: int) -> dict:
     }
 
 
+def aliases(group: str) -> dict:
+    """Both aliases as an index's creation request gives them: processes that create
+    a group's first index at the same moment cannot both win (Elasticsearch refuses
+    a second write index for an alias in the same request that creates the index)."""
+    return {listener_alias(group): {"is_write_index": True},
+            search_alias(group): {"filter": _LIVE_ONLY}}
+
+
+_LIVE_ONLY = {"bool": {"must_not": [{"term": {DELETED_FIELD: True}}]}}
+
+
 def alias_actions(group: str, index: str, old_indices: Iterable[str] = ()) -> list:
     """Atomic alias moves pointing both aliases of ``group`` at ``index``."""
     actions: list = [{"remove": {"index": old, "alias": alias}}
@@ -68,6 +79,5 @@ def alias_actions(group: str, index: str, old_indices: Iterable[str] = ()) -> li
     actions.append({"add": {"index": index, "alias": listener_alias(group),
                             "is_write_index": True}})
     actions.append({"add": {"index": index, "alias": search_alias(group),
-                            "filter": {"bool": {"must_not": [
-                                {"term": {DELETED_FIELD: True}}]}}}})
+                            "filter": _LIVE_ONLY}})
     return actions

@@ -99,12 +99,15 @@ def es_sources(state: ResourceState, admin_only: Iterable[str]) -> dict[str, dic
     return {ADMIN: admin, USER: user}
 
 
-def state_from_source(source: dict, version: int) -> ResourceState:
-    """Rebuild a state from the admin copy Elasticsearch returned."""
+def state_from_source(source: dict, version: int | None = None) -> ResourceState:
+    """Rebuild a state from the admin copy Elasticsearch returned (its version is
+    the one in ``_source``; ``version`` serves documents written without it)."""
     doc = {k: v for k, v in source.items() if k not in INTERNAL_FIELDS}
+    stored = source.get(VERSION_FIELD)
     return ResourceState(
         resource_type=doc.get("resource_type", ""), id=str(doc.get("id", "")),
-        project_id=doc.get("project_id"), version=version, document=doc,
+        project_id=doc.get("project_id"),
+        version=int(stored) if isinstance(stored, int) else int(version or 0), document=doc,
         deleted=bool(source.get(DELETED_FIELD)),
         base_version=int(source.get(BASE_VERSION_FIELD) or 0),
         field_versions=dict(source.get(FIELD_VERSIONS_FIELD) or {}),
