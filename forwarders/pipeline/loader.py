@@ -2,7 +2,8 @@
 
 PasteDeploy builds WSGI applications; a pipeline here ends in a sink, not an app,
 so this loader keeps its conventions and nothing else: ``[filter:NAME]`` and
-``[sink:NAME]`` sections with ``use = egg:<distribution>#<entry point>``, ordered
+``[sink:NAME]`` sections with ``use = egg:<distribution>#<entry point>`` (or
+``call:<module>:<class>``), ordered
 ``[pipeline:NAME] pipeline = filter ... sink``, ``[DEFAULT]`` values inherited by
 every section, and ``%(here)s`` for the file's directory. Values are parsed with
 oslo.config's types; any mistake stops start-up with the file, section and option
@@ -11,6 +12,7 @@ at fault.
 from __future__ import annotations
 
 import configparser
+import importlib
 import os
 import re
 from importlib import metadata
@@ -214,6 +216,8 @@ def _entry_point(parser, path, section, namespace):
         raise ForwardingConfigError(path, section, "use", f"bad reference: {exc}") from None
     if not use:
         raise ForwardingConfigError(path, section, "use", "missing required option")
+    if use.startswith("call:"):
+        return _call(path, section, use)
     match = re.fullmatch(r"(?:egg:(?P<dist>[^#]+)#)?(?P<name>[\w.-]+)", use)
     if not match:
         raise ForwardingConfigError(path, section, "use",
@@ -231,6 +235,22 @@ def _entry_point(parser, path, section, namespace):
     try:
         return found[0].load()
     except Exception as exc:  # noqa: BLE001 - a third-party plugin failing to import
+        raise ForwardingConfigError(path, section, "use",
+                                    f"cannot load {use!r}: {exc}") from None
+
+
+def _call(path, section, use):
+    """PasteDeploy's ``call:package.module:Class``: a class not published as an
+    entry point (a site-local filter or sink)."""
+    target = use[len("call:"):]
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ForwardingConfigError(path, section, "use",
+                                    f"{use!r} is not call:<module>:<class>")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except Exception as exc:  # noqa: BLE001 - a site-local plugin failing to import
         raise ForwardingConfigError(path, section, "use",
                                     f"cannot load {use!r}: {exc}") from None
 

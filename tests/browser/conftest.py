@@ -19,8 +19,8 @@ import pytest
 
 # The functional fixtures, reused as they are (pytest finds them by name here).
 from tests.functional.conftest import (broker, config_file, es, names,  # noqa: F401
-                                       forwarding, keystone, publisher, start_listener,
-                                       writer, ws_server)
+                                       keystone, publisher, start_listener, writer,
+                                       ws_server)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,9 +31,7 @@ PAGE_TIMEOUT_MS = 20_000
 
 @pytest.fixture
 def projects():
-    """Project ids of this test alone: the broker is shared, and every listener pool
-    gets every notification, so other runs' resources land in our index too; they
-    never land in these projects."""
+    """Project ids of this test alone (tokens pinned to them)."""
     return {"member": uuid.uuid4().hex, "admin": uuid.uuid4().hex}
 
 

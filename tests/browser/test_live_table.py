@@ -29,6 +29,7 @@ except ImportError:
                 pytrace=False)
 
 from searchlight_forward.indexer import indices
+from searchlight_forward.model import documents
 from devtools.simulator import CloudSimulator
 from tests.browser.conftest import ARTIFACTS
 from tests.functional.conftest import wait_for
@@ -149,7 +150,7 @@ def test_a_bad_token_asks_again_and_a_good_one_is_kept_for_the_tab(start_listene
     assert page.errors == []
 
 
-def test_a_published_server_appears_in_the_table(forwarding, start_listener, publisher,
+def test_a_published_server_appears_in_the_table(start_listener, publisher,
                                                  ws_server, open_page, projects):
     start_listener()
     server = ws_server()
@@ -183,7 +184,7 @@ def test_a_published_server_appears_in_the_table(forwarding, start_listener, pub
     assert page.errors == []
 
 
-def test_a_status_change_updates_the_row_in_place(forwarding, start_listener, publisher,
+def test_a_status_change_updates_the_row_in_place(start_listener, publisher,
                                                   ws_server, open_page, es, names,
                                                   projects):
     start_listener()
@@ -225,7 +226,7 @@ def test_a_status_change_updates_the_row_in_place(forwarding, start_listener, pu
     assert page.errors == []
 
 
-def test_admin_only_columns_only_for_admins(forwarding, start_listener, publisher,
+def test_admin_only_columns_only_for_admins(start_listener, publisher,
                                             ws_server, open_page, projects):
     start_listener()
     server = ws_server()
@@ -256,7 +257,7 @@ def test_admin_only_columns_only_for_admins(forwarding, start_listener, publishe
     assert member.errors == [] and admin.errors == []
 
 
-def test_reconnects_and_resumes_after_a_server_restart(forwarding, start_listener,
+def test_reconnects_and_resumes_after_a_server_restart(start_listener,
                                                        publisher, ws_server, open_page,
                                                        es, names, projects):
     start_listener()
@@ -305,7 +306,7 @@ def test_reconnects_and_resumes_after_a_server_restart(forwarding, start_listene
     assert page.errors == []
 
 
-def test_full_resync_after_a_rebuild_drops_what_is_gone(forwarding, start_listener,
+def test_full_resync_after_a_rebuild_drops_what_is_gone(start_listener,
                                                         publisher, ws_server, open_page,
                                                         es, names, projects):
     start_listener()
@@ -337,7 +338,7 @@ def test_full_resync_after_a_rebuild_drops_what_is_gone(forwarding, start_listen
     assert page.errors == []
 
 
-def test_screenshot_of_a_project_from_the_simulator(forwarding, start_listener, publisher,
+def test_screenshot_of_a_project_from_the_simulator(start_listener, publisher,
                                                     ws_server, open_page, es, names,
                                                     projects):
     """The simulator's stream for three projects; the member's table matches

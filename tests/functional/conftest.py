@@ -35,7 +35,7 @@ from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.service import Listener
 from tests.conftest import (AMQP_URL, ES_URL, ROOT, RUN, START_HINT, TRANSPORT_URL,
-                            zaqar_project)
+                            ZAQAR_URL, zaqar_project)
 from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
                                                 Client, document_change)
 from tests.keystone_support import LocalKeystone
@@ -77,6 +77,7 @@ debug = false
 
 [listener]
 notifications_pool = {pool}
+workers = {listener_workers}
 batch_size = 100
 batch_timeout = 0.1
 retry_initial_backoff = 0.2
@@ -107,10 +108,11 @@ zaqar_url = {zaqar_url}
 """
 
 
-def write_conf(path, names, shards: int = 1, extra: str = "") -> None:
-    from tests.conftest import ZAQAR_URL
+def write_conf(path, names, shards: int = 1, listener_workers: int = 1,
+               extra: str = "") -> None:
     path.write_text(CONF.format(transport_url=TRANSPORT_URL, es_url=ES_URL,
-                                zaqar_url=ZAQAR_URL, shards=shards, **names) + extra)
+                                zaqar_url=ZAQAR_URL, shards=shards,
+                                listener_workers=listener_workers, **names) + extra)
 
 
 @pytest.fixture

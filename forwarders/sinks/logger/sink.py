@@ -17,7 +17,7 @@ class LoggerSink(Sink):
     fields and ``document.<path>`` values to put on the line."""
 
     default_policy = "drop"
-    call_timeout = 5.0
+    call_timeout = 1.0
 
     def __init__(self, name, options, context):
         super().__init__(name, options, context)
