@@ -76,7 +76,8 @@ class Retry:
                  stop_event: threading.Event | None = None,
                  probe: Callable[[], object] | None = None,
                  classify: Callable[[BaseException], bool] = is_transient,
-                 logger: logging.Logger = LOG, log: Throttled | None = None):
+                 logger: logging.Logger = LOG, log: Throttled | None = None,
+                 on_retry: Callable[[BaseException, int, float], None] | None = None):
         self.policy = policy
         self.what = what
         self.hint = hint
@@ -84,6 +85,8 @@ class Retry:
         self.probe = probe
         self.classify = classify
         self.log = log or Throttled(logger)
+        #: (error, attempt, wait): tells the user instead of the log (a CLI's stderr)
+        self.on_retry = on_retry
         self.retries = 0               # waits so far, for the counters
 
     def _retrying(self) -> tenacity.Retrying:
@@ -128,6 +131,10 @@ class Retry:
         self.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        if exc is not None:
+        if exc is None:
+            return
+        if self.on_retry is not None:
+            self.on_retry(exc, state.attempt_number, wait)
+        else:
             self.log.failure(self.what, exc, f"retry {state.attempt_number} in "
                              f"{wait:.1f}s{'; ' + self.hint if self.hint else ''}")

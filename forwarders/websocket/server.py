@@ -366,7 +366,7 @@ class _Client:
         self.token: str | None = None        # the accepted token in force (re-checks)
         self.user: str | None = None         # set once admitted (per-user limit)
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.queue_size)
-        self.held: collections.deque[Change] | None = None   # live changes during a resume
+        self.held: collections.deque[Entry] | None = None    # live entries during a resume
         self.held_overflow = False
         self.closing = False
         self.tasks: set[asyncio.Task] = set()

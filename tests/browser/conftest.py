@@ -18,7 +18,7 @@ import pytest
 
 
 # The functional fixtures, reused as they are (pytest finds them by name here).
-from tests.functional.conftest import (broker, config_file, es, names,  # noqa: F401
+from tests.functional.conftest import (broker, config_file, es, names,  # noqa: F401 (fixtures)
                                        keystone, publisher, start_listener, writer,
                                        ws_server)
 

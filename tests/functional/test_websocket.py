@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-import pytest
+
 
 from forwarders.filters.base import FilterContext
 from forwarders.filters.fields import RegexFields

@@ -264,31 +264,30 @@ def test_queue_with_a_smaller_post_limit_is_handled_by_halving(sinks, queues):
     assert pop_all(ops, name) == [e.to_dict() for e in batch[:-1]]
 
 
+@pytest.mark.timeout(30)     # a refused connection must not hang the sink
 def test_zaqar_unreachable_raises_sink_unavailable_with_nothing_delivered(sinks):
     with socket.socket() as s:          # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sink = sinks({"queue": "tenant-{project_id}", "project": "{project_id}"},
                  url=f"http://127.0.0.1:{port}")
-    started = time.monotonic()
     with pytest.raises(SinkUnavailable) as caught:
         sink.deliver([env("a", 1, project_id="p1"), env("b", 1, project_id="p2")])
     assert caught.value.delivered == 0
     assert f"127.0.0.1:{port}" in str(caught.value)
-    assert time.monotonic() - started < 10
 
 
+@pytest.mark.timeout(30)     # the 0.5 s timeout, not a hang
 def test_timeout_raises_sink_unavailable(sinks):
     with socket.socket() as server:     # accepts the connection, never answers
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         sink = sinks({"queue": "q", "project": "p", "timeout": "0.5"},
                      url=f"http://127.0.0.1:{server.getsockname()[1]}")
-        started = time.monotonic()
         with pytest.raises(SinkUnavailable) as caught:
             sink.deliver([env("a", 1)])
         assert caught.value.delivered == 0
-        assert time.monotonic() - started < 5
+        assert "timed out" in str(caught.value).lower() or "timeout" in str(caught.value).lower()
 
 
 def test_skipped_prefix_counts_as_delivered_when_zaqar_is_down(sinks):

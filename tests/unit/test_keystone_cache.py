@@ -99,26 +99,33 @@ def test_zero_ttl_disables_the_cache():
 
 
 def test_concurrent_misses_of_one_token_share_one_call():
+    """The first caller's fetch waits (bounded) for the others to call fetch too:
+    without single flight all 8 would, and the condition would come true at once."""
     cache = ValidationCache(10.0, 100)
-    release = threading.Event()
+    callers = 8
     calls = []
+    more_calls = threading.Condition()
+    start = threading.Barrier(callers)
 
     def slow(token):
-        calls.append(token)
-        release.wait(5)
+        with more_calls:
+            calls.append(token)
+            more_calls.notify_all()
+            more_calls.wait_for(lambda: len(calls) == callers, timeout=3.0)
         return ident()
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get("tok", slow)))
-               for _ in range(8)]
+
+    def caller():
+        start.wait()
+        results.append(cache.get("tok", slow))
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
     for t in threads:
         t.start()
-    while not calls:
-        pass
-    release.set()
     for t in threads:
-        t.join(5)
-    assert len(calls) == 1 and len(results) == 8
+        t.join(10)
+    assert len(calls) == 1 and len(results) == callers
     assert {r.project_id for r in results} == {"p1"}
 
 

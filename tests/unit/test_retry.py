@@ -1,6 +1,5 @@
 """The one retry policy: attempts, classification, stop-aware and probe-aware waits."""
 import threading
-import time
 
 import elasticsearch
 import kombu.exceptions
@@ -52,24 +51,22 @@ def test_a_caller_classifies_its_own_failures():
     assert Retry(FAST, "sink", classify=lambda e: isinstance(e, Down)).call(fn) == "done"
 
 
+@pytest.mark.timeout(30)     # the 60 s backoff would outlast it
 def test_stopping_interrupts_a_long_wait_at_once():
     stop = threading.Event()
     retry = Retry(Policy(initial=60, maximum=60), "test", stop_event=stop)
     threading.Timer(0.2, stop.set).start()
-    started = time.monotonic()
     with pytest.raises(Stopping):
         retry.call(Flaky(1))
-    assert time.monotonic() - started < 30      # far below the 60 s backoff
 
 
+@pytest.mark.timeout(30)     # the 60 s backoff would outlast it
 def test_a_probe_ends_the_wait_when_the_peer_is_back():
     back = threading.Event()
     threading.Timer(0.3, back.set).start()
     retry = Retry(Policy(initial=60, maximum=60, probe_interval=0.05), "test",
                   probe=back.is_set)
-    started = time.monotonic()
     assert retry.call(Flaky(1)) == "done"
-    assert time.monotonic() - started < 30      # the probe, not the 60 s backoff
 
 
 def test_an_already_stopped_retry_does_not_call():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
-import random
 import re
 import signal
 import sys
@@ -30,6 +29,7 @@ import uuid
 import requests
 from zaqarclient.transport import errors as transport_errors
 
+from searchlight_forward.retry import Policy, Retry, Stopping
 from telco_consumer import state as telco
 from forwarders.sinks.zaqar.client import Client as _Client
 from forwarders.sinks.zaqar.client import Transport as _Transport
@@ -250,32 +250,31 @@ class Consumer:
 
     # -- the loop --------------------------------------------------------------------
     def run(self) -> int:
-        failures, idle = 0, 0
+        """Batches until stopped (or, with --once, until the queue is empty). Zaqar
+        failing is retried with searchlight-forward's retry policy (backoff with
+        jitter; --once gives up after ONCE_ATTEMPTS attempts)."""
+        retry = Retry(
+            Policy(initial=ERROR_BACKOFF[0], maximum=ERROR_BACKOFF[1],
+                   attempts=ONCE_ATTEMPTS if self.args.once else None),
+            f"Zaqar at {self.args.zaqar_url}", stop_event=self.stopper.event,
+            classify=lambda exc: isinstance(exc, Unavailable), on_retry=self._retrying)
+        idle = 0
         while not self.stopper.event.is_set():
+            failures = retry.retries
             try:
-                got = self.batch()
+                got = retry.call(self.batch)
+            except Stopping:
+                break
             except Unavailable as exc:
-                failures += 1
-                delay = min(ERROR_BACKOFF[1], ERROR_BACKOFF[0] * 2 ** (failures - 1))
-                delay *= random.uniform(0.8, 1.2)
-                hint = f"; {exc.hint}" if exc.hint and failures == 1 else ""
-                if self.pending is not None:
-                    hint += (" (the batch is applied and saved; its delete is retried, "
-                             "or it comes back and is skipped)")
-                if self.args.once and failures >= ONCE_ATTEMPTS:
-                    self.warn(f"ERROR {exc}{hint}; giving up after {failures} attempts "
-                              "(--once)")
-                    return EXIT_UNAVAILABLE
-                self.warn(f"ERROR {exc}{hint}; retrying in {delay:.1f} s")
-                self.stopper.sleep(delay)
-                continue
+                self.warn(f"ERROR {exc}{self._pending_hint()}; giving up after "
+                          f"{ONCE_ATTEMPTS} attempts (--once)")
+                return EXIT_UNAVAILABLE
             except Refused as exc:
                 self.warn(f"ERROR {exc}; check --claim-ttl, --grace and --batch against "
                           "this Zaqar's limits")
                 return EXIT_USAGE
-            if failures:
+            if retry.retries > failures:
                 self.warn(f"Zaqar at {self.args.zaqar_url} answers again")
-                failures = 0
             if got:
                 idle = 0
                 continue
@@ -284,6 +283,14 @@ class Consumer:
             idle += 1
             self.stopper.sleep(min(IDLE_BACKOFF[1], IDLE_BACKOFF[0] * 2 ** (idle - 1)))
         return EXIT_OK
+
+    def _pending_hint(self) -> str:
+        return (" (the batch is applied and saved; its delete is retried, or it comes "
+                "back and is skipped)") if self.pending is not None else ""
+
+    def _retrying(self, exc: BaseException, attempt: int, wait: float) -> None:
+        hint = f"; {exc.hint}" if getattr(exc, "hint", "") and attempt == 1 else ""
+        self.warn(f"ERROR {exc}{hint}{self._pending_hint()}; retrying in {wait:.1f} s")
 
     def summary(self, seconds: float) -> str:
         c, t = self.counts, self.timing
