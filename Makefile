@@ -11,13 +11,14 @@ CONF := etc/searchlight-forward.conf
 # demo token file)
 AUTH ?= token_file
 
-.PHONY: demo test unit servers down sample-config browser bench
+.PHONY: demo test unit functional browser-tests servers down sample-config browser bench
 
-# The project's virtualenv, rebuilt when its metadata changes.
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The project's virtualenv, rebuilt when its metadata changes. The telco consumer
+# is an example client, installed beside the service (not part of it).
+$(VENV)/.installed: setup.cfg pyproject.toml examples/telco-consumer/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -e examples/telco-consumer
 	touch $@
 
 servers:
@@ -37,8 +38,15 @@ browser:
 test: $(VENV)/.installed servers browser
 	$(BIN)/pytest -q tests
 
+# The same suite by kind (markers): pure logic, real servers, Chromium.
 unit: $(VENV)/.installed
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -m unit tests
+
+functional: $(VENV)/.installed servers
+	$(BIN)/pytest -q -m functional tests
+
+browser-tests: $(VENV)/.installed servers browser
+	$(BIN)/pytest -q -m browser tests
 
 sample-config: $(VENV)/.installed
 	$(BIN)/oslo-config-generator --config-file etc/oslo-config-generator/searchlight-forward.conf

@@ -1,9 +1,9 @@
 """The main job on the embedded default (`make demo`).
 
 Brings up the local servers (done by `make`), creates the indices, starts the
-listener and the WebSocket server on the shipped `etc/` configuration and pipelines,
-and a generator that publishes a realistic stream for three projects through a real
-oslo_messaging.Notifier. Prints where to look, and on Ctrl-C stops everything it
+listener, the delivery service and the WebSocket server on the shipped `etc/`
+configuration and pipelines, and a generator (devtools/) that publishes a realistic
+stream for three projects the way the services' oslo_messaging.Notifier does. Prints where to look, and on Ctrl-C stops everything it
 started and the local servers.
 
 ``--auth keystone`` (``make demo AUTH=keystone``): the WebSocket server validates
@@ -131,6 +131,7 @@ def main() -> int:
     logs = os.path.join(ROOT, ".state", "demo")
     os.makedirs(logs, exist_ok=True)
     websocket_conf = ["--config-file", args.config_file]
+    delivery_conf = ["--config-file", args.config_file]
     if args.auth == "keystone":
         extra, project_ids, token_help = keystone_setup(keystone_accounts())
         websocket_conf += ["--config-file", extra]
@@ -147,7 +148,9 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
 
     def run(name, *argv, **kw):
-        proc = subprocess.Popen([os.path.join(bindir, name), *argv], **kw)
+        command = [os.path.join(bindir, name)] if name.startswith("searchlight") \
+            else [sys.executable, "-m", name]
+        proc = subprocess.Popen([*command, *argv], cwd=ROOT, **kw)
         procs.append(proc)
         return proc
 
@@ -156,12 +159,14 @@ def main() -> int:
                         args.config_file, "create"], check=True)
         run("searchlight-forward-listener", "--config-file", args.config_file,
             "--log-file", os.path.join(logs, "listener.log"))
+        run("searchlight-forward-delivery", *delivery_conf,
+            "--log-file", os.path.join(logs, "delivery.log"))
         run("searchlight-forward-websocket", *websocket_conf,
             "--log-file", os.path.join(logs, "websocket.log"))
         wait_until(lambda: queue_declared("searchlight-forward"), 60, "the listener")
         wait_until(lambda: urllib.request.urlopen(PAGE + "status", timeout=2), 60,
                    "the WebSocket server")
-        run("searchlight-forward-generate", "--config-file", args.config_file,
+        run("devtools.generate", "--config-file", args.config_file,
             "--rate", str(args.rate), "--project-ids", project_ids, "--quiet",
             stderr=open(os.path.join(logs, "generator.log"), "w"))
         print(f"""
@@ -171,12 +176,15 @@ publishes {args.rate:g} notifications/s for three projects.
   Live table:   {PAGE}
                 {token_help}
   Telco queue:  .venv/bin/searchlight-forward-telco-consumer --project ops \\
-                  --queue openstack-resources   (Zaqar at http://127.0.0.1:8888)
+                  --queue openstack-resources   (Zaqar at http://127.0.0.1:8888;
+                  alerts: --queue openstack-error)
   Search:       curl 'http://127.0.0.1:9200/searchlight-search/_search?q=status:ACTIVE&pretty'
-  Counters:     curl http://127.0.0.1:8790/status
-  Logs:         {logs}/ (listener.log has one line per forwarded change)
+  Counters:     curl http://127.0.0.1:8790/status    (listener)
+                curl http://127.0.0.1:8791/status    (delivery: every pipeline's cursor)
+  Logs:         {logs}/ (delivery.log has one line per delivered change)
 
-Ctrl-C stops the generator, the listener, the WebSocket server and the local servers.
+Ctrl-C stops the generator, the listener, the delivery service, the WebSocket server
+and the local servers.
 """, flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)

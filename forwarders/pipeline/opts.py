@@ -20,10 +20,14 @@ def list_opts():
     return [(GROUP, opts)]
 
 
+def beside_config(conf: cfg.ConfigOpts, path: str) -> str:
+    """``path``, relative to the directory of the first --config-file."""
+    if os.path.isabs(path):
+        return path
+    base = os.path.dirname(os.path.abspath(conf.config_file[0])) if conf.config_file else "."
+    return os.path.join(base, path)
+
+
 def pipelines_path(conf: cfg.ConfigOpts) -> str:
     """[forwarding] config_file, relative to the first --config-file."""
-    path = conf[GROUP].config_file
-    if not os.path.isabs(path):
-        base = os.path.dirname(os.path.abspath(conf.config_file[0])) if conf.config_file else "."
-        path = os.path.join(base, path)
-    return path
+    return beside_config(conf, conf[GROUP].config_file)

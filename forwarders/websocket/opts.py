@@ -18,7 +18,9 @@ opts = [
                     "tokens in a JSON file), not for production."),
     cfg.StrOpt("token_file",
                help="For auth = token_file: JSON file of token -> {user_id, project_id, "
-                    "roles, expires_at}. Re-read when it changes."),
+                    "roles, expires_at}, relative to the directory of the first "
+                    "--config-file. Re-read when it changes. A DEMO, not for "
+                    "production."),
     cfg.StrOpt("resource_group",
                help="Resource group to serve; defaults to [resource_plugins] "
                     "resource_group_name."),

@@ -13,6 +13,7 @@ import logging
 from oslo_config import cfg
 
 from forwarders.pipeline import loader
+from forwarders.pipeline.opts import beside_config
 from forwarders.pipeline.pipeline import Pipeline
 from forwarders.websocket import auth
 from forwarders.websocket.server import Settings, WebSocketServer
@@ -69,7 +70,8 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
         LOG.info("pipeline %s: %d filters (%s)", pipeline.name, len(filters),
                  ", ".join(f.name for f in filters) or "none")
     try:
-        validator = auth.load_validator(ws.auth, {"token_file": ws.token_file, "conf": conf})
+        token_file = beside_config(conf, ws.token_file) if ws.token_file else None
+        validator = auth.load_validator(ws.auth, {"token_file": token_file, "conf": conf})
     except auth.AuthConfigError as exc:
         raise ConfigError(f"[websocket] {exc}") from None
     settings = Settings(host=ws.host, port=ws.port, queue_size=ws.queue_size,

@@ -22,6 +22,7 @@ from typing import Mapping
 from searchlight_forward.changelog.doorbell import Doorbell, DoorbellError, Ring
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.logs import Throttled
+from searchlight_forward.retry import Policy, Retry, Stopping
 
 LOG = logging.getLogger(__name__)
 
@@ -36,7 +37,12 @@ class Announcer:
         self._dirty: set[str] = set()
         self._cond = threading.Condition()
         self._stopping = False
+        self._stopped = threading.Event()
         self._log = Throttled(LOG)
+        self._retry = Retry(Policy(initial=max(interval, 0.1), maximum=5.0),
+                            "refresh before ringing the doorbell",
+                            "readers catch up at their next poll",
+                            stop_event=self._stopped, log=self._log)
         self._thread = threading.Thread(target=self._run, daemon=True, name="announcer")
 
     def start(self) -> None:
@@ -46,6 +52,7 @@ class Announcer:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        self._stopped.set()
         if self._thread.ident is not None:
             self._thread.join(timeout)
         if self.doorbell is not None:
@@ -66,31 +73,34 @@ class Announcer:
                     return
             # Let batches finishing meanwhile share this refresh.
             pause = last + self.interval - time.monotonic()
-            if pause > 0:
-                with self._cond:
-                    if self._cond.wait_for(lambda: self._stopping, pause):
-                        return
+            if pause > 0 and self._stopped.wait(pause):
+                return
             with self._cond:
                 groups, self._dirty = self._dirty, set()
             last = time.monotonic()
-            for group in sorted(groups):
-                self.announce(group)
+            try:
+                self._retry.call(lambda: self._announce_all(groups))
+            except Stopping:
+                return
+
+    def _announce_all(self, groups: set[str]) -> None:
+        """Announce each group; on a failure the rest waits for the retry."""
+        for group in sorted(groups):
+            self.announce(group)
+            groups.discard(group)
 
     def announce(self, group: str) -> Ring | None:
-        """Refresh ``group``'s index and ring; returns the ring (None on failure)."""
+        """Refresh ``group``'s index and ring; returns the ring (None: no index yet).
+        Raises if Elasticsearch cannot refresh (readers catch up at their next poll)."""
         changelog = self.changelogs[group]
         try:
             head = changelog.head()            # before the refresh: it covers these
             changelog.refresh(head.index)
         except NoIndex:
             return None
-        except Exception as exc:  # noqa: BLE001 - readers poll meanwhile; try next time
+        except Exception:
             self.counters["refresh_failures"] += 1
-            self._log.failure(f"refresh of {changelog.alias}", exc,
-                              "readers catch up at their next poll", with_traceback=False)
-            with self._cond:
-                self._dirty.add(group)
-            return None
+            raise
         self.counters["refreshes"] += 1
         ring = Ring(group, head.index, head.checkpoints)
         if self.doorbell is not None:

@@ -26,6 +26,7 @@ import oslo_messaging
 from oslo_config import cfg
 
 from searchlight_forward.logs import Throttled
+from searchlight_forward.retry import Policy, Retry, Stopping
 
 LOG = logging.getLogger(__name__)
 
@@ -184,32 +185,39 @@ class DoorbellListener:
         if ring is not None and ring.group in self.groups:
             self.on_ring(ring)
 
+    def _connect(self) -> kombu.Connection:
+        conn = kombu.Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5)
+        try:
+            conn.ensure_connection(max_retries=1)
+        except Exception:
+            conn.release()
+            raise
+        return conn
+
     def _run(self) -> None:
-        delay = 0.5
+        # A fresh retry per connection: the backoff starts small after each outage.
         while not self._stop.is_set():
+            retry = Retry(Policy(initial=0.5, maximum=30.0), "doorbell connection",
+                          "changes still arrive every poll interval",
+                          stop_event=self._stop, log=self._log)
             try:
-                with kombu.Connection(self.url, heartbeat=self.heartbeat,
-                                      connect_timeout=5) as conn:
-                    conn.ensure_connection(max_retries=1)
-                    with conn.Consumer(self._queue(), callbacks=[self._on_message],
-                                       accept=["json"], no_ack=True):
-                        self.connected = True
-                        self._ready.set()
-                        delay = 0.5
-                        LOG.info("doorbell: listening on %s", self.queue_name)
-                        self.on_ring(None)     # rings may have been missed while away
-                        while not self._stop.is_set():
-                            try:
-                                conn.drain_events(timeout=1.0)
-                            except TimeoutError:
-                                conn.heartbeat_check()
+                conn = retry.call(self._connect)
+            except Stopping:
+                break
+            try:
+                with conn, conn.Consumer(self._queue(), callbacks=[self._on_message],
+                                         accept=["json"], no_ack=True):
+                    self.connected = True
+                    self._ready.set()
+                    LOG.info("doorbell: listening on %s", self.queue_name)
+                    self.on_ring(None)     # rings may have been missed while away
+                    while not self._stop.is_set():
+                        try:
+                            conn.drain_events(timeout=1.0)
+                        except TimeoutError:
+                            conn.heartbeat_check()
             except Exception as exc:  # noqa: BLE001 - reconnect; polls keep going
+                self._log.failure("doorbell connection", exc, "reconnecting",
+                                  with_traceback=False)
+            finally:
                 self.connected = False
-                if self._stop.is_set():
-                    break
-                self._log.failure("doorbell connection", exc,
-                                  f"reconnecting in {delay:.1f}s (changes still arrive "
-                                  "every poll interval)", with_traceback=False)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
-        self.connected = False

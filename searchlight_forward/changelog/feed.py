@@ -31,6 +31,7 @@ from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import (ChangeLog, Head, IndexGone, NoIndex,
                                                   Page, Selection)
 from searchlight_forward.logs import Throttled
+from searchlight_forward.retry import Policy, Retry, Stopping
 
 LOG = logging.getLogger(__name__)
 
@@ -104,25 +105,29 @@ class ChangeFeed:
     # -- the loop ----------------------------------------------------------------
 
     def run(self) -> None:
-        failures = 0
+        # Whatever fails (Elasticsearch away, a bug), the feed keeps following.
+        retry = Retry(Policy(initial=self.poll_interval, maximum=MAX_ERROR_DELAY),
+                      f"reading {self.changelog.alias}", stop_event=self.stop_event,
+                      classify=lambda exc: isinstance(exc, Exception), log=self._log)
         while not self.stop_event.is_set():
             rung = self._wake.wait(self.poll_interval)
             self._wake.clear()
             if self.stop_event.is_set():
                 return
             try:
-                self.poll(rung)
-                failures = 0
-                self.last_error = None
-            except Exception as exc:  # noqa: BLE001 - keep following; say why
-                failures += 1
-                self.counters["failures"] += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                delay = min(MAX_ERROR_DELAY, self.poll_interval * 2 ** min(failures, 4))
-                self._log.failure(f"reading {self.changelog.alias}", exc,
-                                  f"retrying in {delay:.1f}s", with_traceback=failures == 1)
-                if self.stop_event.wait(delay):
-                    return
+                retry.call(lambda: self._poll_recorded(rung))
+            except Stopping:
+                return
+
+    def _poll_recorded(self, rung: bool) -> int:
+        try:
+            found = self.poll(rung)
+        except Exception as exc:
+            self.counters["failures"] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            raise
+        self.last_error = None
+        return found
 
     def poll(self, rung: bool = False) -> int:
         """Read what became visible; returns the number of entries handed over."""

@@ -10,7 +10,7 @@ Options (``[sink:<name>]``; see docs/zaqar.md)::
     ttl              message TTL, seconds      default: 3600 (60 .. 1209600)
     max_messages_per_post                      default: 100 (1 .. 1000)
     max_post_bytes   request body limit        default: 262144 (Zaqar's default)
-    timeout          HTTP connect/read, s      default: 10
+    timeout          HTTP connect/read, s      default: 5
     client_id        Client-ID UUID            default: uuid5 of the sink name
     auth_token       Keystone token            default: none (no-auth Zaqar)
 
@@ -186,7 +186,7 @@ class ZaqarConfig:
             max_messages=options.typed("max_messages_per_post",
                                        Integer(min=1, max=MAX_MESSAGES_PER_POST), 100),
             max_bytes=options.typed("max_post_bytes", Integer(min=1024), MAX_POST_BYTES),
-            timeout=options.typed("timeout", Float(min=0.1, max=3600.0), 10.0),
+            timeout=options.typed("timeout", Float(min=0.1, max=3600.0), 5.0),
             client_id=client_id,
             auth_token=options.get("auth_token", "").strip() or None)
 
