@@ -2,10 +2,11 @@
 child processes, and what it watches while a scenario runs.
 
 Isolation: every run gets its own RabbitMQ virtual host (so the Notifier's exchanges,
-the pool queues, the outboxes and the doorbell exchange are private, and nobody
-else's listener receives the benchmark's notifications), its own Elasticsearch
-indices (``sfb-<run>-*``), Zaqar queues and projects (``sfb-<run>...``), ports and
-temporary directory. ``Run.close`` removes them all.
+the pool queues and the doorbell exchange are private, and nobody else's listener
+receives the benchmark's notifications), its own Elasticsearch indices
+(``sfb-<run>-*``, the state index of the delivery cursors included), Zaqar queues and
+projects (``sfb-<run>...``), ports and temporary directory. ``Run.close`` removes them
+all.
 """
 from __future__ import annotations
 
@@ -202,11 +203,11 @@ def declare_pool(transport_url: str, pool: str) -> None:
     oslo.messaging batch listener on every plugin target and priority, then stop it."""
     import oslo_messaging
     from oslo_config import cfg
-    from searchlight_forward import config
+    from searchlight_forward.listener.opts import register_messaging
     from searchlight_forward.plugins import load_plugins
     from searchlight_forward.plugins.base import exchanges_and_topics
     conf = cfg.ConfigOpts()
-    config.register_messaging(conf)
+    register_messaging(conf)
     conf([], project="searchlight-forward-bench")
     conf.set_override("transport_url", transport_url)
     transport = oslo_messaging.get_notification_transport(conf)
@@ -281,7 +282,9 @@ class Scenario:
         os.makedirs(self.dir, exist_ok=True)
         self.workers = workers_
         self.status_port = free_port(workers_)
+        self.delivery_port = free_port()
         self.ws_port = free_port()
+        self.state_index = f"{self.group}-state"
         self.zaqar: list[dict] = []          # sink name, pipeline, queue, project template
         self.pipeline_names: list[str] = []
         self.conf = os.path.join(self.dir, "searchlight-forward.conf")
@@ -292,7 +295,7 @@ class Scenario:
     def _write(self, pipelines: bool) -> None:
         with _ini(os.path.join(ROOT, "etc", "searchlight-forward.conf"), self.conf) as conf:
             for section in ("listener", "elasticsearch", "resource_plugins", "forwarding",
-                            "websocket"):
+                            "websocket", "changelog", "delivery"):
                 if not conf.has_section(section):
                     conf.add_section(section)
             conf.set("DEFAULT", "transport_url", self.run.transport_url)
@@ -306,6 +309,11 @@ class Scenario:
             conf.set("forwarding", "config_file",
                      "forwarders.ini" if pipelines else "no-forwarders.ini")
             conf.set("forwarding", "zaqar_url", ZAQAR_URL)
+            conf.set("changelog", "state_index", self.state_index)
+            conf.set("delivery", "status_port", str(self.delivery_port))
+            conf.set("websocket", "port", str(self.ws_port))
+            conf.set("websocket", "auth", "token_file")
+            conf.set("websocket", "token_file", self.run.tokens_path)
             for (section, option), value in self.overrides.items():
                 if section != "DEFAULT" and not conf.has_section(section):
                     conf.add_section(section)
@@ -326,7 +334,9 @@ class Scenario:
                 sink = section.split(":", 1)[1]
                 use = fw.get(section, "use", fallback="")
                 if use.endswith("zaqar"):
-                    queue = f"{self.group}-{sink}".replace("_", "-")[:64]
+                    queue = f"{self.group}-{sink}".replace("_", "-")[:50]
+                    if "{priority}" in fw.get(section, "queue", fallback=""):
+                        queue += "-{priority}"
                     project = fw.get(section, "project", fallback="{project_id}")
                     if "{project_id}" not in project:
                         project = self.run.prefix        # the operator's own Zaqar project
@@ -337,11 +347,9 @@ class Scenario:
                                        "queue": queue, "project": project})
                     projects = ([project] if "{project_id}" not in project
                                 else list(self.run.project_ids.values()))
-                    self.run.zaqar_queues.update((p, queue) for p in projects)
-                elif use.endswith("websocket"):
-                    fw.set(section, "port", str(self.ws_port))
-                    fw.set(section, "token_file", self.run.tokens_path)
-                    fw.set(section, "groups", self.group)
+                    queues = [queue.replace("{priority}", p)
+                              for p in ("error", "critical", "warn", "info")]
+                    self.run.zaqar_queues.update((p, q) for p in projects for q in queues)
 
     @property
     def ws_url(self) -> str:
@@ -351,17 +359,17 @@ class Scenario:
         with contextlib.suppress(Exception):
             self.run.es.indices.delete(index=f"{self.group}-*", ignore_unavailable=True,
                                        allow_no_indices=True, expand_wildcards="all")
-        self.run.delete_queues([self.pool] + [f"searchlight-forward.outbox.{p}"
-                                              for p in self.pipeline_names]
-                               + [f"searchlight-forward.outbox.{self.pool}.{p}"
-                                  for p in self.pipeline_names])
+        self.run.delete_queues([self.pool])
         for z in self.zaqar:
             projects = ([z["project"]] if "{project_id}" not in z["project"]
                         else list(self.run.project_ids.values()))
+            queues = [z["queue"].replace("{priority}", p)
+                      for p in ("error", "critical", "warn", "info")]
             for project in projects:
-                with contextlib.suppress(Exception):
-                    zaqar_delete_queue(project, z["queue"])
-                    self.run.zaqar_queues.discard((project, z["queue"]))
+                for queue in set(queues):
+                    with contextlib.suppress(Exception):
+                        zaqar_delete_queue(project, queue)
+                        self.run.zaqar_queues.discard((project, queue))
 
     def ensure_index(self) -> None:
         from searchlight_forward.indexer import indices
@@ -369,9 +377,9 @@ class Scenario:
         indices.ensure(self.run.es, self.group, load_plugins().plugins)
 
     def zaqar_operator_queue(self) -> dict | None:
-        """The must-deliver (hold) pipeline's queue with a fixed project."""
+        """The operator's (hold) pipeline's queue: a fixed project and queue name."""
         for z in self.zaqar:
-            if "{project_id}" not in z["project"]:
+            if "{project_id}" not in z["project"] and "{" not in z["queue"]:
                 return z
         return None
 
@@ -411,22 +419,21 @@ class Child:
             return ""
 
 
-def _command(scn: Scenario, kind: str, trace: str | None) -> list[str]:
-    """The console script, or with ``trace`` the same entry point under bench/stagetrace.py
-    (stage timestamps for the delay breakdown)."""
-    if trace:
-        return [sys.executable, os.path.join(HERE, "stagetrace.py"), kind, trace]
-    return [os.path.join(scn.run.bindir, f"searchlight-forward-{kind}")]
+def _command(scn: Scenario, kind: str) -> list[str]:
+    return [os.path.join(scn.run.bindir, f"searchlight-forward-{kind}"),
+            "--config-file", scn.conf]
 
 
-def start_listener(scn: Scenario, trace: str | None = None) -> Child:
-    return Child(_command(scn, "listener", trace) + ["--config-file", scn.conf],
-                 os.path.join(scn.dir, "listener.log"))
+def start_listener(scn: Scenario) -> Child:
+    return Child(_command(scn, "listener"), os.path.join(scn.dir, "listener.log"))
 
 
-def start_ws_server(scn: Scenario, timeout: float = 60.0, trace: str | None = None) -> Child:
-    child = Child(_command(scn, "websocket", trace) + ["--config-file", scn.conf],
-                  os.path.join(scn.dir, "websocket.log"))
+def start_delivery(scn: Scenario) -> Child:
+    return Child(_command(scn, "delivery"), os.path.join(scn.dir, "delivery.log"))
+
+
+def start_ws_server(scn: Scenario, timeout: float = 60.0) -> Child:
+    child = Child(_command(scn, "websocket"), os.path.join(scn.dir, "websocket.log"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():
@@ -434,7 +441,7 @@ def start_ws_server(scn: Scenario, timeout: float = 60.0, trace: str | None = No
         try:
             status = http_json(f"http://127.0.0.1:{scn.ws_port}/status", timeout=2)
             doorbell = status.get("doorbell") or {}
-            if status.get("tailer", {}).get("index") or doorbell.get("connected"):
+            if (status.get("feed") or {}).get("position") or doorbell.get("connected"):
                 return child
         except (OSError, ValueError):
             pass
@@ -445,7 +452,7 @@ def start_ws_server(scn: Scenario, timeout: float = 60.0, trace: str | None = No
 
 def listener_status(scn: Scenario) -> dict | None:
     """Counters summed over the listener's worker processes; None if one is not up."""
-    total: dict = {"listener": {}, "pipelines": {}}
+    total: dict = {"listener": {}}
     for i in range(scn.workers):
         try:
             snap = http_json(f"http://127.0.0.1:{scn.status_port + i}/status", timeout=5)
@@ -454,18 +461,32 @@ def listener_status(scn: Scenario) -> dict | None:
         for k, v in snap["listener"].items():
             if isinstance(v, (int, float)):
                 total["listener"][k] = total["listener"].get(k, 0) + v
-        for name, stats in snap["pipelines"].items():
-            mine = total["pipelines"].setdefault(name, {})
-            for k, v in stats.items():
-                if k.startswith("last_error"):
-                    mine[k] = v if v is not None else mine.get(k)
-                elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                    # the outbox is one queue for every worker: its depth is not additive
-                    mine[k] = (max(mine.get(k) or 0, v) if k.startswith("held")
-                               else (mine.get(k) or 0) + v)
-                else:
-                    mine.setdefault(k, v)
     return total
+
+
+def delivery_status(scn: Scenario) -> dict | None:
+    try:
+        return http_json(f"http://127.0.0.1:{scn.delivery_port}/status", timeout=5)
+    except (OSError, ValueError):
+        return None
+
+
+def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
+    """Pipeline -> whether its durable cursor has reached the end of the change log."""
+    from searchlight_forward.changelog.position import Position
+    from searchlight_forward.changelog.reader import ChangeLog, NoIndex
+    try:
+        head = ChangeLog(es, scn.group).head().position
+        es.indices.refresh(index=scn.state_index)
+        hits = es.search(index=scn.state_index, size=100, query={"bool": {"filter": [
+            {"term": {"kind": "cursor"}}, {"term": {"group": scn.group}}]}})["hits"]["hits"]
+    except (NoIndex, elasticsearch.NotFoundError):
+        return {}
+    found = {}
+    for hit in hits:
+        position = Position.from_dict(hit["_source"].get("position"))
+        found[hit["_source"]["consumer"]] = position is not None and position.includes(head)
+    return found
 
 
 class WsClients:
@@ -654,6 +675,7 @@ def es_stats(es) -> dict:
             "index_total": ind["indexing"]["index_total"],
             "index_ms": ind["indexing"]["index_time_in_millis"],
             "refresh_total": ind["refresh"]["total"],
+            "refresh_external": ind["refresh"].get("external_total", 0),
             "refresh_ms": ind["refresh"]["total_time_in_millis"],
             "query_total": ind["search"]["query_total"],
             "get_total": ind["get"]["total"],
@@ -670,7 +692,9 @@ def es_delta(before: dict, after: dict, wall: float) -> dict:
             "docs_indexed": d["index_total"],
             "docs_per_s": round(d["index_total"] / max(wall, 1e-9)),
             "indexing_ms_per_doc": round(d["index_ms"] / max(d["index_total"], 1), 3),
-            "refreshes": d["refresh_total"], "refresh_ms": d["refresh_ms"],
+            "refreshes": d["refresh_external"],
+            "internal_refreshes": d["refresh_total"] - d["refresh_external"],
+            "refresh_ms": d["refresh_ms"],
             "searches": d["query_total"], "gets": d["get_total"],
             "write_rejections": d["write_rejected"]}
 
@@ -703,11 +727,10 @@ class QueueStart:
 
 SEARCH_METHOD = (
     "a search on <group>-search every 50 ms for the documents written since the last "
-    "one seen (_seq_no above the highest seen minus 100, in _seq_no order, _source "
-    "false, version true), never refreshing the index: it sees what a user's search "
-    "sees at that instant. A hit's _version is the external version, i.e. the change's "
-    "version; a change counts as searchable when its resource is found with that "
-    "version or a newer one.")
+    "one seen (_seq_no above the highest seen minus 100, in _seq_no order, only the "
+    "stored sf_version), never refreshing the index: it sees what a user's search "
+    "sees at that instant. A change counts as searchable when its resource is found "
+    "with its version or a newer one.")
 
 
 class SearchWatcher:
@@ -746,15 +769,15 @@ class SearchWatcher:
             extra = {"search_after": search_after} if search_after is not None else {}
             resp = self.es.search(
                 index=self.alias, query={"range": {"_seq_no": {"gt": after}}},
-                sort=[{"_seq_no": "asc"}], size=1000, source=False, version=True,
+                sort=[{"_seq_no": "asc"}], size=1000, source=["sf_version"],
                 seq_no_primary_term=True, track_total_hits=False,
-                filter_path="hits.hits._id,hits.hits._version,hits.hits._seq_no,"
+                filter_path="hits.hits._id,hits.hits._source,hits.hits._seq_no,"
                             "hits.hits.sort", **extra)
             hits = resp.get("hits", {}).get("hits", [])
             now = time.monotonic()
             for hit in hits:
                 rid = hit["_id"].rsplit("_", 1)[0]
-                self.seen.setdefault((rid, hit["_version"]), now)
+                self.seen.setdefault((rid, hit["_source"]["sf_version"]), now)
                 self.position = max(self.position, hit["_seq_no"])
             if len(hits) < 1000:
                 return
@@ -839,3 +862,35 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "")
         if time.monotonic() > deadline:
             raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+class ZaqarReader:
+    """The operator's Zaqar queue read by its own process (``workers.zaqar_reader_main``),
+    which records when each change arrived."""
+
+    def __init__(self, project: str, queue: str):
+        self.conn, child_conn = SPAWN.Pipe()
+        self.proc = SPAWN.Process(target=workers.zaqar_reader_main,
+                                  args=(ZAQAR_URL, project, queue, ZAQAR_CLIENT_ID,
+                                        child_conn), daemon=True)
+        self.proc.start()
+        self.ps = psutil.Process(self.proc.pid)
+
+    def _ask(self, *cmd, timeout: float = 30.0):
+        self.conn.send(cmd)
+        if not self.conn.poll(timeout):
+            raise BenchError(f"the Zaqar reader did not answer {cmd[0]!r}")
+        return self.conn.recv()
+
+    def records(self) -> list:
+        return self._ask("records")
+
+    def count(self) -> int:
+        return self._ask("count")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._ask("stop", timeout=10)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()

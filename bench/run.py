@@ -1,5 +1,6 @@
 """searchlight-forward benchmark: throughput against two ceilings and a Searchlight-style
-baseline, delay at steady rates, listener memory, and scaling to two listeners.
+baseline, CPU per notification, delay at steady rates, memory, and scaling to two
+listener processes.
 
     .venv/bin/python bench/run.py                 # the full default run (~4.5 min on 2 cores)
     .venv/bin/python bench/run.py --quick         # a smoke run (about 1 min)
@@ -14,12 +15,14 @@ docs/benchmarks.md.
 Scenarios (names for --skip):
   broker    bare oslo.messaging batch listener, no-op endpoint (the broker ceiling)
   index     the same documents bulk-indexed with elasticsearch.helpers (index ceiling)
-  project   this project: listener + index + the shipped pipelines, 1 listener process;
-            also its peak RSS
+  project   this project as deployed: a listener process, the delivery service with
+            the shipped pipelines (Zaqar, logger), the WebSocket server and clients;
+            done when every change is indexed, every cursor is at the end of the
+            change log and every client has every change; also peak RSS
   scaling   the same with [listener] workers = 2
-  nopipe    this project with no pipelines (what forwarding costs)
+  nopipe    the listener alone (what the ways out cost)
   baseline  the same plugins and sinks driven the way Searchlight drove them
-  delay     publish-to-searchable and publish-to-WebSocket delays at steady rates
+  delay     publish-to-searchable, -WebSocket and -Zaqar delays at steady rates
 """
 from __future__ import annotations
 
@@ -44,7 +47,6 @@ import psutil  # noqa: E402
 import tqdm  # noqa: E402
 
 import harness  # noqa: E402
-import stagetrace  # noqa: E402
 import workers  # noqa: E402
 from harness import BenchError, Scenario  # noqa: E402
 
@@ -52,8 +54,12 @@ ROOT = workers.ROOT
 SCENARIOS = ("broker", "index", "project", "scaling", "nopipe", "baseline", "delay")
 RESULTS = os.path.join(HERE, "results")
 PLOT = os.path.join(ROOT, "docs", "images", "bench-delay.png")
-TARGETS = {"vs_broker": 0.60, "vs_baseline": 5.0, "ws_p99_ms_at_500": 100.0,
-           "peak_rss_mb": 300.0, "scaling": 1.6}
+TARGETS = {"vs_broker": 0.50, "vs_baseline": 5.0, "cpu_vs_ceilings": 2.0,
+           "es_cpu_vs_index": 2.0, "peak_rss_mb": 300.0, "scaling": 1.6}
+# Everything of the deployment whose CPU counts (not the load generator, not the
+# clients): what a notification costs from the broker to every way out.
+DEPLOYMENT = ("listener", "delivery", "websocket server", "elasticsearch", "rabbitmq",
+              "zaqar", "redis")
 
 
 def log(msg: str) -> None:
@@ -136,9 +142,12 @@ def scenario_broker(ctx: Context) -> dict:
         stop.set()
         proc.join(30)
         elapsed = shared[3] - shared[1]
+        resources = watch.report()
         out.update(notifications=n, seconds=round(elapsed, 2), rate=round(n / elapsed),
                    from_first_message_s=round(shared[3] - min(started.at, shared[2]), 2),
-                   resources=watch.report())
+                   resources=resources,
+                   cpu_ms_per_notification=cpu_ms_per_notification(
+                       resources, n, ("listener", "rabbitmq")))
         return out
     finally:
         scn.cleanup()
@@ -163,7 +172,10 @@ def scenario_index(ctx: Context) -> dict:
         es1 = harness.es_stats(ctx.run.es)
         proc.join(30)
         elapsed = out["indexed"] - out["started"]
+        resources = watch.report()
         return {"notifications": out["notifications"], "documents": out["documents"],
+                "cpu_ms_per_notification": cpu_ms_per_notification(
+                    resources, n, ("bulk client", "elasticsearch")),
                 "failed": out["failed"], "unlocated": out["unlocated"],
                 "seconds": round(elapsed, 2), "rate": round(n / elapsed),
                 "docs_per_s": round(out["documents"] / elapsed),
@@ -171,33 +183,16 @@ def scenario_index(ctx: Context) -> dict:
                 "method": f"helpers.parallel_bulk(thread_count={ctx.args.bulk_threads}, "
                           f"chunk_size={ctx.args.bulk_chunk}), external_gte versions",
                 "elasticsearch": harness.es_delta(es0, es1, elapsed),
-                "resources": watch.report()}
+                "resources": resources}
     finally:
         scn.cleanup()
 
 
-def _held(stats: dict) -> int:
-    """The outbox backlog (the status key was renamed once: accept both)."""
-    value = stats.get("held_batches", stats.get("held", 0))
-    return value if isinstance(value, int) else -1
-
-
-def _settled(stats: dict) -> bool:
-    """Every pipeline has handled everything it was given."""
-    for p in stats.values():
-        handled = p.get("delivered", 0) + p.get("dropped", 0) + p.get("rejected", 0)
-        if handled < p.get("submitted", 0) or p.get("queued", 0):
-            return False
-        if p.get("policy") == "hold" and _held(p) != 0:
-            return False
-    return True
-
-
 def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
                           pipelines: bool = True, baseline: bool = False) -> dict:
-    """Pre-queue ``n`` notifications, start the WebSocket server and K clients, then
-    the listener (ours, or the Searchlight-style one); time from its first message
-    until every change is indexed and delivered everywhere."""
+    """Pre-queue ``n`` notifications, start the delivery service, the WebSocket server
+    and K clients, then the listener (ours, or the Searchlight-style one); time from
+    its first message until every change is indexed and delivered everywhere."""
     args = ctx.args
     scn = Scenario(ctx.run, name, workers_=workers_, pipelines=pipelines,
                    overrides=ctx.args.overrides)
@@ -208,6 +203,10 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
         out = publish_prequeue(ctx, scn, ctx.spec(1 if not baseline else 2, n), name)
         extra = {}
         if pipelines:
+            if not baseline:
+                delivery = harness.start_delivery(scn)
+                children.append(delivery)
+                extra["delivery"] = delivery.ps
             ws = harness.start_ws_server(scn)
             children.append(ws)
             extra["websocket server"] = ws.ps
@@ -230,7 +229,8 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
             children.append(listener)
             listener_ps = listener.ps
         extra["listener"] = listener_ps
-        watch = ctx.watch(extra, rss_of=["listener"])
+        watch = ctx.watch(extra, rss_of=["listener"] + (["delivery"] if "delivery" in extra
+                                                        else []))
         es0 = harness.es_stats(ctx.run.es)
         harness.wait_until(lambda: started.at, 120, 0.01, f"{name}: the listener to start")
         t0 = started.at
@@ -264,33 +264,33 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
                             ctx.run.es, scn.group, ctx.run.clients(args.clients),
                             json.load(open(ctx.run.tokens_path))))
                 if "indexed" in times:
-                    if not baseline and "pipelines" not in times and \
-                            _settled(status.get("pipelines", {})):
-                        times["pipelines"] = now
-                    if zaqar is not None and "zaqar" not in times:
-                        if baseline:
-                            want, empty = int(shared[3]), True
-                        else:
-                            held = status["pipelines"].get(zaqar["pipeline"], {})
-                            want, empty = held.get("submitted", 0), _held(held) == 0
-                        if empty and harness.zaqar_total(zaqar["project"],
-                                                         zaqar["queue"]) >= want:
+                    if pipelines and not baseline and "pipelines" not in times:
+                        at_head = harness.cursors_at_head(ctx.run.es, scn)
+                        if zaqar is not None and at_head.get(zaqar["pipeline"]) and \
+                                "zaqar" not in times:
+                            times["zaqar"] = now
+                        if at_head and all(at_head.values()):
+                            times["pipelines"] = now
+                    if baseline and zaqar is not None and "zaqar" not in times:
+                        if harness.zaqar_total(zaqar["project"], zaqar["queue"]) >= \
+                                int(shared[3]):
                             times["zaqar"] = now
                     if clients is not None and "websocket" not in times:
                         conv = clients.ask("converged")
                         if all(c["missing"] == 0 for c in conv):
                             times["websocket"] = max(c["done_at"] for c in conv)
-                    wanted = {"indexed"} | ({"pipelines"} if pipelines and not baseline
-                                            else set())
+                    wanted = {"indexed"}
                     if pipelines:
                         wanted |= {"websocket"} | ({"zaqar"} if zaqar else set())
+                        if not baseline:
+                            wanted.add("pipelines")
                     if wanted <= set(times):
                         break
                 if time.monotonic() > deadline:
                     raise BenchError(f"{name}: not done after {timeout:.0f}s: {done}/{n} "
-                                     f"processed, reached {sorted(times)}; pipelines "
-                                     f"{status.get('pipelines')}; clients "
-                                     f"{clients.ask('converged') if clients else None}")
+                                     f"processed, reached {sorted(times)}; cursors at the "
+                                     f"end: {harness.cursors_at_head(ctx.run.es, scn)}; "
+                                     f"clients {clients.ask('converged') if clients else None}")
                 time.sleep(0.1 if "indexed" not in times else 0.2)
         watch.stop()
         if spy is not None:
@@ -299,11 +299,14 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
         es1 = harness.es_stats(ctx.run.es)
         t_done = max(times.values())
         elapsed = t_done - t0
+        resources = watch.report()
         out.update(notifications=n, seconds=round(elapsed, 2), rate=round(n / elapsed),
                    indexed_after_s=round(times["indexed"] - t0, 2),
                    done_after_s={k: round(v - t0, 2) for k, v in times.items()},
                    elasticsearch=harness.es_delta(es0, es1, elapsed),
-                   resources=watch.report(), workers=workers_)
+                   resources=resources, workers=workers_,
+                   cpu_ms_per_notification=cpu_ms_per_notification(resources, n,
+                                                                    DEPLOYMENT))
         if clients is not None:
             st = clients.ask("status")
             out["ws_clients"] = {"count": len(st),
@@ -321,9 +324,10 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
                 proc.kill()
         else:
             out["listener"] = status.get("listener")
-            out["pipelines"] = {k: {c: v.get(c, 0) for c in ("submitted", "delivered", "dropped",
-                                                              "rejected", "failures")}
-                                for k, v in status.get("pipelines", {}).items()}
+            if pipelines:
+                delivered = harness.delivery_status(scn) or {}
+                out["pipelines"] = {k.rsplit(":", 1)[-1]: v.get("counters", {})
+                                    for k, v in delivered.get("pipelines", {}).items()}
         if zaqar is not None:
             out["zaqar_operator_queue_messages"] = harness.zaqar_total(zaqar["project"],
                                                                        zaqar["queue"])
@@ -341,6 +345,13 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
         for child in reversed(children):
             child.stop()
         scn.cleanup()
+
+
+def cpu_ms_per_notification(resources: dict, n: int, names) -> dict:
+    """CPU milliseconds per notification, per process and for ``names`` together."""
+    wall = resources["wall_s"]
+    per = {k: round(1000 * v * wall / n, 3) for k, v in resources["cores_used"].items()}
+    return {"total": round(sum(per.get(k, 0.0) for k in names), 3), "by_process": per}
 
 
 def start_profile(ctx, name, ps):
@@ -424,22 +435,25 @@ def scenario_delay(ctx: Context) -> dict:
     children = []
     clients = None
     search = None
+    zaqar = None
     try:
         scn.ensure_index()
         harness.declare_pool(ctx.run.transport_url, scn.pool)
-        traces = ((os.path.join(scn.dir, "trace-listener.jsonl"),
-                   os.path.join(scn.dir, "trace-websocket.jsonl")) if args.trace
-                  else (None, None))
-        ws = harness.start_ws_server(scn, trace=traces[1])
+        delivery = harness.start_delivery(scn)
+        children.append(delivery)
+        ws = harness.start_ws_server(scn)
         children.append(ws)
         clients = harness.WsClients(scn.ws_url, ctx.run.clients(args.clients))
         clients.wait_subscribed()
-        listener = harness.start_listener(scn, trace=traces[0])
+        operator = scn.zaqar_operator_queue()
+        zaqar = harness.ZaqarReader(operator["project"], operator["queue"])
+        listener = harness.start_listener(scn)
         children.append(listener)
         harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
         search = harness.SearchWatcher(ctx.run.es, scn.group).start()
-        extra = {"listener": listener.ps, "websocket server": ws.ps, "ws clients": clients.ps,
-                 "publishers": ctx.pool.ps}
+        extra = {"listener": listener.ps, "delivery": delivery.ps,
+                 "websocket server": ws.ps, "ws clients": clients.ps,
+                 "zaqar reader": zaqar.ps, "publishers": ctx.pool.ps}
         total = 0
 
         def processed():
@@ -451,8 +465,10 @@ def scenario_delay(ctx: Context) -> dict:
         ctx.pool.publish(warm, rate=100)
         total += warm["count"]
         harness.wait_until(lambda: processed() >= total, 60, 0.2, "the warm-up")
-        time.sleep(1.5)
+        harness.wait_until(lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
+                           60, 0.2, "the pipelines after the warm-up")
         clients.ask("records")
+        zaqar.records()
         out = {"duration_s": args.duration, "rates": []}
         for i, rate in enumerate(args.rates):
             count = int(rate * args.duration)
@@ -478,15 +494,18 @@ def scenario_delay(ctx: Context) -> dict:
             try:
                 harness.wait_until(lambda: processed() >= total, args.drain, 0.2,
                                    f"the listener to catch up at {rate}/s")
+                harness.wait_until(
+                    lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
+                    args.drain, 0.2, f"the pipelines to catch up at {rate}/s")
             except BenchError:
                 drained = False
             watch.stop()
             es_used = harness.es_delta(es0, harness.es_stats(ctx.run.es),
                                        watch.t1 - watch.t0)
-            # Let the last ring, poll and sends happen, then take the receipts.
+            # The last frames and pops: until the clients' counts stop moving.
             last = -1
             for _ in range(40):
-                frames = sum(s["changes"] for s in clients.ask("status"))
+                frames = sum(s["changes"] for s in clients.ask("status")) + zaqar.count()
                 if frames == last:
                     break
                 last = frames
@@ -494,26 +513,19 @@ def scenario_delay(ctx: Context) -> dict:
             stop_depth.set()
             sampler.join(2)
             records = clients.ask("records")
-            res = delays(changes, pub["times"], records, dict(search.seen))
+            res = delays(changes, pub["times"], records, dict(search.seen),
+                         zaqar.records())
             res.update(rate=rate, published=pub["sent"], publish_errors=pub["errors"],
                        achieved_rate=pub["rate"], drained=drained,
                        max_queue_backlog=depth["max"], resources=watch.report(),
                        elasticsearch=es_used)
             res["sustained"] = sustained(res)
-            if args.trace:
-                time.sleep(1.0)      # the traced processes flush every 0.5 s
-                res["breakdown"] = stagetrace.breakdown(
-                    traces[0], traces[1], published_at(changes, pub["times"]), records,
-                    pub["t0"])
-                log(f"  delay breakdown at {rate:g}/s (ms):\n"
-                    + "\n".join(stagetrace.markdown(res["breakdown"])))
             out["rates"].append(res)
-            log(f"  delay at {rate:g}/s: searchable p50/p95/p99 "
-                f"{res['searchable_ms']['p50']}/{res['searchable_ms']['p95']}/"
-                f"{res['searchable_ms']['p99']} ms, websocket "
-                f"{res['websocket_ms']['p50']}/{res['websocket_ms']['p95']}/"
-                f"{res['websocket_ms']['p99']} ms (achieved {pub['rate']}/s, "
-                f"backlog max {depth['max']})")
+            log(f"  delay at {rate:g}/s: searchable p50/p99 "
+                f"{res['searchable_ms']['p50']}/{res['searchable_ms']['p99']} ms, websocket "
+                f"{res['websocket_ms']['p50']}/{res['websocket_ms']['p99']} ms, zaqar "
+                f"{res['zaqar_ms']['p50']}/{res['zaqar_ms']['p99']} ms (achieved "
+                f"{pub['rate']}/s, backlog max {depth['max']})")
         out["search_method"] = harness.SEARCH_METHOD
         out["search_polls"] = search.polls
         out["search_errors"] = search.errors
@@ -524,6 +536,8 @@ def scenario_delay(ctx: Context) -> dict:
     finally:
         if search is not None:
             search.stop()
+        if zaqar is not None:
+            zaqar.stop()
         if clients is not None:
             clients.stop()
         for child in reversed(children):
@@ -531,8 +545,8 @@ def scenario_delay(ctx: Context) -> dict:
         scn.cleanup()
 
 
-def delays(changes, times, records, seen) -> dict:
-    """Publish -> searchable and publish -> WebSocket delays (ms) of one segment.
+def delays(changes, times, records, seen, zaqar_records=()) -> dict:
+    """Publish -> searchable, -> WebSocket and -> Zaqar delays (ms) of one segment.
 
     For every change a published notification makes ((type, id, version)), the delay
     is until the first time a version at least as new was searchable / received by a
@@ -566,6 +580,19 @@ def delays(changes, times, records, seen) -> dict:
                 superseded += 1
             else:
                 search_ms.append(1000 * (at - t))
+    ws_ms, ws_missing = _receipt_delays(published, records)
+    zaqar_ms, zaqar_missing = _receipt_delays(published, [zaqar_records])
+    return {"searchable_ms": percentiles(search_ms), "websocket_ms": percentiles(ws_ms),
+            "zaqar_ms": percentiles(zaqar_ms),
+            "changes_published": sum(len(v) for v in published.values()),
+            "not_searchable": not_searchable, "superseded_at_publish": superseded,
+            "ws_not_received": ws_missing, "zaqar_not_received": zaqar_missing}
+
+
+def _receipt_delays(published, records) -> tuple[list[float], int]:
+    """Delays until each published change (or a newer version of its resource) was
+    received, for every receiver (records: [(type, id, version, t), ...] each) and
+    every resource it received at all."""
     ws_ms, ws_missing = [], 0
     for client in records:
         got = collections.defaultdict(list)
@@ -579,23 +606,7 @@ def delays(changes, times, records, seen) -> dict:
                     ws_missing += 1
                 elif at >= t:
                     ws_ms.append(1000 * (at - t))
-    return {"searchable_ms": percentiles(search_ms), "websocket_ms": percentiles(ws_ms),
-            "changes_published": sum(len(v) for v in published.values()),
-            "not_searchable": not_searchable, "superseded_at_publish": superseded,
-            "ws_not_received": ws_missing}
-
-
-def published_at(changes, times) -> dict:
-    """(resource id, version) -> publish time, for the trace breakdown."""
-    out = {}
-    for j, found in enumerate(changes):
-        t = times[j]
-        if t != t:
-            continue
-        for _, rid, version, _ in found:
-            if rid is not None:
-                out.setdefault((rid, version), t)
-    return out
+    return ws_ms, ws_missing
 
 
 def _first_at_least(pairs, version):
@@ -680,21 +691,44 @@ def summarize(res: dict) -> dict:
                                         "baseline") if isinstance(res.get(k), dict)
             and "rate" in res[k]}
     s = {"rates": rate}
+    cpu = {k: res[k]["cpu_ms_per_notification"]["total"] for k in rate
+           if "cpu_ms_per_notification" in res[k]}
+    s["cpu_ms_per_notification"] = cpu
     if "project" in rate:
+        project = res["project"]
         s["project_vs_broker"] = ratio(rate["project"], rate.get("broker"))
         s["project_vs_index"] = ratio(rate["project"], rate.get("index"))
         s["project_vs_baseline"] = ratio(rate["project"], rate.get("baseline"))
         s["scaling_2_vs_1"] = ratio(rate.get("scaling"), rate["project"])
-        s["pipelines_cost"] = ratio(rate["project"], rate.get("nopipe"))
-        s["peak_rss_mb"] = res["project"]["resources"]["peak_rss_mb"].get("listener")
+        s["ways_out_cost"] = ratio(rate["project"], rate.get("nopipe"))
+        s["peak_rss_mb"] = project["resources"]["peak_rss_mb"].get("listener")
+        s["peak_rss_mb_delivery"] = project["resources"]["peak_rss_mb"].get("delivery")
+        if "broker" in cpu and "index" in cpu:
+            s["ceilings_cpu_ms"] = round(cpu["broker"] + cpu["index"], 3)
+            s["cpu_vs_ceilings"] = ratio(cpu.get("project"), s["ceilings_cpu_ms"])
+        es_doc = {k: es_cpu_per_doc(res[k]) for k in ("project", "index")}
+        s["es_cpu_ms_per_doc"] = es_doc
+        s["es_cpu_vs_index"] = ratio(es_doc["project"], es_doc["index"])
+        e = project["elasticsearch"]
+        s["refreshes_per_s"] = round(e["refreshes"] / max(project["seconds"], 1e-9), 1)
     if "scaling" in rate:
         s["peak_rss_mb_2_workers"] = res["scaling"]["resources"]["peak_rss_mb"].get("listener")
     delay = res.get("delay")
     if isinstance(delay, dict):
-        for r in delay["rates"]:
-            if r["rate"] == 500:
-                s["ws_p99_ms_at_500"] = r["websocket_ms"]["p99"]
+        for r in delay.get("rates", []):
+            for key in ("websocket_ms", "zaqar_ms", "searchable_ms"):
+                s[f"{key[:-3]}_p99_ms_at_{r['rate']:g}"] = r[key]["p99"]
     return s
+
+
+def es_cpu_per_doc(r) -> float | None:
+    """Elasticsearch CPU milliseconds per document it indexed in a scenario."""
+    if not isinstance(r, dict) or "resources" not in r:
+        return None
+    res = r["resources"]
+    cores = res["cores_used"].get("elasticsearch")
+    docs = r["elasticsearch"]["docs_indexed"]
+    return round(1000 * cores * res["wall_s"] / docs, 3) if cores and docs else None
 
 
 def targets(s: dict) -> list[dict]:
@@ -702,19 +736,30 @@ def targets(s: dict) -> list[dict]:
 
     def add(name, target, value, ok):
         rows.append({"target": name, "goal": target, "measured": value,
-                     "met": None if value is None else bool(ok)})
+                     "met": None if value is None or ok is None else bool(ok)})
     v = s.get("project_vs_broker")
-    add("throughput vs broker ceiling", ">= 0.60", v, v is not None and v >= TARGETS["vs_broker"])
+    add("throughput with the shipped pipelines vs broker ceiling", ">= 0.5", v,
+        v is not None and v >= TARGETS["vs_broker"])
+    v = s.get("cpu_vs_ceilings")
+    add("CPU ms per notification, all processes, vs the ceilings' sum", "<= 2x", v,
+        v is not None and v <= TARGETS["cpu_vs_ceilings"])
+    v = s.get("es_cpu_vs_index")
+    add("Elasticsearch CPU per indexed document vs index ceiling", "<= 2x", v,
+        v is not None and v <= TARGETS["es_cpu_vs_index"])
+    v = s.get("refreshes_per_s")
+    add("refreshes per second (announce_interval 0.1 s: at most 10 per listener "
+        "process, whatever the readers)", "bounded", v, None)
+    v = s.get("scaling_2_vs_1")
+    add("two listener processes vs one", ">= 1.6x", v, v is not None and v >= TARGETS["scaling"])
     v = s.get("project_vs_baseline")
     add("throughput vs Searchlight-style", ">= 5x", v,
         v is not None and v >= TARGETS["vs_baseline"])
-    v = s.get("ws_p99_ms_at_500")
-    add("p99 publish-to-WebSocket at 500/s", "< 100 ms", v,
-        v is not None and v < TARGETS["ws_p99_ms_at_500"])
     v = s.get("peak_rss_mb")
     add("listener peak RSS", "< 300 MB", v, v is not None and v < TARGETS["peak_rss_mb"])
-    v = s.get("scaling_2_vs_1")
-    add("two listener processes vs one", ">= 1.6x", v, v is not None and v >= TARGETS["scaling"])
+    for key in sorted(k for k in s if k.startswith(("websocket_p99", "zaqar_p99"))):
+        what, _, rate = key.partition("_p99_ms_at_")
+        add(f"p99 publish-to-{'WebSocket' if what == 'websocket' else 'Zaqar'} at "
+            f"{rate}/s (ms)", "report", s[key], None)
     return rows
 
 
@@ -738,51 +783,55 @@ def markdown(res: dict, meta: dict) -> str:
              + ".", "",
              "## Throughput", "",
              "| scenario | notifications | seconds | notifications/s | vs broker ceiling "
-             "| vs index ceiling | vs Searchlight-style |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    labels = {"broker": "broker ceiling (bare batch listener, no-op)",
-              "index": "index ceiling (parallel_bulk, no listener)",
-              "project": "this project, 1 listener process",
-              "scaling": "this project, 2 listener processes",
-              "nopipe": "this project, no pipelines",
+             "| vs index ceiling | vs Searchlight-style | CPU ms / notification |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    labels = {"broker": "broker ceiling (bare batch listener, no-op; + RabbitMQ)",
+              "index": "index ceiling (parallel_bulk, no listener; + Elasticsearch)",
+              "project": "this project, 1 listener process, delivery, WebSocket",
+              "scaling": "the same, 2 listener processes",
+              "nopipe": "the listener alone (no delivery, no WebSocket)",
               "baseline": "Searchlight-style baseline"}
     for key, label in labels.items():
         r = res.get(key)
         if not isinstance(r, dict) or "rate" not in r:
             if isinstance(r, dict) and "error" in r:
-                lines.append(f"| {label} | failed: {r['error'][:80]} | | | | | |")
+                lines.append(f"| {label} | failed: {r['error'][:80]} | | | | | | |")
             continue
+        cpu = (r.get("cpu_ms_per_notification") or {}).get("total")
         lines.append(f"| {label} | {r['notifications']} | {r['seconds']} | {r['rate']} | "
                      f"{fmt(ratio(r['rate'], rates.get('broker')))} | "
                      f"{fmt(ratio(r['rate'], rates.get('index')))} | "
-                     f"{fmt(ratio(r['rate'], rates.get('baseline')))} |")
+                     f"{fmt(ratio(r['rate'], rates.get('baseline')))} | {fmt(cpu)} |")
+    lines += ["", "CPU ms / notification: CPU seconds of the deployment's processes over "
+              "the timed window, per notification: listener, delivery service, WebSocket "
+              "server, Elasticsearch, RabbitMQ, Zaqar and Redis for this project (not the "
+              "load generator or the WebSocket clients); the bare listener and RabbitMQ "
+              "for the broker ceiling; the bulk client and Elasticsearch for the index "
+              "ceiling."]
     delay = res.get("delay")
     if isinstance(delay, dict) and "rates" in delay:
         lines += ["", "## Delay at steady rates", "",
                   "| rate (/s) | achieved | kept up (max backlog) | searchable p50 / p95 / p99 (ms) "
-                  "| WebSocket p50 / p95 / p99 (ms) | samples (search / ws) |",
-                  "|---:|---:|---|---|---|---|"]
+                  "| WebSocket p50 / p95 / p99 (ms) | Zaqar p50 / p95 / p99 (ms) "
+                  "| samples (search / ws / zaqar) |",
+                  "|---:|---:|---|---|---|---|---|"]
         for r in delay["rates"]:
-            a, w = r["searchable_ms"], r["websocket_ms"]
+            a, w, z = r["searchable_ms"], r["websocket_ms"], r["zaqar_ms"]
             kept = "yes" if sustained(r) else "**no**"
             lines.append(f"| {r['rate']:g} | {r['achieved_rate']} | {kept} "
                          f"({r['max_queue_backlog']}) | "
                          f"{fmt(a['p50'])} / {fmt(a['p95'])} / {fmt(a['p99'])} | "
                          f"{fmt(w['p50'])} / {fmt(w['p95'])} / {fmt(w['p99'])} | "
-                         f"{a['n']} / {w['n']} |")
-    if isinstance(delay, dict) and "rates" in delay:
-        for r in delay["rates"]:
-            if r.get("breakdown"):
-                lines += ["", f"## Where the delay goes at {r['rate']:g}/s (--trace; ms "
-                              f"per change)", ""] + stagetrace.markdown(r["breakdown"])
+                         f"{fmt(z['p50'])} / {fmt(z['p95'])} / {fmt(z['p99'])} | "
+                         f"{a['n']} / {w['n']} / {z['n']} |")
     lines += ["", "## Targets", "", "| target | goal | measured | met |", "|---|---|---|---|"]
     for t in res["targets"]:
         met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
         lines.append(f"| {t['target']} | {t['goal']} | {fmt(t['measured'])} | {met} |")
     lines += ["", "## CPU (cores busy, average over the timed window)", "",
-              "| scenario | machine | listener | Elasticsearch | RabbitMQ | Zaqar | Redis "
-              "| WebSocket server | WS clients | publishers | other |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| scenario | machine | listener | delivery | Elasticsearch | RabbitMQ | Zaqar "
+              "| Redis | WebSocket server | WS clients | publishers | other |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key in ("broker", "index", "project", "scaling", "nopipe", "baseline"):
         r = res.get(key)
         if isinstance(r, dict) and "resources" in r:
@@ -792,30 +841,32 @@ def markdown(res: dict, meta: dict) -> str:
             lines.append(_cpu_row(f"delay {r['rate']:g}/s", r["resources"]))
     lines += ["", "## Elasticsearch during the runs", "",
               "| scenario | bulk requests | avg bulk ms | avg bulk KB | docs/s | refreshes "
-              "| searches |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| searches | gets (mget docs) | ES CPU ms / doc |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key in ("index", "project", "scaling", "nopipe", "baseline"):
         r = res.get(key)
         if isinstance(r, dict) and "elasticsearch" in r:
             e = r["elasticsearch"]
             lines.append(f"| {key} | {e['bulk_requests']} | {e['bulk_avg_ms']} | "
                          f"{e['bulk_avg_kb']} | {e['docs_per_s']} | {e['refreshes']} | "
-                         f"{e['searches']} |")
+                         f"{e['searches']} | {e['gets']} | {fmt(es_cpu_per_doc(r))} |")
     if isinstance(delay, dict) and "rates" in delay:
         for r in delay["rates"]:
             e = r.get("elasticsearch")
             if e:
                 lines.append(f"| delay {r['rate']:g}/s | {e['bulk_requests']} | "
                              f"{e['bulk_avg_ms']} | {e['bulk_avg_kb']} | {e['docs_per_s']} | "
-                             f"{e['refreshes']} | {e['searches']} |")
+                             f"{e['refreshes']} | {e['searches']} | {e['gets']} | - |")
     mem = [(k, res[k]["resources"]) for k in ("project", "scaling", "nopipe", "baseline", "broker")
            if isinstance(res.get(k), dict) and "resources" in res[k]]
     if mem:
-        lines += ["", "## Listener memory (peak RSS, MB; all processes of the listener)", "",
-                  "| scenario | peak RSS | largest single process |", "|---|---:|---:|"]
+        lines += ["", "## Memory (peak RSS, MB; every process of the command)", "",
+                  "| scenario | listener | its largest process | delivery service |",
+                  "|---|---:|---:|---:|"]
         for k, r in mem:
             lines.append(f"| {k} | {fmt(r['peak_rss_mb'].get('listener'))} | "
-                         f"{fmt(r['peak_rss_largest_process_mb'].get('listener'))} |")
+                         f"{fmt(r['peak_rss_largest_process_mb'].get('listener'))} | "
+                         f"{fmt(r['peak_rss_mb'].get('delivery'))} |")
     for key in ("project", "scaling", "nopipe"):
         prof = (res.get(key) or {}).get("profile") if isinstance(res.get(key), dict) else None
         if prof and prof.get("inclusive_pct"):
@@ -830,6 +881,7 @@ def _cpu_row(name, r):
     c = r["cores_used"]
     listener = c.get("listener", c.get("bulk client"))
     return (f"| {name} | {r['machine_cores_busy']} | {fmt(listener)} | "
+            f"{fmt(c.get('delivery'))} | "
             f"{fmt(c.get('elasticsearch'))} | {fmt(c.get('rabbitmq'))} | {fmt(c.get('zaqar'))} | "
             f"{fmt(c.get('redis'))} | {fmt(c.get('websocket server'))} | "
             f"{fmt(c.get('ws clients'))} | {fmt(c.get('publishers'))} | {r['other_cores']} |")
@@ -852,9 +904,10 @@ def plot(delay: dict, path: str) -> str | None:
     rows = [r for r in delay["rates"] if r["websocket_ms"]["n"] or r["searchable_ms"]["n"]]
     if not rows:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
     for ax, key, title in ((axes[0], "searchable_ms", "publish -> searchable (<group>-search)"),
-                           (axes[1], "websocket_ms", "publish -> WebSocket client")):
+                           (axes[1], "websocket_ms", "publish -> WebSocket client"),
+                           (axes[2], "zaqar_ms", "publish -> operator's Zaqar queue")):
         x = [r["rate"] for r in rows]
         for q, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^:")):
             ax.plot(x, [r[key][q] if r[key][q] is not None else float("nan") for r in rows],
@@ -870,7 +923,6 @@ def plot(delay: dict, path: str) -> str | None:
         ax.grid(True, alpha=0.3)
         ax.set_yscale("log")
     axes[0].set_ylabel("delay (ms, log scale)")
-    axes[1].axhline(100, color="red", lw=0.8, alpha=0.6, label="target p99 at 500/s")
     axes[1].legend()
     fig.suptitle(f"searchlight-forward delay, {delay['duration_s']:g} s per rate "
                  f"({os.cpu_count()} CPUs)", fontsize=11)
@@ -888,8 +940,8 @@ def shipped_listener_settings() -> dict:
     (the option defaults where it sets none)."""
     import configparser
     from searchlight_forward import commands  # noqa: F401 - quiets eventlet's warning
-    from searchlight_forward import config
-    defaults = {o.dest: o.default for o in config.listener_opts}
+    from searchlight_forward.listener import opts as listener_opts
+    defaults = {o.dest: o.default for o in listener_opts.opts}
     parser = configparser.RawConfigParser()
     parser.read(os.path.join(ROOT, "etc", "searchlight-forward.conf"))
     out = {}
@@ -943,9 +995,6 @@ def parse_args(argv=None):
                         "scenarios, e.g. --set listener.batch_timeout=0.05 (repeatable; "
                         "the ceilings keep --batch-size etc.)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
-    p.add_argument("--trace", action="store_true",
-                   help="delay scenario: run the listener and the WebSocket server under "
-                        "bench/stagetrace.py and break each rate's delay down by stage")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the listener during the throughput scenarios; the busiest "
                         "functions go to the results (profile-<scenario>.txt: raw stacks)")

@@ -160,12 +160,12 @@ def bare_listener_main(transport_url: str, pool: str, batch_size: int, batch_tim
     from searchlight_forward.commands import common  # noqa: F401
     import oslo_messaging
     from oslo_config import cfg
-    from searchlight_forward import config
+    from searchlight_forward.listener.opts import register_messaging
     from searchlight_forward.plugins import load_plugins
     from searchlight_forward.plugins.base import exchanges_and_topics
     quiet_logging()
     conf = cfg.ConfigOpts()
-    config.register_messaging(conf)
+    register_messaging(conf)
     conf([], project="searchlight-forward-bench")
     conf.set_override("transport_url", transport_url)
     conf.set_override("rabbit_qos_prefetch_count", prefetch, group="oslo_messaging_rabbit")
@@ -207,50 +207,55 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
 
     * ``oslo_messaging.get_notification_listener`` (one notification per call), the
       threading executor with ``threads`` threads, oslo.messaging's default prefetch;
-    * one Indexer call per notification (one mget and one bulk request), external
-      versions, both role copies, as the project writes them;
-    * then, in the same listener thread, every pipeline's filters and its sink, one
-      envelope per call: one Zaqar POST per message and per Zaqar pipeline, one
-      doorbell ring per change, one log line per change;
+    * one Indexer call per notification (one mget and two bulk requests), as the
+      project writes;
+    * then, in the same listener thread, every delivery pipeline's filters and its
+      sink, one envelope per call: one Zaqar POST per message and per Zaqar
+      pipeline, one log line per change; and a refresh-and-ring per notification so
+      that WebSocket clients see it;
     * the notification is acknowledged after that.
 
     ``shared``: [done, t_first, t_last, envelopes posted to the operator queue].
     """
-    from searchlight_forward.commands import common  # noqa: F401
+    from searchlight_forward.commands import common
     import logging
 
     import oslo_messaging
     from oslo_config import cfg
     from oslo_log import log as oslo_log
 
-    from forwarders.forwarding import envelopes_of
-    from searchlight_forward import config
-    from searchlight_forward.backoff import Backoff
-    from searchlight_forward.deadletter import DeadLetterIndex
-    from searchlight_forward.listener import service
+    from forwarders.pipeline import loader
+    from searchlight_forward import search
+    from searchlight_forward.changelog.announcer import Announcer
+    from searchlight_forward.changelog.doorbell import Doorbell
+    from searchlight_forward.changelog.reader import ChangeLog
+    from searchlight_forward.deployment import Deployment
+    from searchlight_forward.indexer.indexer import Indexer
+    from searchlight_forward.indexer.merge import Outcome
     from searchlight_forward.listener.messages import to_notification
+    from searchlight_forward.listener.service import ensure_indices
+    from searchlight_forward.model import documents
+    from searchlight_forward.model.envelope import from_source
     from searchlight_forward.plugins.base import exchanges_and_topics
 
     conf = cfg.ConfigOpts()
     oslo_log.register_options(conf)
-    config.register(conf)
+    common.register(conf)
     conf(["--config-file", conf_path, "--log-file",
           os.path.join(os.path.dirname(conf_path), "searchlight-style.log")],
          project="searchlight-forward")
     oslo_log.setup(conf, "searchlight-forward")
     for name in ("elastic_transport", "elasticsearch", "kombu", "amqp", "oslo_messaging"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    names, plugins = service.load(conf)
-    groups, admin_only = service.plugin_settings(conf, names, plugins)
-    es = service.elasticsearch_client(conf)
-    backoff = Backoff(conf.listener.retry_initial_backoff, conf.listener.retry_max_backoff,
-                      stop)
-    service.ensure_indices(conf, es, plugins, groups)
-    indexer = service.build_indexer(es, groups, admin_only, plugins, backoff)
-    dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
-    dead_letters.ensure()
-    forwarding = service.load_forwarding(conf, plugins, admin_only)
-    pipelines = [r.pipeline for r in forwarding.runners]
+    deployment = Deployment.from_conf(conf)
+    es = search.client(conf)
+    ensure_indices(es, deployment, 1, 0)
+    indexer = Indexer(es, deployment.groups, deployment.admin_only,
+                      item_lists=deployment.item_lists)
+    announcer = Announcer({g: ChangeLog(es, g) for g in deployment.group_names()},
+                          Doorbell(conf.transport_url))
+    pipelines = [p for p in loader.load_from_conf(conf, deployment)
+                 if not p.served_by_websocket]
     for pipeline in pipelines:
         pipeline.sink.start()
     lock = threading.Lock()
@@ -261,19 +266,26 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
                    "payload": payload, "metadata": metadata}
         try:
             notification = to_notification(priority, message)
-            plugin = plugins.route(notification.event_type)
+            plugin = deployment.plugins.route(notification.event_type)
             changes = plugin.changes(notification) if plugin is not None else []
             result = indexer.apply([(0, change) for change in changes])
-            for envelope in envelopes_of(result):
+            for change in changes:
+                announcer.announce(deployment.groups[change.resource_type])
+            for _, r in result.results:
+                if r.outcome is not Outcome.APPLIED or r.state is None:
+                    continue
+                envelope = from_source(documents.es_sources(r.state, ())[documents.ADMIN],
+                                       r.state.version)
                 for pipeline in pipelines:
-                    if pipeline.wants(envelope):
-                        try:
-                            pipeline.sink.deliver([pipeline.transform(envelope)])
+                    try:
+                        prepared = pipeline.prepare(envelope)
+                        if prepared is not None:
+                            pipeline.sink.deliver([prepared])
                             with lock:
                                 counts[pipeline.name] += 1
-                        except Exception:  # noqa: BLE001 - Searchlight logged and went on
-                            with lock:
-                                counts[pipeline.name + ".failed"] += 1
+                    except Exception:  # noqa: BLE001 - Searchlight logged and went on
+                        with lock:
+                            counts[pipeline.name + ".failed"] += 1
         except Exception:  # noqa: BLE001
             with lock:
                 counts["errors"] += 1
@@ -294,7 +306,7 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
     conf.set_override("executor_thread_pool_size", threads)
     transport = oslo_messaging.get_notification_transport(conf)
     targets = [oslo_messaging.Target(exchange=e, topic=t)
-               for e, t in exchanges_and_topics(plugins.plugins)]
+               for e, t in exchanges_and_topics(deployment.plugins.plugins)]
     server = oslo_messaging.get_notification_listener(
         transport, targets, [Endpoint()], executor="threading",
         pool=conf.listener.notifications_pool)
@@ -316,9 +328,10 @@ def index_ceiling_main(spec: dict, es_url: str, group: str, threads: int, chunk:
 
     Outside the timing: the plugins turn every notification into its change, the
     project's pure fold turns each change into the resource's new state (in stream
-    order), and each state into the two role copies the indexer writes (external
-    versions, ``external_gte``). Timed: ``helpers.parallel_bulk`` of those documents
-    into a fresh index with the project's mappings, then a refresh.
+    order), and each state into the two role copies the indexer writes. Timed:
+    ``helpers.parallel_bulk`` of those documents (external versions) into a fresh
+    index with the project's mappings, then a refresh: the cost of writing what
+    the listener writes, without reading anything back.
     """
     from searchlight_forward.commands import common  # noqa: F401
     import elasticsearch
@@ -520,3 +533,43 @@ def ws_clients_main(url: str, clients: list[tuple[str, bool]], conn) -> None:
         conn.send(True)
 
     asyncio.run(main())
+
+
+# -- the operator's Zaqar queue, read as a telco consumer would -----------------------
+
+def zaqar_reader_main(url: str, project: str, queue: str, client_id: str, conn) -> None:
+    """Pops the queue (20 at a time) as fast as messages come, and records when each
+    (resource_type, id, version) arrived. Commands on ``conn``: ``records`` (the
+    receipts since the last call), ``count`` (messages so far), ``stop``."""
+    import requests
+    session = requests.Session()
+    headers = {"Client-ID": client_id, "X-Project-ID": project}
+    endpoint = f"{url}/v2/queues/{queue}/messages"
+    receipts: list = []
+    total = 0
+    while True:
+        if conn.poll():
+            cmd = conn.recv()
+            if cmd[0] == "stop":
+                conn.send(total)
+                return
+            if cmd[0] == "records":
+                conn.send(receipts)
+                receipts = []
+            elif cmd[0] == "count":
+                conn.send(total)
+            continue
+        try:
+            resp = session.delete(endpoint, params={"pop": 20}, headers=headers, timeout=5)
+            messages = resp.json().get("messages", []) if resp.status_code == 200 else []
+        except (requests.RequestException, ValueError):
+            messages = []
+        now = time.monotonic()
+        for message in messages:
+            body = message.get("body") or {}
+            if body.get("id"):
+                receipts.append((body.get("resource_type"), body["id"], body.get("version"),
+                                 now))
+        total += len(messages)
+        if not messages:
+            time.sleep(0.02)

@@ -27,6 +27,7 @@ import logging
 import threading
 from typing import Any, Hashable, Iterable
 
+import cachetools
 import elasticsearch
 from elasticsearch import helpers
 
@@ -79,7 +80,8 @@ class Indexer:
                  admin_only: dict[str, tuple[str, ...]],
                  retry: Policy = Policy(),
                  item_lists: dict[str, dict[str, str]] | None = None,
-                 stop_event: threading.Event | None = None, probe=None):
+                 stop_event: threading.Event | None = None, probe=None,
+                 state_cache_size: int = 10000):
         self.es = es
         self.groups = groups            # resource_type -> resource group
         self.admin_only = admin_only    # resource_type -> fnmatch patterns
@@ -90,6 +92,7 @@ class Indexer:
         self._lookup_retry = Retry(retry, "Elasticsearch lookup", RETRY_HINT, stop_event, probe)
         self._write_retry = Retry(retry, "Elasticsearch write", RETRY_HINT, stop_event, probe)
         self._locks = KeyLocks()
+        self._states = StateCache(state_cache_size)
 
     # -- public ------------------------------------------------------------------
 
@@ -177,22 +180,27 @@ class Indexer:
         # First the admin copies, each conditional on the state it was folded onto ...
         user_writes = list(user_rewrites)
         transient = False
-        for (key, _, user), (status, error) in zip(
+        for (key, admin, user), (status, info) in zip(
                 admin_writes, self._bulk([a for _, a, _ in admin_writes])):
             if status in (200, 201):
                 user_writes.append((key, user))
-            elif status == 409:
+                self._states.put(key, Stored(admin["_state"], info["_seq_no"],
+                                             info["_primary_term"]))
+                continue
+            self._states.drop(key)               # read it afresh next round
+            if status == 409:
                 self.counters["conflicts"] += 1   # another writer got there: fold again
             elif status in TRANSIENT_STATUSES:
                 transient = True
             else:
+                error = info.get("error")
                 done.add(key)
                 for origin, change in by_key[key]:
                     result.rejected.append(Rejection(
                         origin, change, f"Elasticsearch refused the document: {_reason(error)}"))
         # ... then the user copies of the states that won, so a user copy never shows
         # a state the admin copy did not take.
-        for (key, _), (status, error) in zip(
+        for (key, _), (status, _info) in zip(
                 user_writes, self._bulk([u for _, u in user_writes])):
             if status in (200, 201, 409):         # 409: a newer state's copy is there
                 done.add(key)
@@ -206,17 +214,18 @@ class Indexer:
             raise TransientError("Elasticsearch answered 429/5xx for some documents")
         return done
 
-    def _bulk(self, actions: list[dict]) -> list[tuple[int, Any]]:
-        """(status, error) per action, in order."""
+    def _bulk(self, actions: list[dict]) -> list[tuple[int, dict]]:
+        """(status, the item's answer) per action, in order."""
         if not actions:
             return []
         found = []
         # streaming_bulk yields one item per action, in order.
-        for _, item in helpers.streaming_bulk(self.es, actions, raise_on_error=False,
+        sendable = ({k: v for k, v in a.items() if k != "_state"} for a in actions)
+        for _, item in helpers.streaming_bulk(self.es, sendable, raise_on_error=False,
                                               raise_on_exception=True, max_retries=0,
                                               yield_ok=True, chunk_size=1000):
             (info,) = item.values()
-            found.append((info.get("status"), info.get("error")))
+            found.append((info.get("status"), info))
         return found
 
     def _write_actions(self, state: ResourceState, found: "Stored | None"
@@ -226,7 +235,7 @@ class Indexer:
         index = layout.listener_alias(self.groups[state.resource_type])
         sources = documents.es_sources(state, self.admin_only.get(state.resource_type, ()))
         admin = {"_index": index, "_id": documents.doc_id(state.id, ADMIN),
-                 "_source": sources[ADMIN]}
+                 "_source": sources[ADMIN], "_state": state}
         if found is None:
             admin["_op_type"] = "create"
         else:
@@ -248,6 +257,12 @@ class Indexer:
         removals: dict[Key, list] = collections.defaultdict(list)
         ids_by_group: dict[str, list[tuple[str, object]]] = collections.defaultdict(list)
         for key in by_key:
+            known = self._states.get(key)
+            if known is not None:
+                # What this process wrote last: if another wrote since, the write is
+                # refused (if_seq_no) and the next round reads it.
+                states[key] = known
+                continue
             ids_by_group[self.groups[key[0]]].append((documents.doc_id(key[1], ADMIN), key))
         for removal_id, (key, item) in wanted.items():
             ids_by_group[self.groups[key[0]]].append((removal_id, (key, item)))
@@ -273,6 +288,7 @@ class Indexer:
                                      f"{state.resource_type} in resource group {group}")
                     continue
                 states[what] = Stored(state, doc["_seq_no"], doc["_primary_term"])
+                self._states.put(what, states[what])
         return states, removals, foreign
 
     # -- list items removed before the owner was known -----------------------------
@@ -342,22 +358,18 @@ class Indexer:
                 lookups.append((origin, change))
         if not lookups:
             return plain
-        # Search is near-real-time: make the previous batches' writes visible first.
-        for group in {self.groups[c.resource_type] for _, c in lookups}:
-            self.es.indices.refresh(index=layout.listener_alias(group))
-        searches: list[dict] = []
-        for _, change in lookups:
-            field, value = change.locate_by
-            searches.append({"index": layout.listener_alias(self.groups[change.resource_type])})
-            # The list may be mapped as objects or as nested documents: ask both ways.
-            holds = {"bool": {"minimum_should_match": 1, "should": [
-                {"term": {field: value}},
-                {"nested": {"path": field.split(".", 1)[0], "ignore_unmapped": True,
-                            "query": {"term": {field: value}}}}]}}
-            searches.append({"size": 1, "_source": False, "query": {"bool": {"filter": [
-                holds, {"term": {ROLE_FIELD: ADMIN}},
-                {"term": {"resource_type": change.resource_type}}]}}})
-        responses = self.es.msearch(searches=searches)["responses"]
+        # Search is near-real-time: the owner is almost always visible already (the
+        # announcer refreshes every announce_interval); refresh only for those not
+        # found, in case they were written moments ago.
+        responses = self._search_owners(lookups)
+        missing = [i for i, resp in enumerate(responses)
+                   if "error" not in resp and not resp["hits"]["hits"]]
+        if missing:
+            for group in {self.groups[lookups[i][1].resource_type] for i in missing}:
+                self.es.indices.refresh(index=layout.listener_alias(group))
+            again = self._search_owners([lookups[i] for i in missing])
+            for i, resp in zip(missing, again):
+                responses[i] = resp
         orphans: list[DocumentChange] = []
         for (origin, change), resp in zip(lookups, responses):
             if "error" in resp:
@@ -375,6 +387,51 @@ class Indexer:
                                                       locate_by=None)))
         self._write_item_removals(orphans)
         return plain
+
+    def _search_owners(self, lookups) -> list[dict]:
+        searches: list[dict] = []
+        for _, change in lookups:
+            field, value = change.locate_by
+            searches.append({"index": layout.listener_alias(self.groups[change.resource_type])})
+            # The list may be mapped as objects or as nested documents: ask both ways.
+            holds = {"bool": {"minimum_should_match": 1, "should": [
+                {"term": {field: value}},
+                {"nested": {"path": field.split(".", 1)[0], "ignore_unmapped": True,
+                            "query": {"term": {field: value}}}}]}}
+            searches.append({"size": 1, "_source": False, "query": {"bool": {"filter": [
+                holds, {"term": {ROLE_FIELD: ADMIN}},
+                {"term": {"resource_type": change.resource_type}}]}}})
+        return self.es.msearch(searches=searches)["responses"]
+
+
+class StateCache:
+    """The admin copies this process read or wrote last (LRU, thread-safe).
+
+    Most notifications are about a resource changed moments before; folding onto the
+    state this process holds saves a realtime ``mget`` (which makes Elasticsearch
+    refresh a shard in place when the document is not searchable yet). The write
+    stays conditional on that state's ``_seq_no``, so a stale entry only costs a
+    conflict and a read."""
+
+    def __init__(self, size: int):
+        self._entries = cachetools.LRUCache(maxsize=max(1, size)) if size else None
+        self._lock = threading.Lock()
+
+    def get(self, key) -> "Stored | None":
+        if self._entries is None:
+            return None
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key, stored: "Stored") -> None:
+        if self._entries is not None:
+            with self._lock:
+                self._entries[key] = stored
+
+    def drop(self, key) -> None:
+        if self._entries is not None:
+            with self._lock:
+                self._entries.pop(key, None)
 
 
 class ReadWriteLock:

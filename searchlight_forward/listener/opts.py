@@ -40,6 +40,11 @@ opts = [
                       "whatever the number of readers: a shorter interval lowers "
                       "the delay to sinks and WebSocket clients and costs "
                       "Elasticsearch more refreshes (docs/benchmarks.md)."),
+    cfg.IntOpt("state_cache_size", default=10000, min=0,
+               help="Resources whose last written state a listener process keeps, to "
+                    "fold the next change onto it without reading it back from "
+                    "Elasticsearch (writes stay conditional on it, so another "
+                    "process's write is never lost). 0: always read back."),
     cfg.HostAddressOpt("status_host", default="127.0.0.1",
                        help="Address of the listener's status endpoint (GET /status)."),
     cfg.PortOpt("status_port", default=8790,

@@ -87,7 +87,8 @@ class Listener:
         dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
         setup.call(dead_letters.ensure)
         self.indexer = Indexer(es, deployment.groups, deployment.admin_only, policy,
-                               deployment.item_lists, self.stop_event, probe)
+                               deployment.item_lists, self.stop_event, probe,
+                               conf.listener.state_cache_size)
         doorbell = Doorbell(conf.transport_url) if conf.transport_url else None
         self.announcer = Announcer(
             {g: ChangeLog(es, g) for g in deployment.group_names()}, doorbell,
