@@ -197,7 +197,8 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
     scn = Scenario(ctx.run, name, workers_=workers_, pipelines=pipelines,
                    overrides=ctx.args.overrides)
     children: list = []
-    clients = proc = stop = spy = None
+    clients = proc = stop = None
+    spies: dict = {}
     try:
         scn.ensure_index()
         out = publish_prequeue(ctx, scn, ctx.spec(1 if not baseline else 2, n), name)
@@ -235,7 +236,12 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
         harness.wait_until(lambda: started.at, 120, 0.01, f"{name}: the listener to start")
         t0 = started.at
         watch.start()
-        spy = start_profile(ctx, name, listener_ps) if args.profile and not baseline else None
+        if args.profile and not baseline:
+            for who in ("listener", "delivery", "websocket server"):
+                if who in extra:
+                    spy = start_profile(ctx, f"{name}-{who.split()[0]}", extra[who])
+                    if spy is not None:
+                        spies[who] = spy
         timeout = args.timeout if not baseline else max(args.timeout, n / 40)
         deadline = time.monotonic() + timeout
         times: dict[str, float] = {}
@@ -293,9 +299,9 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
                                      f"clients {clients.ask('converged') if clients else None}")
                 time.sleep(0.1 if "indexed" not in times else 0.2)
         watch.stop()
-        if spy is not None:
-            out["profile"] = stop_profile(*spy)
-            spy = None
+        if spies:
+            out["profile"] = {who: stop_profile(*spy) for who, spy in spies.items()}
+            spies = {}
         es1 = harness.es_stats(ctx.run.es)
         t_done = max(times.values())
         elapsed = t_done - t0
@@ -333,7 +339,7 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
                                                                        zaqar["queue"])
         return out
     finally:
-        if spy is not None:
+        for spy in spies.values():
             spy[0].kill()
         if proc is not None and proc.is_alive():      # the Searchlight-style listener
             stop.set()
@@ -355,7 +361,7 @@ def cpu_ms_per_notification(resources: dict, n: int, names) -> dict:
 
 
 def start_profile(ctx, name, ps):
-    """py-spy on the listener (all its processes) while the scenario runs."""
+    """py-spy on a process (and its children) while the scenario runs."""
     import shutil
     import subprocess
     exe = shutil.which("py-spy") or os.path.join(ctx.run.bindir, "py-spy")
@@ -706,7 +712,7 @@ def summarize(res: dict) -> dict:
         if "broker" in cpu and "index" in cpu:
             s["ceilings_cpu_ms"] = round(cpu["broker"] + cpu["index"], 3)
             s["cpu_vs_ceilings"] = ratio(cpu.get("project"), s["ceilings_cpu_ms"])
-        es_doc = {k: es_cpu_per_doc(res[k]) for k in ("project", "index")}
+        es_doc = {k: es_cpu_per_doc(res.get(k)) for k in ("project", "index")}
         s["es_cpu_ms_per_doc"] = es_doc
         s["es_cpu_vs_index"] = ratio(es_doc["project"], es_doc["index"])
         e = project["elasticsearch"]
@@ -868,9 +874,11 @@ def markdown(res: dict, meta: dict) -> str:
                          f"{fmt(r['peak_rss_largest_process_mb'].get('listener'))} | "
                          f"{fmt(r['peak_rss_mb'].get('delivery'))} |")
     for key in ("project", "scaling", "nopipe"):
-        prof = (res.get(key) or {}).get("profile") if isinstance(res.get(key), dict) else None
-        if prof and prof.get("inclusive_pct"):
-            lines += ["", f"## Where the listener's Python time goes ({key}, py-spy --gil, "
+        profiles = (res.get(key) or {}).get("profile") if isinstance(res.get(key), dict) else None
+        for who, prof in (profiles or {}).items():
+            if not prof.get("inclusive_pct"):
+                continue
+            lines += ["", f"## Where the {who}'s Python time goes ({key}, py-spy --gil, "
                       f"{prof['samples']} samples)", "", "| function | share |", "|---|---:|"]
             for fn, share in prof["inclusive_pct"][:20]:
                 lines.append(f"| `{fn}` | {share}% |")
@@ -996,7 +1004,8 @@ def parse_args(argv=None):
                         "the ceilings keep --batch-size etc.)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--profile", action="store_true",
-                   help="py-spy the listener during the throughput scenarios; the busiest "
+                   help="py-spy the listener, the delivery service and the WebSocket server "
+                        "during the throughput scenarios; the busiest "
                         "functions go to the results (profile-<scenario>.txt: raw stacks)")
     args = p.parse_args(argv)
     q = args.quick

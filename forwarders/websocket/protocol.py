@@ -38,6 +38,8 @@ import logging
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
+import orjson
+
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.model.documents import ADMIN, ROLE_FIELD, USER
@@ -153,15 +155,23 @@ class Renderer:
         if entry.memo is None:
             try:
                 envelope = self.envelope(entry)
-                entry.memo = json.dumps(
+                entry.memo = _dumps(
                     {"type": "change", "cursor": str(entry.after) if entry.after else None,
-                     "envelope": envelope.to_dict()},
-                    separators=(",", ":"), default=str)
+                     "envelope": envelope.to_dict()})
             except Exception:  # noqa: BLE001 - a filter bug must not leak or kill
                 self.failures += 1
                 LOG.exception("withholding %r: a filter or the document failed", entry)
                 entry.memo = False
         return entry.memo or None
+
+
+def _dumps(data: dict) -> str:
+    """Compact JSON text; orjson (frames are most of the server's work), or json for
+    what orjson will not take (non-string keys)."""
+    try:
+        return orjson.dumps(data, default=str).decode()
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"), default=str)
 
 
 def _iso(moment) -> str | None:

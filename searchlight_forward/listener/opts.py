@@ -16,7 +16,7 @@ opts = [
     cfg.IntOpt("workers", default=1, min=1,
                help="Listener processes to run on this host (cotyledon workers); "
                     "they share the pool, and a worker that dies is replaced."),
-    cfg.IntOpt("batch_size", default=200, min=1,
+    cfg.IntOpt("batch_size", default=500, min=1,
                help="Notifications handed to the indexer in one batch (one "
                     "Elasticsearch mget and one bulk request per batch)."),
     cfg.FloatOpt("batch_timeout", default=0.2, min=0.01,

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from searchlight_forward.model.envelope import Envelope
 from forwarders.sinks.base import SinkConfigError
-from forwarders.sinks.zaqar.batching import BODY_OVERHEAD, done_prefix, plan_batches, post_size
+from forwarders.sinks.zaqar.batching import (BODY_OVERHEAD, done_prefix, plan_batches,
+                                             post_body, post_size)
 from forwarders.sinks.zaqar.config import (MAX_POST_BYTES, project_problem,
                                            queue_name_problem, render, slug, template_fields)
 
@@ -22,15 +23,16 @@ ENVELOPE = Envelope(resource_type="OS::Neutron::FloatingIP", id="fip-1",
 # -- post sizes ----------------------------------------------------------------------
 
 @given(st.lists(st.dictionaries(st.text(max_size=5), st.text(max_size=30)), max_size=8))
-def test_post_size_is_what_python_zaqarclient_sends(bodies):
-    messages = [{"ttl": 3600, "body": b} for b in bodies]
-    sent = json.dumps({"messages": messages})        # zaqarclient's core.message_post
-    assert post_size(len(json.dumps(m)) for m in messages) == len(sent.encode())
+def test_post_size_is_the_size_of_the_body_sent_and_the_body_is_the_messages(bodies):
+    messages = [json.dumps({"ttl": 3600, "body": b}).encode() for b in bodies]
+    body = post_body(messages)
+    assert post_size(len(m) for m in messages) == len(body)
+    assert json.loads(body) == {"messages": [{"ttl": 3600, "body": b} for b in bodies]}
 
 
 def test_post_size_of_nothing_is_the_envelope_of_the_body():
-    assert post_size([]) == BODY_OVERHEAD == len('{"messages": []}')
-    assert post_size([10, 20]) == BODY_OVERHEAD + 10 + 20 + 2
+    assert post_size([]) == BODY_OVERHEAD == len('{"messages":[]}')
+    assert post_size([10, 20]) == BODY_OVERHEAD + 10 + 20 + 1
 
 
 # -- batch planning ------------------------------------------------------------------
@@ -44,7 +46,7 @@ def test_split_by_count():
 def test_split_by_bytes():
     size = 5_100                                 # ~5 KB messages
     batches, _ = plan_batches([size] * 150, MAX_POST_BYTES, 100)
-    fits = (MAX_POST_BYTES - BODY_OVERHEAD + 2) // (size + 2)
+    fits = (MAX_POST_BYTES - BODY_OVERHEAD + 1) // (size + 1)
     assert [len(b) for b in batches] == [fits, fits, 150 - 2 * fits]
     assert all(post_size([size] * len(b)) <= MAX_POST_BYTES for b in batches)
 
@@ -54,7 +56,7 @@ def test_a_post_may_be_exactly_the_limit():
     assert plan_batches([exact], MAX_POST_BYTES, 100) == ([[0]], [])
     assert plan_batches([exact + 1], MAX_POST_BYTES, 100) == ([], [0])
     # two that together are exactly the limit share a post
-    half = (MAX_POST_BYTES - BODY_OVERHEAD - 2) // 2
+    half = (MAX_POST_BYTES - BODY_OVERHEAD - 1) // 2
     assert plan_batches([half, half], MAX_POST_BYTES, 100) == ([[0, 1]], [])
     assert plan_batches([half, half + 1], MAX_POST_BYTES, 100) == ([[0], [1]], [])
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 
+import orjson
+
 from forwarders.sinks.base import Sink, SinkConfigError
 
 LOG = logging.getLogger("searchlight_forward.changes")
@@ -35,7 +37,11 @@ class LoggerSink(Sink):
         for envelope in envelopes:
             data = envelope.to_dict()
             line = {field: _lookup(data, field) for field in self.fields}
-            LOG.log(self.level, "change %s", json.dumps(line, sort_keys=False, default=str))
+            try:
+                text = orjson.dumps(line, default=str).decode()
+            except TypeError:
+                text = json.dumps(line, default=str)
+            LOG.log(self.level, "change %s", text)
 
 
 def _lookup(data, path: str):

@@ -63,3 +63,15 @@ class Client(zaqar_client.Client):
 
     def _get_transport(self, request):
         return self._shared_transport
+
+
+def post_encoded(queue, body: bytes) -> dict:
+    """``Queue.post`` of a body already serialized (``batching.post_body``): the sink
+    sizes each message with the bytes it sends, and python-zaqarclient would
+    serialize the whole post once more (profiled: a third of the delivery service's
+    CPU). The request is built as ``Queue.post`` builds it."""
+    request, transport = queue.client._request_and_transport()
+    request.operation = "message_post"
+    request.params["queue_name"] = queue._name
+    request.content = body
+    return transport.send(request).deserialized_content

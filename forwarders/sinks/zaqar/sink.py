@@ -30,9 +30,10 @@ from zaqarclient.transport import errors as transport_errors
 
 from forwarders.sinks.base import (Rejection, Sink, SinkContext, SinkRejected,
                                    SinkUnavailable)
-from forwarders.sinks.zaqar.batching import done_prefix, plan_batches, post_size
+from forwarders.sinks.zaqar.batching import done_prefix, plan_batches, post_body, post_size
 from forwarders.sinks.zaqar.client import Client as _Client
 from forwarders.sinks.zaqar.client import Transport as _Transport
+from forwarders.sinks.zaqar.client import post_encoded
 from forwarders.sinks.zaqar.config import (KNOWN_OPTIONS, ZaqarConfig, project_problem,
                                            queue_name_problem, render)
 from searchlight_forward.model.envelope import Envelope
@@ -118,8 +119,8 @@ class ZaqarSink(Sink):
     def _deliver(self, envelopes: list[Envelope]) -> None:
         done = [False] * len(envelopes)
         rejected: dict[int, str] = {}
-        # (project, queue) -> [(batch index, message, serialized size)], in batch order
-        groups: dict[tuple[str, str], list[tuple[int, dict, int]]] = {}
+        # (project, queue) -> [(batch index, serialized message, size)], in batch order
+        groups: dict[tuple[str, str], list[tuple[int, bytes, int]]] = {}
         for index, envelope in enumerate(envelopes):
             try:
                 route = self.route(envelope)
@@ -164,21 +165,18 @@ class ZaqarSink(Sink):
                             r.reason)
             raise SinkRejected(rejections, delivered=len(envelopes))
 
-    def _encode(self, envelope: Envelope) -> tuple[dict, int]:
-        """The Zaqar message for an envelope and its size as the client serializes it."""
+    def _encode(self, envelope: Envelope) -> tuple[bytes, int]:
+        """The Zaqar message for an envelope, serialized, and its size."""
         message = {"ttl": self.config.ttl, "body": envelope.to_dict()}
         try:
-            text = json.dumps(message, allow_nan=False)
-        except TypeError:
-            # a value JSON cannot carry (datetime, set...): as Envelope.to_json does
-            message = {"ttl": self.config.ttl, "body": json.loads(envelope.to_json())}
-            try:
-                text = json.dumps(message, allow_nan=False)
-            except ValueError as exc:
-                raise ValueError(f"not valid JSON: {exc}") from None
-        except ValueError as exc:  # NaN / Infinity: Zaqar would refuse the whole post
+            # default=str: a value JSON cannot carry (datetime, set...), as
+            # Envelope.to_json does; NaN and Infinity are refused (Zaqar would refuse
+            # the whole post), never silently changed.
+            data = json.dumps(message, allow_nan=False, default=str, ensure_ascii=False,
+                              separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError) as exc:
             raise ValueError(f"not valid JSON: {exc}") from None
-        return message, len(text)
+        return data, len(data)
 
     def _queue(self, project: str, queue: str):
         key = (project, queue)
@@ -198,7 +196,8 @@ class ZaqarSink(Sink):
         """Post items (in order); on a 400/413 split to find what Zaqar refuses."""
         where = f"queue {queue!r} of project {project!r} at {self.config.url}"
         try:
-            result = self._queue(project, queue).post([message for _, message, _ in items])
+            result = post_encoded(self._queue(project, queue),
+                                  post_body([message for _, message, _ in items]))
         except requests.exceptions.RequestException as exc:
             raise _Unavailable(f"cannot post to {where}: {type(exc).__name__}: {exc}") \
                 from exc
