@@ -12,7 +12,7 @@ by ``interval`` and the number of listener processes, whatever the number of
 pipelines, delivery processes and WebSocket servers reading. Under load a refresh
 costs more (every one makes a segment that must later be merged), so the pause
 between two also grows to ``COST_FACTOR`` times the last one's duration: refreshing
-takes at most about a fifth of the time, and changes wait a little longer when
+takes at most about a third of the time, and changes wait a little longer when
 Elasticsearch is busy instead of making it busier (measured: docs/benchmarks.md).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from searchlight_forward.retry import Policy, Retry, Stopping
 
 LOG = logging.getLogger(__name__)
 
-COST_FACTOR = 4.0
+COST_FACTOR = 2.0
 
 
 class Announcer:

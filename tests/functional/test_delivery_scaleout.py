@@ -16,6 +16,7 @@ from tests.functional.conftest import wait_for, write_conf, write_pipelines
 from tests.functional.delivery_support import (drain, head_of, log_lines, pipelines_ini,
                                                wait_caught_up)
 from tests.functional.expected import differences, latest_per_resource, stored
+from tests.functional.test_workers import consumers
 
 SHARDS = 3
 
@@ -70,6 +71,8 @@ def test_two_listeners_two_delivery_processes_three_shards_kill_9(
     second = processes("delivery", config_file, "delivery-b")
     wait_for(lambda: head_of(es, names["group"]), 60, "the listeners to create the index")
     assert len(head_of(es, names["group"]).seq_nos) == SHARDS
+    # RabbitMQ drops what is published before the pool queue is bound.
+    wait_for(lambda: consumers(names["pool"]) == 2, 60, "both listener workers to consume")
 
     # The causal stream; one delivery process is killed -9 in the middle of it, once
     # both have delivered something.

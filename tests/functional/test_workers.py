@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 import signal
 
+import kombu
 import pytest
 
 from devtools.simulator import CloudSimulator
+from tests.conftest import AMQP_URL
 from tests.functional.conftest import wait_for, write_conf, write_pipelines
 from tests.functional.delivery_support import head_of, log_lines, pipelines_ini
+
+
+def consumers(queue: str) -> int:
+    with kombu.Connection(AMQP_URL) as conn:
+        try:
+            return conn.channel().queue_declare(queue, passive=True).consumer_count
+        except Exception:  # noqa: BLE001 - not declared yet
+            return 0
 
 
 def children(pid: int) -> set[int]:
@@ -48,6 +58,9 @@ def test_a_killed_worker_is_replaced_and_work_goes_on(command, config_file, name
                                  victim not in children(manager) and children(manager)),
                         60, "cotyledon to start another worker")
     assert replaced != workers
+    # Notifications published before the pool queue is bound are dropped by RabbitMQ
+    # (no queue, no message): publish once every listener worker consumes.
+    wait_for(lambda: consumers(names["pool"]) == 2, 60, "both listener workers to consume")
 
     # And the service still works: notifications published now are indexed and
     # delivered (the logger sink's lines are in the delivery process's log).

@@ -139,7 +139,7 @@ def test_plan_applies_in_order_and_skips_duplicates_stale_and_malformed():
     assert batch.count("apply") == 3 and batch.count("stale") == 1
     # nothing changes before commit
     assert state.resources == {} and state.documents == {}
-    assert state.with_batch(batch)[SERVER]["version"] == V + 2
+    assert state.with_batch(batch)["resources"][SERVER]["version"] == V + 2
     state.commit(batch)
     assert state.versions() == {SERVER: V + 2, "other": V - 5}
     assert state.documents[SERVER]["status"] == "SHUTOFF"
@@ -221,9 +221,10 @@ def test_state_file_round_trip(tmp_path):
     telco.save_state(path, state.with_batch(batch))
     loaded = telco.load_state(path)
     assert loaded.versions() == {SERVER: V, "é-ü": V + 1}
-    assert loaded.resources == state.with_batch(batch)
+    assert loaded.resources == state.with_batch(batch)["resources"]
     data = json.loads(open(path, encoding="utf-8").read())
-    assert data["format"] == 1 and data["resources"][SERVER]["name"] == "vm-1"
+    assert data["format"] == 2 and data["resources"][SERVER]["name"] == "vm-1"
+    assert data["resync"] is None
     assert os.listdir(tmp_path) == ["state.json"]            # no temporary file left
 
 
@@ -243,7 +244,8 @@ def test_save_replaces_the_file_atomically(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text, reason", [
     ("{", "Expecting property name"),
     ("[]", "not a telco consumer state file"),
-    ('{"format": 2, "resources": {}}', "format 2, expected 1"),
+    ('{"format": 3, "resources": {}}', "format 3, expected 2"),
+    ('{"format": 2, "resources": {}, "resync": "all"}', "'resync' is not a list"),
     ('{"format": 1, "resources": []}', "'resources' is not an object"),
     ('{"format": 1, "resources": {"a": {"version": "1"}}}', "resource 'a' has no integer"),
 ])
@@ -253,3 +255,28 @@ def test_an_unusable_state_file_is_an_error_not_an_empty_state(tmp_path, text, r
     with pytest.raises(telco.StateFileError) as exc:
         telco.load_state(str(path))
     assert reason in str(exc.value) and "move it away" in str(exc.value)
+
+
+def test_a_resynchronisation_marks_what_it_did_not_send_as_gone(tmp_path):
+    state = telco.State()
+    state.commit(state.plan([("m1", body(rid="kept", version=V)),
+                             ("m2", body(rid="gone", version=V)),
+                             ("m3", body(rid="deleted", version=V, operation="delete",
+                                         document=None))]))
+    begin = {"operation": "resync_begin", "resource_type": "", "id": "", "version": 0,
+             "document": {"reason": "the cursor is older than the tombstone retention"}}
+    end = {"operation": "resync_end", "resource_type": "", "id": "", "version": 0,
+           "document": {"reason": "done"}}
+    # A crash between the two: the ids sent so far are saved with the state.
+    first = state.plan([("m4", begin), ("m5", body(rid="kept", version=V + 1))])
+    path = str(tmp_path / "state.json")
+    telco.save_state(path, state.with_batch(first))
+    state = telco.load_state(path)
+    assert state.resync == {"kept"}
+    batch = state.plan([("m6", body(rid="new", version=V)), ("m7", end)])
+    assert batch.lines[-1].endswith("RESYNC end: 1 gone")
+    assert [line for line in batch.lines if " GONE " in line][0].split()[3] == "vm-1"
+    state.commit(batch)
+    assert state.resync is None
+    assert {rid for rid, e in state.resources.items() if e["deleted"]} == {"gone", "deleted"}
+    assert state.version_of("gone") == V        # a newer index still brings it back

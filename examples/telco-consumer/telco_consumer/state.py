@@ -1,7 +1,7 @@
 """The telco consumer's pure part: envelopes in, decisions and lines out (no network).
 
-The consumer (``searchlight_forward.commands.telco_consumer``) claims messages from a
-Zaqar queue; everything it decides about them is here, on plain data:
+The consumer (``telco_consumer.consumer``) claims messages from a Zaqar queue;
+everything it decides about them is here, on plain data:
 
 * ``parse(body)``: the message body as an ``Envelope``, or ``Malformed`` with the
   reason (see docs/zaqar.md, "The message");
@@ -12,6 +12,10 @@ Zaqar queue; everything it decides about them is here, on plain data:
 * ``State.plan(messages)`` -> ``Batch``: the decisions for one claimed batch, in
   order, without changing the state; ``State.commit(batch)`` once the batch's state
   is durable (so a failed write leaves the state as it was);
+* ``resync_begin`` ... ``resync_end`` (a resynchronisation: the queue's cursor was
+  older than the service's tombstone retention, or its index was rebuilt): every
+  resource sent in between is current; a live resource known here that was not sent
+  is gone, and is marked deleted at ``resync_end`` (a ``GONE`` line);
 * ``format_line``: one readable line per applied change;
 * ``dumps_state`` / ``loads_state`` and ``save_state`` / ``load_state``: the state
   file (``{id: version}`` plus a small summary per resource), written atomically
@@ -19,11 +23,14 @@ Zaqar queue; everything it decides about them is here, on plain data:
 
 State file (JSON)::
 
-    {"format": 1,
+    {"format": 2,
      "resources": {"<id>": {"version": 1772452807000000270,
                             "resource_type": "OS::Nova::Server", "name": "vm-1",
                             "project_id": "6f70...", "status": "ACTIVE",
-                            "deleted": false, "timestamp": "2026-03-02 12:00:07.270156"}}}
+                            "deleted": false, "timestamp": "2026-03-02 12:00:07.270156"}},
+     "resync": null}           # or the ids sent since a resync_begin
+
+Format 1 (without ``resync``) is read too.
 """
 from __future__ import annotations
 
@@ -35,14 +42,17 @@ import re
 import tempfile
 from typing import Any, Iterable
 
-from searchlight_forward.model.envelope import DELETE, INDEX, Envelope
+from searchlight_forward.model.envelope import (CONTROL, DELETE, INDEX, RESYNC_BEGIN,
+                                                 Envelope, control)
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 APPLY = "apply"
 DUPLICATE = "duplicate"       # same version as the last one applied
 STALE = "stale"               # older than the last one applied
 MALFORMED = "malformed"       # not an envelope
+RESYNC = "resync"             # resync_begin or resync_end
 
 #: document fields shown as the resource's name / status, first present wins
 NAME_FIELDS = ("name", "stack_name", "display_name", "floating_ip_address")
@@ -75,6 +85,10 @@ def parse(body: Any) -> Envelope:
     """
     if not isinstance(body, dict):
         raise Malformed(f"body is {_kind(body)}, not an envelope object")
+    if body.get("operation") in CONTROL:
+        reason = (body.get("document") or {}).get("reason") \
+            if isinstance(body.get("document"), dict) else None
+        return control(body["operation"], str(reason or ""))
     for field in ("id", "resource_type"):
         value = body.get(field)
         if not isinstance(value, str) or not value:
@@ -84,7 +98,8 @@ def parse(body: Any) -> Envelope:
         raise Malformed(f"version is {_kind(version)}, expected a non-negative integer")
     operation = body.get("operation")
     if operation not in (INDEX, DELETE):
-        raise Malformed(f"operation is {_kind(operation)}, expected 'index' or 'delete'")
+        raise Malformed(f"operation is {_kind(operation)}, expected 'index', 'delete', "
+                        f"'resync_begin' or 'resync_end'")
     document = body.get("document")
     if operation == INDEX and not isinstance(document, dict):
         raise Malformed(f"document is {_kind(document)}, expected an object for 'index'")
@@ -189,10 +204,12 @@ class Batch:
     updates: dict[str, dict]
     #: id -> latest document (None once deleted)
     documents: dict[str, dict | None]
+    #: the ids sent since a resync_begin once the batch is applied (None: no resync)
+    resync: set[str] | None = None
 
     @property
     def lines(self) -> list[str]:
-        return [o.line for o in self.outcomes if o.decision == APPLY]
+        return [o.line for o in self.outcomes if o.decision in (APPLY, RESYNC) and o.line]
 
     @property
     def malformed(self) -> list[Outcome]:
@@ -206,9 +223,11 @@ class State:
     """The consumer's view: per resource id, the summary of the last change applied
     (its ``version`` decides what comes next), and in memory the latest document."""
 
-    def __init__(self, resources: dict[str, dict] | None = None):
+    def __init__(self, resources: dict[str, dict] | None = None,
+                 resync: Iterable[str] | None = None):
         self.resources: dict[str, dict] = dict(resources or {})
         self.documents: dict[str, dict | None] = {}
+        self.resync: set[str] | None = set(resync) if resync is not None else None
 
     def version_of(self, resource_id: str) -> int | None:
         entry = self.resources.get(resource_id)
@@ -223,12 +242,34 @@ class State:
         outcomes: list[Outcome] = []
         updates: dict[str, dict] = {}
         documents: dict[str, dict | None] = {}
+        resync = set(self.resync) if self.resync is not None else None
         for message_id, body in messages:
             try:
                 envelope = parse(body)
             except Malformed as exc:
                 outcomes.append(Outcome(message_id, MALFORMED, reason=str(exc)))
                 continue
+            if envelope.is_control:
+                if envelope.operation == RESYNC_BEGIN:
+                    resync = set()
+                    outcomes.append(Outcome(message_id, RESYNC, envelope, line=(
+                        f"{clock(envelope)} RESYNC begin: "
+                        f"{_clean((envelope.document or {}).get('reason'))}")))
+                    continue
+                gone = self._gone(resync or set(), updates)
+                for rid, summary in gone.items():
+                    updates[rid] = summary
+                    documents[rid] = None
+                    outcomes.append(Outcome(message_id, RESYNC, envelope, line=(
+                        f"{clock(envelope)} GONE {_clean(summary['resource_type'])} "
+                        f"{_clean(summary.get('name')) or '-'} ({short(rid)}) not in the "
+                        f"resynchronisation")))
+                outcomes.append(Outcome(message_id, RESYNC, envelope, line=(
+                    f"{clock(envelope)} RESYNC end: {len(gone)} gone")))
+                resync = None
+                continue
+            if resync is not None:
+                resync.add(envelope.id)
             previous = updates.get(envelope.id) or self.resources.get(envelope.id)
             known = None if previous is None else previous["version"]
             decision = decide(known, envelope.version)
@@ -240,13 +281,22 @@ class State:
             documents[envelope.id] = envelope.document
             outcomes.append(Outcome(message_id, APPLY, envelope,
                                     line=format_line(envelope, summary)))
-        return Batch(outcomes, updates, documents)
+        return Batch(outcomes, updates, documents, resync)
 
-    def with_batch(self, batch: Batch) -> dict[str, dict]:
-        """The resources as they are once ``batch`` is committed (for saving first)."""
-        return {**self.resources, **batch.updates}
+    def _gone(self, sent: set[str], updates: dict[str, dict]) -> dict[str, dict]:
+        """Live resources known here that a resynchronisation did not send."""
+        known = {**self.resources, **updates}
+        return {rid: dict(entry, deleted=True, status=None)
+                for rid, entry in sorted(known.items())
+                if not entry.get("deleted") and rid not in sent}
+
+    def with_batch(self, batch: Batch) -> dict:
+        """The state as it is once ``batch`` is committed (for saving first)."""
+        return {"resources": {**self.resources, **batch.updates},
+                "resync": sorted(batch.resync) if batch.resync is not None else None}
 
     def commit(self, batch: Batch) -> None:
+        self.resync = set(batch.resync) if batch.resync is not None else None
         self.resources.update(batch.updates)
         for rid, document in batch.documents.items():
             if document is None:
@@ -258,8 +308,11 @@ class State:
 # ---------------------------------------------------------------------------------
 # The state file.
 
-def dumps_state(resources: dict[str, dict]) -> str:
-    return json.dumps({"format": STATE_FORMAT, "resources": resources},
+def dumps_state(snapshot: dict) -> str:
+    """The state file's text for ``State.with_batch``'s snapshot (or bare resources)."""
+    if "resources" not in snapshot:
+        snapshot = {"resources": snapshot, "resync": None}
+    return json.dumps({"format": STATE_FORMAT, **snapshot},
                       separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
@@ -267,7 +320,7 @@ def loads_state(text: str) -> State:
     """A State from the state file's text; ValueError with the reason if it is not
     one (never an empty state in its place: that would re-apply old versions)."""
     data = json.loads(text)
-    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise ValueError(f"not a telco consumer state file (format "
                          f"{data.get('format') if isinstance(data, dict) else None!r}, "
                          f"expected {STATE_FORMAT})")
@@ -278,7 +331,11 @@ def loads_state(text: str) -> State:
         version = entry.get("version") if isinstance(entry, dict) else None
         if isinstance(version, bool) or not isinstance(version, int):
             raise ValueError(f"resource {rid!r} has no integer version")
-    return State(resources)
+    resync = data.get("resync")
+    if resync is not None and not (isinstance(resync, list)
+                                   and all(isinstance(r, str) for r in resync)):
+        raise ValueError("'resync' is not a list of ids")
+    return State(resources, resync)
 
 
 def load_state(path: str) -> State:
@@ -298,12 +355,12 @@ def load_state(path: str) -> State:
                              "again, including older versions)") from None
 
 
-def save_state(path: str, resources: dict[str, dict]) -> None:
+def save_state(path: str, snapshot: dict) -> None:
     """Replace the state file atomically and durably: a temporary file in the same
     directory, fsync, rename over the old one, fsync of the directory. A crash leaves
     either the old or the new file, never a mix."""
     directory = os.path.dirname(os.path.abspath(path))
-    data = dumps_state(resources).encode("utf-8")
+    data = dumps_state(snapshot).encode("utf-8")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".",
