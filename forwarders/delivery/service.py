@@ -41,6 +41,7 @@ from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.logs import Throttled
 from searchlight_forward.model.documents import ADMIN
 from searchlight_forward.retry import Policy, Retry, Stopping
+from searchlight_forward.status import StatusServer
 
 LOG = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class DeliveryService:
                  store: CursorStore, dead_letters: DeadLetterIndex, settings: Settings,
                  transport_url: str | None = None, poll_interval: float = 1.0,
                  page_size: int = 500, purge: dict | None = None,
-                 stop_event: threading.Event | None = None):
+                 stop_event: threading.Event | None = None,
+                 status: tuple[str, int] | None = None):
         self.es = es
         self.store = store
         self.dead_letters = dead_letters
@@ -83,6 +85,7 @@ class DeliveryService:
         self._thread = threading.Thread(target=self._run, daemon=True, name="delivery")
         self._last_purge = 0.0
         self._sinks_started = False
+        self.status = StatusServer(*status, self.stats) if status else None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -101,6 +104,8 @@ class DeliveryService:
         for group in self.groups.values():
             group.feed.start()
         self._thread.start()
+        if self.status is not None:
+            self.status.start()
         LOG.info("delivery service %s: %s", self.store.owner, ", ".join(
             f"{g.name}: {', '.join(g.pipelines)}" for g in self.groups.values()) or "no pipelines")
         return self
@@ -112,6 +117,8 @@ class DeliveryService:
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()
+        if self.status is not None:
+            self.status.stop()
         if self._thread.ident is not None:
             self._thread.join(timeout)
         for consumer in list(self.consumers.values()):
@@ -251,6 +258,11 @@ class DeliveryService:
             self.counters["tombstones_purged"] += purged
 
     # -- status --------------------------------------------------------------------------
+
+    def stats_line(self) -> str:
+        return " ".join(f"{key.split(':', 2)[-1]}({c.group}):{c.mode}:" + ",".join(
+            f"{k}={v}" for k, v in sorted(c.counters.items()))
+            for key, c in sorted(self.consumers.items())) or "no pipelines owned"
 
     def stats(self) -> dict:
         return {"owner": self.store.owner, "members": self.members,

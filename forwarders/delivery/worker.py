@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
-import cotyledon
 from oslo_config import cfg
 
 from forwarders.delivery.consumer import Settings
@@ -16,11 +14,9 @@ from forwarders.pipeline import loader
 from searchlight_forward import search
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
-from searchlight_forward.status import StatusServer
+from searchlight_forward.worker import Worker, run_workers
 
 LOG = logging.getLogger(__name__)
-
-STATS_EVERY = 30.0
 
 
 class ConfigError(ValueError):
@@ -28,7 +24,8 @@ class ConfigError(ValueError):
 
 
 def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
-          owner: str | None = None) -> DeliveryService:
+          owner: str | None = None, status: tuple[str, int] | None = None
+          ) -> DeliveryService:
     deployment = Deployment.from_conf(conf)
     try:
         pipelines = [p for p in loader.load_from_conf(conf, deployment, required=True)
@@ -57,50 +54,20 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
         Settings(batch_size=d.batch_size, queue_pages=d.queue_pages,
                  commit_interval=d.commit_interval, lease_seconds=d.lease_seconds),
         transport_url=conf.transport_url or None, poll_interval=c.poll_interval,
-        page_size=c.page_size, stop_event=stop_event,
+        page_size=c.page_size, stop_event=stop_event, status=status,
         purge={"interval": c.purge_interval, "min_age": c.tombstone_min_age,
                "retention": c.tombstone_retention})
 
 
-class DeliveryWorker(cotyledon.Service):
+class DeliveryWorker(Worker):
     name = "searchlight-forward-delivery"
-    graceful_shutdown_timeout = 60
 
-    def __init__(self, worker_id: int, conf: cfg.ConfigOpts):
-        super().__init__(worker_id)
-        self.conf = conf
-        self.stop_event = threading.Event()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        status = None
-        try:
-            service = build(self.conf, self.stop_event)
-            service.start()
-            d = self.conf.delivery
-            if d.status_port:
-                status = StatusServer(d.status_host, d.status_port + self.worker_id,
-                                      service.stats)
-                status.start()
-            last = time.monotonic()
-            while not self.stop_event.wait(1.0):
-                if time.monotonic() - last >= STATS_EVERY:
-                    last = time.monotonic()
-                    LOG.info("stats: %s", {k: c["counters"] for k, c in
-                                           service.stats()["pipelines"].items()})
-            service.stop()
-        finally:
-            if status is not None:
-                status.stop()
-            self.done.set()
-
-    def terminate(self) -> None:
-        self.stop_event.set()
-        self.done.wait(self.graceful_shutdown_timeout)
+    def start_work(self) -> DeliveryService:
+        d = self.conf.delivery
+        status = (d.status_host, d.status_port + self.worker_id) if d.status_port else None
+        return build(self.conf, self.stop_event, status=status).start()
 
 
 def run(conf: cfg.ConfigOpts) -> None:
-    build(conf).store       # fail fast, in the parent, on a configuration error
-    manager = cotyledon.ServiceManager()
-    manager.add(DeliveryWorker, workers=conf.delivery.workers, args=(conf,))
-    manager.run()
+    build(conf)              # fail fast, in the parent, on a configuration error
+    run_workers(DeliveryWorker, conf.delivery.workers, conf)

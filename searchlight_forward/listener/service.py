@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
-import cotyledon
 import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging.notify.dispatcher import NotificationResult
@@ -30,11 +28,11 @@ from searchlight_forward.logs import Throttled
 from searchlight_forward.plugins.base import exchanges_and_topics
 from searchlight_forward.retry import Policy, Retry, Stopping
 from searchlight_forward.status import StatusServer
+from searchlight_forward.worker import Worker, run_workers
 
 LOG = logging.getLogger(__name__)
 
 PRIORITIES = ("audit", "critical", "debug", "info", "error", "sample", "warn")
-STATS_EVERY = 30.0
 
 
 class BatchEndpoint:
@@ -145,7 +143,7 @@ class Listener:
         self.announcer.stop()
         if self.status:
             self.status.stop()
-        LOG.info("stopped: %s", self.stats())
+        LOG.info("stopped: %s", self.stats_line())
 
     def counters(self) -> dict:
         counts = dict(self.processor.counters)
@@ -158,48 +156,21 @@ class Listener:
     def snapshot(self) -> dict:
         return {"listener": self.counters()}
 
-    def stats(self) -> str:
+    def stats_line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in sorted(self.counters().items()))
 
 
-class ListenerWorker(cotyledon.Service):
-    """One listener process under cotyledon, which replaces it if it dies.
-
-    cotyledon calls ``terminate`` on SIGTERM and exits as soon as it returns, so it
-    waits for ``run`` to hand in-flight batches back first."""
+class ListenerWorker(Worker):
+    """One listener process: in-flight batches are handed back on SIGTERM."""
 
     name = "searchlight-forward-listener"
-    graceful_shutdown_timeout = 60
 
-    def __init__(self, worker_id: int, conf: cfg.ConfigOpts):
-        super().__init__(worker_id)
-        self.conf = conf
-        self.stop_event = threading.Event()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            listener = Listener(self.conf, self.stop_event, self.worker_id)
-            listener.start()
-            last = time.monotonic()
-            while not self.stop_event.wait(1.0):
-                if time.monotonic() - last >= STATS_EVERY:
-                    last = time.monotonic()
-                    LOG.info("stats: %s", listener.stats())
-            LOG.info("stopping; in-flight batches finish or go back to the broker")
-            listener.stop()
-        except Stopping:
-            pass
-        finally:
-            self.done.set()
-
-    def terminate(self) -> None:
-        self.stop_event.set()
-        self.done.wait(self.graceful_shutdown_timeout)
+    def start_work(self) -> Listener:
+        listener = Listener(self.conf, self.stop_event, self.worker_id)
+        listener.start()
+        return listener
 
 
 def run(conf: cfg.ConfigOpts) -> None:
     """``[listener] workers`` processes until SIGTERM or SIGINT."""
-    manager = cotyledon.ServiceManager()
-    manager.add(ListenerWorker, workers=conf.listener.workers, args=(conf,))
-    manager.run()
+    run_workers(ListenerWorker, conf.listener.workers, conf)

@@ -141,20 +141,26 @@ def load_conf(path) -> cfg.ConfigOpts:
     return conf
 
 
-@pytest.fixture
-def start_listener(config_file):
-    """Start in-process listeners on the test's config; all stopped at teardown."""
-    running: list[Listener] = []
+def in_process(config_file, build):
+    """start(**overrides) -> a started ``build(conf)``, and the list of those started
+    (for the fixture to stop)."""
+    running = []
 
-    def start(**overrides) -> Listener:
+    def start(**overrides):
         conf = load_conf(config_file)
         for (group, name), value in overrides.items():
             conf.set_override(name, value, group=group)
-        listener = Listener(conf, threading.Event())
-        listener.start()
-        running.append(listener)
-        return listener
+        thing = build(conf)
+        thing.start()
+        running.append(thing)
+        return thing
+    return start, running
 
+
+@pytest.fixture
+def start_listener(config_file):
+    """Start in-process listeners on the test's config; all stopped at teardown."""
+    start, running = in_process(config_file, lambda conf: Listener(conf, threading.Event()))
     yield start
     for listener in running:
         listener.stop()
@@ -163,17 +169,8 @@ def start_listener(config_file):
 @pytest.fixture
 def start_delivery(config_file):
     """Start in-process delivery services on the test's config (and forwarders.ini)."""
-    running = []
-
-    def start(**overrides):
-        conf = load_conf(config_file)
-        for (group, name), value in overrides.items():
-            conf.set_override(name, value, group=group)
-        service = delivery_worker.build(conf, threading.Event())
-        service.start()
-        running.append(service)
-        return service
-
+    start, running = in_process(
+        config_file, lambda conf: delivery_worker.build(conf, threading.Event()))
     yield start
     for service in running:
         service.stop()
