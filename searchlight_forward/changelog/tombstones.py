@@ -12,8 +12,8 @@ state index. A reader whose position is below the horizon on any shard may have
 missed a delete: it must start over (a resynchronisation), never carry on with a
 silent gap. ``horizon`` tells readers where it is.
 
-Ages come from the tombstone's own version (the delete's resource timestamp), so a
-purge needs no extra field and no clock of the writer's.
+Ages are counted from when the tombstone was written (``sf_written_at``, the
+listener's clock), not from the resource's own timestamps, which may be old.
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ import elasticsearch
 from elasticsearch import helpers
 
 from searchlight_forward.changelog.position import Position
-from searchlight_forward.model import versioning
-from searchlight_forward.model.documents import DELETED_FIELD, VERSION_FIELD
+from searchlight_forward.model.documents import DELETED_FIELD, WRITTEN_AT_FIELD
 
 LOG = logging.getLogger(__name__)
 
@@ -35,8 +34,8 @@ def horizon_id(group: str) -> str:
     return f"horizon:{group}"
 
 
-def version_at(moment: datetime.datetime) -> int:
-    return versioning.version_of(moment)
+def _millis(moment: datetime.datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 class Tombstones:
@@ -66,15 +65,15 @@ class Tombstones:
         current end (its index is the one purged); ``passed``: the least advanced
         durable cursor on that index (None: no cursor, only retention applies)."""
         now = now or _now()
-        young = version_at(now - datetime.timedelta(seconds=min_age))
-        old = version_at(now - datetime.timedelta(seconds=retention))
+        young = _millis(now - datetime.timedelta(seconds=min_age))
+        old = _millis(now - datetime.timedelta(seconds=retention))
         horizon = self.horizon(head.index) or Position.start(head.index, head.shards)
         purged = 0
         for shard in range(head.shards):
-            expired = [{"range": {VERSION_FIELD: {"lt": old}}}]
+            expired = [{"range": {WRITTEN_AT_FIELD: {"lt": old}}}]
             if passed is not None and passed.same_log(head) and passed.seq_nos[shard] >= 0:
                 expired.append({"bool": {"filter": [
-                    {"range": {VERSION_FIELD: {"lt": young}}},
+                    {"range": {WRITTEN_AT_FIELD: {"lt": young}}},
                     {"range": {"_seq_no": {"lte": passed.seq_nos[shard]}}}]}})
             query = {"bool": {"filter": [{"term": {DELETED_FIELD: True}}],
                               "should": expired, "minimum_should_match": 1}}

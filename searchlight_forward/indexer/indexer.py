@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import time
 from typing import Any, Hashable, Iterable
 
 import cachetools
@@ -233,7 +234,8 @@ class Indexer:
         """The admin copy's write, conditional on the document it was folded onto
         (created if there was none), and the user copy's, versioned externally."""
         index = layout.listener_alias(self.groups[state.resource_type])
-        sources = documents.es_sources(state, self.admin_only.get(state.resource_type, ()))
+        sources = documents.es_sources(state, self.admin_only.get(state.resource_type, ()),
+                                       written_at=int(time.time() * 1000))
         admin = {"_index": index, "_id": documents.doc_id(state.id, ADMIN),
                  "_source": sources[ADMIN], "_state": state}
         if found is None:
@@ -317,6 +319,7 @@ class Indexer:
                         "version": change.version, "version_type": "external_gte",
                         "_source": {ROLE_FIELD: "removal", documents.DELETED_FIELD: True,
                                     documents.VERSION_FIELD: change.version,
+                                    documents.WRITTEN_AT_FIELD: int(time.time() * 1000),
                                     "resource_type": change.resource_type,
                                     "removed": [op.list_field, op.key, op.value],
                                     "set_fields": fields}})

@@ -39,6 +39,7 @@ def ensure(es, group: str, plugins, shards: int = 1, replicas: int = 0) -> str:
     for _ in range(5):
         existing = current_index(es, group)
         if existing:
+            _add_new_fields(es, existing, plugins)
             return existing
         try:
             name = create(es, group, plugins, shards, replicas)
@@ -48,6 +49,17 @@ def ensure(es, group: str, plugins, shards: int = 1, replicas: int = 0) -> str:
             if exc.error not in _LOST_RACE:
                 raise
     raise RuntimeError(f"could not create or find the index of resource group {group}")
+
+
+def _add_new_fields(es, index: str, plugins) -> None:
+    """Map fields this release added (adding a field is allowed on a live index);
+    a field whose mapping changed needs a rebuild, which the error says."""
+    try:
+        es.indices.put_mapping(index=index, **layout.index_body(plugins, 1, 0)["mappings"])
+    except elasticsearch.BadRequestError as exc:
+        LOG.warning("index %s keeps its old mappings (%s); run "
+                    "`searchlight-forward-manage rebuild` to apply the new ones",
+                    index, exc.message)
 
 
 def show(es, group: str) -> dict:

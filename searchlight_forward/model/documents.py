@@ -21,9 +21,11 @@ EVENT_TYPE_FIELD = "sf_event_type"      # the event of the newest change folded 
 CHANGED_AT_FIELD = "sf_changed_at"      # that notification's emission time
 VERSION_FIELD = "sf_version"            # the external version, readable in _source
 PRIORITY_FIELD = "sf_priority"          # that notification's priority (info, error...)
+WRITTEN_AT_FIELD = "sf_written_at"      # when it was indexed (ms since the epoch, the
+                                        # listener's clock): tombstone retention
 INTERNAL_FIELDS = (ROLE_FIELD, DELETED_FIELD, INCOMPLETE_FIELD, BASE_VERSION_FIELD,
                    FIELD_VERSIONS_FIELD, EVENT_TYPE_FIELD, CHANGED_AT_FIELD,
-                   VERSION_FIELD, PRIORITY_FIELD)
+                   VERSION_FIELD, PRIORITY_FIELD, WRITTEN_AT_FIELD)
 
 ADMIN = "admin"
 USER = "user"
@@ -39,6 +41,7 @@ INTERNAL_MAPPING = {
     CHANGED_AT_FIELD: {"type": "keyword", "index": False},
     VERSION_FIELD: {"type": "long"},
     PRIORITY_FIELD: {"type": "keyword"},
+    WRITTEN_AT_FIELD: {"type": "long"},
 }
 
 
@@ -87,11 +90,14 @@ def redact(document: dict, patterns: Iterable[str]) -> dict:
             if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}
 
 
-def es_sources(state: ResourceState, admin_only: Iterable[str]) -> dict[str, dict]:
-    """The two stored copies of a state, keyed by role."""
+def es_sources(state: ResourceState, admin_only: Iterable[str],
+               written_at: int = 0) -> dict[str, dict]:
+    """The two stored copies of a state, keyed by role (``written_at``: when, in ms
+    since the epoch)."""
     base = {DELETED_FIELD: state.deleted, INCOMPLETE_FIELD: state.incomplete,
             EVENT_TYPE_FIELD: state.event_type, CHANGED_AT_FIELD: state.changed_at,
-            VERSION_FIELD: state.version, PRIORITY_FIELD: state.priority}
+            VERSION_FIELD: state.version, PRIORITY_FIELD: state.priority,
+            WRITTEN_AT_FIELD: written_at}
     admin = dict(state.document, **base, **{ROLE_FIELD: ADMIN,
                                            BASE_VERSION_FIELD: state.base_version,
                                            FIELD_VERSIONS_FIELD: state.field_versions})

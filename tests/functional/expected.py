@@ -71,13 +71,23 @@ def stored(es: elasticsearch.Elasticsearch, group: str, role: str = "admin"
 
 def latest_per_resource(envelopes) -> tuple[dict[tuple, dict], list]:
     """The last envelope per resource, and every (key, previous, next) where a version
-    went down (must be empty: contract 2)."""
+    went down (must be empty: contract 2). A resynchronisation counts as it is
+    documented: a resource not sent between resync_begin and resync_end is gone."""
     last: dict[tuple, dict] = {}
     regressions = []
+    resent: set | None = None
     for env in envelopes:
-        if env.get("operation") in ("resync_begin", "resync_end"):
+        if env.get("operation") == "resync_begin":
+            resent = set()
+            continue
+        if env.get("operation") == "resync_end":
+            for key in set(last) - (resent or set()):
+                last[key] = dict(last[key], operation="delete", document=None)
+            resent = None
             continue
         key = (env["resource_type"], env["id"])
+        if resent is not None:
+            resent.add(key)
         previous = last.get(key)
         if previous is not None and env["version"] < previous["version"]:
             regressions.append((key, previous["version"], env["version"]))
