@@ -273,7 +273,7 @@ class Scenario:
     """One scenario's private group, pool, ports, configuration and Zaqar queues."""
 
     def __init__(self, run: Run, name: str, workers_: int = 1, pipelines: bool = True,
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, stopped_sink_url: str | None = None):
         self.run = run
         self.name = name
         self.group = f"{run.prefix}-{name}"
@@ -290,6 +290,9 @@ class Scenario:
         self.conf = os.path.join(self.dir, "searchlight-forward.conf")
         self.pipelines = pipelines
         self.overrides = overrides or {}      # (section, option) -> value, main config
+        # A copy of the operator's pipeline whose Zaqar is reached through this URL
+        # (a FaultProxy the outage scenario cuts): pipeline "stopped".
+        self.stopped_sink_url = stopped_sink_url
         self._write(pipelines)
 
     def _write(self, pipelines: bool) -> None:
@@ -322,6 +325,8 @@ class Scenario:
             return
         ini = os.path.join(self.dir, "forwarders.ini")
         with _ini(os.path.join(ROOT, "etc", "forwarders.ini"), ini) as fw:
+            if self.stopped_sink_url:
+                self._add_stopped_pipeline(fw)
             pipelines_of = {}
             for section in fw.sections():
                 if section.startswith("pipeline:"):
@@ -342,7 +347,8 @@ class Scenario:
                         project = self.run.prefix        # the operator's own Zaqar project
                         fw.set(section, "project", project)
                     fw.set(section, "queue", queue)
-                    fw.set(section, "url", ZAQAR_URL)
+                    fw.set(section, "url", self.stopped_sink_url if sink == "zaqar_stopped"
+                           else ZAQAR_URL)
                     self.zaqar.append({"sink": sink, "pipeline": pipelines_of.get(sink),
                                        "queue": queue, "project": project})
                     projects = ([project] if "{project_id}" not in project
@@ -350,6 +356,21 @@ class Scenario:
                     queues = [queue.replace("{priority}", p)
                               for p in ("error", "critical", "warn", "info")]
                     self.run.zaqar_queues.update((p, q) for p in projects for q in queues)
+
+    @staticmethod
+    def _add_stopped_pipeline(fw) -> None:
+        """pipeline:stopped, the telco pipeline again into a queue of its own."""
+        fw.set("forwarding", "pipelines", fw.get("forwarding", "pipelines") + " stopped")
+        fw.add_section("pipeline:stopped")
+        fw.set("pipeline:stopped", "pipeline",
+               fw.get("pipeline:telco", "pipeline").replace("zaqar_ops", "zaqar_stopped"))
+        fw.add_section("sink:zaqar_stopped")
+        for option in ("use", "project", "ttl", "on_failure"):
+            fw.set("sink:zaqar_stopped", option, fw.get("sink:zaqar_ops", option))
+        fw.set("sink:zaqar_stopped", "queue", "stopped")
+
+    def zaqar_queue_of(self, pipeline: str) -> dict:
+        return next(z for z in self.zaqar if z["pipeline"] == pipeline)
 
     @property
     def ws_url(self) -> str:
@@ -475,12 +496,13 @@ def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
     """Pipeline -> whether its durable cursor has reached the end of the change log."""
     from searchlight_forward.changelog.position import Position
     from searchlight_forward.changelog.reader import ChangeLog, NoIndex
+    from searchlight_forward.retry import TransientError
     try:
         head = ChangeLog(es, scn.group).head().position
         es.indices.refresh(index=scn.state_index)
         hits = es.search(index=scn.state_index, size=100, query={"bool": {"filter": [
             {"term": {"kind": "cursor"}}, {"term": {"group": scn.group}}]}})["hits"]["hits"]
-    except (NoIndex, elasticsearch.NotFoundError):
+    except (NoIndex, TransientError, elasticsearch.NotFoundError):
         return {}
     found = {}
     for hit in hits:

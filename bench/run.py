@@ -23,6 +23,9 @@ Scenarios (names for --skip):
   nopipe    the listener alone (what the ways out cost)
   baseline  the same plugins and sinks driven the way Searchlight drove them
   delay     publish-to-searchable, -WebSocket and -Zaqar delays at steady rates
+  outage    one pipeline's Zaqar cut for --outage seconds (default 120) at 200/s: the
+            other ways out's delays during the cut against before it, the cut
+            pipeline's catch-up time and whether the latest state of everything arrived
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -51,7 +55,8 @@ import workers  # noqa: E402
 from harness import BenchError, Scenario  # noqa: E402
 
 ROOT = workers.ROOT
-SCENARIOS = ("broker", "index", "project", "scaling", "nopipe", "baseline", "delay")
+SCENARIOS = ("broker", "index", "project", "scaling", "nopipe", "baseline", "delay",
+             "outage")
 RESULTS = os.path.join(HERE, "results")
 PLOT = os.path.join(ROOT, "docs", "images", "bench-delay.png")
 TARGETS = {"vs_broker": 0.50, "vs_baseline": 5.0, "cpu_vs_ceilings": 2.0,
@@ -551,6 +556,133 @@ def scenario_delay(ctx: Context) -> dict:
         scn.cleanup()
 
 
+def scenario_outage(ctx: Context) -> dict:
+    """One pipeline's Zaqar cut for ``--outage`` seconds at a steady 200/s: the
+    others' and the WebSocket clients' delays during the cut against before it (one
+    run), then how long the cut pipeline takes to catch up and whether it received
+    the latest state of every resource."""
+    from devtools.faultproxy import FaultProxy
+    args = ctx.args
+    zaqar = urllib.parse.urlsplit(harness.ZAQAR_URL)
+    proxy = FaultProxy(zaqar.hostname, zaqar.port).start()
+    scn = Scenario(ctx.run, "outage", overrides=args.overrides, stopped_sink_url=proxy.url)
+    children, readers = [], []
+    clients = None
+    rate, before, after = 200, 20.0, 20.0
+    try:
+        scn.ensure_index()
+        harness.declare_pool(ctx.run.transport_url, scn.pool)
+        delivery = harness.start_delivery(scn)
+        children.append(delivery)
+        ws = harness.start_ws_server(scn)
+        children.append(ws)
+        clients = harness.WsClients(scn.ws_url, ctx.run.clients(args.clients))
+        clients.wait_subscribed()
+        operator, stopped = (harness.ZaqarReader(z["project"], z["queue"]) for z in
+                             (scn.zaqar_operator_queue(), scn.zaqar_queue_of("stopped")))
+        readers += [operator, stopped]
+        listener = harness.start_listener(scn)
+        children.append(listener)
+        harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
+        warm = ctx.spec(998, int(args.warmup * 100), start="2026-01-01T00:00:00")
+        ctx.pool.publish(warm, rate=100)
+        harness.wait_until(lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
+                           60, 0.2, "the pipelines after the warm-up")
+        clients.ask("records")
+        operator.records()
+        stopped.records()
+
+        count = int(rate * (before + args.outage + after))
+        spec = ctx.spec(4000, count, start="2026-09-01T00:00:00")
+        changes = workers.changes_of(workers.make_stream(spec))
+        cut = {}
+
+        def cut_the_sink(t0):
+            time.sleep(max(0.0, t0 + before - time.monotonic()))
+            proxy.block()
+            cut["from"] = time.monotonic()
+            time.sleep(args.outage)
+            proxy.unblock()
+            cut["to"] = time.monotonic()
+        t0 = time.monotonic() + 0.5        # when the publishers start (publish's start_in)
+        cutter = threading.Thread(target=cut_the_sink, args=(t0,), daemon=True)
+        cutter.start()
+        with tqdm.tqdm(total=count, desc=f"outage: {rate}/s, the stopped pipeline's "
+                       f"Zaqar cut for {args.outage:g}s", unit="msg", leave=False) as bar:
+            pub = ctx.pool.publish(spec, rate=rate, record=True, bar=bar)
+        cutter.join()
+        harness.wait_until(lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
+                           args.drain + args.outage, 0.5, "every pipeline to catch up")
+        last = -1
+        for _ in range(40):                 # the last pops and frames
+            got = stopped.count() + operator.count()
+            if got == last:
+                break
+            last = got
+            time.sleep(0.5)
+        return outage_figures(changes, pub["times"], cut, clients.ask("records"),
+                              operator.records(), stopped.records(), proxy.refused)
+    finally:
+        for reader in readers:
+            reader.stop()
+        if clients is not None:
+            clients.stop()
+        for child in reversed(children):
+            child.stop()
+        proxy.stop()
+        scn.cleanup()
+
+
+def outage_figures(changes, times, cut, ws_records, operator_records, stopped_records,
+                   refused) -> dict:
+    def segment(lo, hi):
+        keep = [c if lo <= t < hi else [] for c, t in zip(changes, times)]
+        d = delays(keep, times, ws_records, {}, operator_records)
+        return {"websocket_ms": d["websocket_ms"], "zaqar_operator_ms": d["zaqar_ms"],
+                "changes": d["changes_published"]}
+    t_first = min(t for t in times if t == t)
+    during = segment(cut["from"], cut["to"])
+    normal = segment(t_first, cut["from"])
+    # The stopped pipeline: the latest published version of every resource must
+    # have arrived; catch-up is until it held everything published before the cut ended.
+    latest: dict = {}
+    for found, t in zip(changes, times):
+        for rtype, rid, version, _ in found:
+            if rid is not None and t == t:
+                latest[(rtype, rid)] = max(version, latest.get((rtype, rid), 0))
+    got = collections.defaultdict(list)
+    for rtype, rid, version, at in stopped_records:
+        got[(rtype, rid)].append((version, at))
+    for receipts in got.values():
+        receipts.sort()
+    missing = [k for k, v in latest.items() if not got.get(k) or got[k][-1][0] < v]
+    caught_up = cut["to"]
+    during_keys = 0
+    for found, t in zip(changes, times):
+        if not (t == t and t < cut["to"]):
+            continue
+        for rtype, rid, version, _ in found:
+            if rid is None:
+                continue
+            during_keys += t >= cut["from"]
+            at = _first_at_least(got.get((rtype, rid), []), version)
+            if at is not None:
+                caught_up = max(caught_up, at)
+    # The backlog: what arrived between the cut's end and the catch-up.
+    received_after = sum(1 for *_, at in stopped_records if cut["to"] <= at <= caught_up)
+    return {"outage_s": round(cut["to"] - cut["from"], 1), "refused_connections": refused,
+            "before_cut": normal, "during_cut": during,
+            "websocket_p99_ratio": ratio(during["websocket_ms"]["p99"],
+                                         normal["websocket_ms"]["p99"]),
+            "zaqar_operator_p99_ratio": ratio(during["zaqar_operator_ms"]["p99"],
+                                              normal["zaqar_operator_ms"]["p99"]),
+            "stopped": {"resources": len(latest), "latest_state_missing": len(missing),
+                        "missing_sample": [list(k) for k in missing[:5]],
+                        "catch_up_s": round(caught_up - cut["to"], 1),
+                        "changes_during_cut": during_keys,
+                        "backlog_messages": received_after}}
+
+
 def delays(changes, times, records, seen, zaqar_records=()) -> dict:
     """Publish -> searchable, -> WebSocket and -> Zaqar delays (ms) of one segment.
 
@@ -830,6 +962,9 @@ def markdown(res: dict, meta: dict) -> str:
                          f"{fmt(w['p50'])} / {fmt(w['p95'])} / {fmt(w['p99'])} | "
                          f"{fmt(z['p50'])} / {fmt(z['p95'])} / {fmt(z['p99'])} | "
                          f"{a['n']} / {w['n']} / {z['n']} |")
+    outage = res.get("outage")
+    if isinstance(outage, dict) and "stopped" in outage:
+        lines += outage_lines(outage)
     lines += ["", "## Targets", "", "| target | goal | measured | met |", "|---|---|---|---|"]
     for t in res["targets"]:
         met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
@@ -883,6 +1018,24 @@ def markdown(res: dict, meta: dict) -> str:
             for fn, share in prof["inclusive_pct"][:20]:
                 lines.append(f"| `{fn}` | {share}% |")
     return "\n".join(lines) + "\n"
+
+
+def outage_lines(o: dict) -> list[str]:
+    b, d, st = o["before_cut"], o["during_cut"], o["stopped"]
+
+    def p(x):
+        return f"{fmt(x['p50'])} / {fmt(x['p99'])}"
+    return ["", f"## One sink cut for {o['outage_s']:g} s (200/s)", "",
+            "| | before the cut | during the cut | p99 ratio |", "|---|---|---|---:|",
+            f"| WebSocket p50 / p99 (ms) | {p(b['websocket_ms'])} | {p(d['websocket_ms'])} "
+            f"| {fmt(o['websocket_p99_ratio'])} |",
+            f"| operator's Zaqar p50 / p99 (ms) | {p(b['zaqar_operator_ms'])} | "
+            f"{p(d['zaqar_operator_ms'])} | {fmt(o['zaqar_operator_p99_ratio'])} |",
+            "", f"The cut pipeline (hold): caught up {st['catch_up_s']} s after its Zaqar "
+            f"came back; the {st['changes_during_cut']} changes published during the cut "
+            f"arrived as {st['backlog_messages']} messages; latest state missing for "
+            f"{st['latest_state_missing']} of {st['resources']} resources "
+            f"({o['refused_connections']} connections refused by the cut)."]
 
 
 def _cpu_row(name, r):
@@ -976,6 +1129,9 @@ def parse_args(argv=None):
     p.add_argument("--clients", type=int, default=None,
                    help="WebSocket clients (default 6: one admin watching all projects, "
                         "five members of three projects)")
+    p.add_argument("--outage", type=float, default=None,
+                   help="seconds the outage scenario cuts one pipeline's Zaqar (default "
+                        "120; quick 10)")
     p.add_argument("--publishers", type=int, default=4, help="publisher processes")
     p.add_argument("--skip", default="", help=f"comma-separated scenarios to skip: "
                                               f"{', '.join(SCENARIOS)}")
@@ -1015,6 +1171,7 @@ def parse_args(argv=None):
     args.rates = [int(r) if r.is_integer() else r for r in args.rates]
     args.duration = args.duration or (5.0 if q else 20.0)
     args.clients = args.clients or (3 if q else 6)
+    args.outage = args.outage or (10.0 if q else 120.0)
     if q:
         args.warmup = min(args.warmup, 1.0)
     chosen = [s for s in (args.only.split(",") if args.only else SCENARIOS) if s]
@@ -1050,7 +1207,8 @@ def main(argv=None) -> int:
     results: dict = {}
     fns = {"broker": scenario_broker, "index": scenario_index, "project": scenario_project,
            "scaling": scenario_scaling, "nopipe": scenario_nopipe,
-           "baseline": scenario_baseline, "delay": scenario_delay}
+           "baseline": scenario_baseline, "delay": scenario_delay,
+           "outage": scenario_outage}
     ctx.run.open()
     try:
         ctx.servers = harness.server_processes()

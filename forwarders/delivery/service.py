@@ -210,9 +210,10 @@ class DeliveryService:
 
     def _start_consumer(self, key: str, group: str, name: str, lease: Lease) -> None:
         g = self.groups[group]
-        consumer = Consumer(group, g.pipelines[name], lease, g.hub, g.changelog,
+        pipeline = g.pipelines[name]
+        consumer = Consumer(group, pipeline, lease, g.hub, g.changelog,
                             g.tombstones, self.dead_letters, self.settings,
-                            threading.Event(), probe=None)
+                            threading.Event(), probe=pipeline.sink.probe)
         self.consumers[key] = consumer.start()
         self.counters["claimed"] += 1
         LOG.info("delivering %s (%s) from %s", name, group,

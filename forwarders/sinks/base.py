@@ -69,6 +69,9 @@ class Sink:
     #: longest a deliver() call may take (seconds); the delivery service delivers
     #: only while its cursor lease outlasts it
     call_timeout = 30.0
+    #: a cheap "does the destination answer?" (a method returning a bool) that ends a
+    #: held pipeline's backoff as soon as the destination is back; None: no probe
+    probe = None
 
     def __init__(self, name: str, options: Mapping[str, str], context: "SinkContext"):
         self.name = name

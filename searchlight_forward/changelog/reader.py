@@ -83,6 +83,7 @@ class ChangeLog:
         self.group = group
         self.alias = layout.listener_alias(group)
         self.page_size = page_size
+        self._shards: dict[str, int] = {}     # index -> its primary shards (fixed)
 
     def head(self) -> Head:
         """Where the log ends now; ``NoIndex`` if the group has no index."""
@@ -102,12 +103,24 @@ class ChangeLog:
         (index, stats), = indices.items()
         shards = stats.get("shards") or {}
         checkpoints = []
-        for shard in sorted(shards, key=int):
-            copies = shards[shard]
-            primary = next((c for c in copies if (c.get("routing") or {}).get("primary")),
-                           copies[0])
-            checkpoints.append(int(primary["seq_no"]["global_checkpoint"]))
+        # Stats list the shards that have started; a position needs every one (a
+        # fresh or recovering index may not have them all yet).
+        for shard in range(self._shard_count(index)):
+            primary = next((c for c in shards.get(str(shard), ())
+                            if (c.get("routing") or {}).get("primary")), None)
+            checkpoint = int(primary["seq_no"]["global_checkpoint"]) if primary else -2
+            if checkpoint < -1:
+                raise TransientError(f"shard {shard} of {index} has not started yet")
+            checkpoints.append(checkpoint)
         return Head(index, tuple(checkpoints))
+
+    def _shard_count(self, index: str) -> int:
+        if index not in self._shards:
+            resp = self.es.indices.get_settings(
+                index=index, name="index.number_of_shards",
+                filter_path="*.settings.index.number_of_shards")
+            self._shards[index] = int(resp[index]["settings"]["index"]["number_of_shards"])
+        return self._shards[index]
 
     def refresh(self, index: str) -> None:
         self.es.indices.refresh(index=index)

@@ -12,6 +12,7 @@ import pytest
 from forwarders.filters.base import Filter
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
+from searchlight_forward.retry import TransientError
 from tests.conftest import ZAQAR_URL, zaqar_client_for
 
 
@@ -75,7 +76,7 @@ fields = resource_type, id, project_id, version, operation, event_type, document
 def head_of(es, group: str) -> Position | None:
     try:
         return ChangeLog(es, group).head().position
-    except NoIndex:
+    except (NoIndex, TransientError):      # no index, or not every shard started yet
         return None
 
 

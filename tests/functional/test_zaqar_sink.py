@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.parse
 import uuid
 
 import pytest
 import requests
 
+from devtools.faultproxy import FaultProxy
 from searchlight_forward.model.envelope import Envelope
 from forwarders.sinks.base import SinkConfigError, SinkContext, SinkRejected, SinkUnavailable
 from forwarders.sinks.zaqar.batching import post_size
@@ -275,6 +277,19 @@ def test_zaqar_unreachable_raises_sink_unavailable_with_nothing_delivered(sinks)
         sink.deliver([env("a", 1, project_id="p1"), env("b", 1, project_id="p2")])
     assert caught.value.delivered == 0
     assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+def test_the_probe_says_whether_zaqar_answers(sinks):
+    proxy = FaultProxy("127.0.0.1", urllib.parse.urlsplit(ZAQAR_URL).port).start()
+    try:
+        sink = sinks({"queue": "q", "project": "p"}, url=proxy.url)
+        assert sink.probe() is True
+        proxy.block()
+        assert sink.probe() is False
+        proxy.unblock()
+        assert sink.probe() is True
+    finally:
+        proxy.stop()
 
 
 @pytest.mark.timeout(30)     # the 0.5 s timeout, not a hang

@@ -182,15 +182,27 @@ class ZaqarSink(Sink):
         key = (project, queue)
         found = self._queues.get(key)
         if found is None:
-            client = self._clients.get(project)
-            if client is None:
-                client = _Client(self.config.url, {"auth_opts": self.auth_opts(project),
-                                            "client_uuid": self.config.client_id},
-                                 self._transport)
-                self._clients[project] = client
             # Zaqar creates a queue on its first post; no request is made here.
-            found = self._queues[key] = client.queue(queue, auto_create=False)
+            found = self._queues[key] = self._client(project).queue(queue,
+                                                                    auto_create=False)
         return found
+
+    def _client(self, project: str):
+        client = self._clients.get(project)
+        if client is None:
+            client = _Client(self.config.url, {"auth_opts": self.auth_opts(project),
+                                               "client_uuid": self.config.client_id},
+                             self._transport)
+            self._clients[project] = client
+        return client
+
+    def probe(self) -> bool:
+        """Does Zaqar answer ``GET /v2/ping``? (No project is needed: any client.)"""
+        with self._lock:
+            if self._transport is None:
+                self.start()
+            client = next(iter(self._clients.values()), None) or self._client("ping")
+        return client.ping()
 
     def _post(self, project, queue, items, done, rejected) -> None:
         """Post items (in order); on a 400/413 split to find what Zaqar refuses."""
