@@ -195,6 +195,10 @@ and the local servers.
     except KeyboardInterrupt:
         return 0
     finally:
+        # A second Ctrl-C (or the terminal's, sent to the whole group) must not cut
+        # the clean-up short and leave the services running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
