@@ -270,4 +270,5 @@ class DeliveryService:
                 "counters": dict(self.counters),
                 "feeds": {g.name: dict(g.feed.stats(), live=g.hub.live_count())
                           for g in self.groups.values()},
-                "pipelines": {key: c.stats() for key, c in sorted(self.consumers.items())}}
+                "pipelines": {key: c.stats() for key, c in sorted(self.consumers.items())},
+                "doorbell": None if self.doorbell is None else self.doorbell.stats()}

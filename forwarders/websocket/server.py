@@ -222,9 +222,7 @@ class WebSocketServer:
                 "states": dict(states), "closes": {str(k): v for k, v in self.closes.items()},
                 "counters": dict(self.counters), "feed": self.feed.stats(),
                 "position": str(self.position) if self.position else None,
-                "doorbell": None if self.doorbell is None else {
-                    "connected": self.doorbell.connected,
-                    "received": self.doorbell.received},
+                "doorbell": None if self.doorbell is None else self.doorbell.stats(),
                 "filter_failures": self.renderer.failures,
                 "validator": self.validator.stats()}
 

@@ -25,8 +25,7 @@ import kombu
 import oslo_messaging
 from oslo_config import cfg
 
-from searchlight_forward.logs import Throttled
-from searchlight_forward.retry import Policy, Retry, Stopping
+from searchlight_forward.consuming import ConsumerThread
 
 LOG = logging.getLogger(__name__)
 
@@ -145,79 +144,51 @@ class Doorbell:
 class DoorbellListener:
     """A thread consuming rings for ``groups`` and calling ``on_ring(ring)``.
 
-    It reconnects with backoff when RabbitMQ goes away and calls ``on_ring(None)``
+    It survives the broker (``consuming.ConsumerThread``) and calls ``on_ring(None)``
     after each (re)connection, since rings may have been missed meanwhile.
     """
 
     def __init__(self, transport_url: str, groups: Iterable[str],
                  on_ring: Callable[[Ring | None], None], heartbeat: int = 30):
-        self.url = kombu_url(transport_url)
         self.groups = frozenset(groups)
         self.on_ring = on_ring
-        self.heartbeat = heartbeat
         self.queue_name = f"{EXCHANGE_NAME}.{uuid.uuid4().hex[:12]}"
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name="doorbell-listener")
-        self._log = Throttled(LOG)
         self.received = 0
-        self.connected = False
+        self._consumer = ConsumerThread(
+            kombu_url(transport_url), "doorbell-listener", self._queues, self._on_message,
+            on_connect=self._connected, heartbeat=heartbeat)
+
+    @property
+    def connected(self) -> bool:
+        return self._consumer.connected
+
+    @property
+    def connections(self) -> int:
+        return self._consumer.connections
+
+    def stats(self) -> dict:
+        return {"connected": self.connected, "connections": self.connections,
+                "received": self.received}
 
     def start(self, wait: float | None = 5.0) -> bool:
         """Start consuming; returns whether the queue is bound within ``wait`` s."""
-        self._thread.start()
-        return self._ready.wait(wait) if wait else False
+        return self._consumer.start(wait)
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._consumer.stop(timeout)
 
-    def _queue(self) -> kombu.Queue:
-        return kombu.Queue(self.queue_name, exchange=EXCHANGE, routing_key="",
-                           durable=False, exclusive=True, auto_delete=True,
-                           queue_arguments={"x-max-length": QUEUE_MAX_LENGTH,
-                                            "x-message-ttl": MESSAGE_TTL_MS})
+    def _queues(self) -> list[kombu.Queue]:
+        return [kombu.Queue(self.queue_name, exchange=EXCHANGE, routing_key="",
+                            durable=False, exclusive=True, auto_delete=True,
+                            queue_arguments={"x-max-length": QUEUE_MAX_LENGTH,
+                                             "x-message-ttl": MESSAGE_TTL_MS})]
+
+    def _connected(self) -> None:
+        LOG.info("doorbell: listening on %s", self.queue_name)
+        self.on_ring(None)
 
     def _on_message(self, body, message) -> None:
         self.received += 1
         ring = Ring.from_body(body)
         if ring is not None and ring.group in self.groups:
             self.on_ring(ring)
-
-    def _connect(self) -> kombu.Connection:
-        conn = kombu.Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5)
-        try:
-            conn.ensure_connection(max_retries=1)
-        except Exception:
-            conn.release()
-            raise
-        return conn
-
-    def _run(self) -> None:
-        # A fresh retry per connection: the backoff starts small after each outage.
-        while not self._stop.is_set():
-            retry = Retry(Policy(initial=0.5, maximum=30.0), "doorbell connection",
-                          "changes still arrive every poll interval",
-                          stop_event=self._stop, log=self._log)
-            try:
-                conn = retry.call(self._connect)
-            except Stopping:
-                break
-            try:
-                with conn, conn.Consumer(self._queue(), callbacks=[self._on_message],
-                                         accept=["json"], no_ack=True):
-                    self.connected = True
-                    self._ready.set()
-                    LOG.info("doorbell: listening on %s", self.queue_name)
-                    self.on_ring(None)     # rings may have been missed while away
-                    while not self._stop.is_set():
-                        try:
-                            conn.drain_events(timeout=1.0)
-                        except TimeoutError:
-                            conn.heartbeat_check()
-            except Exception as exc:  # noqa: BLE001 - reconnect; polls keep going
-                self._log.failure("doorbell connection", exc, "reconnecting",
-                                  with_traceback=False)
-            finally:
-                self.connected = False

@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 
+from devtools.faultproxy import FaultProxy
 from devtools.simulator import CloudSimulator
 from searchlight_forward.changelog.reader import ChangeLog
 from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.model.envelope import RESYNC_BEGIN, RESYNC_END
 from tests.conftest import RUN, ZAQAR_URL, field_paths
-from devtools.faultproxy import FaultProxy
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.delivery_support import (ChangeLines, drain, pipelines_ini,
                                                wait_caught_up)
