@@ -21,6 +21,10 @@ opts = [
                  help="Longest time, in seconds, the client leaves a node it found "
                       "unreachable before trying it again. Short, so that processes "
                       "resume within seconds of a node's return."),
+    cfg.FloatOpt("write_timeout", default=60.0, min=0.1,
+                 help="Longest time, in seconds, a bulk write waits for an unavailable "
+                      "shard before Elasticsearch answers 503 for its documents (they "
+                      "are retried; see [listener] max_item_attempts)."),
     cfg.IntOpt("number_of_shards", default=1, min=1,
                help="Primary shards of a new index. Every reader keeps a position "
                     "per shard, so any number works."),

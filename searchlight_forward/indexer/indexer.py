@@ -14,9 +14,13 @@ state's version as external version, so it never shows a state the admin copy di
 not take (a redelivery rewrites it, should a process die between the two).
 
 Errors fall in three kinds. Transient (unreachable, 429, 5xx): retried with backoff
-and jitter, indefinitely, because the batch is not acknowledged until it is indexed.
-Permanent for one resource (400, e.g. a value the mapping refuses): the changes are
-returned as rejected, for the dead-letter index. Conflict (409): fold again.
+and jitter, indefinitely, because the batch is not acknowledged until it is indexed;
+but a document answered 429/5xx ``max_item_attempts`` times while Elasticsearch
+took others is the document's fault (too big for a circuit breaker, say), and its
+changes are rejected. Permanent for one resource (400, e.g. a value the mapping
+refuses): the changes are returned as rejected, for the dead-letter index.
+Conflict (409): fold again. Anything else raised (a document the client cannot
+serialize) is the caller's to isolate.
 """
 from __future__ import annotations
 
@@ -82,7 +86,8 @@ class Indexer:
                  retry: Policy = Policy(),
                  item_lists: dict[str, dict[str, str]] | None = None,
                  stop_event: threading.Event | None = None, probe=None,
-                 state_cache_size: int = 10000):
+                 state_cache_size: int = 10000, max_item_attempts: int = 10,
+                 write_timeout: float = 60.0):
         self.es = es
         self.groups = groups            # resource_type -> resource group
         self.admin_only = admin_only    # resource_type -> fnmatch patterns
@@ -94,6 +99,9 @@ class Indexer:
         self._write_retry = Retry(retry, "Elasticsearch write", RETRY_HINT, stop_event, probe)
         self._locks = KeyLocks()
         self._states = StateCache(state_cache_size)
+        self.max_item_attempts = max_item_attempts
+        self._took = 0          # rounds in which Elasticsearch took documents (any batch)
+        self.write_timeout = f"{max(1, round(write_timeout * 1000))}ms"  # no fractions
 
     # -- public ------------------------------------------------------------------
 
@@ -124,14 +132,17 @@ class Indexer:
         by_key: dict[Key, list[tuple[Hashable, DocumentChange]]] = collections.defaultdict(list)
         for origin, change in located:
             by_key[(change.resource_type, change.id)].append((origin, change))
-        with self._locks.holding(by_key):
-            self._write(by_key, result)
+        self._write(by_key, result)
 
     def _write(self, by_key, result: BatchResult) -> None:
         rounds = 0
+        # key -> (429/5xx answers counted, self._took at the last one counted)
+        failures: dict[Key, tuple[int, int]] = {}
+        took_before = self._took
         while by_key:
             rounds += 1
-            done = self._write_retry.call(lambda: self._round(by_key, result))
+            done = self._write_retry.call(lambda: self._locked_round(
+                by_key, result, failures, took_before))
             for key in done:
                 del by_key[key]
             if by_key:
@@ -146,13 +157,22 @@ class Indexer:
 
     # -- one round: read, fold, write --------------------------------------------
 
-    def _round(self, by_key, result: BatchResult) -> set[Key]:
-        stored, removals, foreign = self._read(by_key)
+    def _locked_round(self, by_key, *args) -> set[Key]:
+        # Held for the round only: a resource settled in an earlier round, or one
+        # waiting out a backoff, does not hold back other batches' changes to it.
+        with self._locks.holding(list(by_key)):
+            return self._round(by_key, *args)
+
+    def _round(self, by_key, result: BatchResult, failures: dict[Key, tuple[int, int]],
+               took_before: int) -> set[Key]:
+        stored, removals, foreign, unavailable = self._read(by_key)
         admin_writes: list[tuple[Key, dict, dict]] = []
         user_rewrites: list[tuple[Key, dict]] = []
         folded: dict[Key, list[tuple[Hashable, merge.ChangeResult]]] = {}
         done: set[Key] = set()
         for key, items in by_key.items():
+            if key in unavailable:
+                continue                           # not read: not written this round
             if key in foreign:
                 done.add(key)
                 for origin, change in items:
@@ -180,10 +200,12 @@ class Indexer:
 
         # First the admin copies, each conditional on the state it was folded onto ...
         user_writes = list(user_rewrites)
-        transient = False
+        # ``unavailable``: keys answered 429/5xx (or not readable) in this round.
+        written = False
         for (key, admin, user), (status, info) in zip(
                 admin_writes, self._bulk([a for _, a, _ in admin_writes])):
             if status in (200, 201):
+                written = True
                 user_writes.append((key, user))
                 self._states.put(key, Stored(admin["_state"], info["_seq_no"],
                                              info["_primary_term"]))
@@ -192,7 +214,7 @@ class Indexer:
             if status == 409:
                 self.counters["conflicts"] += 1   # another writer got there: fold again
             elif status in TRANSIENT_STATUSES:
-                transient = True
+                unavailable[key] = f"{status} {_reason(info.get('error'))}"
             else:
                 error = info.get("error")
                 done.add(key)
@@ -201,18 +223,38 @@ class Indexer:
                         origin, change, f"Elasticsearch refused the document: {_reason(error)}"))
         # ... then the user copies of the states that won, so a user copy never shows
         # a state the admin copy did not take.
-        for (key, _), (status, _info) in zip(
+        for (key, _), (status, info) in zip(
                 user_writes, self._bulk([u for _, u in user_writes])):
             if status in (200, 201, 409):         # 409: a newer state's copy is there
+                written = True
                 done.add(key)
                 result.results.extend(folded[key])
-            else:
-                transient = True                  # the admin copy is in: next round rewrites
-        if transient:
+            else:                                 # the admin copy is in: next round rewrites
+                unavailable[key] = f"{status} {_reason(info.get('error'))}"
+        if written or done:
+            self._took += 1
+        # A document refused again while Elasticsearch took others (of any batch)
+        # since its last refusal is at fault; one refused while nothing is taken is
+        # waiting for an outage to end, however long.
+        for key, answer in unavailable.items():
+            count, mark = failures.get(key, (0, took_before))
+            if self._took > mark:
+                count, mark = count + 1, self._took
+            failures[key] = (count, mark)
+            if count >= self.max_item_attempts:
+                done.add(key)
+                self.counters["rejected_after_attempts"] += 1
+                for origin, change in by_key[key]:
+                    result.rejected.append(Rejection(origin, change, (
+                        f"Elasticsearch answered {answer} {count} times while it "
+                        f"took other documents")))
+        if set(unavailable) - done:
             # Keep what succeeded; the caller retries the rest after a backoff.
             for key in done:
                 del by_key[key]
-            raise TransientError("Elasticsearch answered 429/5xx for some documents")
+            left = {k: a for k, a in unavailable.items() if k not in done}
+            raise TransientError(f"Elasticsearch answered {next(iter(left.values()))} "
+                                 f"for {len(left)} document(s)")
         return done
 
     def _bulk(self, actions: list[dict]) -> list[tuple[int, dict]]:
@@ -224,7 +266,8 @@ class Indexer:
         sendable = ({k: v for k, v in a.items() if k != "_state"} for a in actions)
         for _, item in helpers.streaming_bulk(self.es, sendable, raise_on_error=False,
                                               raise_on_exception=True, max_retries=0,
-                                              yield_ok=True, chunk_size=1000):
+                                              yield_ok=True, chunk_size=1000,
+                                              timeout=self.write_timeout):
             (info,) = item.values()
             found.append((info.get("status"), info))
         return found
@@ -248,14 +291,17 @@ class Indexer:
                 "version_type": "external_gte", "_source": sources[documents.USER]}
         return admin, user
 
-    def _read(self, by_key) -> tuple[dict[Key, "Stored"], dict[Key, list], dict[Key, str]]:
+    def _read(self, by_key) -> tuple[dict[Key, "Stored"], dict[Key, list], dict[Key, str],
+                                     dict[Key, str]]:
         """One mget per group: the stored admin copies (with the ``_seq_no`` and
         ``_primary_term`` the writes are conditional on), the item removals that
-        must be folded in before late upserts of removed items (see below), and the
-        keys whose id another resource type already uses (refused)."""
+        must be folded in before late upserts of removed items (see below), the
+        keys whose id another resource type already uses (refused), and the keys
+        Elasticsearch could not read now (their shard is unavailable: try again)."""
         wanted = self._wanted_removals(by_key)
         states: dict[Key, Stored] = {}
         foreign: dict[Key, str] = {}
+        unreadable: dict[Key, str] = {}
         removals: dict[Key, list] = collections.defaultdict(list)
         ids_by_group: dict[str, list[tuple[str, object]]] = collections.defaultdict(list)
         for key in by_key:
@@ -273,7 +319,9 @@ class Indexer:
                                 ids=[doc_id for doc_id, _ in entries])
             for (doc_id, what), doc in zip(entries, resp["docs"]):
                 if "error" in doc:
-                    raise TransientError(f"mget failed: {doc['error']}")
+                    key = what[0] if doc_id in wanted else what
+                    unreadable[key] = f"{_reason(doc['error'])} to a read"
+                    continue
                 if not doc.get("found"):
                     continue
                 if doc_id in wanted:
@@ -291,7 +339,7 @@ class Indexer:
                     continue
                 states[what] = Stored(state, doc["_seq_no"], doc["_primary_term"])
                 self._states.put(what, states[what])
-        return states, removals, foreign
+        return states, removals, foreign, unreadable
 
     # -- list items removed before the owner was known -----------------------------
     #
