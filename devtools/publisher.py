@@ -59,6 +59,12 @@ class NotificationPublisher:
                    "timestamp": emitted_at or str(timeutils.utcnow())}
         self._driver(exchange, topic).notify(ctxt or {}, message, priority, None)
 
+    def publish_message(self, exchange: str, topic: str, message: dict,
+                        routing_priority: str = "info") -> None:
+        """Send a message dict as it is (a malformed one, for tests), in an oslo
+        envelope, with the routing key of ``routing_priority``."""
+        self._driver(exchange, topic).notify({}, message, routing_priority, None)
+
     def publish_simulated(self, sim) -> None:
         """Publish a ``devtools.simulator.SimulatedNotification`` exactly as simulated."""
         self.publish(sim.exchange, sim.topic, sim.publisher_id, sim.event_type,

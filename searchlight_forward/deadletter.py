@@ -18,6 +18,8 @@ from typing import Any, Iterable
 import elasticsearch
 from elasticsearch import helpers
 
+from searchlight_forward.retry import TRANSIENT_STATUSES, TransientError
+
 # Context keys worth keeping: never the caller's auth token.
 _CONTEXT_KEYS = ("request_id", "global_request_id", "project_id", "user_id",
                  "project_name", "user_name", "roles", "is_admin")
@@ -43,6 +45,18 @@ PARSE = "parse"      # not a notification we can read (no event type, payload no
 PLUGIN = "plugin"    # its plugin refused the payload (wrong shape, missing id)
 INDEX = "index"      # Elasticsearch refused the resulting document
 FORWARD = "forward"  # a consumer could not deliver it: refused, filter failed, skipped
+BATCH = "batch"      # its batch failed again and again (a bug): not processed again
+DISPATCH = "dispatch"  # oslo.messaging would drop it (priority missing or unknown)
+REJECTED = "rejected"  # oslo.messaging rejected it, RabbitMQ dead-lettered it to us
+
+# A record must always be writable: text is valid UTF-8 (lone surrogates escaped) and
+# the stored notification is cut below Elasticsearch's request limit.
+MAX_REASON_CHARS = 10_000
+MAX_NOTIFICATION_CHARS = 10_000_000
+
+
+class DeadLetterWriteError(Exception):
+    """The dead-letter index refused records for good (read-only, mapping...)."""
 
 
 @dataclasses.dataclass
@@ -53,23 +67,28 @@ class DeadLetter:
     priority: str = ""
 
     def record(self) -> dict:
-        meta = self.message.get("metadata") or {}
+        meta = self.message.get("metadata") if isinstance(self.message, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
         ctxt = self.message.get("ctxt") or {}
         kept = {k: ctxt[k] for k in _CONTEXT_KEYS if isinstance(ctxt, dict) and k in ctxt}
         notification = {"event_type": self.message.get("event_type"),
                         "publisher_id": self.message.get("publisher_id"),
                         "priority": self.priority, "metadata": meta,
                         "ctxt": kept, "payload": self.message.get("payload")}
+        text = json.dumps(notification, default=repr, sort_keys=True)   # ASCII
+        if len(text) > MAX_NOTIFICATION_CHARS:
+            text = (f"(cut from {len(text)} characters) "
+                    + text[:MAX_NOTIFICATION_CHARS])
         return {
             "dead_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "stage": self.stage, "reason": self.reason,
-            "event_type": _text(self.message.get("event_type")),
-            "publisher_id": _text(self.message.get("publisher_id")),
-            "priority": self.priority,
-            "message_id": _text(meta.get("message_id")),
-            "timestamp": _text(meta.get("timestamp")),
+            "stage": self.stage, "reason": _text(self.reason)[:MAX_REASON_CHARS],
+            "event_type": _text(self.message.get("event_type"), 1000),
+            "publisher_id": _text(self.message.get("publisher_id"), 1000),
+            "priority": _text(self.priority, 100),
+            "message_id": _text(meta.get("message_id"), 1000),
+            "timestamp": _text(meta.get("timestamp"), 100),
             "host": f"{socket.gethostname()}:{os.getpid()}",
-            "notification": json.dumps(notification, default=repr, sort_keys=True),
+            "notification": text,
         }
 
 
@@ -88,12 +107,23 @@ class DeadLetterIndex:
                     raise
 
     def write(self, letters: Iterable[DeadLetter]) -> int:
-        """Store the records; raises on any failure so the batch is not acked."""
+        """Store the records; raises on any failure so the batch is not acked
+        (``TransientError`` if Elasticsearch may take them later)."""
         actions = [{"_index": self.index, "_id": _record_id(letter),
                     "_source": letter.record()} for letter in letters]
         if not actions:
             return 0
-        ok, _ = helpers.bulk(self.es, actions, raise_on_error=True, max_retries=0)
+        ok, errors = helpers.bulk(self.es, actions, raise_on_error=False, max_retries=0)
+        if errors:
+            (first,) = errors[0].values()
+            status, error = first.get("status"), first.get("error")
+            reason = (f"{error.get('type')}: {error.get('reason')}"
+                      if isinstance(error, dict) else str(error))
+            message = (f"the dead-letter index {self.index} refused {len(errors)} "
+                       f"record(s): {status} {reason}")
+            if status in TRANSIENT_STATUSES:
+                raise TransientError(message)
+            raise DeadLetterWriteError(message)
         return ok
 
     def forward(self, consumer: str, reason: str, payload: dict, key: str,
@@ -128,9 +158,19 @@ class DeadLetterIndex:
 
 def _record_id(letter: DeadLetter) -> str:
     # A redelivered bad message overwrites its own record instead of piling up.
-    message_id = (letter.message.get("metadata") or {}).get("message_id")
-    return f"{letter.stage}-{message_id}" if message_id else str(uuid.uuid4())
+    meta = letter.message.get("metadata") if isinstance(letter.message, dict) else None
+    message_id = meta.get("message_id") if isinstance(meta, dict) else None
+    # Elasticsearch ids are at most 512 bytes.
+    return f"{letter.stage}-{_text(message_id, 100)}" if message_id else str(uuid.uuid4())
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _text(value: Any, limit: int | None = None) -> str | None:
+    """``str(value)`` as valid UTF-8 (a lone surrogate becomes its escape)."""
+    if value is None:
+        return None
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the record
+        text = f"<unprintable {type(value).__name__}>"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if limit is None else text[:limit]

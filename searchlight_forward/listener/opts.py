@@ -33,6 +33,23 @@ opts = [
                  help="Longest wait between retries of one batch; retries go on "
                       "until Elasticsearch accepts it, without acknowledging it. The "
                       "wait ends early when a probe finds Elasticsearch back."),
+    cfg.StrOpt("rejected_queue", default="searchlight-forward.rejected",
+               help="Exchange and queue (both durable, same name) where RabbitMQ puts "
+                    "what it dead-letters from the pool queue: the messages "
+                    "oslo.messaging rejects because it cannot read them. The listener "
+                    "records each as a dead letter with its raw body. RabbitMQ routes "
+                    "them there only if the pool queue has a dead-letter-exchange "
+                    "policy naming it (docs/reliability.md). Empty: not read."),
+    cfg.IntOpt("max_item_attempts", default=10, min=1,
+               help="A document Elasticsearch answers 429 or 5xx this many times in a "
+                    "row, while it takes the others of the batch, is dead-lettered "
+                    "(its content is at fault, e.g. too big for a circuit breaker). "
+                    "When Elasticsearch refuses everything, the batch waits instead."),
+    cfg.IntOpt("max_batch_failures", default=5, min=1,
+               help="A message whose batch failed this many times in one process (a "
+                    "bug met by a payload, not an outage: those are retried without "
+                    "failing the batch) is dead-lettered at its next delivery instead "
+                    "of being processed again."),
     cfg.FloatOpt("announce_interval", default=0.1, min=0.01,
                  help="Longest time, in seconds, between a batch being indexed and "
                       "the refresh that makes it visible to readers (the doorbell "

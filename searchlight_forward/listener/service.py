@@ -14,6 +14,7 @@ import threading
 import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging.notify.dispatcher import NotificationResult
+from oslo_messaging.notify.listener import BatchNotificationServer
 
 from searchlight_forward import search
 from searchlight_forward.changelog.announcer import Announcer
@@ -24,6 +25,8 @@ from searchlight_forward.deployment import Deployment
 from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.batch import BatchProcessor
+from searchlight_forward.listener.dispatcher import RecordingDispatcher
+from searchlight_forward.listener.rejected import RejectedReader
 from searchlight_forward.logs import Throttled
 from searchlight_forward.plugins.base import exchanges_and_topics
 from searchlight_forward.retry import Policy, Retry, Stopping
@@ -86,7 +89,9 @@ class Listener:
         setup.call(dead_letters.ensure)
         self.indexer = Indexer(es, deployment.groups, deployment.admin_only, policy,
                                deployment.item_lists, self.stop_event, probe,
-                               conf.listener.state_cache_size)
+                               conf.listener.state_cache_size,
+                               conf.listener.max_item_attempts,
+                               conf.elasticsearch.write_timeout)
         doorbell = Doorbell(conf.transport_url) if conf.transport_url else None
         self.announcer = Announcer(
             {g: ChangeLog(es, g) for g in deployment.group_names()}, doorbell,
@@ -95,7 +100,11 @@ class Listener:
             deployment.plugins, self.indexer, dead_letters,
             Retry(policy, "dead-letter write", "the batch stays unacknowledged until it "
                   "is written", self.stop_event, probe),
-            deployment.groups, self._indexed)
+            deployment.groups, self._indexed, conf.listener.max_batch_failures)
+        self.rejected = None
+        if conf.listener.rejected_queue and conf.transport_url:
+            self.rejected = RejectedReader(conf.transport_url, conf.listener.rejected_queue,
+                                           dead_letters, self.stop_event)
         self.status = None
         if conf.listener.status_port:
             self.status = StatusServer(conf.listener.status_host,
@@ -111,11 +120,14 @@ class Listener:
         self.targets = [oslo_messaging.Target(exchange=exchange, topic=topic)
                         for exchange, topic in
                         exchanges_and_topics(deployment.plugins.plugins)]
-        self.server = oslo_messaging.get_batch_notification_listener(
-            self.transport, self.targets, [BatchEndpoint(self.processor, self.stop_event)],
-            executor="threading", allow_requeue=True,
-            pool=conf.listener.notifications_pool, batch_size=conf.listener.batch_size,
-            batch_timeout=conf.listener.batch_timeout)
+        # get_batch_notification_listener with our dispatcher (dispatcher.py): what
+        # oslo.messaging would drop for its priority is dead-lettered instead.
+        dispatcher = RecordingDispatcher([BatchEndpoint(self.processor, self.stop_event)],
+                                         self.processor.bad_priority)
+        self.server = BatchNotificationServer(
+            self.transport, self.targets, dispatcher, "threading", True,
+            conf.listener.notifications_pool, conf.listener.batch_size,
+            conf.listener.batch_timeout)
 
     def _indexed(self, groups) -> None:
         for group in groups:
@@ -123,6 +135,8 @@ class Listener:
 
     def start(self) -> None:
         self.announcer.start()
+        if self.rejected:
+            self.rejected.start()
         if self.status:
             self.status.start()
         self.server.start()
@@ -141,6 +155,8 @@ class Listener:
         self.server.wait()
         self.transport.cleanup()
         self.announcer.stop()
+        if self.rejected:
+            self.rejected.stop()
         if self.status:
             self.status.stop()
         LOG.info("stopped: %s", self.stats_line())
@@ -154,7 +170,8 @@ class Listener:
         return counts
 
     def snapshot(self) -> dict:
-        return {"listener": self.counters()}
+        return {"listener": self.counters(),
+                "rejected": self.rejected.stats() if self.rejected else None}
 
     def stats_line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in sorted(self.counters().items()))

@@ -77,6 +77,7 @@ debug = false
 
 [listener]
 notifications_pool = {pool}
+rejected_queue =
 workers = {listener_workers}
 batch_size = 100
 batch_timeout = 0.1
@@ -109,8 +110,8 @@ zaqar_url = {zaqar_url}
 
 
 def write_conf(path, names, shards: int = 1, listener_workers: int = 1,
-               extra: str = "") -> None:
-    path.write_text(CONF.format(transport_url=TRANSPORT_URL, es_url=ES_URL,
+               extra: str = "", transport_url: str = TRANSPORT_URL) -> None:
+    path.write_text(CONF.format(transport_url=transport_url, es_url=ES_URL,
                                 zaqar_url=ZAQAR_URL, shards=shards,
                                 listener_workers=listener_workers, **names) + extra)
 
