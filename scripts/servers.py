@@ -27,6 +27,7 @@ import http.client
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -521,15 +522,33 @@ appendfsync everysec
 
 
 class RabbitMQ(Server):
+    """The shared broker; or, given a directory and a base port, a private node
+    (fault tests restart and kill it: devtools/private_rabbitmq.py) whose every
+    port is derived from the base: AMQP, distribution, its own epmd, rabbitmqctl."""
     name = "rabbitmq"
     port = 5672
     dist_port = 25672
     epmd_port = 14369        # our own epmd, so a system epmd on 4369 never collides
     ports = (5672, 25672)     # must be free; our epmd may legitimately outlive a node
+    ctl_ports: tuple[int, int] | None = None   # rabbitmqctl's (default 35672-35682)
     node = "searchlight@localhost"
     apt = {"/usr/lib/rabbitmq/bin/rabbitmq-server": "rabbitmq-server"}
     ready_timeout = 120.0
     bindir = Path("/usr/lib/rabbitmq/bin")   # the real scripts, not Debian's su-wrapper
+
+    def __init__(self, directory: Path | None = None, base_port: int | None = None,
+                 node: str | None = None):
+        super().__init__()
+        if directory is not None:
+            self.dir = Path(directory).resolve()
+            self.log = self.dir / "rabbitmq.log"
+            self.pidfile = self.dir / "rabbitmq.pid"
+        if base_port is not None:
+            self.port, self.dist_port, self.epmd_port = base_port, base_port + 1, base_port + 2
+            self.ctl_ports = (base_port + 3, base_port + 5)
+            self.ports = (self.port, self.dist_port)
+        if node is not None:
+            self.node = node
 
     @property
     def url(self):
@@ -565,12 +584,20 @@ class RabbitMQ(Server):
             "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_CRASH_DUMP": str(d / "log" / "erl_crash.dump"),
         })
+        if self.ctl_ports:
+            env["RABBITMQ_CTL_DIST_PORT_MIN"] = str(self.ctl_ports[0])
+            env["RABBITMQ_CTL_DIST_PORT_MAX"] = str(self.ctl_ports[1])
         return env
 
     def configure(self):
         d = self.dir
         for sub in ("home", "mnesia", "log"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        cookie = d / "home" / ".erlang.cookie"
+        if not cookie.exists():        # Erlang refuses a cookie others can read
+            fd = os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(16).upper())
         (d / "rabbitmq-env.conf").write_text("# written by scripts/servers.py; env is set by it\n")
         (d / "enabled_plugins").write_text("[].\n")
         (d / "advanced.config").write_text("[].\n")
