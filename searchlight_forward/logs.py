@@ -70,3 +70,43 @@ class Throttled:
                 self._traceback_due(what, exc):
             line += "\n" + brief_traceback(exc)
         self.logger.log(level, "%s", line)
+
+
+class LibraryHygiene(logging.Filter):
+    """The same rules for records we do not write ourselves (oslo.messaging logs a
+    full traceback for every message it cannot decode, with the payload in it).
+
+    Installed on the root handlers by the commands: a record's message is cut to
+    ``limit`` characters, and its traceback is cut to ``TRACEBACK_FRAMES`` frames and
+    kept only the first time its (logger, exception type) is seen in ``interval`` s.
+    """
+
+    def __init__(self, interval: float = 300.0, limit: int = 2000):
+        super().__init__()
+        self.limit = limit
+        self._due = Throttled(logging.getLogger(__name__), interval)._traceback_due
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            if self._due(record.name, exc):
+                text = f"{short(text, self.limit)}\n{brief_traceback(exc)}"
+            else:
+                text = f"{short(text, self.limit)} ({describe(exc)}; traceback shown earlier)"
+            record.exc_info, record.exc_text = None, None
+        elif len(text) > self.limit:
+            text = short(text, self.limit)
+        else:
+            return True
+        record.msg, record.args = text, ()
+        return True
+
+
+def install_hygiene(logger: logging.Logger | None = None,
+                    interval: float = 300.0) -> LibraryHygiene:
+    """Put one ``LibraryHygiene`` on every handler of ``logger`` (the root)."""
+    hygiene = LibraryHygiene(interval)
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(hygiene)
+    return hygiene

@@ -7,6 +7,7 @@ from oslo_config import cfg
 from oslo_log import log
 
 from forwarders import opts as forwarders_opts
+from searchlight_forward import logs
 from searchlight_forward import opts as core_opts
 
 PROJECT = "searchlight-forward"
@@ -42,6 +43,7 @@ def setup(argv: list[str] | None, conf: cfg.ConfigOpts | None = None,
             cfg.ConfigFileValueError, cfg.RequiredOptError) as exc:
         sys.exit(f"{PROJECT}: configuration error: {exc}")
     log.setup(conf, PROJECT)
+    logs.install_hygiene()    # libraries' tracebacks too: short, once per interval
     return conf
 
 

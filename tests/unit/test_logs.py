@@ -1,7 +1,9 @@
 """Log hygiene: a line per failure, tracebacks rate-limited, nothing payload-sized."""
 import logging
 
-from searchlight_forward.logs import Throttled, brief_traceback, short
+import io
+
+from searchlight_forward.logs import Throttled, brief_traceback, install_hygiene, short
 
 
 def deep(n):
@@ -35,3 +37,23 @@ def test_brief_traceback_keeps_the_last_frames():
     except ZeroDivisionError as exc:
         text = brief_traceback(exc, frames=3)
     assert "ZeroDivisionError" in text and text.count('File "') == 3
+
+
+def test_a_library_logging_a_deep_traceback_per_message_writes_a_few_lines():
+    # oslo.messaging's "Failed to process message ... skipping it" logs the whole
+    # exception (and the payload in its message) for each undecodable message.
+    stream = io.StringIO()
+    root = logging.getLogger("hygiene-root")
+    root.handlers = [logging.StreamHandler(stream)]
+    root.propagate = False
+    install_hygiene(root, interval=3600)
+    library = root.getChild("oslo.messaging")
+    for i in range(200):
+        try:
+            deep(900)
+        except ZeroDivisionError:
+            library.exception("Failed to process message %s ... skipping it.", "p" * 50_000)
+    out = stream.getvalue()
+    assert out.count("Traceback") == 1 and out.count("ZeroDivisionError") == 200
+    assert len(out.splitlines()) < 200 + 40
+    assert len(out) < 200 * 2_200 + 10_000     # each line cut near 2,000 characters
