@@ -137,8 +137,9 @@ class WebSocketServer:
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         # Resumes read up to the dispatched position: it starts at the log's end,
-        # made visible by one refresh.
-        await loop.run_in_executor(self._resume_executor, self.feed.locate)
+        # made visible by one refresh. Elasticsearch away: serve anyway (clients
+        # authenticate, resumes wait) and locate once it answers.
+        await loop.run_in_executor(self._resume_executor, self.feed.locate, True)
         self.position = self.feed.position
         if self.doorbell_url:
             self.doorbell = DoorbellListener(self.doorbell_url, [self.group],
@@ -221,7 +222,7 @@ class WebSocketServer:
                 "unauthenticated": self.unauthenticated,
                 "states": dict(states), "closes": {str(k): v for k, v in self.closes.items()},
                 "counters": dict(self.counters), "feed": self.feed.stats(),
-                "position": str(self.position) if self.position else None,
+                "position": str(self.dispatched()) if self.dispatched() else None,
                 "doorbell": None if self.doorbell is None else self.doorbell.stats(),
                 "filter_failures": self.renderer.failures,
                 "validator": self.validator.stats()}
@@ -328,6 +329,11 @@ class WebSocketServer:
         except concurrent.futures.TimeoutError:
             LOG.error("dispatch of a page took over 60 s; the event loop is stuck")
             raise
+
+    def dispatched(self) -> Position | None:
+        """What every connection was offered. Before the first page that is where the
+        feed located the log's end (a deferred locate sets it later)."""
+        return self.position or self.feed.position
 
     async def _dispatch_page(self, page: Page) -> None:
         self.dispatch(page.entries)
@@ -581,13 +587,17 @@ class _Client:
         server.attach(self, sub)
         start = sub.cursor
         count, full_any = 0, False
-        position = server.position
+        position = server.dispatched()
         for _ in range(MAX_RESUME_ROUNDS):
             # Snapshot and reset together (no await between): live entries above
             # the snapshot are held from now on.
-            position = server.position
+            position = server.dispatched()
             self.held.clear()
             self.held_overflow = False
+            if position is None and not server.feed.located:
+                # Elasticsearch was away at start: where the log ends is unknown.
+                self.perform(session.unavailable("Elasticsearch"))
+                return
             if position is None:
                 full_any = True       # no index yet: it will arrive whole, live
                 break

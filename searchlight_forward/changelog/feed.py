@@ -30,6 +30,7 @@ from searchlight_forward.changelog.doorbell import Ring
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import (ChangeLog, Head, IndexGone, NoIndex,
                                                   Page, Selection)
+from searchlight_forward import search
 from searchlight_forward.logs import Throttled
 from searchlight_forward.retry import Policy, Retry, Stopping
 
@@ -58,23 +59,45 @@ class ChangeFeed:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._unseen_since: float | None = None
+        self._unlocated = False           # locate() deferred: do it at the next poll
         self._resync_upto: Position | None = None
         self._log = Throttled(LOG)
         self._thread: threading.Thread | None = None
 
     # -- control -----------------------------------------------------------------
 
-    def locate(self) -> None:
-        """Start at the end of the log as it is now (made visible by one refresh)."""
+    def locate(self, defer_on_error: bool = False) -> None:
+        """Start at the end of the log as it is now (made visible by one refresh).
+
+        With ``defer_on_error``, a failure (Elasticsearch away at start-up) is logged
+        and the feed locates at its first poll that succeeds, instead of raising.
+        """
+        try:
+            self._locate()
+        except Exception as exc:  # noqa: BLE001 - any failure: locate at a later poll
+            if not defer_on_error:
+                raise
+            self._unlocated = True
+            self._log.failure(f"locating the end of {self.changelog.alias}", exc,
+                              "following starts there once Elasticsearch answers")
+
+    @property
+    def located(self) -> bool:
+        """False while a deferred ``locate`` waits for Elasticsearch."""
+        return not self._unlocated
+
+    def _locate(self) -> None:
         try:
             head = self.changelog.head()
         except NoIndex:
             LOG.warning("resource group %s has no index yet (alias %s); waiting for "
                         "the listener to create it", self.changelog.group,
                         self.changelog.alias)
+            self._unlocated = False
             return
         self.changelog.refresh(head.index)
         self.position = self.visible = head.position
+        self._unlocated = False
         LOG.info("following %s (%s) from %s", self.changelog.alias, head.index,
                  self.position)
 
@@ -108,7 +131,8 @@ class ChangeFeed:
         # Whatever fails (Elasticsearch away, a bug), the feed keeps following.
         retry = Retry(Policy(initial=self.poll_interval, maximum=MAX_ERROR_DELAY),
                       f"reading {self.changelog.alias}", stop_event=self.stop_event,
-                      classify=lambda exc: isinstance(exc, Exception), log=self._log)
+                      classify=lambda exc: isinstance(exc, Exception), log=self._log,
+                      probe=lambda: search.reachable(self.changelog.es))
         while not self.stop_event.is_set():
             rung = self._wake.wait(self.poll_interval)
             self._wake.clear()
@@ -132,6 +156,9 @@ class ChangeFeed:
     def poll(self, rung: bool = False) -> int:
         """Read what became visible; returns the number of entries handed over."""
         self.counters["polls"] += 1
+        if self._unlocated:
+            self._locate()
+            return 0
         with self._lock:
             ring, self._ring = self._ring, None
         if ring is not None and self.visible is not None and ring.index == self.visible.index \

@@ -287,13 +287,14 @@ def ws_server(es, names, tokens, broker):
     running: list[ServerThread] = []
 
     def start(doorbell: bool = True, types=ALL_TYPES, filters=(), validator=None,
-              **settings) -> ServerThread:
+              es_url: str = ES_URL, **settings) -> ServerThread:
         settings.setdefault("port", 0)
         settings.setdefault("poll_interval", 1.0)
         settings.setdefault("auth_timeout", 5.0)
         settings.setdefault("close_timeout", 5.0)
         server = WebSocketServer(
-            elasticsearch.Elasticsearch(ES_URL, request_timeout=30), names["group"],
+            elasticsearch.Elasticsearch(es_url, request_timeout=30, max_dead_node_backoff=2.0),
+            names["group"],
             validator or TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY,
             filters=filters, doorbell_url=TRANSPORT_URL if doorbell else None,
             state_index=names["state"], **settings)

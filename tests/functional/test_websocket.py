@@ -24,7 +24,8 @@ from devtools.simulator import CloudSimulator
 from searchlight_forward.changelog.announcer import Announcer
 from searchlight_forward.changelog.doorbell import Doorbell
 from searchlight_forward.changelog.reader import ChangeLog
-from tests.conftest import TRANSPORT_URL
+from devtools.faultproxy import FaultProxy
+from tests.conftest import ES_URL, TRANSPORT_URL
 from tests.functional.conftest import wait_for
 from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
                                                 SEED, SERVER, TYPES, Client,
@@ -330,3 +331,43 @@ def test_doorbell_wakes_the_server_and_pipeline_filters_apply(
     converge(a, expected, timeout=20)     # the poll alone would take 60 s
     assert server.server.doorbell.received > 0
     assert all("name" not in (e["document"] or {}) for e in a.view.values())
+
+
+def test_a_server_started_while_elasticsearch_is_away_serves_and_follows_on_its_return(
+        start_listener, publisher, ws_server, clients):
+    from tests.functional.test_dead_letters import image_payload
+    from tests.functional.test_poison import image_id, publish_image
+    listener = start_listener()
+    before = [image_id() for _ in range(5)]
+    for rid in before:
+        publish_image(publisher, image_payload(image_id=rid, owner=A))
+    wait_for(lambda: listener.processor.counters["notifications"] >= len(before), 60,
+             "the first images to be indexed")
+    host, port = ES_URL.split("//")[1].split(":")
+    proxy = FaultProxy(host, int(port)).start()
+    try:
+        proxy.block()                       # Elasticsearch away when the server starts
+        server = ws_server(es_url=proxy.url, poll_interval=0.2)
+        early = clients(server.url)
+        assert early.authenticate("tok-a")["project_id"] == A    # no Elasticsearch needed
+        early.send({"action": "subscribe", "resource_types": ["OS::Glance::Image"],
+                    "all_projects": False, "cursor": None})
+        # Where the log ends is unknown: try again later, not an empty table.
+        code = early.close_code()
+        assert code == protocol.TRY_AGAIN_LATER
+        proxy.unblock()
+        wait_for(lambda: server.server.stats()["position"] is not None, 30,
+                 "the server to locate the log's end")
+        after = [image_id() for _ in range(5)]
+        client = clients(server.url)
+        client.authenticate("tok-a")
+        client.subscribe(types=["OS::Glance::Image"])
+        for rid in after:
+            publish_image(publisher, image_payload(image_id=rid, owner=A))
+        wait_for(lambda: (client.pump(0.2) or True)
+                 and {k[1] for k in client.view} >= set(before) | set(after), 60,
+                 "every image, indexed before and after Elasticsearch returned")
+        assert {k[1] for k in client.view} == set(before) | set(after)
+        assert client.regressions == []
+    finally:
+        proxy.stop()
