@@ -23,7 +23,7 @@ from devtools.simulator import CloudSimulator
 from tests.conftest import RUN
 from tests.functional.conftest import load_conf, wait_for, write_conf, write_pipelines
 from tests.functional.delivery_support import drain, pipelines_ini, wait_caught_up
-from tests.functional.expected import differences, latest_per_resource, stored
+from devtools.oracle import differences, latest_per_resource, stored
 
 
 def _free_base_port() -> int:

@@ -10,7 +10,7 @@ import kombu
 from devtools.simulator import CloudSimulator
 from tests.conftest import AMQP_URL
 from tests.functional.conftest import wait_for
-from tests.functional.expected import differences, stored
+from devtools.oracle import differences, stored
 
 
 def start_listener_process(config_file, log_path):

@@ -22,7 +22,7 @@ from tests.conftest import RUN, ZAQAR_URL, field_paths
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.delivery_support import (ChangeLines, drain, pipelines_ini,
                                                wait_caught_up)
-from tests.functional.expected import differences, latest_per_resource
+from devtools.oracle import differences, latest_per_resource
 from tests.functional.websocket_support import converge, es_view
 
 SECRET = re.compile(r"(?i)mac_addr|fingerprint|^OS-EXT-IPS")

@@ -15,7 +15,7 @@ from tests.conftest import RUN
 from tests.functional.conftest import wait_for, write_conf, write_pipelines
 from tests.functional.delivery_support import (drain, head_of, log_lines, pipelines_ini,
                                                wait_caught_up)
-from tests.functional.expected import differences, latest_per_resource, stored
+from devtools.oracle import differences, latest_per_resource, stored
 from tests.functional.test_workers import consumers
 
 SHARDS = 3

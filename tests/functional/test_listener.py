@@ -8,7 +8,7 @@ from elasticsearch import helpers
 from searchlight_forward.model import documents
 from devtools.simulator import CloudSimulator
 from tests.functional.conftest import wait_for
-from tests.functional.expected import differences, stored
+from devtools.oracle import differences, stored
 
 PER_TYPE = 25   # resources per plugin: 14 plugins -> 350 resources
 
