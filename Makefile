@@ -11,7 +11,7 @@ CONF := etc/searchlight-forward.conf
 # demo token file)
 AUTH ?= token_file
 
-.PHONY: demo test unit functional browser-tests servers down sample-config browser bench
+.PHONY: demo test unit functional browser-tests servers down sample-config browser bench faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -55,3 +55,9 @@ sample-config: $(VENV)/.installed
 bench: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+# Faults injected into the running services, and a table of what was lost
+# (docs/reliability.md). Apart from `make test`: about 20 minutes.
+faults: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/faults.py

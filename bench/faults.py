@@ -1,0 +1,730 @@
+"""The fault suite (`make faults`): each peer fails while the cloud keeps working, and a
+table says what was lost.
+
+Every scenario runs the real console scripts (listener, delivery service, WebSocket
+server) on the local servers, in a private vhost, index prefix and Zaqar project;
+publishes a simulated cloud's life (devtools.simulator, whose own record of each
+resource's final state is the oracle); injects one fault, bounded in time; then waits
+(bounded) for everything to settle and compares:
+
+- indexed correctly: resources whose index state is the simulator's final state;
+- delivered: resources whose newest indexed version reached the operator's Zaqar queue
+  (the shipped `telco` pipeline, on_failure = hold) and the WebSocket admin client;
+- duplicates: receipts of a (resource, version) already received (at-least-once);
+- older after newer: receipts whose version is below one received before;
+- lost: resources wrong in the index or missing their latest state on a hold sink;
+- restarted: processes replaced (by cotyledon, or by us as systemd would);
+- recovery: seconds from the fault's end to the next delivery on the hold sink.
+
+Faults (loopback only; each ends by itself):
+  es_down      Elasticsearch unreachable for --es-outage s (60) behind a TCP proxy
+  zaqar_down   Zaqar unreachable for --zaqar-outage s (300) behind a TCP proxy
+  rabbitmq     a private RabbitMQ node restarted under a backlog: durable, quorum and
+               oslo's default non-durable queues (that row is expected to lose)
+  kill9        kill -9 of a listener worker, a delivery worker and the WebSocket
+               server at random instants, --kills times
+  malformed    --malformed bad messages of many kinds (Notifier and raw AMQP) among
+               good ones: every bad one must be a dead letter or counted as ignored
+  hostile      215 hostile WebSocket clients (silent, bad tokens, floods, garbage,
+               oversized frames, junk TCP, slow readers) while the cloud works
+
+    .venv/bin/python bench/faults.py [--only es_down,kill9] [--short]
+
+Figures are printed and written to bench/results/faults.{json,md}, and the table into
+docs/reliability.md.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import pickle
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+import kombu
+import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import harness  # noqa: E402
+from bench.harness import BenchError, Run, Scenario  # noqa: E402
+
+ROOT = harness.ROOT
+RESULTS = os.path.join(ROOT, "bench", "results")
+DOC = os.path.join(ROOT, "docs", "reliability.md")
+COLUMNS = ("scenario", "published", "indexed correctly", "Zaqar (hold)", "WebSocket",
+           "duplicates", "older after newer", "lost", "restarted", "recovery s")
+
+
+def log(msg: str) -> None:
+    tqdm.tqdm.write(msg)
+
+
+# -- the cloud's life and its oracle -------------------------------------------------
+
+class Cloud:
+    """A simulated stream for the run's projects; ``expected`` is the oracle."""
+
+    def __init__(self, run: Run, seed: int, per_type: int):
+        from devtools.simulator import CloudSimulator
+        self.sim = CloudSimulator(seed=seed, project_ids=run.project_ids)
+        self.notes = self.sim.stream(per_type, delete_ratio=0.2)
+
+    @property
+    def expected(self):
+        return self.sim.expected
+
+
+class Pacer(threading.Thread):
+    """Publishes ``notes`` at ``rate``/s from its own thread (flat out if 0)."""
+
+    def __init__(self, publisher, notes, rate: float, bar=None):
+        super().__init__(daemon=True)
+        self.publisher, self.notes, self.rate, self.bar = publisher, notes, rate, bar
+        self.sent = 0
+        self.error: str | None = None
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        try:
+            for i, note in enumerate(self.notes):
+                if self.rate:
+                    delay = t0 + i / self.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                self.publisher.publish_simulated(note)
+                self.sent += 1
+                if self.bar is not None:
+                    self.bar.update(1)
+        except Exception as exc:  # noqa: BLE001 - reported in the row
+            self.error = f"{type(exc).__name__}: {exc}"
+
+
+# -- one deployment under test --------------------------------------------------------
+
+class Deployment:
+    """The three services of one scenario and the readers of its hold sink and
+    WebSocket, started in the order an operator would."""
+
+    def __init__(self, run: Run, name: str, overrides: dict | None = None,
+                 listener_workers: int = 1, delivery_workers: int = 1,
+                 transport_url: str | None = None):
+        overrides = dict(overrides or {})
+        overrides[("delivery", "workers")] = str(delivery_workers)
+        if transport_url:
+            overrides[("DEFAULT", "transport_url")] = transport_url
+        self.scn = Scenario(run, name, workers_=listener_workers, overrides=overrides)
+        self.run = run
+        self.transport_url = transport_url or run.transport_url
+        self.children: dict[str, harness.Child] = {}
+        self.operator = self.clients = None
+        self.restarted = 0
+
+    def start(self) -> None:
+        self.scn.ensure_index()
+        harness.declare_pool(self.transport_url, self.scn.pool)
+        self.children["delivery"] = harness.start_delivery(self.scn)
+        self.children["websocket"] = harness.start_ws_server(self.scn)
+        self.clients = harness.WsClients(self.scn.ws_url, [("tok-admin", True)])
+        self.clients.wait_subscribed()
+        z = self.scn.zaqar_operator_queue()
+        self.operator = harness.ZaqarReader(z["project"], z["queue"])
+        self.children["listener"] = harness.start_listener(self.scn)
+        harness.wait_until(lambda: harness.listener_status(self.scn), 120, 0.2,
+                           "the listener's status endpoint")
+        self.operator_records: list = []
+        self.ws_records: list = []
+
+    def collect(self) -> None:
+        self.operator_records += self.operator.records()
+        self.ws_records += self.clients.ask("records")[0]
+
+    def restart_ws(self) -> None:
+        self.children["websocket"].proc.kill()
+        self.children["websocket"].proc.wait(10)
+        self.children["websocket"] = harness.start_ws_server(self.scn)
+        self.restarted += 1
+
+    def stop(self) -> None:
+        for reader in (self.operator, self.clients):
+            if reader is not None:
+                reader.stop()
+        for child in reversed(list(self.children.values())):
+            child.stop()
+        self.scn.cleanup()
+
+    def settle(self, cloud: Cloud, timeout: float) -> float:
+        """Wait until the index holds the oracle's final state and every cursor is at
+        the head; returns when (monotonic). Bounded by ``timeout``."""
+        from devtools.oracle import differences, stored
+        deadline = time.monotonic() + timeout
+        while True:
+            self.collect()
+            index_ok = not differences(cloud.expected, stored(self.run.es, self.scn.group))
+            heads = harness.cursors_at_head(self.run.es, self.scn) if index_ok else {}
+            if index_ok and heads and all(heads.values()):
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                return float("nan")
+            time.sleep(1.0)
+
+
+def row(name: str, dep: Deployment, cloud: Cloud, published: int, fault_end: float | None,
+        restarted: int = 0, note: str = "") -> dict:
+    """The table's row, from the oracle, the index and the receipts."""
+    from devtools.oracle import differences, stored
+    time.sleep(2.0)                          # the last pops and frames
+    dep.collect()
+    index = stored(dep.run.es, dep.scn.group)
+    wrong = {p.split(":")[0] for p in differences(cloud.expected, index)}
+    newest = {k: v["version"] for k, v in index.items()}
+
+    def receipts(records):
+        latest: dict = {}
+        seen: set = set()
+        duplicates = regressions = 0
+        for rtype, rid, version, _ in records:
+            key = (rtype, rid)
+            duplicates += (key, version) in seen
+            seen.add((key, version))
+            if version < latest.get(key, 0):
+                regressions += 1
+            latest[key] = max(version, latest.get(key, 0))
+        missing = {str(k) for k, v in newest.items() if latest.get(k, 0) < v}
+        return len(newest) - len(missing), missing, duplicates, regressions
+
+    z_ok, z_missing, z_dup, z_reg = receipts(dep.operator_records)
+    w_ok, w_missing, w_dup, w_reg = receipts(dep.ws_records)
+    after = sorted(at for *_, at in dep.operator_records
+                   if fault_end is not None and at >= fault_end)
+    total = len(cloud.expected)
+    return {"scenario": name, "published": published,
+            "indexed correctly": f"{total - len(wrong)}/{total}",
+            "Zaqar (hold)": f"{z_ok}/{len(newest)}", "WebSocket": f"{w_ok}/{len(newest)}",
+            "duplicates": z_dup + w_dup, "older after newer": z_reg + w_reg,
+            "lost": len(wrong | z_missing), "restarted": restarted + dep.restarted,
+            "recovery s": round(after[0] - fault_end, 1) if after else None,
+            "note": note, "sample_wrong": sorted(wrong | z_missing)[:5]}
+
+
+def _publisher(transport_url: str, conf=None):
+    from devtools.publisher import NotificationPublisher
+    return NotificationPublisher(transport_url, conf=conf)
+
+
+def _proxy_for(url: str):
+    from devtools.faultproxy import FaultProxy
+    parts = urllib.parse.urlsplit(url)
+    return FaultProxy(parts.hostname, parts.port).start()
+
+
+# -- scenarios -------------------------------------------------------------------------
+
+def outage(run: Run, args, name: str, peer: str, seconds: float, rate: float) -> dict:
+    """``peer`` (elasticsearch or zaqar) unreachable for ``seconds`` mid-stream."""
+    proxy = _proxy_for(harness.ES_URL if peer == "elasticsearch" else harness.ZAQAR_URL)
+    overrides = ({("elasticsearch", "hosts"): proxy.url} if peer == "elasticsearch"
+                 else {("forwarding", "zaqar_url"): proxy.url})
+    dep = Deployment(run, name, overrides)
+    lead = 10.0
+    # About four notifications per lifecycle, fourteen resource types.
+    cloud = Cloud(run, seed=len(name), per_type=max(2, int(
+        rate * (2 * lead + seconds) / 56)))
+    publisher = _publisher(run.transport_url)
+    try:
+        dep.start()
+        with tqdm.tqdm(total=len(cloud.notes), desc=f"{name}: {peer} away {seconds:g}s",
+                       unit="msg", leave=False) as bar:
+            pacer = Pacer(publisher, cloud.notes, len(cloud.notes) / (2 * lead + seconds),
+                          bar)
+            pacer.start()
+            time.sleep(lead)
+            proxy.block()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                dep.collect()
+                time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+            proxy.unblock()
+            fault_end = time.monotonic()
+            pacer.join()
+        dep.settle(cloud, args.drain)
+        return row(name, dep, cloud, pacer.sent, fault_end,
+                   note=pacer.error or f"{proxy.refused} connections refused")
+    finally:
+        publisher.close()
+        dep.stop()
+        proxy.stop()
+
+
+def es_down(run, args):
+    return [outage(run, args, "es_down", "elasticsearch", args.es_outage, 50)]
+
+
+def zaqar_down(run, args):
+    return [outage(run, args, "zaqar_down", "zaqar", args.zaqar_outage, 20)]
+
+
+def rabbitmq(run, args) -> list[dict]:
+    return [rabbitmq_restart(run, args, kind) for kind in ("durable", "quorum", "plain")]
+
+
+QUEUE_KINDS = {"durable": {("oslo_messaging_rabbit", "amqp_durable_queues"): "true"},
+               "quorum": {("oslo_messaging_rabbit", "rabbit_quorum_queue"): "true"},
+               "plain": {}}
+
+
+def rabbitmq_restart(run: Run, args, kind: str) -> dict:
+    """A private node restarted while a backlog waits in the pool queue."""
+    from devtools.private_rabbitmq import PrivateRabbitMQ
+    from oslo_config import cfg
+    from searchlight_forward.listener.opts import register_messaging
+    import tempfile
+    node = PrivateRabbitMQ(tempfile.mkdtemp(prefix=f"{run.prefix}-rmq-"),
+                           _free_base_port(), node=f"{run.prefix}-{kind}@localhost")
+    name = f"rabbitmq_{kind}"
+    node.start()
+    dep = Deployment(run, name, QUEUE_KINDS[kind], transport_url=node.url)
+    # The producers agree with the listener on the queues: the scenario's own file.
+    conf = cfg.ConfigOpts()
+    register_messaging(conf)
+    conf(["--config-file", dep.scn.conf], project="searchlight-forward-faults")
+    publisher = _publisher(node.url, conf)
+    cloud = Cloud(run, seed=7, per_type=30)
+    half = len(cloud.notes) * 3 // 4
+    try:
+        dep.start()
+        for note in tqdm.tqdm(cloud.notes[:half], desc=f"{name}: backlog", unit="msg",
+                              leave=False):
+            publisher.publish_simulated(note)
+        harness.wait_until(lambda: _indexed(dep) > 100, 60, 0.05, "indexing under way")
+        backlog = half - _indexed(dep)
+        node.restart()
+        fault_end = time.monotonic()
+        for note in cloud.notes[half:]:
+            publisher.publish_simulated(note)
+        # Non-durable queues lose the backlog: that row settles never; do not wait long.
+        dep.settle(cloud, args.drain if kind != "plain" else 60.0)
+        return row(name, dep, cloud, len(cloud.notes), fault_end,
+                   note=f"about {backlog} waiting in the pool queue at the restart")
+    finally:
+        with contextlib.suppress(Exception):
+            publisher.close()
+        dep.stop()
+        node.close()
+
+
+def _indexed(dep: Deployment) -> int:
+    status = harness.listener_status(dep.scn) or {}
+    return int(status.get("listener", {}).get("notifications", 0))
+
+
+def _free_base_port() -> int:
+    for base in range(25800, 25900, 10):
+        if all(_free(p) for p in range(base, base + 6)):
+            return base
+    raise BenchError("no free ports for a private RabbitMQ node in 25800-25899")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def kill9(run: Run, args) -> list[dict]:
+    """kill -9 of a listener worker, a delivery worker or the WebSocket server at
+    random instants while the cloud works; cotyledon replaces workers, we restart
+    the WebSocket server as systemd would."""
+    rng = random.Random(9)
+    dep = Deployment(run, "kill9", listener_workers=2, delivery_workers=2)
+    cloud = Cloud(run, seed=9, per_type=40)
+    publisher = _publisher(run.transport_url)
+    killed = collections.Counter()
+    replaced = 0
+    try:
+        dep.start()
+        seconds = max(30.0, args.kills * 6.0)
+        with tqdm.tqdm(total=len(cloud.notes), desc=f"kill9: {args.kills} kills",
+                       unit="msg", leave=False) as bar:
+            pacer = Pacer(publisher, cloud.notes, len(cloud.notes) / seconds, bar)
+            pacer.start()
+            # Each process is killed in turn (in a random order), at random instants.
+            targets = [("listener", "delivery", "websocket")[k % 3] for k in range(args.kills)]
+            rng.shuffle(targets)
+            for target in targets:
+                time.sleep(rng.uniform(0.5, 1.5) * seconds / (args.kills + 1))
+                last_kill = time.monotonic()
+                if target == "websocket":
+                    dep.collect()
+                    dep.restart_ws()
+                    killed[target] += 1
+                    continue
+                master = dep.children[target].ps
+                workers_ = master.children()       # cotyledon forks workers only
+                if not workers_:
+                    continue
+                victim = rng.choice(workers_)
+                victim.kill()
+                killed[target] += 1
+
+                def replaced_one(before={w.pid for w in workers_}):
+                    now = {c.pid for c in master.children() if c.is_running()}
+                    return len(now - before) >= 1 and len(now) >= len(before)
+                with contextlib.suppress(BenchError):
+                    harness.wait_until(replaced_one, 30, 0.2, f"a new {target} worker")
+                    replaced += 1
+            pacer.join()
+        dep.settle(cloud, args.drain)
+        return [row("kill9", dep, cloud, pacer.sent, last_kill, restarted=replaced,
+                    note="killed " + ", ".join(f"{k} x{v}" for k, v in sorted(killed.items())))]
+    finally:
+        publisher.close()
+        dep.stop()
+
+
+# -- malformed input ---------------------------------------------------------------------
+
+def _raw_body(rng: random.Random) -> tuple[str, bytes, str]:
+    """A raw AMQP body oslo.messaging cannot read (kind, body, content type); each one
+    different, as real garbage is (identical bodies are recorded once)."""
+    nonce = uuid.uuid4().hex
+    kind = rng.choice(("not json", "pickle", "envelope: bad inner JSON", "truncated"))
+    if kind == "not json":
+        return kind, b"\x00\xffnot json " + nonce.encode(), "application/json"
+    if kind == "pickle":
+        return kind, pickle.dumps({"event_type": "image.update", "n": nonce}), \
+            "application/x-python-serialize"
+    if kind == "envelope: bad inner JSON":
+        return kind, json.dumps({"oslo.version": "2.0",
+                                 "oslo.message": "{not json " + nonce}).encode(), \
+            "application/json"
+    inner = json.dumps({"event_type": "image.update", "payload": {"n": nonce}})
+    return kind, json.dumps({"oslo.version": "2.0", "oslo.message": inner})[:-7].encode(), \
+        "application/json"
+
+
+def _bad_messages(rng: random.Random, image_id: str):
+    """(kind, message dict, routing priority) the Notifier path can carry."""
+    base = {"message_id": str(uuid.uuid4()), "publisher_id": "image.faults",
+            "timestamp": "2026-11-28 12:00:00.000000", "priority": "INFO"}
+    good_payload = {"id": image_id, "name": "x", "status": "active", "owner": "p",
+                    "visibility": "private", "created_at": "2026-11-28T12:00:00Z",
+                    "updated_at": "2026-11-28T12:00:01Z"}
+    deep: dict = {}
+    node = deep
+    for _ in range(rng.randrange(260, 600)):   # the client's encoder stops at 255
+        node["d"] = {}
+        node = node["d"]
+    kinds = {
+        "no event type": dict(base, payload=good_payload),
+        "payload not an object": dict(base, event_type="image.update", payload="text"),
+        "payload a list": dict(base, event_type="image.update", payload=[1, 2]),
+        "no id": dict(base, event_type="image.update",
+                      payload={k: v for k, v in good_payload.items() if k != "id"}),
+        "bad timestamp": dict(base, event_type="image.update",
+                              payload=dict(good_payload, updated_at="yesterday")),
+        "lone surrogate": dict(base, event_type="image.update",
+                               payload=dict(good_payload, name="bad \ud800")),
+        "deep nesting": dict(base, event_type="image.update",
+                             payload=dict(good_payload, properties={"deep": deep})),
+        "integer too big": dict(base, event_type="image.update",
+                                payload=dict(good_payload, size=2 ** 70)),
+        "unknown event type": dict(base, event_type="image.frobnicate", payload=good_payload),
+    }
+    kind = rng.choice(sorted(kinds))
+    message = dict(kinds[kind], message_id=str(uuid.uuid4()))
+    return kind, message, "info"
+
+
+def malformed(run: Run, args) -> list[dict]:
+    """--malformed bad messages among a cloud's good ones. The oracle: the good ones'
+    final states; every bad one is a dead letter (by stage) or counted as ignored."""
+    rng = random.Random(11)
+    dep = Deployment(run, "malformed")
+    rejected = f"{dep.scn.pool}.rejected"
+    _set_conf(dep.scn, "listener", "rejected_queue", rejected)
+    harness.servers_py("rabbitmqctl", "set_policy", "-p", run.vhost, "--apply-to", "queues",
+                       f"{dep.scn.pool}-dlx", f"^{dep.scn.pool}$",
+                       json.dumps({"dead-letter-exchange": rejected}))
+    cloud = Cloud(run, seed=11, per_type=20)
+    publisher = _publisher(run.transport_url)
+    kinds = collections.Counter()
+    priorities = collections.Counter()
+    try:
+        dep.start()
+        bad_total = args.malformed
+        slots = sorted(rng.sample(range(bad_total + len(cloud.notes)), bad_total))
+        slot = set(slots)
+        good = iter(cloud.notes)
+        amqp = kombu.Connection(run.amqp_url)
+        producer = amqp.Producer(exchange=kombu.Exchange("glance", type="topic",
+                                                         durable=False))
+        with tqdm.tqdm(total=bad_total + len(cloud.notes), desc="malformed: publishing",
+                       unit="msg", leave=False) as bar:
+            for i in range(bad_total + len(cloud.notes)):
+                bar.update(1)
+                if i not in slot:
+                    publisher.publish_simulated(next(good))
+                    continue
+                lane = rng.random()
+                if lane < 0.25:
+                    kind, body, ctype = _raw_body(rng)
+                    producer.publish(body, routing_key="notifications.info",
+                                     content_type=ctype, content_encoding="binary"
+                                     if isinstance(body, bytes) else "utf-8")
+                    kinds[f"raw: {kind}"] += 1
+                elif lane < 0.35:
+                    priority = rng.choice(("", "bogus"))
+                    message = {"message_id": str(uuid.uuid4()), "event_type": "image.update",
+                               "publisher_id": "image.faults", "payload": {},
+                               "timestamp": "2026-11-28 12:00:00", "priority": priority}
+                    # The body's priority is wrong, the routing key is a bound one (a
+                                    # key nobody binds is dropped by RabbitMQ: not catchable).
+                    publisher.publish_message("glance", "notifications", message)
+                    kinds[f"priority {priority!r}"] += 1
+                    priorities[priority] += 1
+                else:
+                    kind, message, prio = _bad_messages(rng, str(uuid.uuid4()))
+                    publisher.publish_message("glance", "notifications", message, prio)
+                    kinds[kind] += 1
+        amqp.release()
+        dep.settle(cloud, args.drain)
+        status = harness.listener_status(dep.scn) or {}
+        counters = status.get("listener", {})
+        letters = _dead_letter_stages(run.es, dep.scn)
+        accounted = sum(letters.values()) + int(counters.get("ignored", 0))
+        out = row("malformed", dep, cloud, len(cloud.notes) + bad_total, None,
+                  note=f"{bad_total} bad: {sum(letters.values())} dead letters "
+                       f"({', '.join(f'{k} {v}' for k, v in sorted(letters.items()))}), "
+                       f"{counters.get('ignored', 0)} ignored")
+        out["bad"] = dict(kinds)
+        out["dead_letters"] = letters
+        out["ignored"] = counters.get("ignored", 0)
+        out["bad_unaccounted"] = bad_total - accounted
+        out["lost"] += max(0, bad_total - accounted)
+        return [out]
+    finally:
+        publisher.close()
+        dep.stop()
+
+
+def _set_conf(scn: Scenario, section: str, option: str, value: str) -> None:
+    with harness._ini(scn.conf, scn.conf) as conf:
+        if not conf.has_section(section):
+            conf.add_section(section)
+        conf.set(section, option, value)
+
+
+def _dead_letter_stages(es, scn: Scenario) -> dict[str, int]:
+    index = f"{scn.group}-dead"
+    with contextlib.suppress(Exception):
+        es.indices.refresh(index=index)
+        resp = es.search(index=index, size=0, aggs={"s": {"terms": {"field": "stage"}}})
+        return {b["key"]: b["doc_count"] for b in resp["aggregations"]["s"]["buckets"]}
+    return {}
+
+
+# -- hostile clients ---------------------------------------------------------------------
+
+HOSTILE = {"silent": 100, "bad token": 50, "flood": 20, "garbage": 20, "oversized": 10,
+           "junk tcp": 10, "slow reader": 5}
+
+
+def _attack(kind: str, url: str, port: int, outcomes: list) -> None:
+    """One hostile client; records how it ended (a close code, or what it saw)."""
+    import websockets
+    from websockets.sync.client import connect
+    try:
+        if kind == "junk tcp":
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                raw.sendall(b"\x16\x03\x01\x02\x00" + bytes(range(256)) * 8)
+                with contextlib.suppress(OSError):
+                    raw.recv(4096)
+            outcomes.append((kind, "answered"))
+            return
+        with connect(url, open_timeout=10, close_timeout=2, compression=None,
+                     max_size=2 ** 22) as ws:
+            if kind == "bad token":
+                ws.send(json.dumps({"action": "authenticate", "token": "no-such-token"}))
+            elif kind == "flood":
+                for _ in range(2000):
+                    ws.send(json.dumps({"action": "authenticate", "token": "tok-admin"}))
+            elif kind == "garbage":
+                ws.send(json.dumps({"action": "authenticate", "token": "tok-demo"}))
+                ws.recv(timeout=10)
+                for i in range(50):
+                    ws.send("{" * (i + 1))
+            elif kind == "oversized":
+                ws.send("x" * (1024 * 1024))
+            elif kind == "slow reader":
+                ws.send(json.dumps({"action": "authenticate", "token": "tok-admin"}))
+                ws.recv(timeout=10)
+                ws.send(json.dumps({"action": "subscribe", "resource_types":
+                                    ["OS::Nova::Server", "OS::Neutron::Port"],
+                                    "all_projects": True, "cursor": None}))
+                time.sleep(45)                     # and never reads
+            while True:                            # until the server closes
+                ws.recv(timeout=60)
+    except websockets.ConnectionClosed as exc:
+        outcomes.append((kind, exc.rcvd.code if exc.rcvd else None))
+    except Exception as exc:  # noqa: BLE001 - recorded in the row
+        outcomes.append((kind, type(exc).__name__))
+
+
+def hostile(run: Run, args) -> list[dict]:
+    """Hostile WebSocket clients while the cloud works: the server closes each with
+    its code, the good clients and the sinks receive everything, nothing restarts."""
+    dep = Deployment(run, "hostile")
+    cloud = Cloud(run, seed=13, per_type=15)
+    publisher = _publisher(run.transport_url)
+    outcomes: list = []
+    try:
+        dep.start()
+        ws_pid = dep.children["websocket"].proc.pid
+        threads = [threading.Thread(target=_attack, daemon=True,
+                                    args=(kind, dep.scn.ws_url, dep.scn.ws_port, outcomes))
+                   for kind, count in HOSTILE.items() for _ in range(count)]
+        rng = random.Random(13)
+        rng.shuffle(threads)
+        with tqdm.tqdm(total=len(cloud.notes), desc=f"hostile: {len(threads)} clients",
+                       unit="msg", leave=False) as bar:
+            pacer = Pacer(publisher, cloud.notes, len(cloud.notes) / 30.0, bar)
+            pacer.start()
+            for t in threads:
+                t.start()
+            pacer.join()
+            for t in threads:
+                t.join(90)
+        dep.settle(cloud, args.drain)
+        alive = dep.children["websocket"].alive() and \
+            dep.children["websocket"].proc.pid == ws_pid
+        ended = collections.defaultdict(collections.Counter)
+        for kind, outcome in outcomes:
+            ended[kind][outcome] += 1
+        out = row("hostile", dep, cloud, pacer.sent, None, restarted=0 if alive else 1,
+                  note="; ".join(f"{k} x{HOSTILE[k]}: " + ", ".join(
+                      f"{o} x{n}" for o, n in sorted(v.items(), key=str))
+                      for k, v in sorted(ended.items()))
+                  + f"; {sum(t.is_alive() for t in threads)} still open at the end")
+        out["hostile"] = {k: dict(v) for k, v in ended.items()}
+        return [out]
+    finally:
+        publisher.close()
+        dep.stop()
+
+
+SCENARIOS = {"es_down": es_down, "zaqar_down": zaqar_down, "rabbitmq": rabbitmq,
+             "kill9": kill9, "malformed": malformed, "hostile": hostile}
+
+
+# -- output ----------------------------------------------------------------------------
+
+def table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['scenario']} | failed: {r['error'][:200]} |"
+                         + " |" * (len(COLUMNS) - 2))
+            continue
+        lines.append("| " + " | ".join("-" if r.get(c) is None else str(r[c])
+                                       for c in COLUMNS) + " |")
+    notes = [f"- {r['scenario']}: {r['note']}" for r in rows if r.get("note")]
+    return "\n".join(lines + [""] + notes)
+
+
+def write(rows: list[dict], meta: dict) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "faults.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)
+    md = (f"Run {meta['started']} on {meta['machine']}, commit {meta['commit']}, "
+          f"`{meta['command']}`, {meta['wall_s']:.0f} s.\n\n" + table(rows) + "\n")
+    with open(os.path.join(RESULTS, "faults.md"), "w") as f:
+        f.write(md)
+    with open(DOC) as f:
+        doc = f.read()
+    begin, end = "<!-- faults:begin -->", "<!-- faults:end -->"
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        with open(DOC, "w") as f:
+            f.write(f"{head}{begin}\n{md}{end}{tail}")
+    return md
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=",".join(SCENARIOS),
+                   help="comma-separated scenarios (default: all): " + ", ".join(SCENARIOS))
+    p.add_argument("--short", action="store_true",
+                   help="outages of 10 s and 20 s, 3 kills, 1,000 malformed (a smoke run)")
+    p.add_argument("--es-outage", type=float, default=60.0)
+    p.add_argument("--zaqar-outage", type=float, default=300.0)
+    p.add_argument("--kills", type=int, default=6)
+    p.add_argument("--malformed", type=int, default=10_000)
+    p.add_argument("--drain", type=float, default=300.0,
+                   help="longest wait, in seconds, for everything to settle after a fault")
+    args = p.parse_args(argv)
+    if args.short:
+        args.es_outage, args.zaqar_outage, args.kills, args.malformed = 10, 20, 3, 1000
+    args.only = [s for s in args.only.split(",") if s]
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    return args
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt        # the same clean-up as Ctrl-C
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    harness.wait_for_servers()
+    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
+    from bench import workers
+    workers.quiet_logging()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t0 = time.monotonic()
+    run = Run()
+    run.open()
+    rows: list[dict] = []
+    try:
+        for name in tqdm.tqdm(args.only, desc="faults", unit="scenario", position=0):
+            try:
+                got = SCENARIOS[name](run, args)
+            except Exception as exc:  # noqa: BLE001 - a failed scenario is a row
+                import traceback
+                log(traceback.format_exc())
+                got = [{"scenario": name, "error": f"{type(exc).__name__}: {exc}"}]
+            for r in got:
+                log(f"{r['scenario']}: " + ", ".join(f"{c} {r.get(c)}" for c in COLUMNS[1:]))
+            rows += got
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        return 130
+    finally:
+        run.close()
+    import platform
+    commit = os.popen(f"git -C {ROOT} rev-parse --short HEAD").read().strip()
+    meta = {"started": started, "wall_s": time.monotonic() - t0, "commit": commit,
+            "machine": f"{os.cpu_count()} CPUs, {platform.python_version()}",
+            "command": "bench/faults.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    md = write(rows, meta)
+    print()
+    print(md)
+    promised = [r for r in rows if r["scenario"] != "rabbitmq_plain"]
+    return 0 if all("error" not in r and r["lost"] == 0 for r in promised) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
