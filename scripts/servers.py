@@ -634,6 +634,11 @@ log.file = false
             with open(self.log, "a") as f:
                 f.write(res.stdout + res.stderr)
             raise ServerError("rabbitmqctl await_startup failed")
+        # What oslo.messaging rejects from the demo's pool queue goes to the listener's
+        # rejected queue, as docs/reliability.md asks of an operator.
+        self.ctl("set_policy", "--apply-to", "queues", "searchlight-forward-rejected",
+                 "^searchlight-forward$",
+                 '{"dead-letter-exchange":"searchlight-forward.rejected"}')
 
     def stop(self, pid, start):
         try:
