@@ -79,6 +79,10 @@ class Cloud:
         self.sim = CloudSimulator(seed=seed, project_ids=run.project_ids)
         self.notes = self.sim.stream(per_type, delete_ratio=0.2)
 
+    def more(self, per_type: int) -> list:
+        """Another stream of new resources (the oracle covers both)."""
+        return self.sim.stream(per_type, delete_ratio=0.2)
+
     @property
     def expected(self):
         return self.sim.expected
@@ -111,38 +115,17 @@ class Pacer(threading.Thread):
 
 # -- one deployment under test --------------------------------------------------------
 
-class Deployment:
-    """The three services of one scenario and the readers of its hold sink and
-    WebSocket, started in the order an operator would."""
+class Deployment(harness.Deployment):
+    """The services of one scenario, with one admin WebSocket client, and what the
+    fault suite does with them."""
 
-    def __init__(self, run: Run, name: str, overrides: dict | None = None,
-                 listener_workers: int = 1, delivery_workers: int = 1,
-                 transport_url: str | None = None):
-        overrides = dict(overrides or {})
-        overrides[("delivery", "workers")] = str(delivery_workers)
-        if transport_url:
-            overrides[("DEFAULT", "transport_url")] = transport_url
-        self.scn = Scenario(run, name, workers_=listener_workers, overrides=overrides)
-        self.run = run
-        self.transport_url = transport_url or run.transport_url
-        self.children: dict[str, harness.Child] = {}
-        self.operator = self.clients = None
-        self.restarted = 0
+    restarted = 0              # processes we replaced (as systemd would)
 
-    def start(self) -> None:
-        self.scn.ensure_index()
-        harness.declare_pool(self.transport_url, self.scn.pool)
-        self.children["delivery"] = harness.start_delivery(self.scn)
-        self.children["websocket"] = harness.start_ws_server(self.scn)
-        self.clients = harness.WsClients(self.scn.ws_url, [("tok-admin", True)])
-        self.clients.wait_subscribed()
-        z = self.scn.zaqar_operator_queue()
-        self.operator = harness.ZaqarReader(z["project"], z["queue"])
-        self.children["listener"] = harness.start_listener(self.scn)
-        harness.wait_until(lambda: harness.listener_status(self.scn), 120, 0.2,
-                           "the listener's status endpoint")
+    def start(self, listener: bool = True) -> "Deployment":
+        super().start(listener)
         self.operator_records: list = []
         self.ws_records: list = []
+        return self
 
     def collect(self) -> None:
         self.operator_records += self.operator.records()
@@ -153,14 +136,6 @@ class Deployment:
         self.children["websocket"].proc.wait(10)
         self.children["websocket"] = harness.start_ws_server(self.scn)
         self.restarted += 1
-
-    def stop(self) -> None:
-        for reader in (self.operator, self.clients):
-            if reader is not None:
-                reader.stop()
-        for child in reversed(list(self.children.values())):
-            child.stop()
-        self.scn.cleanup()
 
     def settle(self, cloud: Cloud, timeout: float) -> float:
         """Wait until the index holds the oracle's final state and every cursor is at
@@ -185,7 +160,8 @@ def row(name: str, dep: Deployment, cloud: Cloud, published: int, fault_end: flo
     time.sleep(2.0)                          # the last pops and frames
     dep.collect()
     index = stored(dep.run.es, dep.scn.group)
-    wrong = {p.split(":")[0] for p in differences(cloud.expected, index)}
+    wrong = {str(key) for key, want in cloud.expected.items()
+             if differences({key: want}, {key: index[key]} if key in index else {})}
     newest = {k: v["version"] for k, v in index.items()}
 
     def receipts(records):
@@ -232,9 +208,10 @@ def _proxy_for(url: str):
 def outage(run: Run, args, name: str, peer: str, seconds: float, rate: float) -> dict:
     """``peer`` (elasticsearch or zaqar) unreachable for ``seconds`` mid-stream."""
     proxy = _proxy_for(harness.ES_URL if peer == "elasticsearch" else harness.ZAQAR_URL)
-    overrides = ({("elasticsearch", "hosts"): proxy.url} if peer == "elasticsearch"
-                 else {("forwarding", "zaqar_url"): proxy.url})
-    dep = Deployment(run, name, overrides)
+    if peer == "elasticsearch":
+        dep = Deployment(run, name, overrides={("elasticsearch", "hosts"): proxy.url})
+    else:
+        dep = Deployment(run, name, zaqar_url=proxy.url)
     lead = 10.0
     # About four notifications per lifecycle, fourteen resource types.
     cloud = Cloud(run, seed=len(name), per_type=max(2, int(
@@ -292,34 +269,44 @@ def rabbitmq_restart(run: Run, args, kind: str) -> dict:
                            _free_base_port(), node=f"{run.prefix}-{kind}@localhost")
     name = f"rabbitmq_{kind}"
     node.start()
-    dep = Deployment(run, name, QUEUE_KINDS[kind], transport_url=node.url)
+    dep = Deployment(run, name, overrides=QUEUE_KINDS[kind], transport_url=node.url)
     # The producers agree with the listener on the queues: the scenario's own file.
     conf = cfg.ConfigOpts()
     register_messaging(conf)
     conf(["--config-file", dep.scn.conf], project="searchlight-forward-faults")
     publisher = _publisher(node.url, conf)
-    cloud = Cloud(run, seed=7, per_type=30)
-    half = len(cloud.notes) * 3 // 4
+    cloud = Cloud(run, seed=7, per_type=40)        # the backlog's resources
+    later = cloud.more(per_type=8)                 # others, after the restart
     try:
-        dep.start()
-        for note in tqdm.tqdm(cloud.notes[:half], desc=f"{name}: backlog", unit="msg",
+        # The backlog waits in the pool queue, then the listener starts on it and the
+        # broker restarts while it works through it.
+        dep.start(listener=False)
+        for note in tqdm.tqdm(cloud.notes, desc=f"{name}: backlog", unit="msg",
                               leave=False):
             publisher.publish_simulated(note)
+        dep.start_listener()
         harness.wait_until(lambda: _indexed(dep) > 100, 60, 0.05, "indexing under way")
-        backlog = half - _indexed(dep)
+        backlog = _ready(node.amqp_url, dep.scn.pool)
         node.restart()
         fault_end = time.monotonic()
-        for note in cloud.notes[half:]:
+        for note in later:
             publisher.publish_simulated(note)
         # Non-durable queues lose the backlog: that row settles never; do not wait long.
         dep.settle(cloud, args.drain if kind != "plain" else 60.0)
-        return row(name, dep, cloud, len(cloud.notes), fault_end,
-                   note=f"about {backlog} waiting in the pool queue at the restart")
+        return row(name, dep, cloud, len(cloud.notes) + len(later), fault_end,
+                   note=f"{backlog} notifications ready in the pool queue at the restart, "
+                        f"besides those the listener had prefetched")
     finally:
         with contextlib.suppress(Exception):
             publisher.close()
         dep.stop()
         node.close()
+
+
+def _ready(amqp_url: str, queue: str) -> int:
+    """Messages waiting in ``queue`` (not yet delivered to a consumer)."""
+    with kombu.Connection(amqp_url, connect_timeout=10) as conn:
+        return conn.channel().queue_declare(queue, passive=True)[1]
 
 
 def _indexed(dep: Deployment) -> int:
@@ -551,7 +538,7 @@ def _attack(kind: str, url: str, port: int, outcomes: list) -> None:
             outcomes.append((kind, "answered"))
             return
         with connect(url, open_timeout=10, close_timeout=2, compression=None,
-                     max_size=2 ** 22) as ws:
+                     max_size=2 ** 22, ping_interval=None) as ws:
             if kind == "bad token":
                 ws.send(json.dumps({"action": "authenticate", "token": "no-such-token"}))
             elif kind == "flood":
@@ -604,6 +591,7 @@ def hostile(run: Run, args) -> list[dict]:
             for t in threads:
                 t.join(90)
         dep.settle(cloud, args.drain)
+        closes = harness.http_json(f"http://127.0.0.1:{dep.scn.ws_port}/status")["closes"]
         alive = dep.children["websocket"].alive() and \
             dep.children["websocket"].proc.pid == ws_pid
         ended = collections.defaultdict(collections.Counter)
@@ -613,7 +601,8 @@ def hostile(run: Run, args) -> list[dict]:
                   note="; ".join(f"{k} x{HOSTILE[k]}: " + ", ".join(
                       f"{o} x{n}" for o, n in sorted(v.items(), key=str))
                       for k, v in sorted(ended.items()))
-                  + f"; {sum(t.is_alive() for t in threads)} still open at the end")
+                  + f"; {sum(t.is_alive() for t in threads)} still open at the end; the "
+                    f"server's close codes: {dict(sorted(closes.items()))}")
         out["hostile"] = {k: dict(v) for k, v in ended.items()}
         return [out]
     finally:
@@ -640,12 +629,30 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + [""] + notes)
 
 
+def scenario_of(row: dict) -> str:
+    return next(k for k in SCENARIOS if row["scenario"] == k
+                or row["scenario"].startswith(k + "_"))
+
+
+def merged(rows: list[dict], ran: list[str]) -> list[dict]:
+    """This run's rows, and the previous run's rows of the scenarios not run now (each
+    row says when it was measured)."""
+    path = os.path.join(RESULTS, "faults.json")
+    previous = []
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        with open(path) as f:
+            previous = [r for r in json.load(f)["rows"] if scenario_of(r) not in ran]
+    order = list(SCENARIOS)
+    return sorted(previous + rows, key=lambda r: order.index(scenario_of(r)))
+
+
 def write(rows: list[dict], meta: dict) -> str:
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "faults.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)
-    md = (f"Run {meta['started']} on {meta['machine']}, commit {meta['commit']}, "
-          f"`{meta['command']}`, {meta['wall_s']:.0f} s.\n\n" + table(rows) + "\n")
+    runs = sorted({r.get("measured", "") for r in rows})
+    md = (f"{meta['machine']}; rows measured {', '.join(runs)} (UTC, commit), "
+          f"latest `{meta['command']}`, {meta['wall_s']:.0f} s.\n\n" + table(rows) + "\n")
     with open(os.path.join(RESULTS, "faults.md"), "w") as f:
         f.write(md)
     with open(DOC) as f:
@@ -693,7 +700,8 @@ def main(argv=None) -> int:
     from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
     from bench import workers
     workers.quiet_logging()
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    commit = os.popen(f"git -C {ROOT} rev-parse --short HEAD").read().strip()
     t0 = time.monotonic()
     run = Run()
     run.open()
@@ -707,6 +715,7 @@ def main(argv=None) -> int:
                 log(traceback.format_exc())
                 got = [{"scenario": name, "error": f"{type(exc).__name__}: {exc}"}]
             for r in got:
+                r["measured"] = f"{started} {commit}"
                 log(f"{r['scenario']}: " + ", ".join(f"{c} {r.get(c)}" for c in COLUMNS[1:]))
             rows += got
     except KeyboardInterrupt:
@@ -715,11 +724,10 @@ def main(argv=None) -> int:
     finally:
         run.close()
     import platform
-    commit = os.popen(f"git -C {ROOT} rev-parse --short HEAD").read().strip()
     meta = {"started": started, "wall_s": time.monotonic() - t0, "commit": commit,
             "machine": f"{os.cpu_count()} CPUs, {platform.python_version()}",
             "command": "bench/faults.py " + " ".join(sys.argv[1:] if argv is None else argv)}
-    md = write(rows, meta)
+    md = write(merged(rows, args.only), meta)
     print()
     print(md)
     promised = [r for r in rows if r["scenario"] != "rabbitmq_plain"]

@@ -198,9 +198,10 @@ class Run:
         self.delete_queues(f"{t}.{p}" for t in topics for p in workers.PRIORITIES)
 
 
-def declare_pool(transport_url: str, pool: str) -> None:
+def declare_pool(transport_url: str, pool: str, config_file: str | None = None) -> None:
     """Declare a pool queue and its bindings exactly as the listeners do: start an
-    oslo.messaging batch listener on every plugin target and priority, then stop it."""
+    oslo.messaging batch listener on every plugin target and priority, then stop it.
+    ``config_file``: the scenario's, for its queue options (durable, quorum)."""
     import oslo_messaging
     from oslo_config import cfg
     from searchlight_forward.listener.opts import register_messaging
@@ -208,7 +209,8 @@ def declare_pool(transport_url: str, pool: str) -> None:
     from searchlight_forward.plugins.base import exchanges_and_topics
     conf = cfg.ConfigOpts()
     register_messaging(conf)
-    conf([], project="searchlight-forward-bench")
+    conf(["--config-file", config_file] if config_file else [],
+         project="searchlight-forward-bench")
     conf.set_override("transport_url", transport_url)
     transport = oslo_messaging.get_notification_transport(conf)
 
@@ -273,7 +275,8 @@ class Scenario:
     """One scenario's private group, pool, ports, configuration and Zaqar queues."""
 
     def __init__(self, run: Run, name: str, workers_: int = 1, pipelines: bool = True,
-                 overrides: dict | None = None, stopped_sink_url: str | None = None):
+                 overrides: dict | None = None, stopped_sink_url: str | None = None,
+                 zaqar_url: str = ZAQAR_URL):
         self.run = run
         self.name = name
         self.group = f"{run.prefix}-{name}"
@@ -293,6 +296,7 @@ class Scenario:
         # A copy of the operator's pipeline whose Zaqar is reached through this URL
         # (a FaultProxy the outage scenario cuts): pipeline "stopped".
         self.stopped_sink_url = stopped_sink_url
+        self.zaqar_url = zaqar_url            # every Zaqar sink's (a FaultProxy's)
         self._write(pipelines)
 
     def _write(self, pipelines: bool) -> None:
@@ -311,7 +315,7 @@ class Scenario:
             conf.set("resource_plugins", "resource_group_name", self.group)
             conf.set("forwarding", "config_file",
                      "forwarders.ini" if pipelines else "no-forwarders.ini")
-            conf.set("forwarding", "zaqar_url", ZAQAR_URL)
+            conf.set("forwarding", "zaqar_url", self.zaqar_url)
             conf.set("changelog", "state_index", self.state_index)
             conf.set("delivery", "status_port", str(self.delivery_port))
             conf.set("websocket", "port", str(self.ws_port))
@@ -348,7 +352,7 @@ class Scenario:
                         fw.set(section, "project", project)
                     fw.set(section, "queue", queue)
                     fw.set(section, "url", self.stopped_sink_url if sink == "zaqar_stopped"
-                           else ZAQAR_URL)
+                           else self.zaqar_url)
                     self.zaqar.append({"sink": sink, "pipeline": pipelines_of.get(sink),
                                        "queue": queue, "project": project})
                     projects = ([project] if "{project_id}" not in project
@@ -469,6 +473,57 @@ def start_ws_server(scn: Scenario, timeout: float = 60.0) -> Child:
         time.sleep(0.2)
     child.stop()
     raise BenchError(f"the WebSocket server did not come up:\n{child.tail()}")
+
+
+class Deployment:
+    """A scenario's three services and the readers of its outputs, started in the
+    order an operator would: delivery service, WebSocket server and its clients, the
+    operator's Zaqar queue reader, then the listener."""
+
+    def __init__(self, run: Run, name: str, clients=(("tok-admin", True),),
+                 overrides: dict | None = None, listener_workers: int = 1,
+                 delivery_workers: int = 1, transport_url: str | None = None,
+                 stopped_sink_url: str | None = None, zaqar_url: str = ZAQAR_URL):
+        overrides = dict(overrides or {})
+        if delivery_workers != 1:
+            overrides[("delivery", "workers")] = str(delivery_workers)
+        if transport_url:
+            overrides[("DEFAULT", "transport_url")] = transport_url
+        self.scn = Scenario(run, name, workers_=listener_workers, overrides=overrides,
+                            stopped_sink_url=stopped_sink_url, zaqar_url=zaqar_url)
+        self.run = run
+        self.transport_url = transport_url or run.transport_url
+        self.client_tokens = list(clients)
+        self.children: dict[str, Child] = {}
+        self.clients: WsClients | None = None
+        self.operator: ZaqarReader | None = None
+
+    def start(self, listener: bool = True) -> "Deployment":
+        """Start everything; without ``listener``, notifications wait in the pool
+        queue until ``start_listener``."""
+        self.scn.ensure_index()
+        declare_pool(self.transport_url, self.scn.pool, self.scn.conf)
+        self.children["delivery"] = start_delivery(self.scn)
+        self.children["websocket"] = start_ws_server(self.scn)
+        self.clients = WsClients(self.scn.ws_url, self.client_tokens)
+        self.clients.wait_subscribed()
+        z = self.scn.zaqar_operator_queue()
+        self.operator = ZaqarReader(z["project"], z["queue"])
+        if listener:
+            self.start_listener()
+        return self
+
+    def start_listener(self) -> None:
+        self.children["listener"] = start_listener(self.scn)
+        wait_until(lambda: listener_status(self.scn), 120, 0.2, "the listener")
+
+    def stop(self) -> None:
+        for reader in (self.operator, self.clients):
+            if reader is not None:
+                reader.stop()
+        for child in reversed(list(self.children.values())):
+            child.stop()
+        self.scn.cleanup()
 
 
 def listener_status(scn: Scenario) -> dict | None:

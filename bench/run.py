@@ -442,25 +442,15 @@ def scenario_baseline(ctx):
 
 def scenario_delay(ctx: Context) -> dict:
     args = ctx.args
-    scn = Scenario(ctx.run, "delay", overrides=args.overrides)
-    children = []
-    clients = None
+    dep = harness.Deployment(ctx.run, "delay", clients=ctx.run.clients(args.clients),
+                             overrides=args.overrides)
+    scn = dep.scn
     search = None
-    zaqar = None
     try:
-        scn.ensure_index()
-        harness.declare_pool(ctx.run.transport_url, scn.pool)
-        delivery = harness.start_delivery(scn)
-        children.append(delivery)
-        ws = harness.start_ws_server(scn)
-        children.append(ws)
-        clients = harness.WsClients(scn.ws_url, ctx.run.clients(args.clients))
-        clients.wait_subscribed()
-        operator = scn.zaqar_operator_queue()
-        zaqar = harness.ZaqarReader(operator["project"], operator["queue"])
-        listener = harness.start_listener(scn)
-        children.append(listener)
-        harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
+        dep.start()
+        clients, zaqar = dep.clients, dep.operator
+        listener, delivery, ws = (dep.children[k] for k in ("listener", "delivery",
+                                                           "websocket"))
         search = harness.SearchWatcher(ctx.run.es, scn.group).start()
         extra = {"listener": listener.ps, "delivery": delivery.ps,
                  "websocket server": ws.ps, "ws clients": clients.ps,
@@ -547,13 +537,7 @@ def scenario_delay(ctx: Context) -> dict:
     finally:
         if search is not None:
             search.stop()
-        if zaqar is not None:
-            zaqar.stop()
-        if clients is not None:
-            clients.stop()
-        for child in reversed(children):
-            child.stop()
-        scn.cleanup()
+        dep.stop()
 
 
 def scenario_outage(ctx: Context) -> dict:
@@ -565,25 +549,16 @@ def scenario_outage(ctx: Context) -> dict:
     args = ctx.args
     zaqar = urllib.parse.urlsplit(harness.ZAQAR_URL)
     proxy = FaultProxy(zaqar.hostname, zaqar.port).start()
-    scn = Scenario(ctx.run, "outage", overrides=args.overrides, stopped_sink_url=proxy.url)
-    children, readers = [], []
-    clients = None
+    dep = harness.Deployment(ctx.run, "outage", clients=ctx.run.clients(args.clients),
+                             overrides=args.overrides, stopped_sink_url=proxy.url)
+    scn = dep.scn
+    stopped = None
     rate, before, after = 200, 20.0, 20.0
     try:
-        scn.ensure_index()
-        harness.declare_pool(ctx.run.transport_url, scn.pool)
-        delivery = harness.start_delivery(scn)
-        children.append(delivery)
-        ws = harness.start_ws_server(scn)
-        children.append(ws)
-        clients = harness.WsClients(scn.ws_url, ctx.run.clients(args.clients))
-        clients.wait_subscribed()
-        operator, stopped = (harness.ZaqarReader(z["project"], z["queue"]) for z in
-                             (scn.zaqar_operator_queue(), scn.zaqar_queue_of("stopped")))
-        readers += [operator, stopped]
-        listener = harness.start_listener(scn)
-        children.append(listener)
-        harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
+        dep.start()
+        clients, operator = dep.clients, dep.operator
+        z = scn.zaqar_queue_of("stopped")
+        stopped = harness.ZaqarReader(z["project"], z["queue"])
         warm = ctx.spec(998, int(args.warmup * 100), start="2026-01-01T00:00:00")
         ctx.pool.publish(warm, rate=100)
         harness.wait_until(lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
@@ -623,14 +598,10 @@ def scenario_outage(ctx: Context) -> dict:
         return outage_figures(changes, pub["times"], cut, clients.ask("records"),
                               operator.records(), stopped.records(), proxy.refused)
     finally:
-        for reader in readers:
-            reader.stop()
-        if clients is not None:
-            clients.stop()
-        for child in reversed(children):
-            child.stop()
+        if stopped is not None:
+            stopped.stop()
+        dep.stop()
         proxy.stop()
-        scn.cleanup()
 
 
 def outage_figures(changes, times, cut, ws_records, operator_records, stopped_records,

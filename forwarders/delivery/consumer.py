@@ -84,6 +84,9 @@ class Consumer:
         self.position: Position | None = self.state.position
         self.mode = CATCHING_UP
         self.queue: queue.Queue[Page] = queue.Queue(maxsize=settings.queue_pages)
+        # Set when the hub drops this consumer (a page it could not take): once the
+        # queued pages are delivered, it reads the log itself from its position.
+        self._dropped = threading.Event()
         self.counters: collections.Counter = collections.Counter()
         self.last_error: str | None = self.state.last_error
         self._committed: Position | None = self.position
@@ -126,12 +129,14 @@ class Consumer:
         """A page from the shared feed (the hub's lock is held); False if this
         consumer cannot take it and must catch up instead."""
         if self.position is None or not page.end.same_log(self.position):
+            self._dropped.set()
             return False
         try:
             self.queue.put_nowait(page)
             return True
         except queue.Full:
             self.counters["fell_behind"] += 1
+            self._dropped.set()
             return False
 
     # -- the consumer's thread -------------------------------------------------------
@@ -161,6 +166,8 @@ class Consumer:
                 try:
                     page = self.queue.get(timeout=0.2)
                 except queue.Empty:
+                    if self._dropped.is_set():      # no more pages will come
+                        self.mode = CATCHING_UP
                     self._commit()
                     continue
                 try:
@@ -208,6 +215,7 @@ class Consumer:
             self._send_control(RESYNC_END, "the current state of every resource was sent")
             self.state.resyncing = False
             self._commit(force=True)
+        self._dropped.clear()
         if self.hub.join(self):
             self.mode = LIVE
 
