@@ -233,9 +233,12 @@ def outage(run: Run, args, name: str, peer: str, seconds: float, rate: float) ->
             proxy.unblock()
             fault_end = time.monotonic()
             pacer.join()
-        dep.settle(cloud, args.drain)
+        settled = dep.settle(cloud, args.drain)
         return row(name, dep, cloud, pacer.sent, fault_end,
-                   note=pacer.error or f"{proxy.refused} connections refused")
+                   note=pacer.error or f"{proxy.refused} connections refused; " + (
+                       f"every pipeline at the head {settled - fault_end:.1f} s after the "
+                       f"fault" if settled == settled else
+                       f"NOT every pipeline at the head after {args.drain:g} s"))
     finally:
         publisher.close()
         dep.stop()
