@@ -66,6 +66,9 @@ class Sink:
     default_policy = "retry"
     #: True for the websocket sink: the WebSocket server serves its pipeline
     served_by_websocket = False
+    #: True when tenants read what this sink sends (per-project destinations): a
+    #: pipeline ending here must not pass admin-only fields (`manage check`)
+    tenant_facing = False
     #: longest a deliver() call may take (seconds); the delivery service delivers
     #: only while its cursor lease outlasts it
     call_timeout = 30.0

@@ -1,7 +1,9 @@
-"""searchlight-forward-manage: indices and dead letters.
+"""searchlight-forward-manage: indices, dead letters, and what the pipelines send.
 
     searchlight-forward-manage --config-file FILE create|show|delete|rebuild [--group G]
     searchlight-forward-manage --config-file FILE dead-letters list|show|delete|replay [ID ...]
+    searchlight-forward-manage --config-file FILE explain [--pipeline P] [--type T]
+    searchlight-forward-manage --config-file FILE check
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import sys
 import tqdm
 from oslo_config import cfg
 
+from forwarders import explain
+from forwarders.pipeline import loader
 from searchlight_forward import search
 from searchlight_forward.commands.common import setup
 from searchlight_forward.deadletter import DeadLetterIndex
@@ -19,6 +23,9 @@ from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.batch import BatchProcessor
 from searchlight_forward.retry import Policy, Retry
+
+
+STAGES = ("parse", "plugin", "index", "batch", "dispatch", "rejected", "forward")
 
 
 def _add_parsers(subparsers):
@@ -35,7 +42,13 @@ def _add_parsers(subparsers):
     p.add_argument("ids", nargs="*", help="record ids (show/delete/replay)")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--event-type")
-    p.add_argument("--stage", choices=("parse", "plugin", "index", "forward"))
+    p.add_argument("--stage", choices=STAGES)
+    p = subparsers.add_parser("explain", help="the fields each pipeline's sink receives, "
+                                              "per resource type and role")
+    p.add_argument("--pipeline", help="only this pipeline")
+    p.add_argument("--type", help="only this resource type, e.g. OS::Nova::Server")
+    subparsers.add_parser("check", help="refuse pipelines whose tenant-facing sink would "
+                                        "receive an admin-only field (exit 1)")
 
 
 COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,
@@ -45,10 +58,12 @@ COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,
 def main(argv: list[str] | None = None) -> None:
     conf = setup(argv, cli_opts=[COMMAND], logs_to_stderr=True)
     deployment = Deployment.from_conf(conf)
-    es = search.client(conf)
     cmd = conf.command
+    es = search.client(conf)
     if cmd.name == "dead-letters":
         sys.exit(_dead_letters(conf, es, deployment))
+    if cmd.name in ("explain", "check"):
+        sys.exit(_explain(conf, deployment, cmd))
     chosen = [cmd.group] if cmd.group else deployment.group_names()
     unknown = [g for g in chosen if g not in deployment.group_names()]
     if unknown:
@@ -128,6 +143,41 @@ def _dead_letters(conf, es, deployment: Deployment) -> int:
             dl.delete(rid)
     print(f"replayed {len(cmd.ids) - failed}, still failing {failed}")
     return 1 if failed else 0
+
+
+
+def _explain(conf, deployment: Deployment, cmd) -> int:
+    try:
+        pipelines = loader.load_from_conf(conf, deployment, required=True)
+    except loader.ForwardingConfigError as exc:
+        print(f"searchlight-forward-manage: {exc}", file=sys.stderr)
+        return 2
+    received = explain.explain(
+        pipelines, {p.resource_type: p.mapping for p in deployment.plugins.plugins},
+        deployment.admin_only)
+    if cmd.name == "check":
+        bad = explain.leaks(received)
+        for r in bad:
+            print(f"pipeline {r.pipeline}: sink {r.sink} is tenant-facing and would receive "
+                  f"admin-only field(s) of {r.resource_type}: {', '.join(r.leaks)}")
+        if bad:
+            print("add the admin_only_fields filter to these pipelines (or remove the "
+                  "fields with a regex_fields filter) before their sinks", file=sys.stderr)
+            return 1
+        print(f"ok: {len({r.pipeline for r in received})} pipeline(s); no tenant-facing "
+              f"sink receives an admin-only field")
+        return 0
+    shown = [r for r in received if (not cmd.pipeline or r.pipeline == cmd.pipeline)
+             and (not cmd.type or r.resource_type == cmd.type)]
+    if not shown:
+        print("nothing matches; pipelines: " + ", ".join(sorted({r.pipeline for r in received})))
+        return 1
+    for r in shown:
+        who = "tenants" if r.tenant_facing else "operator"
+        print(f"{r.pipeline} -> {r.sink} ({who}), {r.resource_type}, {r.role} copy: "
+              f"{len(r.fields)} field(s)")
+        print("    " + ", ".join(r.fields))
+    return 0
 
 
 if __name__ == "__main__":

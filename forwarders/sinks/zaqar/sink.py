@@ -65,6 +65,11 @@ class ZaqarSink(Sink):
         self._clients: dict[str, _Client] = {}
         self._queues: dict[tuple[str, str], Any] = {}
 
+    @property
+    def tenant_facing(self) -> bool:
+        """Queues in each resource's own project are read by its tenant."""
+        return self.config.per_project
+
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         with self._lock:
