@@ -31,7 +31,7 @@ import elasticsearch
 from forwarders.delivery.consumer import Consumer, Hub, Settings
 from forwarders.delivery.cursors import CursorStore, Lease, LeaseLost, cursor_id
 from forwarders.pipeline.pipeline import Pipeline
-from searchlight_forward import search
+from searchlight_forward import metrics, search
 from searchlight_forward.changelog.doorbell import DoorbellListener, Ring
 from searchlight_forward.changelog.feed import ChangeFeed
 from searchlight_forward.changelog.position import Position
@@ -85,7 +85,8 @@ class DeliveryService:
         self._thread = threading.Thread(target=self._run, daemon=True, name="delivery")
         self._last_purge = 0.0
         self._sinks_started = False
-        self.status = StatusServer(*status, self.stats) if status else None
+        self.status = StatusServer(*status, self.stats, metrics.registry(self.metrics)) \
+            if status else None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -264,6 +265,29 @@ class DeliveryService:
         return " ".join(f"{key.split(':', 2)[-1]}({c.group}):{c.mode}:" + ",".join(
             f"{k}={v}" for k, v in sorted(c.counters.items()))
             for key, c in sorted(self.consumers.items())) or "no pipelines owned"
+
+    def metrics(self) -> list:
+        """Prometheus families: the service's counters, each owned pipeline's counters
+        and whether it reads live (labels: group and pipeline, from the configuration),
+        and the doorbell's connection."""
+        consumers = sorted(self.consumers.values(), key=lambda c: (c.group, c.name))
+        out = metrics.counters("delivery", dict(self.counters), "delivery service counter")
+        out += metrics.labelled_counters(
+            "delivery_pipeline",
+            [({"group": c.group, "pipeline": c.name}, dict(c.counters)) for c in consumers],
+            "pipeline counter")
+        live = metrics.GaugeMetricFamily(
+            metrics.metric_name("delivery_pipeline", "live"),
+            "1 while the pipeline reads the shared feed, 0 while it catches up",
+            labels=["group", "pipeline"])
+        for c in consumers:
+            live.add_metric([c.group, c.name], int(c.mode == "live"))
+        out.append(live)
+        if self.doorbell is not None:
+            out.append(metrics.gauge("delivery_doorbell", "connected",
+                                     "1 while the doorbell listener is connected",
+                                     int(bool(self.doorbell.connected))))
+        return out
 
     def stats(self) -> dict:
         return {"owner": self.store.owner, "members": self.members,

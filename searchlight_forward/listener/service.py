@@ -30,6 +30,7 @@ from searchlight_forward.listener.rejected import RejectedReader
 from searchlight_forward.logs import Throttled
 from searchlight_forward.plugins.base import exchanges_and_topics
 from searchlight_forward.retry import Policy, Retry, Stopping
+from searchlight_forward import metrics
 from searchlight_forward.status import StatusServer
 from searchlight_forward.worker import Worker, run_workers
 
@@ -109,7 +110,7 @@ class Listener:
         if conf.listener.status_port:
             self.status = StatusServer(conf.listener.status_host,
                                        conf.listener.status_port + worker_index,
-                                       self.snapshot)
+                                       self.snapshot, metrics.registry(self.metrics))
 
         # Prefetch must be fixed before the transport exists.
         prefetch = conf.listener.prefetch or 2 * conf.listener.batch_size
@@ -172,6 +173,20 @@ class Listener:
     def snapshot(self) -> dict:
         return {"listener": self.counters(),
                 "rejected": self.rejected.stats() if self.rejected else None}
+
+    def metrics(self) -> list:
+        """Prometheus families: every counter of ``/status``, the rejected-queue
+        reader's, and whether it is connected."""
+        out = metrics.counters("listener", self.counters(), "listener counter")
+        if self.rejected is not None:
+            stats = self.rejected.stats()
+            out += metrics.counters("listener_rejected_queue",
+                                    {k: v for k, v in stats.items() if k != "connected"},
+                                    "rejected-queue reader counter")
+            out.append(metrics.gauge("listener_rejected_queue", "connected",
+                                     "1 while the rejected-queue reader is connected",
+                                     int(bool(stats.get("connected")))))
+        return out
 
     def stats_line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in sorted(self.counters().items()))
