@@ -1,5 +1,10 @@
-"""GET /status: a long-running process's counters as JSON, for operators and probes;
-GET /metrics: the same counters for Prometheus (when the process gives a registry)."""
+"""A long-running process's HTTP endpoints for operators and probes:
+
+GET /status    every counter as JSON;
+GET /metrics   the same counters for Prometheus (when the process gives a registry);
+GET /healthz   liveness: 200, or 503 with the problems (restart the process);
+GET /readyz    readiness: 200, or 503 with the problems (its peers, its progress).
+"""
 from __future__ import annotations
 
 import http.server
@@ -15,21 +20,33 @@ LOG = logging.getLogger(__name__)
 
 class StatusServer:
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict],
-                 metrics: CollectorRegistry | None = None):
+                 metrics: CollectorRegistry | None = None,
+                 live: Callable[[], list[str]] = list,
+                 ready: Callable[[], list[str]] = list):
         snapshot_fn = snapshot
+        checks = {"/healthz": live, "/readyz": ready}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0].rstrip("/")
+                code = 200
                 if path == "/metrics" and metrics is not None:
                     body, kind = generate_latest(metrics), CONTENT_TYPE_LATEST
                 elif path in ("/status", ""):
                     body = json.dumps(snapshot_fn(), indent=2, default=str).encode()
                     kind = "application/json"
+                elif path in checks:
+                    try:
+                        problems = checks[path]()
+                    except Exception as exc:  # noqa: BLE001 - a failing check fails
+                        problems = [f"check failed: {type(exc).__name__}: {exc}"[:300]]
+                    body = json.dumps({"status": "failing" if problems else "ok",
+                                       "problems": problems}).encode()
+                    kind, code = "application/json", 503 if problems else 200
                 else:
-                    self.send_error(404, "try /status" + (" or /metrics" if metrics else ""))
+                    self.send_error(404, "try /status, /metrics, /healthz or /readyz")
                     return
-                self.send_response(200)
+                self.send_response(code)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

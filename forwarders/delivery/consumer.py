@@ -54,8 +54,10 @@ LIVE, CATCHING_UP = "live", "catching_up"
 class Settings:
     def __init__(self, batch_size: int = 100, queue_pages: int = 20,
                  commit_interval: float = 1.0, lease_seconds: float = 30.0,
-                 es_retry: Policy = Policy(initial=0.5, maximum=10.0)):
+                 es_retry: Policy = Policy(initial=0.5, maximum=10.0),
+                 stall_seconds: float = 60.0):
         self.batch_size = batch_size
+        self.stall_seconds = stall_seconds
         self.queue_pages = queue_pages
         self.commit_interval = commit_interval
         self.lease_seconds = lease_seconds
@@ -87,6 +89,7 @@ class Consumer:
         # Set when the hub drops this consumer (a page it could not take): once the
         # queued pages are delivered, it reads the log itself from its position.
         self._dropped = threading.Event()
+        self.last_progress = time.monotonic()     # when the position last moved
         self.counters: collections.Counter = collections.Counter()
         self.last_error: str | None = self.state.last_error
         self._committed: Position | None = self.position
@@ -258,7 +261,10 @@ class Consumer:
         if batch:
             self._send(batch)
         if self.position is not None and page.end.same_log(self.position):
-            self.position = self.position.merged(page.end)
+            moved = self.position.merged(page.end)
+            if moved != self.position:
+                self.last_progress = time.monotonic()
+            self.position = moved
 
     def _send(self, batch: list[tuple[Entry, Envelope]]) -> None:
         pending = list(batch)
@@ -366,6 +372,20 @@ class Consumer:
             if self.lease.remaining() < needed:
                 raise LeaseLost(f"lease has {self.lease.remaining():.1f}s left, a sink "
                                 f"call may take {needed:.0f}s")
+
+    def stalled(self, target: Position | None) -> str | None:
+        """Why this pipeline is not making progress with changes pending (for
+        readiness), or None."""
+        if self.crashed is not None:
+            return f"crashed: {self.crashed!r}"[:300]
+        if target is None or (self.position is not None and self.position.includes(target)):
+            self.last_progress = time.monotonic()      # nothing pending: not stalled
+            return None
+        idle = time.monotonic() - self.last_progress
+        if idle < self.settings.stall_seconds:
+            return None
+        return (f"no progress for {idle:.0f} s with changes pending"
+                + (f" ({self.last_error[:200]})" if self.last_error else ""))
 
     def _commit(self, force: bool = False) -> None:
         """Write the cursor (and renew the lease) when it moved, at most every

@@ -25,11 +25,14 @@ opts = [
                help="Pages a live pipeline may have waiting; a pipeline further "
                     "behind reads from its own cursor until it has caught up, so it "
                     "never slows the others."),
+    cfg.FloatOpt("stall_seconds", default=60.0, min=1.0,
+                 help="A pipeline with changes pending that delivered nothing for this "
+                      "long (its sink away, a hold) makes GET /readyz answer 503."),
     cfg.HostAddressOpt("status_host", default="127.0.0.1",
                        help="Address of the delivery service's status endpoint."),
     cfg.PortOpt("status_port", default=8791,
-                help="Port of the status endpoint (GET /status); worker N uses "
-                     "status_port + N. 0 turns it off."),
+                help="Port of the status endpoint (GET /status, /metrics, /healthz, "
+                     "/readyz); worker N uses status_port + N. 0 turns it off."),
 ]
 
 

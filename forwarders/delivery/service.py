@@ -38,7 +38,7 @@ from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex, Selection
 from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.deadletter import DeadLetterIndex
-from searchlight_forward.logs import Throttled
+from searchlight_forward.logs import Throttled, describe
 from searchlight_forward.model.documents import ADMIN
 from searchlight_forward.retry import Policy, Retry, Stopping
 from searchlight_forward.status import StatusServer
@@ -85,7 +85,8 @@ class DeliveryService:
         self._thread = threading.Thread(target=self._run, daemon=True, name="delivery")
         self._last_purge = 0.0
         self._sinks_started = False
-        self.status = StatusServer(*status, self.stats, metrics.registry(self.metrics)) \
+        self.status = StatusServer(*status, self.stats, metrics.registry(self.metrics),
+                                   live=self.liveness, ready=self.readiness) \
             if status else None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -265,6 +266,24 @@ class DeliveryService:
         return " ".join(f"{key.split(':', 2)[-1]}({c.group}):{c.mode}:" + ",".join(
             f"{k}={v}" for k, v in sorted(c.counters.items()))
             for key, c in sorted(self.consumers.items())) or "no pipelines owned"
+
+    def liveness(self) -> list[str]:
+        return [] if self._thread.is_alive() else ["the delivery thread has stopped"]
+
+    def readiness(self) -> list[str]:
+        """Elasticsearch answers, and no owned pipeline is stuck with changes pending
+        (``[delivery] stall_seconds``) or crashed."""
+        problems = []
+        try:
+            search.reachable(self.es)
+        except Exception as exc:  # noqa: BLE001 - any failure: not ready
+            problems.append(f"Elasticsearch: {describe(exc)}")
+        for key, consumer in sorted(self.consumers.items()):
+            group = self.groups.get(consumer.group)
+            why = consumer.stalled(group.hub.snapshot() if group else None)
+            if why:
+                problems.append(f"pipeline {consumer.name} ({consumer.group}): {why}")
+        return problems
 
     def metrics(self) -> list:
         """Prometheus families: the service's counters, each owned pipeline's counters

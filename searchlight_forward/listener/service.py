@@ -16,7 +16,7 @@ from oslo_config import cfg
 from oslo_messaging.notify.dispatcher import NotificationResult
 from oslo_messaging.notify.listener import BatchNotificationServer
 
-from searchlight_forward import search
+from searchlight_forward import metrics, search
 from searchlight_forward.changelog.announcer import Announcer
 from searchlight_forward.changelog.doorbell import Doorbell
 from searchlight_forward.changelog.reader import ChangeLog
@@ -27,10 +27,9 @@ from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.batch import BatchProcessor
 from searchlight_forward.listener.dispatcher import RecordingDispatcher
 from searchlight_forward.listener.rejected import RejectedReader
-from searchlight_forward.logs import Throttled
+from searchlight_forward.logs import Throttled, describe
 from searchlight_forward.plugins.base import exchanges_and_topics
 from searchlight_forward.retry import Policy, Retry, Stopping
-from searchlight_forward import metrics
 from searchlight_forward.status import StatusServer
 from searchlight_forward.worker import Worker, run_workers
 
@@ -78,7 +77,7 @@ class Listener:
         self.stop_event = stop_event or threading.Event()
         self._stopped = False
         self.deployment = deployment = Deployment.from_conf(conf)
-        es = search.client(conf)
+        es = self.es = search.client(conf)
         policy = Policy(conf.listener.retry_initial_backoff, conf.listener.retry_max_backoff)
         probe = lambda: search.reachable(es)  # noqa: E731
         setup = Retry(policy, "index setup",
@@ -110,7 +109,8 @@ class Listener:
         if conf.listener.status_port:
             self.status = StatusServer(conf.listener.status_host,
                                        conf.listener.status_port + worker_index,
-                                       self.snapshot, metrics.registry(self.metrics))
+                                       self.snapshot, metrics.registry(self.metrics),
+                                       live=self.liveness, ready=self.readiness)
 
         # Prefetch must be fixed before the transport exists.
         prefetch = conf.listener.prefetch or 2 * conf.listener.batch_size
@@ -173,6 +173,21 @@ class Listener:
     def snapshot(self) -> dict:
         return {"listener": self.counters(),
                 "rejected": self.rejected.stats() if self.rejected else None}
+
+    def liveness(self) -> list[str]:
+        return ["stopping"] if self.stop_event.is_set() else []
+
+    def readiness(self) -> list[str]:
+        """Elasticsearch answers (nothing is indexed or acknowledged otherwise), and
+        the rejected-queue reader, when configured, is connected to RabbitMQ."""
+        problems = []
+        try:
+            search.reachable(self.es)
+        except Exception as exc:  # noqa: BLE001 - any failure: not ready
+            problems.append(f"Elasticsearch: {describe(exc)}")
+        if self.rejected is not None and not self.rejected.stats()["connected"]:
+            problems.append("RabbitMQ: the rejected-queue reader is not connected")
+        return problems
 
     def metrics(self) -> list:
         """Prometheus families: every counter of ``/status``, the rejected-queue
