@@ -27,12 +27,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import elasticsearch
 import websockets
+from prometheus_client import generate_latest
 from websockets.asyncio.server import ServerConnection, serve
 
 from forwarders.websocket import protocol
 from forwarders.websocket.auth import InvalidToken, TokenValidator, ValidatorUnavailable
 from forwarders.websocket.protocol import (Close, FrameRate, Renderer, Resume, Send,
                                            Session, Subscription, Validate)
+from searchlight_forward import metrics
 from searchlight_forward.changelog.doorbell import DoorbellListener
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.feed import ChangeFeed
@@ -131,6 +133,7 @@ class WebSocketServer:
         self._recheck: asyncio.Task | None = None
         self.unauthenticated = 0                      # connections without a token yet
         self.per_user: collections.Counter = collections.Counter()
+        self._metrics = metrics.registry(self.metrics)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -201,6 +204,15 @@ class WebSocketServer:
             return response
         if path == "/status":
             return connection.respond(http.HTTPStatus.OK, json.dumps(self.stats()) + "\n")
+        if path == "/metrics":
+            return connection.respond(http.HTTPStatus.OK,
+                                      generate_latest(self._metrics).decode())
+        if path in ("/healthz", "/readyz"):
+            problems = self.liveness() if path == "/healthz" else self.readiness()
+            return connection.respond(
+                http.HTTPStatus.SERVICE_UNAVAILABLE if problems else http.HTTPStatus.OK,
+                json.dumps({"status": "failing" if problems else "ok",
+                            "problems": problems}) + "\n")
         static = STATIC_FILES.get(path)
         if static is not None and "websocket" not in request.headers.get(
                 "Upgrade", "").lower():
@@ -215,6 +227,43 @@ class WebSocketServer:
             response.headers.update(STATIC_HEADERS)
             return response
         return None
+
+    def liveness(self) -> list[str]:
+        return [] if self.feed.alive() else ["the change feed's thread has stopped"]
+
+    def readiness(self) -> list[str]:
+        """Answered from the feed's last poll (never a request from the event loop):
+        it knows where the log ends and its last read of Elasticsearch succeeded."""
+        if not self.feed.located:
+            return ["Elasticsearch: where the change log ends is not known yet"]
+        if self.feed.last_error:
+            return [f"Elasticsearch: {self.feed.last_error}"]
+        return []
+
+    def metrics(self) -> list:
+        """Prometheus families: connections by state, closes by code (both bounded
+        sets), the server's, the feed's and the token validator's counters."""
+        states = collections.Counter(c.session.state.value for c in list(self.clients))
+        out = [metrics.gauge("websocket", "open_connections", "open WebSocket connections",
+                             len(self.clients)),
+               metrics.gauge("websocket", "open_unauthenticated",
+                             "open connections that have not authenticated yet",
+                             self.unauthenticated)]
+        by_state = metrics.GaugeMetricFamily(
+            metrics.metric_name("websocket", "open_connections_by_state"),
+            "open connections by protocol state", labels=["state"])
+        for state, count in sorted(states.items()):
+            by_state.add_metric([state], count)
+        out.append(by_state)
+        out += metrics.labelled_counters(
+            "websocket", [({"code": str(code)}, {"closes": n})
+                          for code, n in sorted(self.closes.items())],
+            "connections closed by the server, by close code")
+        out += metrics.counters("websocket", dict(self.counters), "WebSocket server counter")
+        out += metrics.counters("websocket_feed", dict(self.feed.counters), "change feed")
+        out += metrics.counters("websocket_validator", self.validator.stats(),
+                                "token validator")
+        return out
 
     def stats(self) -> dict:
         states = collections.Counter(c.session.state.value for c in list(self.clients))

@@ -107,6 +107,9 @@ class ChangeFeed:
         self._thread.start()
         return self
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
         self._wake.set()

@@ -11,20 +11,22 @@ import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 
+from prometheus_client.parser import text_string_to_metric_families
 
-
+from devtools.faultproxy import FaultProxy
+from devtools.simulator import CloudSimulator
 from forwarders.filters.base import FilterContext
 from forwarders.filters.fields import RegexFields
 from forwarders.websocket import protocol
 from searchlight_forward.model.change import DocumentChange, Operation
 from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
-from devtools.simulator import CloudSimulator
 from searchlight_forward.changelog.announcer import Announcer
 from searchlight_forward.changelog.doorbell import Doorbell
 from searchlight_forward.changelog.reader import ChangeLog
-from devtools.faultproxy import FaultProxy
 from tests.conftest import ES_URL, TRANSPORT_URL
 from tests.functional.conftest import wait_for
 from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
@@ -348,6 +350,9 @@ def test_a_server_started_while_elasticsearch_is_away_serves_and_follows_on_its_
     try:
         proxy.block()                       # Elasticsearch away when the server starts
         server = ws_server(es_url=proxy.url, poll_interval=0.2)
+        http_url = server.url.replace("ws://", "http://")
+        assert _http(f"{http_url}/readyz")[0] == 503         # not ready, but serving
+        assert _http(f"{http_url}/healthz")[0] == 200
         early = clients(server.url)
         assert early.authenticate("tok-a")["project_id"] == A    # no Elasticsearch needed
         early.send({"action": "subscribe", "resource_types": ["OS::Glance::Image"],
@@ -358,6 +363,9 @@ def test_a_server_started_while_elasticsearch_is_away_serves_and_follows_on_its_
         proxy.unblock()
         wait_for(lambda: server.server.stats()["position"] is not None, 30,
                  "the server to locate the log's end")
+        wait_for(lambda: _http(f"{http_url}/readyz") == (200, {"status": "ok",
+                                                               "problems": []}),
+                 30, "the server to be ready")
         after = [image_id() for _ in range(5)]
         client = clients(server.url)
         client.authenticate("tok-a")
@@ -369,5 +377,22 @@ def test_a_server_started_while_elasticsearch_is_away_serves_and_follows_on_its_
                  "every image, indexed before and after Elasticsearch returned")
         assert {k[1] for k in client.view} == set(before) | set(after)
         assert client.regressions == []
+        # Prometheus: one connection open (the early one was closed with 1013).
+        families = {f.name: f for f in text_string_to_metric_families(
+            _http(f"{http_url}/metrics", parse=False)[1])}
+        assert families["searchlight_forward_websocket_open_connections"].samples[0].value == 1
+        assert {(s.labels["code"], s.value) for s in families[
+            "searchlight_forward_websocket_closes"].samples} == {
+                (str(protocol.TRY_AGAIN_LATER), 1)}
     finally:
         proxy.stop()
+
+
+def _http(url: str, parse: bool = True):
+    """(status, body) of a GET, also for 503."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            status, body = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read().decode()
+    return status, json.loads(body) if parse else body
