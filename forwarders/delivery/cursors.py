@@ -127,6 +127,28 @@ class CursorStore:
                               size=10000, seq_no_primary_term=True)
         return [dict(h["_source"], _id=h["_id"]) for h in resp["hits"]["hits"]]
 
+    def move(self, group: str, consumer: str, position: Position, reason: str) -> dict:
+        """Put a cursor at ``position`` (an operator's replay) and free it: the owner's
+        next write conflicts (``LeaseLost``) and the cursor is claimed again from
+        there. Returns the document as it was. ``KeyError`` if there is no cursor."""
+        doc_id = cursor_id(group, consumer)
+        for _ in range(20):                   # the owner writes about once a second
+            found = self.read([doc_id]).get(doc_id)
+            if found is None:
+                raise KeyError(doc_id)
+            state = CursorState.from_source(found["_source"])
+            state.position, state.resyncing = position, False
+            state.last_error, state.last_error_at = reason[:300], _now()
+            try:
+                self.es.index(index=self.index, id=doc_id,
+                              document=self._source(group, consumer, state, 0, owner=None),
+                              if_seq_no=found["_seq_no"],
+                              if_primary_term=found["_primary_term"], refresh=True)
+            except elasticsearch.ConflictError:
+                continue                      # the owner wrote in between: read again
+            return found["_source"]
+        raise RuntimeError(f"{doc_id}: its owner kept writing; try again")
+
     # -- membership ------------------------------------------------------------------
 
     def heartbeat(self, owned: list[str]) -> None:

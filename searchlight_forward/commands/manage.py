@@ -4,6 +4,8 @@
     searchlight-forward-manage --config-file FILE dead-letters list|show|delete|replay [ID ...]
     searchlight-forward-manage --config-file FILE explain [--pipeline P] [--type T]
     searchlight-forward-manage --config-file FILE check
+    searchlight-forward-manage --config-file FILE cursors [--group G]
+    searchlight-forward-manage --config-file FILE replay PIPELINE --to start|now|TIME|POS
 """
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ import tqdm
 from oslo_config import cfg
 
 from forwarders import explain
+from forwarders.delivery import replay
+from forwarders.delivery.cursors import CursorStore
 from forwarders.pipeline import loader
 from searchlight_forward import search
+from searchlight_forward.changelog.position import Position
 from searchlight_forward.commands.common import setup
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
@@ -49,6 +54,15 @@ def _add_parsers(subparsers):
     p.add_argument("--type", help="only this resource type, e.g. OS::Nova::Server")
     subparsers.add_parser("check", help="refuse pipelines whose tenant-facing sink would "
                                         "receive an admin-only field (exit 1)")
+    p = subparsers.add_parser("cursors", help="every pipeline's cursor: position, owner, "
+                                              "last error")
+    p.add_argument("--group", help="resource group (default: every configured one)")
+    p = subparsers.add_parser("replay", help="move a pipeline's cursor; its sink receives "
+                                             "the latest state of what changed since")
+    p.add_argument("pipeline", help="pipeline name, as in forwarders.ini")
+    p.add_argument("--to", required=True,
+                   help="start | now | an ISO 8601 time | <index>:<seq_no>[,...]")
+    p.add_argument("--group", help="resource group (default: every configured one)")
 
 
 COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,
@@ -64,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_dead_letters(conf, es, deployment))
     if cmd.name in ("explain", "check"):
         sys.exit(_explain(conf, deployment, cmd))
+    if cmd.name in ("cursors", "replay"):
+        sys.exit(_cursors(conf, es, deployment, cmd))
     chosen = [cmd.group] if cmd.group else deployment.group_names()
     unknown = [g for g in chosen if g not in deployment.group_names()]
     if unknown:
@@ -178,6 +194,38 @@ def _explain(conf, deployment: Deployment, cmd) -> int:
               f"{len(r.fields)} field(s)")
         print("    " + ", ".join(r.fields))
     return 0
+
+
+def _cursors(conf, es, deployment: Deployment, cmd) -> int:
+    store = CursorStore(es, conf.changelog.state_index, owner="searchlight-forward-manage")
+    groups = [cmd.group] if cmd.group else deployment.group_names()
+    if cmd.name == "cursors":
+        for group in groups:
+            for doc in sorted(store.cursors(group), key=lambda d: d["consumer"]):
+                position = Position.from_dict(doc.get("position"))
+                print(f"{group} {doc['consumer']}: at {position or 'no position yet'}, "
+                      f"owner {doc.get('owner') or 'none'}"
+                      + (f", last error: {doc['last_error']}" if doc.get("last_error") else ""))
+        return 0
+    status = 0
+    for group in groups:
+        try:
+            position = replay.target(es, group, cmd.to)
+            before = store.move(group, cmd.pipeline, position,
+                                f"moved to {cmd.to} by searchlight-forward-manage replay")
+        except KeyError:
+            print(f"{group}: pipeline {cmd.pipeline!r} has no cursor (is it in "
+                  f"forwarders.ini, and has a delivery service run it?)", file=sys.stderr)
+            status = 1
+            continue
+        except ValueError as exc:
+            print(f"{group}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{group} {cmd.pipeline}: moved from "
+              f"{Position.from_dict(before.get('position')) or 'nowhere'} to {position}; "
+              f"its owner lets go at its next cursor write and the pipeline reads on "
+              f"from there (GET /status of the delivery service shows it)")
+    return status
 
 
 if __name__ == "__main__":
