@@ -6,6 +6,7 @@
     searchlight-forward-manage --config-file FILE check
     searchlight-forward-manage --config-file FILE cursors [--group G]
     searchlight-forward-manage --config-file FILE replay PIPELINE --to start|now|TIME|POS
+    searchlight-forward-manage --config-file FILE push PIPELINE TYPE:ID [TYPE:ID ...]
 """
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ from forwarders import explain
 from forwarders.delivery import replay
 from forwarders.delivery.cursors import CursorStore
 from forwarders.pipeline import loader
+from forwarders.pipeline.pipeline import FilterFailed
 from searchlight_forward import search
+from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.commands.common import setup
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
-from searchlight_forward.indexer import indices
+from searchlight_forward.indexer import indices, layout
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.batch import BatchProcessor
+from searchlight_forward.model import documents
 from searchlight_forward.retry import Policy, Retry
 
 
@@ -63,6 +67,11 @@ def _add_parsers(subparsers):
     p.add_argument("--to", required=True,
                    help="start | now | an ISO 8601 time | <index>:<seq_no>[,...]")
     p.add_argument("--group", help="resource group (default: every configured one)")
+    p = subparsers.add_parser("push", help="send the current state of chosen resources "
+                                           "to one pipeline's sink, now")
+    p.add_argument("pipeline", help="pipeline name, as in forwarders.ini")
+    p.add_argument("resources", nargs="+", metavar="TYPE:ID",
+                   help="e.g. OS::Nova::Server:6b1e2c8a-...")
 
 
 COMMAND = cfg.SubCommandOpt("command", title="commands", handler=_add_parsers,
@@ -80,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_explain(conf, deployment, cmd))
     if cmd.name in ("cursors", "replay"):
         sys.exit(_cursors(conf, es, deployment, cmd))
+    if cmd.name == "push":
+        sys.exit(_push(conf, es, deployment, cmd))
     chosen = [cmd.group] if cmd.group else deployment.group_names()
     unknown = [g for g in chosen if g not in deployment.group_names()]
     if unknown:
@@ -225,6 +236,66 @@ def _cursors(conf, es, deployment: Deployment, cmd) -> int:
               f"{Position.from_dict(before.get('position')) or 'nowhere'} to {position}; "
               f"its owner lets go at its next cursor write and the pipeline reads on "
               f"from there (GET /status of the delivery service shows it)")
+    return status
+
+
+def _push(conf, es, deployment: Deployment, cmd) -> int:
+    """The admin copy of each resource, through the pipeline's filters, to its sink
+    (what a reader of the log would send for it now)."""
+    try:
+        pipelines = {p.name: p for p in loader.load_from_conf(conf, deployment,
+                                                              required=True)}
+    except loader.ForwardingConfigError as exc:
+        print(f"searchlight-forward-manage: {exc}", file=sys.stderr)
+        return 2
+    pipeline = pipelines.get(cmd.pipeline)
+    if pipeline is None or pipeline.served_by_websocket:
+        print(f"no delivery pipeline {cmd.pipeline!r}; pipelines: "
+              f"{', '.join(sorted(n for n, p in pipelines.items() if not p.served_by_websocket))}"
+              " (WebSocket clients resume by cursor instead)", file=sys.stderr)
+        return 2
+    status, envelopes = 0, []
+    for ref in cmd.resources:
+        rtype, _, rid = ref.rpartition(":")
+        group = deployment.groups.get(rtype)
+        if group is None or not rid:
+            print(f"{ref}: not TYPE:ID of a configured type ({', '.join(deployment.resource_types)})",
+                  file=sys.stderr)
+            return 2
+        doc = es.options(ignore_status=404).get(index=layout.listener_alias(group),
+                                                 id=documents.doc_id(rid, documents.ADMIN))
+        if not doc.get("found"):
+            print(f"{ref}: not in the index", file=sys.stderr)
+            status = 1
+            continue
+        entry = Entry(doc["_index"], 0, doc["_seq_no"], doc["_source"], doc["_version"])
+        try:
+            prepared = pipeline.prepare(entry.envelope())
+        except FilterFailed as exc:
+            print(f"{ref}: a filter of {pipeline.name} failed ({exc}); not sent",
+                  file=sys.stderr)
+            status = 1
+            continue
+        if prepared is None:
+            print(f"{ref}: {pipeline.name} does not select it (resource types, event "
+                  f"types or priorities)", file=sys.stderr)
+            continue
+        envelopes.append(prepared)
+    pipeline.sink.start()
+    try:
+        with tqdm.tqdm(total=len(envelopes), desc=f"push to {pipeline.name}",
+                       unit="resource") as bar:
+            for start in range(0, len(envelopes), 100):
+                chunk = envelopes[start:start + 100]
+                pipeline.sink.deliver(chunk)
+                bar.update(len(chunk))
+    except Exception as exc:  # noqa: BLE001 - tell the operator, who can run it again
+        print(f"sink {pipeline.sink_name}: {exc}; run the command again once it answers",
+              file=sys.stderr)
+        return 1
+    finally:
+        pipeline.sink.close()
+    print(f"{len(envelopes)} resource(s) sent to {pipeline.name} ({pipeline.sink_name})")
     return status
 
 

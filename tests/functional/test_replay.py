@@ -73,3 +73,27 @@ def test_replay_tells_what_it_accepts(config_file, names, start_listener, publis
     assert done.returncode == 2 and "use start, now, an ISO 8601 time" in done.stderr
     done = manage(config_file, "replay", "nosuch", "--to", "start")
     assert done.returncode == 1 and "'nosuch' has no cursor" in done.stderr
+
+
+def test_push_sends_the_current_state_of_chosen_resources_to_one_pipeline(
+        config_file, names, start_listener, start_delivery, publisher, es):
+    ops, queue = f"{names['zaqar']}-ops", f"q-{uuid.uuid4().hex[:8]}"
+    write_pipelines(config_file, pipelines_ini(ops, queue, f"{names['zaqar']}-t"))
+    listener = start_listener()
+    start_delivery()
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    for rid in ids:
+        publish_image(publisher, image_payload(image_id=rid, name=f"image {rid[:4]}"))
+    wait_for(lambda: listener.processor.counters["notifications"] >= 4, 60, "indexing")
+    wait_caught_up(es, names["state"], names["group"], ["ops"])
+    drain(ops, queue)
+
+    chosen = ids[1:3]
+    done = manage(config_file, "push", "ops", *[f"OS::Glance::Image:{rid}" for rid in chosen],
+                  f"OS::Glance::Image:{uuid.uuid4()}")
+    assert done.returncode == 1                     # one of them is not in the index
+    assert "not in the index" in done.stderr and "2 resource(s) sent to ops" in done.stdout
+    got = drain(ops, queue)
+    assert sorted(m["id"] for m in got) == sorted(chosen)
+    assert {m["id"]: m["document"]["name"] for m in got} == {
+        rid: f"image {rid[:4]}" for rid in chosen}
