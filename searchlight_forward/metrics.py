@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["CounterMetricFamily", "GaugeMetricFamily", "counters", "gauge",
+__all__ = ["CounterMetricFamily", "GaugeMetricFamily", "Histogram", "counters", "gauge",
            "labelled_counters", "metric_name", "registry"]
 
 PREFIX = "searchlight_forward"

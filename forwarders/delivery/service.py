@@ -299,9 +299,24 @@ class DeliveryService:
             metrics.metric_name("delivery_pipeline", "live"),
             "1 while the pipeline reads the shared feed, 0 while it catches up",
             labels=["group", "pipeline"])
+        lag = metrics.GaugeMetricFamily(
+            metrics.metric_name("delivery_pipeline", "lag_positions"),
+            "writes in the change log the pipeline has not read yet (all shards)",
+            labels=["group", "pipeline"])
+        idle = metrics.GaugeMetricFamily(
+            metrics.metric_name("delivery_pipeline", "seconds_since_progress"),
+            "seconds since the pipeline last moved or had nothing pending",
+            labels=["group", "pipeline"])
         for c in consumers:
             live.add_metric([c.group, c.name], int(c.mode == "live"))
-        out.append(live)
+            group = self.groups.get(c.group)
+            head = group.hub.snapshot() if group else None
+            c.stalled(head)                       # refreshes "nothing pending"
+            if head is not None and c.position is not None and c.position.same_log(head):
+                lag.add_metric([c.group, c.name], sum(
+                    max(0, h - p) for h, p in zip(head.seq_nos, c.position.seq_nos)))
+            idle.add_metric([c.group, c.name], round(time.monotonic() - c.last_progress, 1))
+        out += [live, lag, idle]
         if self.doorbell is not None:
             out.append(metrics.gauge("delivery_doorbell", "connected",
                                      "1 while the doorbell listener is connected",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import oslo_messaging
 from oslo_config import cfg
@@ -41,15 +42,18 @@ PRIORITIES = ("audit", "critical", "debug", "info", "error", "sample", "warn")
 class BatchEndpoint:
     """Receives every priority: error-priority events (create.error) change resources too."""
 
-    def __init__(self, processor: BatchProcessor, stop_event: threading.Event):
+    def __init__(self, processor: BatchProcessor, stop_event: threading.Event,
+                 batch_seconds: metrics.Histogram | None = None):
         self.processor = processor
         self.stop_event = stop_event
+        self.batch_seconds = batch_seconds
         self._log = Throttled(LOG)
         for priority in PRIORITIES:
             setattr(self, priority, self._handler(priority))
 
     def _handler(self, priority):
         def handle(messages):
+            started = time.monotonic()
             try:
                 self.processor.handle(priority, messages)
             except Stopping:
@@ -59,6 +63,8 @@ class BatchEndpoint:
                 self._log.failure("batch", exc, "it will be redelivered")
                 self.stop_event.wait(1.0)      # pace the redelivery
                 return NotificationResult.REQUEUE
+            if self.batch_seconds is not None:
+                self.batch_seconds.observe(time.monotonic() - started)
             return None
         return handle
 
@@ -123,7 +129,14 @@ class Listener:
                         exchanges_and_topics(deployment.plugins.plugins)]
         # get_batch_notification_listener with our dispatcher (dispatcher.py): what
         # oslo.messaging would drop for its priority is dead-lettered instead.
-        dispatcher = RecordingDispatcher([BatchEndpoint(self.processor, self.stop_event)],
+        # Batch latency: plugins, reads, bulk writes and dead letters, per batch.
+        self.batch_seconds = metrics.Histogram(
+            metrics.metric_name("listener", "batch_seconds"),
+            "time to process one batch (plugins, Elasticsearch reads and writes, dead "
+            "letters)", buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=None)
+        dispatcher = RecordingDispatcher([BatchEndpoint(self.processor, self.stop_event,
+                                                        self.batch_seconds)],
                                          self.processor.bad_priority)
         self.server = BatchNotificationServer(
             self.transport, self.targets, dispatcher, "threading", True,
@@ -193,6 +206,7 @@ class Listener:
         """Prometheus families: every counter of ``/status``, the rejected-queue
         reader's, and whether it is connected."""
         out = metrics.counters("listener", self.counters(), "listener counter")
+        out += list(self.batch_seconds.collect())
         if self.rejected is not None:
             stats = self.rejected.stats()
             out += metrics.counters("listener_rejected_queue",

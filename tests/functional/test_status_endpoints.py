@@ -57,14 +57,20 @@ def test_listener_and_delivery_metrics_count_what_was_published(
         got = scrape(listener_port)
         assert got[("searchlight_forward_listener_notifications_total", ())] == published
         assert got[("searchlight_forward_listener_dead_lettered_total", ())] == 0
+        batches = got[("searchlight_forward_listener_batch_seconds_count", ())]
+        assert 1 <= batches <= published
+        assert got[("searchlight_forward_listener_batch_seconds_sum", ())] > 0
 
         audit = ("searchlight_forward_delivery_pipeline_delivered_total",
                  (("group", names["group"]), ("pipeline", "audit")))
         wait_for(lambda: scrape(delivery_port).get(audit) == published, 60,
                  "the audit pipeline's counter to reach what was published")
         got = scrape(delivery_port)
-        assert got[("searchlight_forward_delivery_pipeline_live",
-                    (("group", names["group"]), ("pipeline", "audit")))] == 1
+        labels = (("group", names["group"]), ("pipeline", "audit"))
+        assert got[("searchlight_forward_delivery_pipeline_live", labels)] == 1
+        wait_for(lambda: scrape(delivery_port).get(
+            ("searchlight_forward_delivery_pipeline_lag_positions", labels)) == 0, 30,
+            "the audit pipeline's lag to be 0")
         # Labels are bounded: groups and pipelines of the configuration, nothing else.
         assert {dict(labels).get("pipeline") for (_, labels) in got if labels} <= {
             "tenants", "ops", "audit"}
@@ -129,7 +135,11 @@ def test_delivery_is_not_ready_while_a_held_pipeline_is_stuck(
         problems = ready(port)[1]
         assert any(p.startswith(f"pipeline ops ({names['group']}): no progress")
                    for p in problems), problems
+        ops = ("searchlight_forward_delivery_pipeline_lag_positions",
+               (("group", names["group"]), ("pipeline", "ops")))
+        assert scrape(port)[ops] > 0              # the image's writes, not read yet
         proxy.unblock()
         wait_for(lambda: ready(port) == (200, []), 30, "readiness to return")
+        wait_for(lambda: scrape(port)[ops] == 0, 30, "the ops pipeline's lag to be 0")
     finally:
         service.stop()
