@@ -7,6 +7,8 @@ after fixing a plugin or a mapping, feed them back with ``dead-letters replay``.
 """
 from __future__ import annotations
 
+import collections
+
 import dataclasses
 import datetime
 import json
@@ -96,6 +98,8 @@ class DeadLetterIndex:
     def __init__(self, es: elasticsearch.Elasticsearch, index: str):
         self.es = es
         self.index = index
+        #: records this process stored, by stage (a fixed set: bounded metric labels)
+        self.written: collections.Counter = collections.Counter()
 
     def ensure(self) -> None:
         if not self.es.indices.exists(index=self.index):
@@ -124,6 +128,8 @@ class DeadLetterIndex:
             if status in TRANSIENT_STATUSES:
                 raise TransientError(message)
             raise DeadLetterWriteError(message)
+        for action in actions:
+            self.written[action["_source"]["stage"]] += 1
         return ok
 
     def forward(self, consumer: str, reason: str, payload: dict, key: str,

@@ -91,7 +91,8 @@ class Listener:
                       self.stop_event, probe)
         setup.call(lambda: ensure_indices(es, deployment, conf.elasticsearch.number_of_shards,
                                           conf.elasticsearch.number_of_replicas))
-        dead_letters = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
+        dead_letters = self.dead_letters = DeadLetterIndex(
+            es, conf.elasticsearch.dead_letter_index)
         setup.call(dead_letters.ensure)
         self.indexer = Indexer(es, deployment.groups, deployment.admin_only, policy,
                                deployment.item_lists, self.stop_event, probe,
@@ -207,6 +208,10 @@ class Listener:
         reader's, and whether it is connected."""
         out = metrics.counters("listener", self.counters(), "listener counter")
         out += list(self.batch_seconds.collect())
+        out += metrics.labelled_counters(
+            "listener", [({"stage": stage}, {"dead_letters": n})
+                         for stage, n in sorted(self.dead_letters.written.items())],
+            "dead-letter records written, by stage")
         if self.rejected is not None:
             stats = self.rejected.stats()
             out += metrics.counters("listener_rejected_queue",

@@ -52,11 +52,15 @@ def test_listener_and_delivery_metrics_count_what_was_published(
         published = 7                      # seven new images, one change each
         for _ in range(published):
             publish_image(publisher, image_payload(image_id=str(uuid.uuid4())))
-        wait_for(lambda: listener.processor.counters["notifications"] >= published, 60,
-                 "the images to be indexed")
+        no_id = {k: v for k, v in image_payload().items() if k != "id"}
+        publish_image(publisher, no_id)    # and one the plugin refuses
+        wait_for(lambda: listener.processor.counters["notifications"] >= published + 1,
+                 60, "the images to be indexed")
         got = scrape(listener_port)
-        assert got[("searchlight_forward_listener_notifications_total", ())] == published
-        assert got[("searchlight_forward_listener_dead_lettered_total", ())] == 0
+        assert got[("searchlight_forward_listener_notifications_total", ())] == published + 1
+        assert got[("searchlight_forward_listener_dead_lettered_total", ())] == 1
+        assert got[("searchlight_forward_listener_dead_letters_total",
+                    (("stage", "plugin"),))] == 1
         batches = got[("searchlight_forward_listener_batch_seconds_count", ())]
         assert 1 <= batches <= published
         assert got[("searchlight_forward_listener_batch_seconds_sum", ())] > 0
