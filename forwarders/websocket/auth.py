@@ -78,6 +78,10 @@ class TokenValidator(abc.ABC):
         """Build from configuration options (``token_file``, a Keystone URL, ...)."""
         return cls()
 
+    def metric_families(self) -> list:
+        """Prometheus families of its own (e.g. a latency histogram); none by default."""
+        return []
+
     @abc.abstractmethod
     def validate(self, token: str, fresh: bool = False) -> Identity:
         """The token's identity; raises ``InvalidToken`` or ``ValidatorUnavailable``.

@@ -33,6 +33,7 @@ from oslo_config import cfg
 
 from forwarders.websocket.auth import (AuthConfigError, Identity, InvalidToken,
                                        TokenValidator, ValidatorUnavailable)
+from searchlight_forward import metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -166,6 +167,11 @@ class KeystoneValidator(TokenValidator):
         if region_name:
             self.endpoint_filter["region_name"] = region_name
         self.cache = ValidationCache(cache_ttl, cache_size)
+        self.seconds = metrics.Histogram(
+            metrics.metric_name("websocket", "keystone_validation_seconds"),
+            "time Keystone took to answer a token validation (cache misses only)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=None)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "KeystoneValidator":
@@ -197,11 +203,15 @@ class KeystoneValidator(TokenValidator):
             raise InvalidToken("token expired")
         return identity
 
+    def metric_families(self) -> list:
+        return list(self.seconds.collect())
+
     def _ask_keystone(self, token: str) -> Identity:
         try:
-            response = self.session.get(
-                "/auth/tokens?nocatalog", endpoint_filter=self.endpoint_filter,
-                headers={"X-Subject-Token": token}, raise_exc=False)
+            with self.seconds.time():
+                response = self.session.get(
+                    "/auth/tokens?nocatalog", endpoint_filter=self.endpoint_filter,
+                    headers={"X-Subject-Token": token}, raise_exc=False)
         except ks_exceptions.Unauthorized:
             raise ValidatorUnavailable(
                 f"Keystone refused the service user's credentials; check [{GROUP}] "

@@ -263,6 +263,7 @@ class WebSocketServer:
         out += metrics.counters("websocket_feed", dict(self.feed.counters), "change feed")
         out += metrics.counters("websocket_validator", self.validator.stats(),
                                 "token validator")
+        out += self.validator.metric_families()
         return out
 
     def stats(self) -> dict:

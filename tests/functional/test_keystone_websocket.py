@@ -6,8 +6,10 @@ tests are about tokens, not about the listener (test_websocket.py covers that)."
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from forwarders.websocket import protocol
 from forwarders.websocket.keystone import KeystoneValidator
@@ -50,6 +52,16 @@ def test_identity_comes_from_keystone(ws_server, clients, keystone, tmp_path, wr
         c = clients(server.url)
         c.send({"action": "authenticate", "token": bad})
         assert c.close_code() == protocol.AUTH_FAILED
+
+    # Prometheus: one Keystone call per distinct token (cache misses), each timed.
+    text = urllib.request.urlopen(server.url.replace("ws://", "http://") + "/metrics",
+                                  timeout=10).read().decode()
+    samples = {s.name: s.value for f in text_string_to_metric_families(text)
+               for s in f.samples if not s.labels or "le" not in s.labels}
+    misses = samples["searchlight_forward_websocket_validator_misses_total"]
+    assert misses >= 5                 # demo, admin, alt-reader and the two bad ones
+    assert samples["searchlight_forward_websocket_keystone_validation_seconds_count"] \
+        == misses
 
 
 def test_revoked_token_stops_receiving_within_the_recheck_interval(
