@@ -16,6 +16,7 @@ import fnmatch
 from typing import Any, Iterable, Mapping
 
 from forwarders.pipeline.pipeline import Pipeline
+from searchlight_forward.model import documents
 
 ADMIN, USER = "admin", "user"
 PLACEHOLDER = "x"
@@ -87,8 +88,7 @@ def explain(pipelines: Iterable[Pipeline], mappings: Mapping[str, Mapping[str, A
             for role in roles:
                 document = probe_document(mappings[rtype], patterns)
                 if role == USER:          # the user copy: the indexer left these out
-                    document = {k: v for k, v in document.items()
-                                if not _admin_only(k, patterns)}
+                    document = documents.redact(document, patterns)
                 for f in pipeline.filters:
                     document = f.apply(rtype, document)
                 fields = tuple(field_paths(document))

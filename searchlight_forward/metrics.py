@@ -28,16 +28,7 @@ def metric_name(*parts: str) -> str:
 def counters(process: str, values: Mapping[str, float], help_text: str,
              labels: Mapping[str, str] | None = None) -> list[CounterMetricFamily]:
     """One counter family per key of ``values`` (numbers only)."""
-    labels = dict(labels or {})
-    out = []
-    for key, value in sorted(values.items()):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        family = CounterMetricFamily(metric_name(process, key), f"{help_text}: {key}",
-                                     labels=list(labels))
-        family.add_metric(list(labels.values()), value)
-        out.append(family)
-    return out
+    return labelled_counters(process, [(labels or {}, values)], help_text)
 
 
 def labelled_counters(process: str, rows: Iterable[tuple[Mapping[str, str], Mapping]],

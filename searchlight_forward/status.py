@@ -18,6 +18,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 LOG = logging.getLogger(__name__)
 
 
+def health(check: Callable[[], list[str]]) -> tuple[int, str]:
+    """(HTTP status, JSON body) of a liveness or readiness check: 200 with no
+    problems, else 503 listing them (a check that raises is a problem too)."""
+    try:
+        problems = check()
+    except Exception as exc:  # noqa: BLE001 - a failing check fails
+        problems = [f"check failed: {type(exc).__name__}: {exc}"[:300]]
+    body = json.dumps({"status": "failing" if problems else "ok", "problems": problems})
+    return (503 if problems else 200), body + "\n"
+
+
 class StatusServer:
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict],
                  metrics: CollectorRegistry | None = None,
@@ -36,13 +47,8 @@ class StatusServer:
                     body = json.dumps(snapshot_fn(), indent=2, default=str).encode()
                     kind = "application/json"
                 elif path in checks:
-                    try:
-                        problems = checks[path]()
-                    except Exception as exc:  # noqa: BLE001 - a failing check fails
-                        problems = [f"check failed: {type(exc).__name__}: {exc}"[:300]]
-                    body = json.dumps({"status": "failing" if problems else "ok",
-                                       "problems": problems}).encode()
-                    kind, code = "application/json", 503 if problems else 200
+                    code, text = health(checks[path])
+                    body, kind = text.encode(), "application/json"
                 else:
                     self.send_error(404, "try /status, /metrics, /healthz or /readyz")
                     return

@@ -89,7 +89,8 @@ class Consumer:
         # Set when the hub drops this consumer (a page it could not take): once the
         # queued pages are delivered, it reads the log itself from its position.
         self._dropped = threading.Event()
-        self.last_progress = time.monotonic()     # when the position last moved
+        # When it last moved or had nothing pending (set by its own thread only).
+        self.last_progress = time.monotonic()
         self.counters: collections.Counter = collections.Counter()
         self.last_error: str | None = self.state.last_error
         self._committed: Position | None = self.position
@@ -171,6 +172,8 @@ class Consumer:
                 except queue.Empty:
                     if self._dropped.is_set():      # no more pages will come
                         self.mode = CATCHING_UP
+                    else:                           # it has all the feed dispatched
+                        self.last_progress = time.monotonic()
                     self._commit()
                     continue
                 try:
@@ -221,6 +224,7 @@ class Consumer:
         self._dropped.clear()
         if self.hub.join(self):
             self.mode = LIVE
+            self.last_progress = time.monotonic()
 
     def _begin(self, target: Position) -> None:
         """A new cursor: the whole index (every current state), or from now on."""
@@ -379,7 +383,6 @@ class Consumer:
         if self.crashed is not None:
             return f"crashed: {self.crashed!r}"[:300]
         if target is None or (self.position is not None and self.position.includes(target)):
-            self.last_progress = time.monotonic()      # nothing pending: not stalled
             return None
         idle = time.monotonic() - self.last_progress
         if idle < self.settings.stall_seconds:

@@ -311,7 +311,6 @@ class DeliveryService:
             live.add_metric([c.group, c.name], int(c.mode == "live"))
             group = self.groups.get(c.group)
             head = group.hub.snapshot() if group else None
-            c.stalled(head)                       # refreshes "nothing pending"
             if head is not None and c.position is not None and c.position.same_log(head):
                 lag.add_metric([c.group, c.name], sum(
                     max(0, h - p) for h, p in zip(head.seq_nos, c.position.seq_nos)))

@@ -1,17 +1,11 @@
 """The three field filters operators ask for (pure)."""
 from __future__ import annotations
 
-import fnmatch
 import re
-from typing import Any, Iterable
+from typing import Any
 
 from forwarders.filters.base import Filter, FilterConfigError
-
-
-def _drop_top_level(document: dict, patterns: Iterable[str]) -> dict:
-    patterns = tuple(patterns)
-    return {k: v for k, v in document.items()
-            if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+from searchlight_forward.model import documents
 
 
 class AdminOnlyFields(Filter):
@@ -25,7 +19,7 @@ class AdminOnlyFields(Filter):
         self.extra = tuple(self.options.listing("fields", []))
 
     def apply(self, resource_type: str, document: dict) -> dict:
-        return _drop_top_level(document,
+        return documents.redact(document,
                                self.context.admin_only.get(resource_type, ()) + self.extra)
 
 
@@ -38,7 +32,7 @@ class UnsearchableFields(Filter):
     """
 
     def apply(self, resource_type: str, document: dict) -> dict:
-        return _drop_top_level(document, self.context.unsearchable.get(resource_type, ()))
+        return documents.redact(document, self.context.unsearchable.get(resource_type, ()))
 
 
 class RegexFields(Filter):

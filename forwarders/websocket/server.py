@@ -43,6 +43,7 @@ from searchlight_forward.changelog.reader import (PAGE_SIZE, ChangeLog, IndexGon
                                                   Selection)
 from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.model.documents import ROLES
+from searchlight_forward.status import health
 
 LOG = logging.getLogger(__name__)
 
@@ -208,11 +209,8 @@ class WebSocketServer:
             return connection.respond(http.HTTPStatus.OK,
                                       generate_latest(self._metrics).decode())
         if path in ("/healthz", "/readyz"):
-            problems = self.liveness() if path == "/healthz" else self.readiness()
-            return connection.respond(
-                http.HTTPStatus.SERVICE_UNAVAILABLE if problems else http.HTTPStatus.OK,
-                json.dumps({"status": "failing" if problems else "ok",
-                            "problems": problems}) + "\n")
+            code, body = health(self.liveness if path == "/healthz" else self.readiness)
+            return connection.respond(http.HTTPStatus(code), body)
         static = STATIC_FILES.get(path)
         if static is not None and "websocket" not in request.headers.get(
                 "Upgrade", "").lower():

@@ -173,11 +173,18 @@ def _dead_letters(conf, es, deployment: Deployment) -> int:
 
 
 
-def _explain(conf, deployment: Deployment, cmd) -> int:
+def _pipelines(conf, deployment: Deployment) -> list | None:
+    """The pipelines of forwarders.ini, or None after saying what is wrong."""
     try:
-        pipelines = loader.load_from_conf(conf, deployment, required=True)
+        return loader.load_from_conf(conf, deployment, required=True)
     except loader.ForwardingConfigError as exc:
         print(f"searchlight-forward-manage: {exc}", file=sys.stderr)
+        return None
+
+
+def _explain(conf, deployment: Deployment, cmd) -> int:
+    pipelines = _pipelines(conf, deployment)
+    if pipelines is None:
         return 2
     received = explain.explain(
         pipelines, {p.resource_type: p.mapping for p in deployment.plugins.plugins},
@@ -242,12 +249,10 @@ def _cursors(conf, es, deployment: Deployment, cmd) -> int:
 def _push(conf, es, deployment: Deployment, cmd) -> int:
     """The admin copy of each resource, through the pipeline's filters, to its sink
     (what a reader of the log would send for it now)."""
-    try:
-        pipelines = {p.name: p for p in loader.load_from_conf(conf, deployment,
-                                                              required=True)}
-    except loader.ForwardingConfigError as exc:
-        print(f"searchlight-forward-manage: {exc}", file=sys.stderr)
+    loaded = _pipelines(conf, deployment)
+    if loaded is None:
         return 2
+    pipelines = {p.name: p for p in loaded}
     pipeline = pipelines.get(cmd.pipeline)
     if pipeline is None or pipeline.served_by_websocket:
         print(f"no delivery pipeline {cmd.pipeline!r}; pipelines: "

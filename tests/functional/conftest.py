@@ -7,6 +7,7 @@ other, nor a running demo.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -31,7 +32,7 @@ from searchlight_forward.changelog.announcer import Announcer
 from searchlight_forward.changelog.doorbell import Doorbell
 from searchlight_forward.changelog.reader import ChangeLog
 from searchlight_forward.commands.common import register
-from searchlight_forward.indexer import indices
+from searchlight_forward.indexer import indices, layout
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.service import Listener
 from tests.conftest import (AMQP_URL, ES_URL, ROOT, RUN, START_HINT, TRANSPORT_URL,
@@ -358,3 +359,21 @@ def writer(es, names, broker):
     announcer.stop()
     es.indices.delete(index=f"{names['group']}-*", ignore_unavailable=True,
                       allow_no_indices=True)
+
+
+@contextlib.contextmanager
+def index_with_unstarted_shard(es, group: str, shards: int):
+    """A new index of ``group`` (its aliases) whose last shard cannot start on this
+    one-node cluster (at most ``shards - 1`` per node), once the others started;
+    deleted afterwards (the cluster is red while it exists)."""
+    body = layout.index_body(PLUGINS.plugins, shards, 0)
+    body["settings"]["index.routing.allocation.total_shards_per_node"] = shards - 1
+    name = layout.new_index_name(group)
+    es.indices.create(index=name, aliases=layout.aliases(group), wait_for_active_shards=0,
+                      **body)
+    try:
+        wait_for(lambda: es.cluster.health(index=name)["active_shards"] == shards - 1, 30,
+                 f"{shards - 1} of {shards} shards to start")
+        yield name
+    finally:
+        es.indices.delete(index=name)

@@ -11,7 +11,7 @@ from searchlight_forward.changelog.reader import ChangeLog
 from searchlight_forward.indexer import indices, layout
 from searchlight_forward.model.documents import WRITTEN_AT_FIELD
 from searchlight_forward.retry import TransientError
-from tests.functional.conftest import wait_for
+from tests.functional.conftest import index_with_unstarted_shard
 from tests.functional.websocket_support import PLUGINS
 
 
@@ -49,15 +49,6 @@ def test_the_head_of_an_index_whose_shards_have_not_started_is_not_a_position(es
     # Two of three shards may start on this one node; the third stays unassigned,
     # like a shard of an index being created or recovered. A position of fewer
     # shards must never reach a cursor.
-    body = layout.index_body(PLUGINS.plugins, 3, 0)
-    body["settings"]["index.routing.allocation.total_shards_per_node"] = 2
-    name = layout.new_index_name(names["group"])
-    es.indices.create(index=name, aliases=layout.aliases(names["group"]),
-                      wait_for_active_shards=0, **body)
-    try:
-        wait_for(lambda: es.cluster.health(index=name)["active_shards"] == 2, 30,
-                 "two shards to start")
+    with index_with_unstarted_shard(es, names["group"], 3):
         with pytest.raises(TransientError, match="shard 2 .* has not started"):
             ChangeLog(es, names["group"]).head()
-    finally:
-        es.indices.delete(index=name)      # the cluster is red while it exists

@@ -15,10 +15,8 @@ import uuid
 
 import kombu
 
-from searchlight_forward.indexer import layout
-from searchlight_forward.plugins import load_plugins
 from tests.conftest import AMQP_URL, rabbitmqctl
-from tests.functional.conftest import wait_for
+from tests.functional.conftest import index_with_unstarted_shard, wait_for
 from tests.functional.test_dead_letters import image_payload
 
 
@@ -133,14 +131,7 @@ def test_a_document_elasticsearch_keeps_answering_503_is_dead_lettered_after_att
     # A real per-document 5xx: a two-shard index whose second shard cannot start on
     # this one-node cluster. Writes to it are answered 503 after write_timeout while
     # the other shard takes its documents.
-    body = layout.index_body(load_plugins().plugins, 2, 0)
-    body["settings"]["index.routing.allocation.total_shards_per_node"] = 1
-    index = layout.new_index_name(names["group"])
-    es.indices.create(index=index, aliases=layout.aliases(names["group"]),
-                      wait_for_active_shards=0, **body)
-    try:
-        wait_for(lambda: es.cluster.health(index=index)["active_shards"] == 1, 30,
-                 "the first shard to start")
+    with index_with_unstarted_shard(es, names["group"], 2) as index:
         set_options(config_file, "listener", "max_item_attempts = 2")
         set_options(config_file, "elasticsearch", "write_timeout = 0.5")
         ids = [image_id() for _ in range(12)]
@@ -178,8 +169,6 @@ def test_a_document_elasticsearch_keeps_answering_503_is_dead_lettered_after_att
                     or "no_shard_available" in r["reason"]) and "2 times" in r["reason"]
                    for r in records.values()), [r["reason"] for r in records.values()]
         assert all(admin_copy(es, names["group"], rid) for rid in set(ids) - unassigned)
-    finally:
-        es.indices.delete(index=index)      # the cluster is red while it exists
 
 
 def _started(es, index: str, doc_id: str) -> bool:
