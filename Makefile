@@ -50,6 +50,7 @@ browser-tests: $(VENV)/.installed servers browser
 
 sample-config: $(VENV)/.installed
 	$(BIN)/oslo-config-generator --config-file etc/oslo-config-generator/searchlight-forward.conf
+	$(BIN)/oslopolicy-sample-generator --config-file etc/oslo-policy-generator/searchlight-forward.conf
 
 # Throughput, delay, memory and scaling on the local servers (docs/benchmarks.md).
 bench: $(VENV)/.installed servers

@@ -255,7 +255,7 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
     announcer = Announcer({g: ChangeLog(es, g) for g in deployment.group_names()},
                           Doorbell(conf.transport_url))
     pipelines = [p for p in loader.load_from_conf(conf, deployment)
-                 if not p.served_by_websocket]
+                 if p.delivered]
     for pipeline in pipelines:
         pipeline.sink.start()
     lock = threading.Lock()

@@ -6,10 +6,11 @@ from oslo_config import cfg
 
 from forwarders.delivery import opts as delivery_opts
 from forwarders.pipeline import opts as pipeline_opts
+from forwarders.subscriptions import opts as subscriptions_opts
 from forwarders.websocket import keystone
 from forwarders.websocket import opts as websocket_opts
 
-_MODULES = (pipeline_opts, delivery_opts, websocket_opts)
+_MODULES = (pipeline_opts, delivery_opts, websocket_opts, subscriptions_opts)
 
 
 def list_opts():

@@ -67,6 +67,16 @@ class Policy:
     maximum: float = 30.0          # longest wait
     attempts: int | None = None    # tries in all; None: until done or stopped
     probe_interval: float = 1.0    # how often a probe asks whether the peer is back
+    #: explicit waits, in seconds, in place of the doubling (the last one repeats):
+    #: a webhook's schedule, in the spirit of Svix's (5 s, 5 min, 30 min, 2 h, ...)
+    schedule: tuple[float, ...] | None = None
+
+    def waits(self):
+        """The tenacity wait strategy for this policy."""
+        if self.schedule:
+            return tenacity.wait_chain(*(tenacity.wait_fixed(s) for s in self.schedule))
+        return tenacity.wait_exponential_jitter(multiplier=self.initial, max=self.maximum,
+                                                jitter=self.initial)
 
 
 class Retry:
@@ -93,8 +103,7 @@ class Retry:
         p = self.policy
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(self.classify),
-            wait=tenacity.wait_exponential_jitter(multiplier=p.initial, max=p.maximum,
-                                                  jitter=p.initial),
+            wait=p.waits(),
             stop=(tenacity.stop_after_attempt(p.attempts) if p.attempts
                   else tenacity.stop_never),
             sleep=self.sleep, before_sleep=self._before_sleep, reraise=True)

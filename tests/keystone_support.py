@@ -103,6 +103,15 @@ class LocalKeystone:
                 f"project_name = {s['project']}\nuser_domain_id = {s['domain_id']}\n"
                 f"project_domain_id = {s['domain_id']}\n")
 
+    def authtoken_conf(self) -> str:
+        """The ``[keystone_authtoken]`` section for keystonemiddleware (the API)."""
+        s = self.users["service"]
+        return (f"[keystone_authtoken]\nwww_authenticate_uri = {self.auth_url}\ninterface = public\n"
+                f"auth_type = password\nauth_url = {self.auth_url}\n"
+                f"username = {s['name']}\npassword = {s['password']}\n"
+                f"project_name = {s['project']}\nuser_domain_id = {s['domain_id']}\n"
+                f"project_domain_id = {s['domain_id']}\n")
+
     def validator(self, tmp_path: pathlib.Path, **options):
         """A KeystoneValidator built the way the server builds it: from a config
         file, through oslo.config and keystoneauth1's loaders."""

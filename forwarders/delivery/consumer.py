@@ -35,14 +35,13 @@ from typing import Callable
 
 from forwarders.delivery.cursors import CursorState, Lease, LeaseLost
 from forwarders.pipeline.pipeline import HOLD, BEGINNING, FilterFailed, Pipeline
-from forwarders.sinks.base import SinkRejected, SinkUnavailable
+from forwarders.sinks.base import SinkGone, SinkNotDue, SinkRejected, SinkUnavailable
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, IndexGone, Page, Selection
 from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.logs import Throttled
-from searchlight_forward.model.documents import ADMIN
 from searchlight_forward.model.envelope import RESYNC_BEGIN, RESYNC_END, Envelope, control
 from searchlight_forward.retry import Policy, Retry, Stopping, is_transient
 
@@ -65,8 +64,6 @@ class Settings:
 
 
 class Consumer:
-    role = ADMIN          # pipelines read admin copies; their filters redact
-
     def __init__(self, group: str, pipeline: Pipeline, lease: Lease, hub: "Hub",
                  changelog: ChangeLog, tombstones: Tombstones,
                  dead_letters: DeadLetterIndex, settings: Settings,
@@ -75,6 +72,9 @@ class Consumer:
         self.group = group
         self.pipeline = pipeline
         self.name = pipeline.name
+        self.role = pipeline.role          # pipelines read admin copies; filters redact
+        self.project_id = pipeline.project_id
+        self.batch_size = pipeline.sink.batch_size or settings.batch_size
         self.lease = lease
         self.hub = hub
         self.changelog = changelog
@@ -112,6 +112,7 @@ class Consumer:
             probe=probe, log=self._log)
         self._thread: threading.Thread | None = None
         self.crashed: BaseException | None = None
+        self.gone: str | None = None       # why the sink is gone for good (SinkGone)
 
     # -- control (the service's thread) --------------------------------------------
 
@@ -151,6 +152,12 @@ class Consumer:
         except (Stopping, LeaseLost) as exc:
             if isinstance(exc, LeaseLost):
                 LOG.warning("pipeline %s (%s): %s; stopping here", self.name, self.group, exc)
+        except SinkGone as exc:
+            self.gone = str(exc) or type(exc).__name__
+            LOG.warning("pipeline %s (%s): the destination is gone (%s); stopping",
+                        self.name, self.group, self.gone)
+            if self.pipeline.on_gone is not None:
+                self.pipeline.on_gone(self.gone)
         except BaseException as exc:  # noqa: BLE001 - the service restarts us; say why
             self.crashed = exc
             self._log.failure(f"pipeline {self.name} ({self.group})", exc,
@@ -180,8 +187,22 @@ class Consumer:
                     self._deliver_page(page)
                 except SinkUnavailable:
                     self._fall_back()     # hold: the cursor waits, catching up later
+                except SinkNotDue as exc:
+                    self._fall_back()
+                    self._wait_until(exc.until)
             else:
-                self._catch_up_retry.call(self._catch_up_round)
+                try:
+                    self._catch_up_retry.call(self._catch_up_round)
+                except SinkNotDue as exc:
+                    self._wait_until(exc.until)
+            self._commit()
+
+    def _wait_until(self, until: float) -> None:
+        """The sink wants the changes later (a digest): the cursor waits, committed."""
+        self._commit(force=True)
+        self.last_progress = max(self.last_progress, until)   # waiting is not stalling
+        while not self.stop_event.is_set() and time.monotonic() < until:
+            self.stop_event.wait(min(1.0, until - time.monotonic()))
             self._commit()
 
     def _fall_back(self) -> None:
@@ -208,7 +229,7 @@ class Consumer:
             if horizon is not None and self.position.behind(horizon):
                 self._restart(target, "the cursor is older than the tombstone "
                                       "retention: deletes it never read were purged")
-        selection = Selection(roles=(self.role,))
+        selection = Selection(roles=(self.role,), project_id=self.project_id)
         try:
             for page in self.changelog.pages(self.position, target, selection,
                                              resync=self.state.resyncing):
@@ -228,7 +249,10 @@ class Consumer:
 
     def _begin(self, target: Position) -> None:
         """A new cursor: the whole index (every current state), or from now on."""
-        if self.pipeline.start_from == BEGINNING:
+        given = Position.from_dict((self.pipeline.start_positions or {}).get(self.group))
+        if given is not None and given.same_log(target):
+            self.position = given
+        elif self.pipeline.start_from == BEGINNING:
             self.position = Position.start(target.index, target.shards)
         else:
             self.position = target
@@ -249,7 +273,8 @@ class Consumer:
     def _deliver_page(self, page: Page) -> None:
         batch: list[tuple[Entry, Envelope]] = []
         for entry in page.entries:
-            if entry.role != self.role or entry.within(self.position):
+            if entry.role != self.role or entry.within(self.position) or (
+                    self.project_id is not None and entry.project_id != self.project_id):
                 continue
             try:
                 prepared = self.pipeline.prepare(entry.envelope())
@@ -259,7 +284,7 @@ class Consumer:
             if prepared is None:
                 continue
             batch.append((entry, prepared))
-            if len(batch) >= self.settings.batch_size:
+            if len(batch) >= self.batch_size:
                 self._send(batch)
                 batch = []
         if batch:
@@ -320,6 +345,8 @@ class Consumer:
     def _delivered(self, items) -> None:
         self.counters["delivered"] += len(items)
         self.state.delivered += len(items)
+        if items:
+            self.state.failing_since = None
         self._advance(items)
 
     def _advance(self, items) -> None:
@@ -361,10 +388,19 @@ class Consumer:
             lambda: self.dead_letters.forward(consumer, reason, payload, key, event_type))
 
     def _failed(self, reason: str) -> None:
+        """Count a failed sink call; ``SinkGone`` once the destination has failed
+        for longer than the policy's ``give_up_after``."""
         self.counters["failures"] += 1
         self.last_error = reason[:300]
         self.state.last_error = self.last_error
         self.state.last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = time.time()
+        if self.state.failing_since is None:
+            self.state.failing_since = now
+        limit = self.pipeline.failure.give_up_after
+        if limit is not None and now - self.state.failing_since >= limit:
+            raise SinkGone(f"failing for {now - self.state.failing_since:.0f} s "
+                           f"(limit {limit:g} s); last error: {self.last_error}")
 
     # -- the cursor ------------------------------------------------------------------
 

@@ -72,12 +72,13 @@ class CursorState:
     skipped: int = 0
     last_error: str | None = None
     last_error_at: str | None = None
+    failing_since: float | None = None     # epoch seconds of the first failure in a row
 
     def to_source(self) -> dict:
         return {"position": self.position.to_dict() if self.position else None,
                 "resyncing": self.resyncing, "delivered": self.delivered,
                 "skipped": self.skipped, "last_error": self.last_error,
-                "last_error_at": self.last_error_at}
+                "last_error_at": self.last_error_at, "failing_since": self.failing_since}
 
     @classmethod
     def from_source(cls, source: dict) -> "CursorState":
@@ -86,7 +87,8 @@ class CursorState:
                    delivered=int(source.get("delivered") or 0),
                    skipped=int(source.get("skipped") or 0),
                    last_error=source.get("last_error"),
-                   last_error_at=source.get("last_error_at"))
+                   last_error_at=source.get("last_error_at"),
+                   failing_since=source.get("failing_since"))
 
 
 class CursorStore:
@@ -148,6 +150,13 @@ class CursorStore:
                 continue                      # the owner wrote in between: read again
             return found["_source"]
         raise RuntimeError(f"{doc_id}: its owner kept writing; try again")
+
+    def delete(self, group: str, consumer: str) -> None:
+        """Forget a cursor (its consumer, a subscription, was deleted)."""
+        try:
+            self.es.delete(index=self.index, id=cursor_id(group, consumer))
+        except elasticsearch.NotFoundError:
+            pass
 
     # -- membership ------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ feed's pages reach the live consumers. Every ``lease_seconds / 3`` it
 * renews the leases of its consumers (which also renew them as they commit) and
   restarts any consumer whose thread died, counting it.
 
+With subscriptions (``forwarders.subscriptions.catalog``), every
+``[subscriptions] refresh_interval`` it also reads the subscriptions and adds,
+replaces or removes their pipelines; they are claimed like any other. The live
+process with the smallest id sends pending confirmation requests and forgets the
+cursors of deleted subscriptions.
+
 The live process with the smallest id also purges tombstones every
 ``[changelog] purge_interval`` (``changelog.tombstones``): those older than
 ``tombstone_min_age`` that every cursor has passed, and those older than
@@ -31,6 +37,8 @@ import elasticsearch
 from forwarders.delivery.consumer import Consumer, Hub, Settings
 from forwarders.delivery.cursors import CursorStore, Lease, LeaseLost, cursor_id
 from forwarders.pipeline.pipeline import Pipeline
+from forwarders.subscriptions import catalog as catalog_mod
+from forwarders.subscriptions.catalog import Catalog
 from searchlight_forward import metrics, search
 from searchlight_forward.changelog.doorbell import DoorbellListener, Ring
 from searchlight_forward.changelog.feed import ChangeFeed
@@ -39,7 +47,7 @@ from searchlight_forward.changelog.reader import ChangeLog, NoIndex, Selection
 from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.logs import Throttled, describe
-from searchlight_forward.model.documents import ADMIN
+from searchlight_forward.model.documents import ADMIN, ROLES
 from searchlight_forward.retry import Policy, Retry, Stopping
 from searchlight_forward.status import StatusServer
 
@@ -50,14 +58,15 @@ class Group:
     """One resource group's reading machinery in this process."""
 
     def __init__(self, es, name: str, pipelines: list[Pipeline], state_index: str,
-                 poll_interval: float, page_size: int, stop_event: threading.Event):
+                 poll_interval: float, page_size: int, stop_event: threading.Event,
+                 roles: tuple[str, ...] = (ADMIN,)):
         self.name = name
         self.pipelines = {p.name: p for p in pipelines}
         self.changelog = ChangeLog(es, name, page_size)
         self.tombstones = Tombstones(es, name, state_index)
         self.hub = Hub(name, poll_interval)
         self.feed = ChangeFeed(self.changelog, self.hub.dispatch,
-                               Selection(roles=(ADMIN,)), poll_interval, stop_event)
+                               Selection(roles=roles), poll_interval, stop_event)
 
 
 class DeliveryService:
@@ -66,7 +75,8 @@ class DeliveryService:
                  transport_url: str | None = None, poll_interval: float = 1.0,
                  page_size: int = 500, purge: dict | None = None,
                  stop_event: threading.Event | None = None,
-                 status: tuple[str, int] | None = None):
+                 status: tuple[str, int] | None = None,
+                 catalog: Catalog | None = None):
         self.es = es
         self.store = store
         self.dead_letters = dead_letters
@@ -74,9 +84,15 @@ class DeliveryService:
         self.transport_url = transport_url
         self.stop_event = stop_event or threading.Event()
         self.purge_settings = purge or {}
+        self.catalog = catalog
+        # Subscriptions read their creator's role copy: the feed reads both then.
+        roles = ROLES if catalog is not None else (ADMIN,)
         self.groups = {name: Group(es, name, pipelines, store.index, poll_interval,
-                                   page_size, self.stop_event)
-                       for name, pipelines in pipelines_by_group.items() if pipelines}
+                                   page_size, self.stop_event, roles)
+                       for name, pipelines in pipelines_by_group.items()
+                       if pipelines or catalog is not None}
+        self.subscriptions: dict[str, tuple] = {}    # pipeline name -> revision
+        self._last_refresh = -math.inf
         self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
         self.counters: collections.Counter = collections.Counter()
         self.members: list[str] = [store.owner]
@@ -97,6 +113,8 @@ class DeliveryService:
                       stop_event=self.stop_event, probe=lambda: search.reachable(self.es))
         setup.call(self.store.ensure)
         setup.call(self.dead_letters.ensure)
+        if self.catalog is not None:
+            setup.call(self.catalog.store.ensure)
         for group in self.groups.values():
             setup.call(group.feed.locate)
             group.hub.located(group.feed.position)
@@ -137,6 +155,8 @@ class DeliveryService:
             self.doorbell.stop()
         for pipeline in self._pipelines():
             pipeline.sink.close()
+        if self.catalog is not None:
+            self.catalog.close()
         try:
             self.store.leave()
         except Exception:  # noqa: BLE001 - the heartbeat runs out by itself
@@ -155,6 +175,8 @@ class DeliveryService:
 
     def _run(self) -> None:
         interval = self.store.lease_seconds / 3
+        if self.catalog is not None:      # new subscriptions are claimed this often
+            interval = min(interval, self.catalog.settings.refresh_interval)
         while not self.stop_event.is_set():
             try:
                 self.rebalance()
@@ -179,11 +201,15 @@ class DeliveryService:
         self._reap()
         self.store.heartbeat(sorted(self.consumers))
         self.members = self.store.members()
+        self._refresh_subscriptions()
         wanted = self.wanted()
         fair = math.ceil(len(wanted) / max(1, len(self.members)))
         docs = self.store.read([cursor_id(g, p) for g, p in wanted])
-        # Renew what we hold (consumers renew as they commit; this covers long calls).
+        # Renew what we hold (consumers renew as they commit; this covers long calls),
+        # unless renewed in the last third of a lease.
         for key, consumer in list(self.consumers.items()):
+            if consumer.lease.remaining() > self.store.lease_seconds * 2 / 3:
+                continue
             try:
                 consumer.lease.write()
             except LeaseLost:
@@ -227,6 +253,9 @@ class DeliveryService:
             if consumer.alive():
                 continue
             del self.consumers[key]
+            if consumer.gone is not None:
+                self._forget(consumer.name)    # its owner was told (a subscription:
+                continue                       # disabled); not claimed again
             if consumer.crashed is not None or not consumer.lease.lost:
                 self.counters["consumer_restarts"] += 1
                 group, name = consumer.group, consumer.name
@@ -234,6 +263,61 @@ class DeliveryService:
                             consumer.crashed or "lease")
                 if not consumer.lease.lost and consumer.lease.remaining() > 0:
                     self._start_consumer(key, group, name, consumer.lease)
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def _refresh_subscriptions(self) -> None:
+        if self.catalog is None or \
+                time.monotonic() - self._last_refresh < self.catalog.settings.refresh_interval:
+            return
+        stored = self.catalog.read()
+        self._last_refresh = time.monotonic()
+        wanted = self.catalog.wanted(stored)
+        if self.members[0] == self.store.owner:
+            self.catalog.confirm_pending(stored)
+            self._forget_cursors({catalog_mod.pipeline_name(s.subscription.id)
+                                  for s in stored})
+        for name, revision in list(self.subscriptions.items()):
+            if name not in wanted or wanted[name][0] != revision:
+                self._forget(name)
+        for name, (revision, found, groups) in wanted.items():
+            if name in self.subscriptions:
+                continue
+            pipeline = self.catalog.pipeline_for(found.subscription)
+            pipeline.sink.start()
+            for group in groups:
+                if group in self.groups:
+                    self.groups[group].pipelines[name] = pipeline
+            self.subscriptions[name] = revision
+
+    def _forget(self, name: str) -> None:
+        """Stop delivering pipeline ``name`` (a subscription deleted, disabled or
+        changed): its consumers stop and give their cursors back."""
+        self.subscriptions.pop(name, None)
+        sinks = []
+        for group in self.groups.values():
+            pipeline = group.pipelines.pop(name, None)
+            if pipeline is not None:
+                sinks.append(pipeline.sink)
+            consumer = self.consumers.pop(cursor_id(group.name, name), None)
+            if consumer is not None:
+                consumer.stop()
+                if not consumer.lease.lost:
+                    try:
+                        consumer.lease.write(release=True)
+                    except LeaseLost:
+                        pass
+        for sink in {id(s): s for s in sinks}.values():
+            sink.close()
+
+    def _forget_cursors(self, existing: set[str]) -> None:
+        """Delete the cursors of subscriptions that no longer exist."""
+        for group in self.groups:
+            for doc in self.store.cursors(group):
+                name = doc.get("consumer") or ""
+                if name.startswith(catalog_mod.PREFIX) and name not in existing:
+                    self.store.delete(group, name)
+                    LOG.info("forgot the cursor of deleted %s (%s)", name, group)
 
     # -- tombstones ------------------------------------------------------------------
 
@@ -280,6 +364,8 @@ class DeliveryService:
             problems.append(f"Elasticsearch: {describe(exc)}")
         for key, consumer in sorted(self.consumers.items()):
             group = self.groups.get(consumer.group)
+            if consumer.name in self.subscriptions and consumer.crashed is None:
+                continue    # a tenant's failing endpoint is not the service's health
             why = consumer.stalled(group.hub.snapshot() if group else None)
             if why:
                 problems.append(f"pipeline {consumer.name} ({consumer.group}): {why}")
@@ -289,8 +375,21 @@ class DeliveryService:
         """Prometheus families: the service's counters, each owned pipeline's counters
         and whether it reads live (labels: group and pipeline, from the configuration),
         and the doorbell's connection."""
-        consumers = sorted(self.consumers.values(), key=lambda c: (c.group, c.name))
+        every = sorted(self.consumers.values(), key=lambda c: (c.group, c.name))
+        consumers = [c for c in every if c.name not in self.subscriptions]
+        # Subscriptions are summed (their number is the tenants' choice: unbounded).
+        subscribed = [c for c in every if c.name in self.subscriptions]
         out = metrics.counters("delivery", dict(self.counters), "delivery service counter")
+        out += metrics.counters("delivery_subscriptions",
+                                dict(sum((c.counters for c in subscribed),
+                                         collections.Counter())),
+                                "sum over the subscriptions this process delivers")
+        owned = metrics.GaugeMetricFamily(
+            metrics.metric_name("delivery_subscriptions", "owned"),
+            "subscription cursors this process owns, by mode", labels=["mode"])
+        for mode in ("live", "catching_up"):
+            owned.add_metric([mode], sum(1 for c in subscribed if c.mode == mode))
+        out.append(owned)
         out += metrics.labelled_counters(
             "delivery_pipeline",
             [({"group": c.group, "pipeline": c.name}, dict(c.counters)) for c in consumers],

@@ -11,6 +11,11 @@ from forwarders.delivery.consumer import Settings
 from forwarders.delivery.cursors import CursorStore, new_owner_id
 from forwarders.delivery.service import DeliveryService
 from forwarders.pipeline import loader
+from forwarders.sinks.email import sink as email
+from forwarders.sinks.webhook import sink as webhook
+from forwarders.subscriptions.catalog import Catalog
+from forwarders.subscriptions.catalog import Settings as CatalogSettings
+from forwarders.subscriptions.store import SubscriptionStore
 from searchlight_forward import search
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
@@ -28,10 +33,14 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
           ) -> DeliveryService:
     deployment = Deployment.from_conf(conf)
     try:
-        pipelines = [p for p in loader.load_from_conf(conf, deployment, required=True)
-                     if not p.served_by_websocket]
+        loaded = loader.load_from_conf(conf, deployment, required=True)
     except loader.ForwardingConfigError as exc:
         raise ConfigError(str(exc)) from None
+    pipelines = [p for p in loaded if p.delivered]
+    templates = [p for p in loaded if p.sink.serves_subscriptions]
+    if len(templates) > 1:
+        raise ConfigError(f"pipelines {', '.join(p.name for p in templates)} all end in "
+                          "the subscriptions sink; keep one")
     d = conf.delivery
     for pipeline in pipelines:
         if d.lease_seconds < 2 * pipeline.sink.call_timeout:
@@ -40,12 +49,24 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
                 f"the longest call of pipeline {pipeline.name}'s sink "
                 f"({pipeline.sink.call_timeout:g}s): raise lease_seconds or lower the "
                 f"sink's timeout")
+    if templates:
+        longest = max(webhook.call_timeout(conf.subscriptions.webhook_timeout),
+                      email.call_timeout(conf.smtp.timeout))
+        if d.lease_seconds < 2 * longest:
+            raise ConfigError(
+                f"[delivery] lease_seconds = {d.lease_seconds:g} is less than twice the "
+                f"longest call to a subscription's endpoint ({longest:g}s): raise "
+                "lease_seconds or lower [subscriptions] webhook_timeout / [smtp] timeout")
     by_group = {}
     for group in deployment.group_names():
         types = deployment.types_of(group)
         by_group[group] = [p for p in pipelines
                            if p.resource_types is None or p.resource_types & types]
     es = search.client(conf)
+    catalog = Catalog(SubscriptionStore(es, conf.subscriptions.index), templates[0],
+                      CatalogSettings.from_conf(conf),
+                      {g: deployment.types_of(g) for g in deployment.group_names()}
+                      ) if templates else None
     store = CursorStore(es, conf.changelog.state_index, owner or new_owner_id(),
                         d.lease_seconds)
     c = conf.changelog
@@ -55,7 +76,7 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
                  commit_interval=d.commit_interval, lease_seconds=d.lease_seconds,
                  stall_seconds=d.stall_seconds),
         transport_url=conf.transport_url or None, poll_interval=c.poll_interval,
-        page_size=c.page_size, stop_event=stop_event, status=status,
+        page_size=c.page_size, stop_event=stop_event, status=status, catalog=catalog,
         purge={"interval": c.purge_interval, "min_age": c.tombstone_min_age,
                "retention": c.tombstone_retention})
 

@@ -171,6 +171,11 @@ def _pipeline(parser, path, name, filter_context, sink_context) -> Pipeline:
     if start_from not in START_FROM:
         raise ForwardingConfigError(path, section, "start_from",
                                     f"{start_from!r} is not one of {', '.join(START_FROM)}")
+    if sink.serves_subscriptions and (resource_types or event_types or priorities):
+        raise ForwardingConfigError(path, section, "resource_types" if resource_types else
+                                    "event_types" if event_types else "priorities",
+                                    "each subscription selects its own changes; this "
+                                    "pipeline gives only the filters they all pass")
     if sink.served_by_websocket and (event_types or priorities):
         raise ForwardingConfigError(path, section, "event_types" if event_types else
                                     "priorities", "WebSocket clients get every change of "

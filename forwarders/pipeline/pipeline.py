@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+from typing import Callable
 
 from forwarders.filters.base import Filter
 from forwarders.sinks.base import Sink
+from searchlight_forward.model.documents import ADMIN
 from searchlight_forward.model.envelope import Envelope
 from searchlight_forward.retry import Policy
 
@@ -23,6 +25,9 @@ class FailurePolicy:
     ``hold``: the cursor waits, retrying with backoff for as long as it takes."""
     on_failure: str = RETRY
     retry: Policy = Policy(initial=0.5, maximum=30.0, attempts=5)
+    #: seconds of failing without a success after which the destination is given up
+    #: (``SinkGone``: a subscription is disabled); None: never
+    give_up_after: float | None = None
 
     @property
     def attempts(self) -> int | None:
@@ -52,6 +57,14 @@ class Pipeline:
     event_types: tuple[str, ...] | None = None      # fnmatch patterns; None: all
     priorities: frozenset[str] | None = None        # None: every priority
     start_from: str = BEGINNING                     # where a new cursor starts
+    #: the role copy read (pipelines: admin, their filters redact; a subscription:
+    #: its creator's role, as a WebSocket connection)
+    role: str = ADMIN
+    project_id: str | None = None                   # None: every project
+    #: where a new cursor starts, per resource group (a subscription's confirmation)
+    start_positions: dict | None = None
+    #: told why, when the sink is gone for good (``SinkGone``)
+    on_gone: Callable[[str], None] | None = None
 
     @property
     def served_by_websocket(self) -> bool:
@@ -59,9 +72,18 @@ class Pipeline:
         (it applies their filters per connection), not by the delivery service."""
         return self.sink.served_by_websocket
 
+    @property
+    def delivered(self) -> bool:
+        """Does the delivery service run this pipeline as it is? (Not the templates:
+        the websocket's, served per connection, and the subscriptions', one copy per
+        subscription.)"""
+        return not (self.sink.served_by_websocket or self.sink.serves_subscriptions)
+
     def wants(self, envelope: Envelope) -> bool:
         if envelope.is_control:
             return True
+        if self.project_id is not None and envelope.project_id != self.project_id:
+            return False
         if self.resource_types is not None and envelope.resource_type not in self.resource_types:
             return False
         if self.event_types is not None and not any(

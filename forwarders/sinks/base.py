@@ -12,6 +12,11 @@ either returns, having delivered all of them, or raises:
 * ``SinkRejected``: some envelopes can never be delivered by this sink (too big,
   refused as malformed); every other one was. They are dead-lettered with their
   reasons and never retried.
+* ``SinkGone``: the destination is gone for good (a webhook answered ``410 Gone``,
+  a mailbox does not exist): the consumer stops and its owner is told why (a
+  subscription is disabled with that reason).
+* ``SinkNotDue(until)``: nothing failed, the sink only wants the changes later (an
+  e-mail digest collects an interval's changes): the cursor waits until then.
 
 A sink must not keep envelopes for later: once ``deliver`` returns they are
 considered delivered and the pipeline's cursor moves past them.
@@ -24,6 +29,8 @@ from forwarders.options import OptionError, SectionOptions
 from searchlight_forward.model.envelope import Envelope
 
 NAMESPACE = "searchlight_forward.sinks"
+#: what the pipeline loader itself reads in every sink section
+POLICY_OPTIONS = frozenset({"on_failure", "attempts", "backoff", "max_backoff"})
 
 
 class SinkConfigError(OptionError):
@@ -39,6 +46,18 @@ class SinkUnavailable(Exception):
     def __init__(self, message: str, delivered: int = 0):
         super().__init__(message)
         self.delivered = delivered
+
+
+class SinkGone(Exception):
+    """The destination is gone for good: stop delivering to it."""
+
+
+class SinkNotDue(Exception):
+    """Deliver these later, at ``until`` (``time.monotonic()``); not a failure."""
+
+    def __init__(self, until: float):
+        super().__init__(f"not due before monotonic {until:.1f}")
+        self.until = until
 
 
 class Rejection(NamedTuple):
@@ -66,6 +85,9 @@ class Sink:
     default_policy = "retry"
     #: True for the websocket sink: the WebSocket server serves its pipeline
     served_by_websocket = False
+    #: True for the subscriptions sink: its pipeline's filters apply to every
+    #: subscription; the delivery service makes one pipeline per subscription
+    serves_subscriptions = False
     #: True when tenants read what this sink sends (per-project destinations): a
     #: pipeline ending here must not pass admin-only fields (`manage check`)
     tenant_facing = False
@@ -75,6 +97,9 @@ class Sink:
     #: a cheap "does the destination answer?" (a method returning a bool) that ends a
     #: held pipeline's backoff as soon as the destination is back; None: no probe
     probe = None
+    #: envelopes per deliver() call, if the sink wants other than [delivery]
+    #: batch_size (a digest takes a whole page)
+    batch_size: int | None = None
 
     def __init__(self, name: str, options: Mapping[str, str], context: "SinkContext"):
         self.name = name

@@ -14,10 +14,7 @@ options of ``[websocket]`` in the main configuration, their one source of truth:
 """
 from __future__ import annotations
 
-from forwarders.sinks.base import Sink, SinkConfigError
-
-#: what the pipeline loader itself reads in every sink section
-POLICY_OPTIONS = frozenset({"on_failure", "attempts", "backoff", "max_backoff"})
+from forwarders.sinks.base import POLICY_OPTIONS, Sink, SinkConfigError
 
 
 class WebSocketSink(Sink):

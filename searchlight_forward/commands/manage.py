@@ -254,10 +254,10 @@ def _push(conf, es, deployment: Deployment, cmd) -> int:
         return 2
     pipelines = {p.name: p for p in loaded}
     pipeline = pipelines.get(cmd.pipeline)
-    if pipeline is None or pipeline.served_by_websocket:
+    if pipeline is None or not pipeline.delivered:
         print(f"no delivery pipeline {cmd.pipeline!r}; pipelines: "
               f"{', '.join(sorted(n for n, p in pipelines.items() if not p.served_by_websocket))}"
-              " (WebSocket clients resume by cursor instead)", file=sys.stderr)
+              " (WebSocket clients resume by cursor; subscriptions: replay them)", file=sys.stderr)
         return 2
     status, envelopes = 0, []
     for ref in cmd.resources:

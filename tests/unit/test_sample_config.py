@@ -14,3 +14,13 @@ def test_sample_config_is_up_to_date(tmp_path):
          "--output-file", str(out)], check=True, capture_output=True, timeout=120)
     committed = (ROOT / "etc/searchlight-forward.conf.sample").read_text()
     assert out.read_text() == committed, "run `make sample-config` and commit the result"
+
+
+def test_sample_policy_is_up_to_date(tmp_path):
+    out = tmp_path / "policy.yaml"
+    subprocess.run(
+        [sys.executable, "-c", "from oslo_policy.generator import generate_sample; "
+         "generate_sample()", "--namespace", "searchlight-forward", "--output-file",
+         str(out)], check=True, capture_output=True, timeout=120)
+    committed = (ROOT / "etc/policy.yaml.sample").read_text()
+    assert out.read_text() == committed, "run `make sample-config` and commit the result"

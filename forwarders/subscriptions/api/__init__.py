@@ -1,0 +1,2 @@
+"""The subscriptions API (WSGI): ``app`` the application, ``wsgi`` how it is built
+and served."""

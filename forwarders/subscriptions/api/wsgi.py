@@ -1,0 +1,102 @@
+"""The API as a WSGI application behind ``auth_token``, built from the configuration,
+and the small threaded server ``searchlight-forward-api`` runs it in.
+
+Under uWSGI or mod_wsgi, point the server at ``init_application`` (it reads the
+configuration files named by ``SEARCHLIGHT_FORWARD_CONFIG``, comma-separated).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socketserver
+import threading
+import wsgiref.simple_server
+
+from keystonemiddleware import auth_token
+from oslo_config import cfg
+
+from forwarders.sinks import destinations
+from forwarders.subscriptions import policy
+from forwarders.subscriptions.api.app import Settings, SubscriptionsAPI
+from forwarders.subscriptions.model import Rules
+from forwarders.subscriptions.store import SubscriptionStore
+from searchlight_forward import search
+from searchlight_forward.changelog.reader import ChangeLog, NoIndex
+from searchlight_forward.deployment import Deployment
+
+LOG = logging.getLogger(__name__)
+
+
+def heads_of(es, groups: list[str]):
+    """() -> {group: position dict}: where each group's change log ends now."""
+    def heads() -> dict:
+        found = {}
+        for group in groups:
+            try:
+                found[group] = ChangeLog(es, group).head().position.to_dict()
+            except NoIndex:
+                continue              # a new index: its cursor starts at its start
+        return found
+    return heads
+
+
+def build(conf: cfg.ConfigOpts):
+    """The application, ``auth_token`` in front."""
+    deployment = Deployment.from_conf(conf)
+    s = conf.subscriptions
+    try:
+        allowed = destinations.networks(s.allowed_networks)
+    except ValueError as exc:
+        raise ValueError(f"[subscriptions] allowed_networks: {exc}") from None
+    es = search.client(conf)
+    store = SubscriptionStore(es, s.index)
+    store.ensure()
+    settings = Settings(
+        rules=Rules(resource_types=deployment.resource_types,
+                    default_rate_limit=min(s.default_rate_limit, s.max_rate_limit),
+                    max_rate_limit=s.max_rate_limit,
+                    min_digest_interval=s.min_digest_interval),
+        public_url=s.public_url.rstrip("/"), allowed_networks=allowed,
+        allow_http=s.allow_http, max_per_project=s.max_per_project,
+        secret_overlap=s.secret_overlap)
+    app = SubscriptionsAPI(store, policy.enforcer(conf), settings,
+                           heads_of(es, deployment.group_names()))
+    return auth_token.AuthProtocol(app, {"oslo_config_config": conf,
+                                         "delay_auth_decision": True})
+
+
+class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, fmt, *args):          # oslo.log, not stderr
+        LOG.debug("%s - %s", self.address_string(), fmt % args)
+
+
+class APIServer:
+    """The application on a threaded HTTP server (``serve_forever`` in a thread)."""
+
+    def __init__(self, app, host: str, port: int):
+        self.httpd = wsgiref.simple_server.make_server(host, port, app,
+                                                       server_class=_Server,
+                                                       handler_class=_Quiet)
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                                        name="api")
+
+    def start(self) -> "APIServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def init_application():
+    """For uWSGI / mod_wsgi."""
+    from searchlight_forward.commands.common import setup
+    files = [f for f in os.environ.get("SEARCHLIGHT_FORWARD_CONFIG", "").split(",") if f]
+    conf = setup([arg for f in files for arg in ("--config-file", f)])
+    return build(conf)

@@ -1,0 +1,209 @@
+"""Subscriptions as the delivery service delivers them: one pipeline per active
+subscription and resource group, each with its own durable cursor.
+
+Every ``refresh_interval`` the service reads the subscriptions (``Catalog.read``)
+and asks ``Catalog.pipelines`` for what it should deliver: a pipeline named
+``subscription-<id>`` per group the subscription's types touch, made of
+
+* the template pipeline's filters (``[pipeline:...]`` ending in ``subscriptions``);
+* the subscription's selection (types, event types, priorities), its creator's
+  role copy and its project (or every project, made by an admin);
+* a webhook or e-mail sink with ``[subscriptions]``' and ``[smtp]``'s settings;
+* a hold policy with ``retry_schedule``, given up after ``disable_after`` seconds
+  of failure, when the subscription is disabled with the reason (``on_gone``).
+
+A subscription whose settings changed (its document's revision) gets a new
+pipeline; its cursor stays. The live process with the smallest id also sends the
+confirmation requests of pending subscriptions (``confirmation``).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from typing import Mapping
+
+from forwarders.pipeline.pipeline import HOLD, FailurePolicy, Pipeline
+from forwarders.sinks.base import Sink, SinkContext
+from forwarders.sinks.email.sink import EmailSink
+from forwarders.sinks.webhook.sink import WebhookSink
+from forwarders.subscriptions import confirmation
+from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, PENDING,
+                                            Subscription)
+from forwarders.subscriptions.store import Stored, SubscriptionStore
+from searchlight_forward.retry import Policy
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = "subscription-"
+
+
+def pipeline_name(sub_id: str) -> str:
+    return f"{PREFIX}{sub_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    public_url: str
+    allowed_networks: tuple = ()
+    retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000)
+    disable_after: float = 432000.0
+    webhook_timeout: float = 10.0
+    webhook_concurrency: int = 4
+    confirmation_attempts: int = 5
+    confirmation_interval: float = 60.0
+    refresh_interval: float = 5.0
+    smtp: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_conf(cls, conf) -> "Settings":
+        s, smtp = conf.subscriptions, conf.smtp
+        return cls(
+            public_url=s.public_url.rstrip("/"),
+            allowed_networks=tuple(s.allowed_networks),
+            retry_schedule=tuple(s.retry_schedule) or (5.0,),
+            disable_after=s.disable_after, webhook_timeout=s.webhook_timeout,
+            webhook_concurrency=s.webhook_concurrency,
+            confirmation_attempts=s.confirmation_attempts,
+            confirmation_interval=s.confirmation_interval,
+            refresh_interval=s.refresh_interval,
+            smtp={k: str(v) for k, v in {
+                "smtp_host": smtp.host, "smtp_port": smtp.port, "starttls": smtp.starttls,
+                "ssl": smtp.ssl, "ca_file": smtp.ca_file, "username": smtp.username,
+                "password": smtp.password, "from_address": smtp.from_address,
+                "timeout": smtp.timeout}.items() if v is not None})
+
+
+class Catalog:
+    def __init__(self, store: SubscriptionStore, template: Pipeline, settings: Settings,
+                 types_by_group: Mapping[str, frozenset[str]]):
+        self.store = store
+        self.template = template
+        self.settings = settings
+        self.types_by_group = dict(types_by_group)
+        self._confirming: set[str] = set()
+        self._lock = threading.Lock()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            4, thread_name_prefix="confirmations")
+
+    def read(self) -> list[Stored]:
+        return self.store.all()
+
+    # -- pipelines ---------------------------------------------------------------------
+
+    def groups_of(self, sub: Subscription) -> list[str]:
+        wanted = set(sub.resource_types) if sub.resource_types else None
+        return sorted(g for g, types in self.types_by_group.items()
+                      if wanted is None or wanted & types)
+
+    def sink_for(self, sub: Subscription, name: str | None = None) -> Sink:
+        name = name or pipeline_name(sub.id)
+        if sub.protocol == EMAIL:
+            options = dict(self.settings.smtp, to=sub.endpoint, mode=sub.email_mode,
+                           digest_interval=str(sub.digest_interval),
+                           rate_limit=str(sub.rate_limit))
+            return EmailSink(name, options, SinkContext())
+        return WebhookSink(name, {
+            "url": sub.endpoint, "secrets": ",".join(sub.current_secrets()),
+            "timeout": str(self.settings.webhook_timeout),
+            "concurrency": str(self.settings.webhook_concurrency),
+            "rate_limit": str(sub.rate_limit),
+            "allowed_networks": ",".join(self.settings.allowed_networks),
+            "id_salt": sub.id}, SinkContext())
+
+    def pipeline_for(self, sub: Subscription) -> Pipeline:
+        t = self.template
+        return Pipeline(
+            name=pipeline_name(sub.id), filters=list(t.filters),
+            sink_name=sub.protocol, sink=self.sink_for(sub),
+            failure=FailurePolicy(HOLD, Policy(schedule=self.settings.retry_schedule),
+                                  give_up_after=self.settings.disable_after),
+            resource_types=frozenset(sub.resource_types) if sub.resource_types else None,
+            event_types=sub.event_types,
+            priorities=frozenset(sub.priorities) if sub.priorities else None,
+            start_from=sub.start_from, role=sub.role, project_id=sub.project_id,
+            start_positions=dict(sub.start_positions) if sub.start_positions else None,
+            on_gone=lambda reason, sub_id=sub.id: self.disable(sub_id, reason))
+
+    def wanted(self, stored: list[Stored]) -> dict[str, tuple[tuple, Stored, list[str]]]:
+        """name -> (revision, stored, groups) of every subscription to deliver."""
+        return {pipeline_name(s.subscription.id): (s.revision, s, self.groups_of(s.subscription))
+                for s in stored if s.subscription.state == ACTIVE}
+
+    def disable(self, sub_id: str, reason: str) -> None:
+        """Disable a subscription (its endpoint is gone or failed for too long)."""
+        def change(sub: Subscription):
+            if sub.state == DISABLED:
+                return None
+            return sub.replace(state=DISABLED, state_reason=reason[:500],
+                               updated_at=time.time())
+        try:
+            self.store.change(sub_id, change)
+            LOG.warning("subscription %s disabled: %s", sub_id, reason)
+        except Exception as exc:  # noqa: BLE001 - the next failure tries again
+            LOG.error("subscription %s: could not disable it (%s): %s", sub_id, exc, reason)
+
+    # -- confirmations -----------------------------------------------------------------
+
+    def confirm_pending(self, stored: list[Stored]) -> None:
+        """Send the confirmation request of every pending subscription that is due
+        (never sent, or the last attempt failed ``confirmation_interval`` ago), in the
+        background."""
+        now = time.time()
+        for s in stored:
+            sub = s.subscription
+            if sub.state != PENDING:
+                continue
+            if sub.confirmation_sent_at is not None and sub.confirmation_error is None:
+                continue                  # delivered; waiting for the owner
+            last = sub.confirmation_sent_at or 0.0
+            if sub.confirmation_attempts and now - last < self.settings.confirmation_interval:
+                continue
+            with self._lock:
+                if sub.id in self._confirming:
+                    continue
+                self._confirming.add(sub.id)
+            self._executor.submit(self._confirm, sub)
+
+    def _confirm(self, sub: Subscription) -> None:
+        try:
+            error = None
+            sink = self.sink_for(sub, name=f"confirm-{sub.id}")
+            try:
+                confirmation.send(sink, sub, self.settings.public_url)
+            except Exception as exc:  # noqa: BLE001 - recorded on the subscription
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            finally:
+                sink.close()
+            give_up = error is not None and \
+                sub.confirmation_attempts + 1 >= self.settings.confirmation_attempts
+
+            def change(current: Subscription):
+                if current.state != PENDING or current.endpoint != sub.endpoint:
+                    return None
+                changed = current.replace(
+                    confirmation_sent_at=time.time(),
+                    confirmation_attempts=current.confirmation_attempts + 1,
+                    confirmation_error=error)
+                if give_up:
+                    changed = changed.replace(
+                        state=DISABLED, state_reason="the confirmation request could not "
+                        f"be delivered in {changed.confirmation_attempts} attempts: {error}")
+                return changed
+            self.store.change(sub.id, change)
+            if error:
+                LOG.warning("subscription %s: confirmation request failed: %s", sub.id,
+                            error)
+            else:
+                LOG.info("subscription %s: confirmation request sent to %s", sub.id,
+                         sub.endpoint)
+        except Exception:  # noqa: BLE001 - tried again at the next refresh
+            LOG.exception("subscription %s: confirmation", sub.id)
+        finally:
+            with self._lock:
+                self._confirming.discard(sub.id)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,78 @@
+"""Options of subscriptions ([subscriptions], [smtp]): the API service's and the
+delivery service's one source of truth."""
+from __future__ import annotations
+
+from oslo_config import cfg
+
+GROUP = "subscriptions"
+SMTP_GROUP = "smtp"
+
+opts = [
+    cfg.StrOpt("index", default="searchlight-forward-subscriptions",
+               help="Elasticsearch index holding the subscriptions."),
+    cfg.HostAddressOpt("api_host", default="127.0.0.1",
+                       help="Address searchlight-forward-api binds to (put a TLS-"
+                            "terminating proxy in front of it)."),
+    cfg.PortOpt("api_port", default=8790, help="Port of searchlight-forward-api."),
+    cfg.URIOpt("public_url", default="http://127.0.0.1:8790",
+               help="The API's URL as endpoints reach it: confirmation links point "
+                    "there."),
+    cfg.ListOpt("allowed_networks", default=[],
+                help="Networks (CIDR) a subscription's endpoint may resolve to although "
+                     "they are loopback, link-local, private or reserved. Empty: only "
+                     "globally routable addresses."),
+    cfg.BoolOpt("allow_http", default=False,
+                help="Accept http:// webhook endpoints (https only otherwise)."),
+    cfg.IntOpt("max_per_project", default=100, min=1,
+               help="Most subscriptions one project may have."),
+    cfg.FloatOpt("default_rate_limit", default=10.0, min=0.01,
+                 help="Deliveries per second a new subscription gets at most."),
+    cfg.FloatOpt("max_rate_limit", default=100.0, min=0.01,
+                 help="Highest rate_limit a subscription may ask for."),
+    cfg.ListOpt("retry_schedule", default=["5", "300", "1800", "7200", "18000",
+                                           "36000"],
+                item_type=cfg.types.Float(min=0.0),
+                help="Seconds to wait before each retry of a failing endpoint (after "
+                     "an immediate first attempt); the last one repeats. Order is kept "
+                     "meanwhile: the subscription's cursor waits."),
+    cfg.FloatOpt("disable_after", default=432000.0, min=1.0,
+                 help="A subscription whose endpoint has failed for this many seconds "
+                      "without a success is disabled, with the reason in the API."),
+    cfg.FloatOpt("webhook_timeout", default=10.0, min=0.1, max=120.0,
+                 help="Seconds a webhook endpoint has to answer 2xx. [delivery] "
+                      "lease_seconds must be more than 2 x timeout + 6."),
+    cfg.IntOpt("webhook_concurrency", default=4, min=1, max=64,
+               help="Requests in flight per webhook subscription (different resources; "
+                    "one resource's changes are always sent one after the other)."),
+    cfg.IntOpt("confirmation_attempts", default=5, min=1,
+               help="Attempts to deliver a confirmation request before the "
+                    "subscription is disabled."),
+    cfg.FloatOpt("confirmation_interval", default=60.0, min=0.1,
+                 help="Seconds between two attempts to deliver a confirmation request."),
+    cfg.FloatOpt("secret_overlap", default=86400.0, min=0.0,
+                 help="Default seconds a rotated-out webhook secret still signs."),
+    cfg.IntOpt("min_digest_interval", default=60, min=1,
+               help="Shortest digest interval an e-mail subscription may ask for."),
+    cfg.FloatOpt("refresh_interval", default=5.0, min=0.1,
+                 help="Seconds between two reads of the subscriptions by the delivery "
+                      "service (new, changed and deleted ones are picked up then)."),
+]
+
+smtp_opts = [
+    cfg.HostAddressOpt("host", default="127.0.0.1", help="SMTP server."),
+    cfg.PortOpt("port", default=25, help="SMTP port (587 with starttls, 465 with ssl)."),
+    cfg.BoolOpt("starttls", default=False, help="Upgrade the connection with STARTTLS."),
+    cfg.BoolOpt("ssl", default=False, help="Connect with TLS from the start (SMTPS)."),
+    cfg.StrOpt("ca_file", help="CA bundle to verify the server's certificate."),
+    cfg.StrOpt("username", help="SMTP AUTH user (none: no authentication)."),
+    cfg.StrOpt("password", secret=True, help="SMTP AUTH password."),
+    cfg.StrOpt("from_address", default="searchlight-forward@localhost",
+               help="The From: of every message."),
+    cfg.FloatOpt("timeout", default=5.0, min=0.1,
+                 help="Seconds per SMTP exchange. [delivery] lease_seconds must be more "
+                      "than 4 x timeout + 6."),
+]
+
+
+def list_opts():
+    return [(GROUP, opts), (SMTP_GROUP, smtp_opts)]

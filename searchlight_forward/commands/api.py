@@ -1,0 +1,35 @@
+"""searchlight-forward-api --config-file FILE
+
+The subscriptions API (docs/subscriptions.md): Keystone-authenticated JSON at
+/v1/subscriptions, on [subscriptions] api_host:api_port. Tokens are validated by
+keystonemiddleware ([keystone_authtoken]); rules are oslo.policy's ([oslo_policy]).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+from forwarders.subscriptions.api import wsgi
+from searchlight_forward.commands.common import fail, setup
+
+COMMAND = "searchlight-forward-api"
+
+
+def main(argv: list[str] | None = None) -> None:
+    conf = setup(argv)
+    try:
+        app = wsgi.build(conf)
+    except ValueError as exc:
+        fail(COMMAND, str(exc))
+    server = wsgi.APIServer(app, conf.subscriptions.api_host,
+                            conf.subscriptions.api_port).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Real peers for subscriptions: the API in-process behind keystonemiddleware, and
+an HTTP receiver that records every delivery as it arrived on the wire."""
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+
+import requests
+
+from forwarders.subscriptions.api import wsgi
+from tests.functional.conftest import load_conf
+
+SUBSCRIPTIONS_PIPELINE = """
+[forwarding]
+pipelines = subscriptions
+
+[pipeline:subscriptions]
+pipeline = secrets subscriptions
+
+[filter:secrets]
+use = egg:searchlight-forward#regex_fields
+patterns = ^secret_
+
+[sink:subscriptions]
+use = egg:searchlight-forward#subscriptions
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def subscriptions_conf(names, keystone, api_port: int, **extra) -> str:
+    options = {"index": f"{names['state']}-subscriptions", "api_port": api_port,
+               "public_url": f"http://127.0.0.1:{api_port}",
+               "allowed_networks": "127.0.0.1/32", "allow_http": "true",
+               "retry_schedule": "0.2, 0.5, 1", "refresh_interval": "0.3",
+               "confirmation_interval": "0.5", "webhook_timeout": "2", **extra}
+    return ("\n[subscriptions]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
+            + "\n[smtp]\ntimeout = 2\n\n" + keystone.authtoken_conf())
+
+
+class API:
+    """The subscriptions API on 127.0.0.1, built from the test's config file."""
+
+    def __init__(self, config_file, port: int):
+        self.server = wsgi.APIServer(wsgi.build(load_conf(config_file)), "127.0.0.1",
+                                     port).start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    def call(self, method: str, path: str, token: str | None = None, body=None,
+             **params) -> requests.Response:
+        headers = {"X-Auth-Token": token} if token else {}
+        return requests.request(method, self.url + path, json=body, headers=headers,
+                                params=params, timeout=30)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class Delivery:
+    def __init__(self, headers: dict, body: bytes):
+        self.headers = headers
+        self.body = body
+        self.json = json.loads(body)
+        self.at = time.monotonic()
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: answers ``status`` (settable), records each
+    request, and visits the confirmation link of a confirmation request when
+    ``confirm`` is set."""
+
+    def __init__(self, confirm: bool = True):
+        self.status = 200
+        self.confirm = confirm
+        self.deliveries: list[Delivery] = []
+        self.refused: list[Delivery] = []         # answered with a non-2xx status
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                delivery = Delivery({k.lower(): v for k, v in self.headers.items()}, body)
+                status = receiver.status
+                with receiver.lock:
+                    (receiver.deliveries if 200 <= status < 300 else
+                     receiver.refused).append(delivery)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                if status < 300 and receiver.confirm and \
+                        delivery.json.get("type") == "subscription.confirmation":
+                    threading.Thread(target=requests.get, daemon=True, args=(
+                        delivery.json["data"]["confirm_url"],), kwargs={"timeout": 30}
+                    ).start()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def changes(self) -> list[Delivery]:
+        with self.lock:
+            return [d for d in self.deliveries
+                    if d.json.get("type") != "subscription.confirmation"]
+
+    def confirmations(self) -> list[Delivery]:
+        with self.lock:
+            return [d for d in self.deliveries + self.refused
+                    if d.json.get("type") == "subscription.confirmation"]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
