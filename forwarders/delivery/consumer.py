@@ -249,15 +249,18 @@ class Consumer:
 
     def _begin(self, target: Position) -> None:
         """A new cursor: the whole index (every current state), or from now on."""
-        given = Position.from_dict((self.pipeline.start_positions or {}).get(self.group))
+        starts = self.pipeline.start_positions
+        given = Position.from_dict(starts.get(self.group)) if starts is not None else None
         if given is not None and given.same_log(target):
             self.position = given
-        elif self.pipeline.start_from == BEGINNING:
+        elif starts is not None or self.pipeline.start_from == BEGINNING:
+            # (Given starts but none for this index: it was created after them, so
+            # everything in it is news.)
             self.position = Position.start(target.index, target.shards)
         else:
             self.position = target
         LOG.info("pipeline %s (%s): new cursor from %s", self.name, self.group,
-                 "the beginning" if self.pipeline.start_from == BEGINNING else "now")
+                 self.position)
         self._commit(force=True)
 
     def _restart(self, target: Position, reason: str) -> None:

@@ -61,7 +61,9 @@ class Pipeline:
     #: its creator's role, as a WebSocket connection)
     role: str = ADMIN
     project_id: str | None = None                   # None: every project
-    #: where a new cursor starts, per resource group (a subscription's confirmation)
+    #: where a new cursor starts, per resource group (the log's end when a
+    #: subscription was confirmed; a group without one started later: from its
+    #: beginning); None: ``start_from`` decides
     start_positions: dict | None = None
     #: told why, when the sink is gone for good (``SinkGone``)
     on_gone: Callable[[str], None] | None = None

@@ -84,6 +84,7 @@ class Catalog:
         self.settings = settings
         self.types_by_group = dict(types_by_group)
         self._confirming: set[str] = set()
+        self._sent: set[str] = set()          # tokens whose request was delivered
         self._lock = threading.Lock()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             4, thread_name_prefix="confirmations")
@@ -124,7 +125,8 @@ class Catalog:
             event_types=sub.event_types,
             priorities=frozenset(sub.priorities) if sub.priorities else None,
             start_from=sub.start_from, role=sub.role, project_id=sub.project_id,
-            start_positions=dict(sub.start_positions) if sub.start_positions else None,
+            start_positions=(dict(sub.start_positions)
+                             if sub.start_positions is not None else None),
             on_gone=lambda reason, sub_id=sub.id: self.disable(sub_id, reason))
 
     def wanted(self, stored: list[Stored]) -> dict[str, tuple[tuple, Stored, list[str]]]:
@@ -152,10 +154,14 @@ class Catalog:
         (never sent, or the last attempt failed ``confirmation_interval`` ago), in the
         background."""
         now = time.time()
+        pending = {s.subscription.confirmation_token for s in stored
+                   if s.subscription.state == PENDING}
+        with self._lock:
+            self._sent &= pending
         for s in stored:
             sub = s.subscription
-            if sub.state != PENDING:
-                continue
+            if sub.state != PENDING or sub.confirmation_token in self._sent:
+                continue     # (a read from before this process recorded its sending)
             if sub.confirmation_sent_at is not None and sub.confirmation_error is None:
                 continue                  # delivered; waiting for the owner
             last = sub.confirmation_sent_at or 0.0
@@ -193,6 +199,9 @@ class Catalog:
                         f"be delivered in {changed.confirmation_attempts} attempts: {error}")
                 return changed
             self.store.change(sub.id, change)
+            if error is None:
+                with self._lock:
+                    self._sent.add(sub.confirmation_token)
             if error:
                 LOG.warning("subscription %s: confirmation request failed: %s", sub.id,
                             error)

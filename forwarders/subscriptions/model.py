@@ -119,7 +119,8 @@ class Subscription:
         data["secrets"] = [s.to_dict() for s in self.secrets]
         for key in ("resource_types", "event_types", "priorities"):
             data[key] = list(data[key]) if data[key] is not None else None
-        data["start_positions"] = dict(self.start_positions) if self.start_positions else None
+        data["start_positions"] = (dict(self.start_positions)
+                                   if self.start_positions is not None else None)
         return data
 
     @classmethod
