@@ -101,6 +101,31 @@ user_domain_id = {service['domain_id']}
     return path, project_ids, tokens
 
 
+def api_setup(accounts: dict) -> str:
+    """An extra config file for the subscriptions API and the delivery service: the
+    API validates tokens as the local service user, and endpoints on this machine
+    (127.0.0.1, http) are allowed so that a local receiver can subscribe."""
+    service = accounts["users"]["service"]
+    path = os.path.join(STATE, "demo", "subscriptions.conf")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(f"""# written by scripts/demo.py
+[subscriptions]
+allowed_networks = 127.0.0.1/32
+allow_http = true
+
+[keystone_authtoken]
+www_authenticate_uri = {accounts['auth_url']}
+interface = public
+auth_type = password
+auth_url = {accounts['auth_url']}
+username = {service['name']}
+password = {service['password']}
+project_id = {service['project_id']}
+user_domain_id = {service['domain_id']}
+""")
+    return path
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -120,10 +145,20 @@ def main() -> int:
     parser.add_argument("--auth", choices=("token_file", "keystone"), default="token_file",
                         help="what opens the WebSocket: the demo token file or real "
                              "tokens of the local Keystone")
+    parser.add_argument("--print-openrc", metavar="USER",
+                        help="print export lines of USER's local Keystone credentials "
+                             "(for searchlight-forward-subscriptions) and exit")
     parser.add_argument("--print-token", metavar="USER",
                         help="print a fresh Keystone token for USER (demo, demo-reader, "
                              "alt, alt-reader, admin) and exit")
     args = parser.parse_args()
+    if args.print_openrc:
+        accounts = keystone_accounts()
+        u = accounts["users"][args.print_openrc]
+        print(f"export OS_AUTH_URL={accounts['auth_url']} OS_USERNAME={u['name']} "
+              f"OS_PASSWORD={u['password']} OS_PROJECT_ID={u['project_id']} "
+              f"OS_USER_DOMAIN_ID={u['domain_id']}")
+        return 0
     if args.print_token:
         print(keystone_token(keystone_accounts(), args.print_token))
         return 0
@@ -131,7 +166,9 @@ def main() -> int:
     logs = os.path.join(ROOT, ".state", "demo")
     os.makedirs(logs, exist_ok=True)
     websocket_conf = ["--config-file", args.config_file]
-    delivery_conf = ["--config-file", args.config_file]
+    api_conf = ["--config-file", args.config_file, "--config-file",
+                api_setup(keystone_accounts())]
+    delivery_conf = api_conf
     if args.auth == "keystone":
         extra, project_ids, token_help = keystone_setup(keystone_accounts())
         websocket_conf += ["--config-file", extra]
@@ -163,6 +200,8 @@ def main() -> int:
             "--log-file", os.path.join(logs, "delivery.log"))
         run("searchlight-forward-websocket", *websocket_conf,
             "--log-file", os.path.join(logs, "websocket.log"))
+        run("searchlight-forward-api", *api_conf,
+            "--log-file", os.path.join(logs, "api.log"))
         wait_until(lambda: queue_declared("searchlight-forward"), 60, "the listener")
         wait_until(lambda: urllib.request.urlopen(PAGE + "status", timeout=2), 60,
                    "the WebSocket server")
@@ -179,12 +218,16 @@ publishes {args.rate:g} notifications/s for three projects.
                   --queue openstack-resources   (Zaqar at http://127.0.0.1:8888;
                   alerts: --queue openstack-error)
   Search:       curl 'http://127.0.0.1:9200/searchlight-search/_search?q=status:ACTIVE&pretty'
+  Subscribe:    export SF_API_URL=http://127.0.0.1:8785
+                eval $(.venv/bin/python scripts/demo.py --print-openrc demo)
+                .venv/bin/searchlight-forward-subscriptions create --protocol webhook \\
+                  --endpoint http://127.0.0.1:9000/hook   (docs/subscriptions.md)
   Counters:     curl http://127.0.0.1:8790/status    (listener)
                 curl http://127.0.0.1:8791/status    (delivery: every pipeline's cursor)
   Logs:         {logs}/ (delivery.log has one line per delivered change)
 
-Ctrl-C stops the generator, the listener, the delivery service, the WebSocket server
-and the local servers.
+Ctrl-C stops the generator, the listener, the delivery service, the WebSocket server,
+the subscriptions API and the local servers.
 """, flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)

@@ -13,8 +13,8 @@ opts = [
     cfg.HostAddressOpt("api_host", default="127.0.0.1",
                        help="Address searchlight-forward-api binds to (put a TLS-"
                             "terminating proxy in front of it)."),
-    cfg.PortOpt("api_port", default=8790, help="Port of searchlight-forward-api."),
-    cfg.URIOpt("public_url", default="http://127.0.0.1:8790",
+    cfg.PortOpt("api_port", default=8785, help="Port of searchlight-forward-api."),
+    cfg.URIOpt("public_url", default="http://127.0.0.1:8785",
                help="The API's URL as endpoints reach it: confirmation links point "
                     "there."),
     cfg.ListOpt("allowed_networks", default=[],

@@ -5,12 +5,14 @@ reference package (not with our signing code)."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import uuid
 
 import pytest
 import requests
 import standardwebhooks
 
+from searchlight_forward.commands import subscriptions as cli
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
                                                      Receiver, free_port,
@@ -325,3 +327,32 @@ def test_a_rotated_secret_and_the_previous_one_both_verify_during_the_overlap(
     stranger = "whsec_" + "A" * 32
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         verified(receiver, stranger)
+
+
+def test_the_cli_manages_subscriptions_with_openstack_credentials(
+        stack, keystone, receivers, capsys):
+    api = stack()
+    user = keystone.users["demo"]
+    creds = ["--api-url", api.url, "--os-auth-url", keystone.auth_url,
+             "--os-username", user["name"], "--os-password", user["password"],
+             "--os-user-domain-id", user["domain_id"], "--os-project-id", user["project_id"]]
+
+    def run(*args) -> tuple[int, dict | None]:
+        status = cli.main(creds + list(args))
+        out = capsys.readouterr().out
+        return status, (json.loads(out) if out.strip() else None)
+
+    status, created = run("create", "--protocol", "webhook", "--endpoint",
+                          receivers(confirm=False).url, "--resource-type",
+                          "OS::Nova::Server", "--event-type", "compute.instance.*")
+    sub = created["subscription"]
+    assert status == 0 and sub["resource_types"] == ["OS::Nova::Server"]
+    assert run("list")[1]["subscriptions"][0]["id"] == sub["id"]
+    status, updated = run("update", sub["id"], "--disable", "--rate-limit", "2")
+    assert (updated["subscription"]["state"], updated["subscription"]["rate_limit"]) == (
+        "disabled", 2)
+    assert run("secret", sub["id"])[1]["secrets"][0]["secret"] == sub["secret"]
+    assert run("rotate-secret", sub["id"])[1]["secrets"][1]["secret"] == sub["secret"]
+    assert run("delete", sub["id"]) == (0, None)
+    status, missing = run("show", sub["id"])
+    assert status == 1 and missing["error"]["code"] == 404

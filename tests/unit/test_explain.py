@@ -96,4 +96,4 @@ def test_check_accepts_the_shipped_configuration():
                            "--config-file", str(ROOT / "etc" / "searchlight-forward.conf"),
                            "check"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("ok: 5 pipeline(s)")
+    assert done.stdout.startswith("ok: 6 pipeline(s)")

@@ -1,0 +1,1115 @@
+"""searchlight-forward subscriptions benchmark: webhook deliveries per second per core
+of the delivery service, publish-to-receiver delay with 100 filtered subscriptions,
+and what 1,000 idle subscriptions cost.
+
+    .venv/bin/python bench/subscriptions.py            # the default run (~6 min on 2 cores)
+    .venv/bin/python bench/subscriptions.py --quick    # a smoke run (~2 min)
+    .venv/bin/python bench/subscriptions.py --only idle --profile
+
+Runs on the local servers (`python3 scripts/servers.py up`; Elasticsearch and RabbitMQ
+are needed, Keystone and Zaqar are not), with a real `searchlight-forward-delivery`
+process (and, for the delay, a real `searchlight-forward-listener`) spawned as
+children, and real HTTP receivers on 127.0.0.1 in a process of their own
+(bench/webhooks.py), so that their CPU is counted apart from the delivery service's.
+Private names as in bench/run.py: a RabbitMQ virtual host `sfb-<run>`, indices
+`sfb-<run>-*` (the subscriptions index, the cursors' state index and the dead
+letters included), ports and a temporary directory; all removed at the end, also on
+Ctrl-C or SIGTERM. Every wait has a time limit.
+
+Subscriptions are written straight into the subscriptions index with
+`SubscriptionStore.create()`, already `active` (confirmed, `start_from` now, a
+`whsec_` secret), as the API leaves them once their endpoint confirmed: no Keystone,
+no API and no confirmation round trip are involved.
+
+Scenarios (names for --only / --skip):
+  throughput  N resources (--documents) written straight into the group's index with
+              the project's Indexer while the delivery service is stopped, then the
+              delivery service started with --subscriptions-throughput (10) active
+              webhook subscriptions confirmed before those writes (their cursors start
+              before them: each catches up through all N), rate_limit at the maximum
+              (not binding); clock from the first to the last arrival at the
+              receivers. Also a bare POST ceiling: one Python process POSTing bodies of
+              the same size to the same receivers with the same concurrency.
+  delay       --subscriptions-delay (100) subscriptions, each one of the three
+              simulated projects and two resource types, the tenant default
+              rate_limit; the simulator's notifications published at --rate (100/s)
+              for --duration (30 s) through RabbitMQ -> searchlight-forward-listener ->
+              Elasticsearch -> searchlight-forward-delivery -> receivers; delay from
+              publish to arrival at the receiver (same host clock), and to searchable
+  idle        one delivery process measured --idle-base seconds with no subscription,
+              then with --subscriptions-idle (1000) active subscriptions whose project
+              never publishes (nothing is published at all), measured --idle seconds:
+              CPU per second and per [changelog] poll_interval, RSS, threads, and what
+              it costs Elasticsearch; ratios of the two in the same run
+
+Writes bench/results/subscriptions.json and subscriptions.md.
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import concurrent.futures
+import configparser
+import contextlib
+import datetime
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import types
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import psutil  # noqa: E402
+import tqdm  # noqa: E402
+
+import harness  # noqa: E402
+import run as bench_run  # noqa: E402
+import webhooks  # noqa: E402
+import workers  # noqa: E402
+from harness import BenchError, Scenario  # noqa: E402
+
+ROOT = workers.ROOT
+RESULTS = os.path.join(HERE, "results")
+SCENARIOS = ("throughput", "delay", "idle")
+SERVER = "OS::Nova::Server"
+LEASE_SECONDS = 30.0
+WEBHOOK_TIMEOUT = 5.0
+SMTP_TIMEOUT = 2.0
+MAX_RATE_LIMIT = 10000.0      # [subscriptions] max_rate_limit of the bench's configuration
+CONCURRENCY = 4               # [subscriptions] webhook_concurrency (the default)
+log = bench_run.log
+
+
+# -- configuration ------------------------------------------------------------------------
+
+def subscriptions_scenario(run: harness.Run, name: str, extra: dict | None = None
+                           ) -> Scenario:
+    """A harness scenario (the shipped configuration, private names) whose pipelines
+    file holds one pipeline ending in the ``subscriptions`` sink (the shipped
+    ``unsearchable`` and ``secrets`` filters), and [subscriptions] options for
+    receivers on 127.0.0.1."""
+    group = f"{run.prefix}-{name}"
+    overrides = {
+        ("forwarding", "config_file"): "forwarders.ini",
+        ("subscriptions", "index"): f"{group}-subscriptions",
+        ("subscriptions", "allowed_networks"): "127.0.0.1/32",
+        ("subscriptions", "allow_http"): "true",
+        ("subscriptions", "refresh_interval"): "1",
+        ("subscriptions", "webhook_timeout"): f"{WEBHOOK_TIMEOUT:g}",
+        ("subscriptions", "webhook_concurrency"): str(CONCURRENCY),
+        ("subscriptions", "max_rate_limit"): f"{MAX_RATE_LIMIT:g}",
+        ("smtp", "timeout"): f"{SMTP_TIMEOUT:g}",
+        ("delivery", "lease_seconds"): f"{LEASE_SECONDS:g}",
+        ("delivery", "workers"): "1",
+        **(extra or {}),
+    }
+    # worker.build refuses a lease shorter than twice the longest endpoint call.
+    from forwarders.sinks.email import sink as email_sink
+    from forwarders.sinks.webhook import sink as webhook_sink
+    longest = max(webhook_sink.call_timeout(WEBHOOK_TIMEOUT),
+                  email_sink.call_timeout(SMTP_TIMEOUT))
+    assert LEASE_SECONDS >= 2 * longest, (LEASE_SECONDS, longest)
+    scn = Scenario(run, name, pipelines=False, overrides=overrides)
+    shipped = configparser.RawConfigParser()
+    shipped.optionxform = str
+    shipped.read(os.path.join(ROOT, "etc", "forwarders.ini"))
+    fw = configparser.RawConfigParser()
+    fw.optionxform = str
+    fw.read_dict({"forwarding": {"pipelines": "subscriptions"},
+                  "pipeline:subscriptions": {"pipeline": "unsearchable secrets subscriptions"},
+                  "sink:subscriptions": {"use": "egg:searchlight-forward#subscriptions"}})
+    for section in ("filter:unsearchable", "filter:secrets"):
+        fw.add_section(section)
+        for option in shipped.options(section):
+            if option not in shipped.defaults():
+                fw.set(section, option, shipped.get(section, option, raw=True))
+    with open(os.path.join(scn.dir, "forwarders.ini"), "w") as f:
+        fw.write(f)
+    scn.sub_index = overrides[("subscriptions", "index")]
+    return scn
+
+
+def poll_interval_of(scn: Scenario) -> float:
+    parser = configparser.RawConfigParser()
+    parser.read(scn.conf)
+    raw = parser.get("changelog", "poll_interval", fallback="").strip()
+    if raw:
+        return float(raw)
+    from searchlight_forward.changelog import opts
+    return next(o.default for o in opts.opts if o.dest == "poll_interval")
+
+
+def default_rate_limit() -> float:
+    from forwarders.subscriptions import opts
+    return next(o.default for o in opts.opts if o.dest == "default_rate_limit")
+
+
+# -- subscriptions --------------------------------------------------------------------------
+
+def new_subscription(endpoint: str, project_id: str, name: str, rate_limit: float,
+                     resource_types=None, start_positions=None):
+    """An active webhook subscription as the API leaves it once confirmed."""
+    from forwarders.subscriptions import model
+    from searchlight_forward.model.documents import USER
+    now = time.time()
+    return model.Subscription(
+        id=str(uuid.uuid4()), project_id=project_id, protocol=model.WEBHOOK,
+        endpoint=endpoint, role=USER, created_by="sfb-bench", created_at=now,
+        updated_at=now, state=model.ACTIVE, name=name,
+        resource_types=tuple(resource_types) if resource_types else None,
+        rate_limit=float(rate_limit), start_from=model.NOW,
+        secrets=(model.Secret(model.new_secret()),),
+        confirmation_token=model.new_token(), confirmation_sent_at=now,
+        confirmation_attempts=1, confirmed_at=now, start_positions=start_positions)
+
+
+def create_subscriptions(scn: Scenario, subs: list, desc: str) -> float:
+    """``SubscriptionStore.create()`` each (in parallel: each waits for a refresh);
+    returns the seconds it took."""
+    import elasticsearch
+
+    from forwarders.subscriptions.store import SubscriptionStore
+    es = elasticsearch.Elasticsearch(harness.ES_URL, request_timeout=60,
+                                     connections_per_node=64)
+    store = SubscriptionStore(es, scn.sub_index)
+    store.ensure()
+    t0 = time.monotonic()
+    with tqdm.tqdm(total=len(subs), desc=desc, unit="sub", leave=False) as bar, \
+            concurrent.futures.ThreadPoolExecutor(48) as pool:
+        for future in concurrent.futures.as_completed(
+                [pool.submit(store.create, s) for s in subs]):
+            future.result()
+            bar.update(1)
+    es.close()
+    return time.monotonic() - t0
+
+
+def subscription_pipelines(scn: Scenario) -> dict[str, dict]:
+    """The delivery service's subscription pipelines (cursor id -> status), or {}."""
+    status = harness.delivery_status(scn) or {}
+    return {k: v for k, v in (status.get("pipelines") or {}).items()
+            if ":subscription-" in k}
+
+
+def wait_live(scn: Scenario, delivery: harness.Child, count: int, timeout: float,
+              desc: str) -> float:
+    """Until ``count`` subscription pipelines are live (at the shared position)."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    with tqdm.tqdm(total=count, desc=desc, unit="sub", leave=False) as bar:
+        while True:
+            if not delivery.alive():
+                raise BenchError(f"the delivery service exited:\n{delivery.tail()}")
+            live = sum(1 for p in subscription_pipelines(scn).values() if p["mode"] == "live")
+            bar.update(live - bar.n)
+            if live >= count:
+                return time.monotonic() - t0
+            if time.monotonic() > deadline:
+                raise BenchError(f"{desc}: {live} of {count} subscriptions live after "
+                                 f"{timeout:.0f}s:\n{delivery.tail()}")
+            time.sleep(0.5)
+
+
+def wait_status(scn: Scenario, child: harness.Child, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while harness.delivery_status(scn) is None:
+        if not child.alive():
+            raise BenchError(f"the delivery service exited:\n{child.tail()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"the delivery service did not come up:\n{child.tail()}")
+        time.sleep(0.2)
+
+
+def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
+    """Subscription pipeline -> its cursor is at the end of the change log (any count:
+    harness.cursors_at_head reads at most 100 cursors)."""
+    from searchlight_forward.changelog.position import Position
+    from searchlight_forward.changelog.reader import ChangeLog
+    head = ChangeLog(es, scn.group).head().position
+    es.indices.refresh(index=scn.state_index)
+    hits = es.search(index=scn.state_index, size=10000, query={"bool": {"filter": [
+        {"term": {"kind": "cursor"}}, {"term": {"group": scn.group}}]}})["hits"]["hits"]
+    out = {}
+    for hit in hits:
+        position = Position.from_dict(hit["_source"].get("position"))
+        out[hit["_source"]["consumer"]] = position is not None and position.includes(head)
+    return out
+
+
+# -- the receivers' process ------------------------------------------------------------------
+
+class Receivers:
+    """bench/webhooks.py's receivers in their own process, and the parent's end of
+    its pipe. Endpoint n is ``http://127.0.0.1:<port>/s/<n>``."""
+
+    def __init__(self):
+        self.conn, child_conn = harness.SPAWN.Pipe()
+        self.proc = harness.SPAWN.Process(target=webhooks.receiver_main, args=(child_conn,),
+                                          daemon=True)
+        self.proc.start()
+        self.ps = psutil.Process(self.proc.pid)
+        self._lock = threading.Lock()
+        self.port = self.ask("port")
+
+    def url(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.port}/s/{n}"
+
+    def ask(self, *cmd, timeout: float = 60.0):
+        with self._lock:
+            self.conn.send(cmd)
+            if not self.conn.poll(timeout):
+                raise BenchError(f"the receivers did not answer {cmd[0]!r}")
+            return self.conn.recv()
+
+    def quiet(self, seconds: float = 1.0, timeout: float = 30.0) -> int:
+        """Wait until no request arrived for ``seconds``; the count."""
+        last, since = -1, time.monotonic()
+        deadline = since + timeout
+        while time.monotonic() < deadline:
+            count = self.ask("count")
+            if count != last:
+                last, since = count, time.monotonic()
+            elif time.monotonic() - since >= seconds:
+                break
+            time.sleep(0.1)
+        return last
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("stop", timeout=10)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+# -- CPU and memory over time ---------------------------------------------------------------
+
+class Timeline:
+    """CPU seconds (process trees, harness._tree_cpu), RSS, threads and voluntary
+    context switches of chosen processes, sampled every ``interval`` in a thread, so
+    that any window between two instants can be read afterwards (linear
+    interpolation between samples)."""
+
+    def __init__(self, procs: dict[str, psutil.Process], interval: float = 0.1):
+        self.procs = procs
+        self.interval = interval
+        self.samples: list[tuple[float, dict, dict, dict, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "Timeline":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        cpu, rss, threads, switches = {}, {}, {}, {}
+        for name, proc in self.procs.items():
+            cpu[name] = harness._tree_cpu(proc)
+            total, sizes = harness._tree_rss(proc)
+            rss[name] = (total, max(sizes) if sizes else 0)
+            n = s = 0
+            with contextlib.suppress(psutil.Error):
+                for p in [proc] + proc.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        n += p.num_threads()
+                        s += p.num_ctx_switches().voluntary
+            threads[name], switches[name] = n, s
+        self.samples.append((time.monotonic(), cpu, rss, threads, switches))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
+
+    def _at(self, index: int, name: str, t: float) -> float:
+        times = [s[0] for s in self.samples]
+        i = bisect.bisect_left(times, t)
+        if i <= 0:
+            return self.samples[0][index][name]
+        if i >= len(times):
+            return self.samples[-1][index][name]
+        (t0, v0), (t1, v1) = ((times[i - 1], self.samples[i - 1][index][name]),
+                              (times[i], self.samples[i][index][name]))
+        return v0 + (v1 - v0) * (t - t0) / max(t1 - t0, 1e-9)
+
+    def cpu(self, name: str, t0: float, t1: float) -> float:
+        """CPU seconds ``name`` used between two instants."""
+        return max(0.0, self._at(1, name, t1) - self._at(1, name, t0))
+
+    def switches(self, name: str, t0: float, t1: float) -> float:
+        return max(0.0, self._at(4, name, t1) - self._at(4, name, t0))
+
+    def memory(self, name: str, t0: float, t1: float) -> dict:
+        inside = [s for s in self.samples if t0 <= s[0] <= t1] or self.samples[-1:]
+        tree = [s[2][name][0] for s in inside]
+        largest = [s[2][name][1] for s in inside]
+        threads = [s[3][name] for s in inside]
+        mb = lambda v: round(v / 2**20, 1)  # noqa: E731
+        return {"rss_mb_mean": mb(sum(tree) / len(tree)), "rss_mb_peak": mb(max(tree)),
+                "largest_process_rss_mb_mean": mb(sum(largest) / len(largest)),
+                "largest_process_rss_mb_peak": mb(max(largest)),
+                "threads_mean": round(sum(threads) / len(threads)),
+                "threads_peak": max(threads)}
+
+
+def profiler(run: harness.Run, output: str):
+    """(start, stop) of bench/run.py's py-spy profile (--gil: Python's own CPU)."""
+    ctx = types.SimpleNamespace(run=run, args=types.SimpleNamespace(output=output))
+    return (lambda name, ps: bench_run.start_profile(ctx, name, ps)), bench_run.stop_profile
+
+
+def top(profile: dict, n: int = 12) -> dict:
+    """The busiest functions of a profile (inclusive and self shares, %)."""
+    if not profile or "error" in profile:
+        return profile
+    return {"samples": profile["samples"], "raw": os.path.relpath(profile["raw"], ROOT),
+            "inclusive_pct": profile["inclusive_pct"][:n],
+            "self_pct": profile["self_pct"][:n]}
+
+
+# -- throughput ---------------------------------------------------------------------------------
+
+def server_document(rid: str, project: str, n: int) -> dict:
+    """A Nova server as the plugin indexes it, about 1 KB."""
+    return {"id": rid, "resource_type": SERVER, "project_id": project, "tenant_id": project,
+            "user_id": "5f1c3a526f0e4b599d0c2d3f1a6b7e42", "name": f"bench-server-{n}",
+            "status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:task_state": None,
+            "OS-EXT-SRV-ATTR:host": f"compute-{n % 16}",
+            "OS-EXT-SRV-ATTR:instance_name": f"instance-{n:08x}",
+            "flavor": {"id": "m1.small", "ram": 2048, "vcpus": 1, "disk": 20},
+            "image": {"id": "8ee1b6ba-6f58-4bb8-a8c3-2a6b1c1d6f04"},
+            "addresses": {"private": [{"addr": f"10.0.{n // 250 % 250}.{n % 250 + 2}",
+                                       "version": 4, "OS-EXT-IPS:type": "fixed",
+                                       "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01"}]},
+            "metadata": {"role": "web", "tier": "frontend", "owner": "team-a"},
+            "security_groups": [{"name": "default"}], "key_name": "bench-key",
+            "availability_zone": "nova", "host_status": "UP", "locked": False,
+            "description": "benchmark server " + "x" * 300,
+            "created_at": "2026-03-02T12:00:00Z", "updated_at": "2026-03-02T12:00:01Z"}
+
+
+def write_documents(run: harness.Run, scn: Scenario, project: str, count: int,
+                    chunk: int = 500) -> dict:
+    """``count`` servers of ``project`` through the project's Indexer, as
+    tests/functional/conftest.py's ``writer`` does (both role copies, external
+    versions), then a refresh."""
+    from searchlight_forward.indexer.indexer import Indexer
+    from searchlight_forward.indexer.layout import listener_alias
+    from searchlight_forward.indexer.merge import Outcome
+    from searchlight_forward.model.change import DocumentChange, Operation
+    from searchlight_forward.plugins import load_plugins
+    plugins = load_plugins()
+    admin_only = {p.resource_type: tuple(p.admin_only_fields) for p in plugins.plugins}
+    indexer = Indexer(run.es, {t: scn.group for t in admin_only}, admin_only)
+    applied = 0
+    t0 = time.monotonic()
+    with tqdm.tqdm(total=count, desc="throughput: writing the documents", unit="doc",
+                   leave=False) as bar:
+        for start in range(0, count, chunk):
+            batch = []
+            for n in range(start, min(count, start + chunk)):
+                rid = str(uuid.UUID(int=(hash(scn.group) & (2**64 - 1)) << 64 | n))
+                batch.append((n, DocumentChange(
+                    SERVER, rid, project, Operation.INDEX, 1, "compute.instance.update",
+                    "2026-03-02 12:00:00.000000", document=server_document(rid, project, n))))
+            result = indexer.apply(batch)
+            applied += result.count(Outcome.APPLIED)
+            bar.update(len(batch))
+    run.es.indices.refresh(index=listener_alias(scn.group))
+    return {"documents": count, "applied": applied,
+            "seconds": round(time.monotonic() - t0, 2)}
+
+
+def scenario_throughput(ctx) -> dict:
+    args = ctx.args
+    n, k = args.documents, args.subscriptions_throughput
+    total = n * k
+    scn = subscriptions_scenario(ctx.run, "throughput")
+    receivers = delivery = timeline = spy = None
+    try:
+        scn.ensure_index()
+        receivers = Receivers()
+        from searchlight_forward.changelog.reader import ChangeLog
+        head = ChangeLog(ctx.run.es, scn.group).head().position
+        project = ctx.run.project_ids["demo"]
+        # Confirmed before the writes: each cursor starts there (the API records the
+        # log's end per group at confirmation) and catches up through all N.
+        subs = [new_subscription(receivers.url(i), project, f"throughput-{i}", MAX_RATE_LIMIT,
+                                 start_positions={scn.group: head.to_dict()})
+                for i in range(k)]
+        create_subscriptions(scn, subs, "throughput: subscriptions")
+        written = write_documents(ctx.run, scn, project, n)
+        if written["applied"] != n:
+            raise BenchError(f"throughput: {written['applied']} of {n} documents written")
+        started = time.monotonic()
+        delivery = harness.start_delivery(scn)
+        timeline = Timeline({"delivery": delivery.ps, "receivers": receivers.ps,
+                             **{s: ctx.servers[s] for s in ("elasticsearch",)
+                                if s in ctx.servers}}).start()
+        deadline = time.monotonic() + args.timeout
+        with tqdm.tqdm(total=total, desc=f"throughput: {k} subscriptions x {n} changes",
+                       unit="delivery", leave=False) as bar:
+            count = 0
+            while count < total:
+                count = receivers.ask("count")
+                bar.update(count - bar.n)
+                if spy is None and count and args.profile:
+                    spy = ctx.profile_start("subscriptions-throughput-delivery", delivery.ps)
+                    spy = spy or False
+                if not delivery.alive():
+                    raise BenchError(f"throughput: the delivery service exited:\n"
+                                     f"{delivery.tail()}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"throughput: {count} of {total} deliveries after "
+                                     f"{args.timeout:.0f}s:\n{delivery.tail()}")
+                time.sleep(0.1)
+        profile = ctx.profile_stop(*spy) if spy else None
+        spy = None
+        receivers.quiet(1.0)            # anything sent twice arrives now
+        timeline.stop()
+        summary = receivers.ask("summary")
+        t0, t1 = summary["first"], summary["last"]
+        wall = t1 - t0
+        cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
+        complete = sum(1 for e in summary["endpoints"].values() if e["distinct_ids"] >= n)
+        status = subscription_pipelines(scn)
+        counters = sum((collections.Counter(p.get("counters") or {})
+                        for p in status.values()), collections.Counter())
+        per_core = total / cpu["delivery"] if cpu["delivery"] else None
+        out = {"documents": n, "subscriptions": k, "deliveries": summary["requests"],
+               "expected_deliveries": total, "duplicates": summary["duplicates"],
+               "subscriptions_complete": complete,
+               "mean_body_bytes": summary["mean_body_bytes"], "write": written,
+               "startup_s": round(t0 - started, 2), "seconds": round(wall, 2),
+               "deliveries_per_s": round(total / wall),
+               "delivery_cores_used": round(cpu["delivery"] / wall, 2),
+               "deliveries_per_cpu_second": round(per_core) if per_core else None,
+               "cpu_s_per_1000": {name: round(1000 * v / total, 3) for name, v in cpu.items()},
+               "memory": {"delivery": timeline.memory("delivery", t0, t1)},
+               "pipeline_counters": dict(counters),
+               "method": "catch-up: the documents were written before the delivery "
+                         "service started; each subscription's cursor starts before them"}
+        if profile is not None:
+            out["profile"] = top(profile)
+        log(f"  throughput: {total} deliveries in {wall:.1f} s = {total / wall:.0f}/s, "
+            f"delivery {cpu['delivery'] / wall:.2f} cores, "
+            f"{out['deliveries_per_cpu_second']}/s per core, "
+            f"{out['cpu_s_per_1000']['delivery']} CPU-s per 1000 (receivers "
+            f"{out['cpu_s_per_1000']['receivers']})")
+        delivery.stop()
+        delivery = None
+        out["ceiling"] = post_ceiling(ctx, receivers, k, summary["mean_body_bytes"] or 1400,
+                                      total)
+        c = out["ceiling"]
+        out["vs_ceiling"] = bench_run.ratio(out["deliveries_per_s"], c["posts_per_s"])
+        out["cpu_vs_ceiling"] = bench_run.ratio(out["cpu_s_per_1000"]["delivery"],
+                                                c["cpu_s_per_1000"]["client"])
+        return out
+    finally:
+        if spy:
+            with contextlib.suppress(Exception):
+                spy[0].kill()
+        if timeline is not None:
+            timeline.stop()
+        if delivery is not None:
+            delivery.stop()
+        if receivers is not None:
+            receivers.stop()
+        scn.cleanup()
+
+
+def post_ceiling(ctx, receivers: Receivers, endpoints: int, body_bytes: int,
+                 count: int) -> dict:
+    """What one Python process POSTs to the same receivers with the same concurrency
+    (bench/webhooks.py ``post_ceiling_main``)."""
+    receivers.ask("reset")
+    result = harness.SPAWN.Queue()
+    proc = harness.SPAWN.Process(target=webhooks.post_ceiling_main, args=(
+        receivers.port, [f"/c/{i}" for i in range(endpoints)], count, CONCURRENCY,
+        body_bytes, result), daemon=True)
+    proc.start()
+    timeline = Timeline({"client": psutil.Process(proc.pid), "receivers": receivers.ps}).start()
+    try:
+        with tqdm.tqdm(total=count, desc="throughput: bare POST ceiling", unit="post",
+                       leave=False) as bar:
+            deadline = time.monotonic() + ctx.args.timeout
+            while True:
+                got = receivers.ask("count")
+                bar.update(got - bar.n)
+                if got >= count or not proc.is_alive():
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"ceiling: {got} of {count} after {ctx.args.timeout}s")
+                time.sleep(0.1)
+        out = result.get(timeout=60)
+    finally:
+        timeline.stop()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    summary = receivers.ask("summary")
+    t0, t1 = summary["first"], summary["last"]
+    wall = t1 - t0
+    cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
+    res = {"posts": summary["requests"], "failures": out["failures"],
+           "body_bytes": out["body_bytes"], "threads": endpoints * CONCURRENCY,
+           "seconds": round(wall, 2), "posts_per_s": round(summary["requests"] / wall),
+           "client_cores_used": round(cpu["client"] / wall, 2),
+           "cpu_s_per_1000": {k: round(1000 * v / summary["requests"], 3)
+                              for k, v in cpu.items()}}
+    log(f"  ceiling: {res['posts_per_s']}/s bare POSTs, client {res['client_cores_used']} "
+        f"cores, {res['cpu_s_per_1000']['client']} CPU-s per 1000")
+    return res
+
+
+# -- delay ----------------------------------------------------------------------------------
+
+def stream_changes(notes) -> list[list[tuple]]:
+    """(resource_type, id, version, project_id) per notification, from the plugins
+    (what the listener will compute; id None for a change located by another field)."""
+    from searchlight_forward.plugins import load_plugins
+    plugins = load_plugins()
+    out = []
+    for note in notes:
+        plugin = plugins.route(note.event_type)
+        found = []
+        if plugin is not None:
+            with contextlib.suppress(Exception):
+                for change in plugin.changes(note.to_notification()):
+                    found.append((change.resource_type,
+                                  None if change.locate_by else change.id,
+                                  change.version, change.project_id))
+        out.append(found)
+    return out
+
+
+def delay_subscriptions(receivers: Receivers, run: harness.Run, count: int,
+                        rate_limit: float) -> tuple[list, dict]:
+    """``count`` subscriptions, each one of the simulated projects and two resource
+    types, spread evenly; (subscriptions, endpoint path -> (project, types))."""
+    from searchlight_forward.plugins import load_plugins
+    all_types = sorted(p.resource_type for p in load_plugins().plugins)
+    projects = sorted(run.project_ids.values())
+    subs, filters = [], {}
+    for i in range(count):
+        project = projects[i % len(projects)]
+        j = i // len(projects)
+        chosen = (all_types[j % len(all_types)],
+                  all_types[(j + len(all_types) // 2) % len(all_types)])
+        subs.append(new_subscription(receivers.url(i), project, f"delay-{i}", rate_limit,
+                                     resource_types=chosen))
+        filters[f"/s/{i}"] = (project, frozenset(chosen))
+    return subs, filters
+
+
+def scenario_delay(ctx) -> dict:
+    args = ctx.args
+    k, rate, duration = args.subscriptions_delay, args.rate, args.duration
+    scn = subscriptions_scenario(ctx.run, "delay")
+    receivers = search = None
+    children: list[harness.Child] = []
+    try:
+        scn.ensure_index()
+        harness.declare_pool(ctx.run.transport_url, scn.pool, scn.conf)
+        receivers = Receivers()
+        rate_limit = args.delay_rate_limit or default_rate_limit()
+        subs, filters = delay_subscriptions(receivers, ctx.run, k, rate_limit)
+        create_subscriptions(scn, subs, "delay: subscriptions")
+        delivery = harness.start_delivery(scn)
+        children.append(delivery)
+        wait_live(scn, delivery, k, 120, "delay: subscriptions going live")
+        listener = harness.start_listener(scn)
+        children.append(listener)
+        harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
+
+        def processed():
+            snap = harness.listener_status(scn)
+            return int(snap["listener"].get("notifications", 0)) if snap else 0
+
+        published = 0
+        warm = ctx.spec(999, int(args.warmup * rate), start="2026-01-01T00:00:00")
+        with tqdm.tqdm(total=warm["count"], desc="delay: warm-up", unit="msg",
+                       leave=False) as bar:
+            ctx.pool.publish(warm, rate=rate, bar=bar)
+        published += warm["count"]
+        harness.wait_until(lambda: processed() >= published, 60, 0.2, "the warm-up")
+        harness.wait_until(lambda: all(cursors_at_head(ctx.run.es, scn).values()), 60, 0.2,
+                           "the subscriptions after the warm-up")
+        receivers.quiet(1.0)
+        receivers.ask("records")
+        receivers.ask("reset")
+
+        count = int(rate * duration)
+        spec = ctx.spec(5000, count, start="2026-05-01T00:00:00")
+        changes = stream_changes(workers.make_stream(spec))
+        search = harness.SearchWatcher(ctx.run.es, scn.group).start()
+        procs = {"delivery": delivery.ps, "listener": listener.ps, "receivers": receivers.ps,
+                 "publishers": ctx.pool.ps, **ctx.servers}
+        watch = harness.Watch(procs, rss_of=["delivery", "listener"], single=()).start()
+        es0 = harness.es_stats(ctx.run.es)
+        with tqdm.tqdm(total=count, desc=f"delay: {rate:g}/s for {duration:g}s, {k} "
+                       f"subscriptions", unit="msg", leave=False) as bar:
+            pub = ctx.pool.publish(spec, rate=rate, record=True, bar=bar)
+        published += count
+        drained = True
+        try:
+            harness.wait_until(lambda: processed() >= published, args.drain, 0.2,
+                               f"the listener to catch up at {rate}/s")
+            harness.wait_until(lambda: all(cursors_at_head(ctx.run.es, scn).values()),
+                               args.drain, 0.2, f"the subscriptions to catch up at {rate}/s")
+        except BenchError:
+            drained = False
+        receivers.quiet(1.0)
+        watch.stop()
+        es_used = harness.es_delta(es0, harness.es_stats(ctx.run.es), watch.t1 - watch.t0)
+        records = receivers.ask("records")
+        summary = receivers.ask("summary")
+        search.stop()
+        res = receiver_delays(changes, pub["times"], records, filters, dict(search.seen))
+        resources = watch.report()
+        wall = resources["wall_s"]
+        deliveries = max(len(records), 1)
+        cpu_s = {name: cores * wall for name, cores in resources["cores_used"].items()}
+        status = subscription_pipelines(scn)
+        counters = sum((collections.Counter(p.get("counters") or {})
+                        for p in status.values()), collections.Counter())
+        out = {"rate": rate, "duration_s": duration, "subscriptions": k,
+               "rate_limit": rate_limit, "published": pub["sent"],
+               "publish_errors": pub["errors"], "achieved_rate": pub["rate"],
+               "drained": drained, "duplicates": summary["duplicates"], **res,
+               "cpu_ms_per_delivery": {name: round(1000 * v / deliveries, 3)
+                                       for name, v in cpu_s.items()},
+               "cpu_ms_per_notification": {name: round(1000 * v / max(count, 1), 3)
+                                           for name, v in cpu_s.items()},
+               "resources": resources, "elasticsearch": es_used,
+               "pipeline_counters": dict(counters),
+               "search_method": harness.SEARCH_METHOD}
+        d = res["receiver_ms"]
+        log(f"  delay at {rate:g}/s with {k} subscriptions: receiver p50/p95/p99 "
+            f"{d['p50']}/{d['p95']}/{d['p99']} ms (searchable p50/p99 "
+            f"{res['searchable_ms']['p50']}/{res['searchable_ms']['p99']} ms); "
+            f"{res['received']} of {res['expected']} deliveries, "
+            f"{res['matches_per_notification']} subscriptions per notification")
+        return out
+    finally:
+        if search is not None:
+            search.stop()
+        if receivers is not None:
+            receivers.stop()
+        for child in reversed(children):
+            child.stop()
+        scn.cleanup()
+
+
+def receiver_delays(changes, times, records, filters, seen) -> dict:
+    """Publish -> receiver delay of every delivery, and -> searchable of every change.
+
+    A change (type, id, version) is expected at every subscription whose project is
+    the resource's (the first project any of its changes names) and whose types
+    include its type. Each arrival of a published change at a receiver is one delay
+    sample: arrival minus the publish time of the notification that made it (both
+    ``time.monotonic()`` on this host). ``after searchable`` is arrival minus the
+    first time the change was found in ``<group>-search`` (harness.SearchWatcher):
+    the delivery service's share of the delay."""
+    project_of: dict = {}
+    published: dict = {}
+    for found, t in zip(changes, times):
+        if t != t:                 # not published (nan)
+            continue
+        for rtype, rid, version, project in found:
+            if rid is None:
+                continue
+            if project:
+                project_of.setdefault((rtype, rid), project)
+            published.setdefault((rtype, rid, version), t)
+    expected = set()
+    for (rtype, rid, version) in published:
+        project = project_of.get((rtype, rid))
+        for path, (sub_project, sub_types) in filters.items():
+            if project == sub_project and rtype in sub_types:
+                expected.add((path, rtype, rid, version))
+    ms, after_search, unexpected, received = [], [], 0, set()
+    for path, _, rtype, rid, version, _, at in records:
+        key = (rtype, rid, version)
+        t = published.get(key)
+        if t is None:
+            unexpected += 1
+            continue
+        received.add((path, rtype, rid, version))
+        ms.append(1000 * (at - t))
+        shown = seen.get((rid, version))
+        if shown is not None:
+            after_search.append(1000 * (at - shown))
+    searchable = [1000 * (seen[(rid, v)] - t) for (rtype, rid, v), t in published.items()
+                  if (rid, v) in seen and seen[(rid, v)] >= t]
+    missing = expected - received
+    changes_published = len(published)
+    return {"changes_published": changes_published, "expected": len(expected),
+            "received": len(received), "missing": len(missing),
+            "missing_sample": [list(m) for m in sorted(missing)[:5]],
+            "not_expected": len(received - expected), "unknown_arrivals": unexpected,
+            "matches_per_notification": round(len(expected) / max(changes_published, 1), 2),
+            "receiver_ms": bench_run.percentiles(ms),
+            "searchable_ms": bench_run.percentiles(searchable),
+            "after_searchable_ms": bench_run.percentiles(after_search)}
+
+
+# -- idle -----------------------------------------------------------------------------------
+
+def idle_window(timeline: Timeline, es_before: dict, es_after: dict, t0: float, t1: float,
+                poll: float, subscriptions: int) -> dict:
+    wall = t1 - t0
+    cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
+    es = harness.es_delta(es_before, es_after, wall)
+    per_s = cpu["delivery"] / wall
+    return {"subscriptions": subscriptions, "seconds": round(wall, 1),
+            "delivery_cpu_ms_per_s": round(1000 * per_s, 1),
+            "delivery_cpu_ms_per_poll": round(1000 * per_s * poll, 1),
+            "delivery_wakeups_per_s": round(timeline.switches("delivery", t0, t1) / wall),
+            "elasticsearch_cpu_ms_per_s": round(1000 * cpu.get("elasticsearch", 0) / wall, 1),
+            "elasticsearch_writes_per_s": round(es["docs_indexed"] / wall, 1),
+            "elasticsearch_searches_per_s": round(es["searches"] / wall, 1),
+            "elasticsearch_gets_per_s": round(es["gets"] / wall, 1),
+            **timeline.memory("delivery", t0, t1)}
+
+
+def scenario_idle(ctx) -> dict:
+    args = ctx.args
+    k = args.subscriptions_idle
+    scn = subscriptions_scenario(ctx.run, "idle")
+    delivery = timeline = spy = None
+    try:
+        scn.ensure_index()
+        poll = poll_interval_of(scn)
+        delivery = harness.start_delivery(scn)
+        wait_status(scn, delivery)
+        timeline = Timeline({"delivery": delivery.ps,
+                             **{s: ctx.servers[s] for s in ("elasticsearch",)
+                                if s in ctx.servers}}, interval=0.25).start()
+
+        def measure(seconds: float, subscriptions: int, desc: str) -> dict:
+            if not delivery.alive():
+                raise BenchError(f"the delivery service exited:\n{delivery.tail()}")
+            es0 = harness.es_stats(ctx.run.es)
+            t0 = time.monotonic()
+            with tqdm.tqdm(total=int(seconds), desc=desc, unit="s", leave=False) as bar:
+                while time.monotonic() - t0 < seconds:
+                    time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - t0))))
+                    bar.update(min(int(time.monotonic() - t0), int(seconds)) - bar.n)
+            t1 = time.monotonic()
+            time.sleep(timeline.interval * 2)      # a sample after t1
+            return idle_window(timeline, es0, harness.es_stats(ctx.run.es), t0, t1, poll,
+                               subscriptions)
+
+        time.sleep(args.settle)
+        base = measure(args.idle_base, 0, "idle: no subscription")
+        log(f"  idle, 0 subscriptions: {base['delivery_cpu_ms_per_s']} ms CPU/s, "
+            f"RSS {base['rss_mb_mean']} MB, {base['threads_mean']} threads")
+        subs = [new_subscription(f"http://127.0.0.1:9/idle/{i}", f"{ctx.run.prefix}-nobody",
+                                 f"idle-{i}", default_rate_limit()) for i in range(k)]
+        created_s = create_subscriptions(scn, subs, f"idle: {k} subscriptions")
+        live_s = wait_live(scn, delivery, k, args.timeout, f"idle: {k} subscriptions live")
+        time.sleep(args.settle)
+        if args.profile:
+            spy = ctx.profile_start("subscriptions-idle-delivery", delivery.ps)
+        loaded = measure(args.idle, k, f"idle: {k} subscriptions")
+        profile = ctx.profile_stop(*spy) if spy else None
+        spy = None
+        log(f"  idle, {k} subscriptions: {loaded['delivery_cpu_ms_per_s']} ms CPU/s, "
+            f"RSS {loaded['rss_mb_mean']} MB, {loaded['threads_mean']} threads")
+        ratio = lambda key: bench_run.ratio(loaded[key], base[key])  # noqa: E731
+        out = {"poll_interval_s": poll,
+               "refresh_interval_s": 1.0, "lease_seconds": LEASE_SECONDS,
+               "create_s": round(created_s, 1), "all_live_after_s": round(live_s, 1),
+               "without": base, "with": loaded,
+               "cpu_ratio": ratio("delivery_cpu_ms_per_s"),
+               "rss_ratio": ratio("rss_mb_mean"),
+               "elasticsearch_cpu_ratio": ratio("elasticsearch_cpu_ms_per_s"),
+               "rss_kb_per_subscription": round(
+                   1024 * (loaded["rss_mb_mean"] - base["rss_mb_mean"]) / k, 1),
+               "cpu_ms_per_s_per_100_subscriptions": round(
+                   100 * (loaded["delivery_cpu_ms_per_s"] - base["delivery_cpu_ms_per_s"])
+                   / k, 2)}
+        if profile is not None:
+            out["profile"] = top(profile)
+        return out
+    finally:
+        if spy:
+            with contextlib.suppress(Exception):
+                spy[0].kill()
+        if timeline is not None:
+            timeline.stop()
+        if delivery is not None:
+            delivery.stop()
+        scn.cleanup()
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def markdown(results: dict, meta: dict) -> str:
+    lines = [f"# Subscriptions benchmark ({meta['started']}, run {meta['run']}, "
+             f"{meta['wall_s']:.0f} s)", "",
+             f"Machine: {meta['machine'].get('nproc')} CPUs ({meta['machine'].get('cpu')}), "
+             f"Python {meta['machine'].get('python')}, Elasticsearch "
+             f"{meta['machine'].get('elasticsearch')}; git {meta['git'].get('commit')} "
+             f"({meta['git'].get('uncommitted_files')} uncommitted files). "
+             "Subscriptions written straight into the subscriptions index, already active "
+             "(no Keystone, no API, no confirmation round trip).", ""]
+    t = results.get("throughput")
+    if t and "error" not in t:
+        c = t.get("ceiling") or {}
+        lines += ["## Webhook deliveries per core", "",
+                  f"{t['documents']} changes x {t['subscriptions']} active subscriptions "
+                  f"(rate_limit {MAX_RATE_LIMIT:g}/s: not binding; webhook_concurrency "
+                  f"{CONCURRENCY}); {t['method']}. Bodies {t['mean_body_bytes']} bytes.", "",
+                  "| | deliveries | seconds | deliveries/s | cores used | deliveries/s "
+                  "per core | CPU-s per 1,000: sender | receivers | Elasticsearch |",
+                  "|---|---|---|---|---|---|---|---|---|",
+                  f"| delivery service | {t['deliveries']} | {t['seconds']} | "
+                  f"{t['deliveries_per_s']} | {t['delivery_cores_used']} | "
+                  f"{t['deliveries_per_cpu_second']} | {t['cpu_s_per_1000']['delivery']} | "
+                  f"{t['cpu_s_per_1000']['receivers']} | "
+                  f"{t['cpu_s_per_1000'].get('elasticsearch', '')} |"]
+        if c:
+            lines.append(
+                f"| bare POST ceiling ({c['threads']} threads, one process) | {c['posts']} | "
+                f"{c['seconds']} | {c['posts_per_s']} | {c['client_cores_used']} | "
+                f"{round(c['posts_per_s'] / c['client_cores_used']) if c['client_cores_used'] else ''}"
+                f" | {c['cpu_s_per_1000']['client']} | {c['cpu_s_per_1000']['receivers']} | |")
+        lines += ["", f"Delivery service vs the ceiling: {t.get('vs_ceiling')} x the rate, "
+                  f"{t.get('cpu_vs_ceiling')} x the CPU per delivery. Duplicates "
+                  f"{t['duplicates']}; subscriptions that got every change "
+                  f"{t['subscriptions_complete']}/{t['subscriptions']}; delivery service "
+                  f"start to first arrival {t['startup_s']} s; peak RSS "
+                  f"{t['memory']['delivery']['rss_mb_peak']} MB.", ""]
+        lines += profile_md(t.get("profile"))
+    elif t:
+        lines += ["## Webhook deliveries per core", "", f"FAILED: {t['error']}", ""]
+    d = results.get("delay")
+    if d and "error" not in d:
+        r, s, a = d["receiver_ms"], d["searchable_ms"], d["after_searchable_ms"]
+        lines += ["## Publish-to-receiver delay", "",
+                  f"{d['rate']:g} notifications/s for {d['duration_s']:g} s (achieved "
+                  f"{d['achieved_rate']}/s), {d['subscriptions']} subscriptions (one project "
+                  f"and two resource types each, rate_limit {d['rate_limit']:g}/s): "
+                  f"{d['matches_per_notification']} subscriptions per change; RabbitMQ -> "
+                  "listener -> Elasticsearch -> delivery service -> receiver.", "",
+                  "| delay (ms) | n | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|",
+                  f"| publish -> receiver | {r['n']} | {r['p50']} | {r['p95']} | {r['p99']} | "
+                  f"{r['max']} |",
+                  f"| publish -> searchable | {s['n']} | {s['p50']} | {s['p95']} | {s['p99']} | "
+                  f"{s['max']} |",
+                  f"| searchable -> receiver | {a['n']} | {a['p50']} | {a['p95']} | {a['p99']} "
+                  f"| {a['max']} |", "",
+                  f"Deliveries: {d['received']} of {d['expected']} expected "
+                  f"({d['missing']} missing, {d['not_expected']} not expected, "
+                  f"{d['duplicates']} duplicates); drained: {d['drained']}. CPU ms per "
+                  f"delivery: delivery service {d['cpu_ms_per_delivery'].get('delivery')}, "
+                  f"receivers {d['cpu_ms_per_delivery'].get('receivers')}; per "
+                  f"notification: listener {d['cpu_ms_per_notification'].get('listener')}, "
+                  f"Elasticsearch {d['cpu_ms_per_notification'].get('elasticsearch')}. "
+                  f"Cores used: " + ", ".join(f"{k} {v}" for k, v in
+                                              d["resources"]["cores_used"].items()) + ".", ""]
+    elif d:
+        lines += ["## Publish-to-receiver delay", "", f"FAILED: {d['error']}", ""]
+    i = results.get("idle")
+    if i and "error" not in i:
+        w0, w1 = i["without"], i["with"]
+        rows = [("delivery CPU ms per s", "delivery_cpu_ms_per_s"),
+                (f"delivery CPU ms per poll ({i['poll_interval_s']:g} s)",
+                 "delivery_cpu_ms_per_poll"),
+                ("delivery voluntary context switches per s", "delivery_wakeups_per_s"),
+                ("delivery RSS MB (mean, process tree)", "rss_mb_mean"),
+                ("delivery worker RSS MB (mean)", "largest_process_rss_mb_mean"),
+                ("delivery threads", "threads_mean"),
+                ("Elasticsearch CPU ms per s", "elasticsearch_cpu_ms_per_s"),
+                ("Elasticsearch writes per s", "elasticsearch_writes_per_s"),
+                ("Elasticsearch searches per s", "elasticsearch_searches_per_s"),
+                ("Elasticsearch gets per s", "elasticsearch_gets_per_s")]
+        lines += ["## Idle subscriptions", "",
+                  f"One delivery process, {w0['seconds']:g} s with no subscription, then "
+                  f"{w1['seconds']:g} s with {w1['subscriptions']} active subscriptions whose "
+                  f"project publishes nothing (nothing is published at all). [changelog] "
+                  f"poll_interval {i['poll_interval_s']:g} s, [subscriptions] "
+                  f"refresh_interval {i['refresh_interval_s']:g} s, [delivery] lease_seconds "
+                  f"{i['lease_seconds']:g}. Created in {i['create_s']} s, all live "
+                  f"{i['all_live_after_s']} s later.", "",
+                  f"| | 0 subscriptions | {w1['subscriptions']} subscriptions | ratio |",
+                  "|---|---|---|---|"]
+        for label, key in rows:
+            lines.append(f"| {label} | {w0[key]} | {w1[key]} | "
+                         f"{bench_run.ratio(w1[key], w0[key]) or ''} |")
+        lines += ["", f"Per subscription: {i['rss_kb_per_subscription']} KB of RSS; "
+                  f"{i['cpu_ms_per_s_per_100_subscriptions']} ms CPU per s per 100 "
+                  "subscriptions.", ""]
+        lines += profile_md(i.get("profile"))
+    elif i:
+        lines += ["## Idle subscriptions", "", f"FAILED: {i['error']}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def profile_md(profile: dict | None) -> list[str]:
+    if not profile or "error" in profile:
+        return []
+    return ["Profile of the delivery service (py-spy --gil, share of GIL-holding "
+            f"samples, {profile['samples']} samples, raw stacks in {profile['raw']}):", "",
+            "| inclusive | % | self | % |", "|---|---|---|---|"] + [
+        f"| {a[0]} | {a[1]} | {b[0]} | {b[1]} |"
+        for a, b in zip(profile["inclusive_pct"][:10], profile["self_pct"][:10])] + [""]
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--documents", type=int, default=None,
+                   help="throughput: changes written (default 10000; quick 1000)")
+    p.add_argument("--subscriptions-throughput", type=int, default=10)
+    p.add_argument("--subscriptions-delay", type=int, default=100)
+    p.add_argument("--subscriptions-idle", type=int, default=None,
+                   help="default 1000; quick 200")
+    p.add_argument("--rate", type=float, default=100.0,
+                   help="delay: notifications per second")
+    p.add_argument("--duration", type=float, default=None,
+                   help="delay: seconds at --rate (default 30; quick 10)")
+    p.add_argument("--delay-rate-limit", type=float, default=None,
+                   help="delay: each subscription's rate_limit (default: [subscriptions] "
+                        "default_rate_limit, what a tenant gets)")
+    p.add_argument("--warmup", type=float, default=3.0, help="delay: seconds of warm-up")
+    p.add_argument("--idle", type=float, default=None,
+                   help="idle: seconds measured with the subscriptions (default 60; quick 15)")
+    p.add_argument("--idle-base", type=float, default=None,
+                   help="idle: seconds measured without (default 20; quick 10)")
+    p.add_argument("--settle", type=float, default=5.0,
+                   help="idle: seconds left out after start-up and after going live")
+    p.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    p.add_argument("--only", default="", help=f"comma-separated: {', '.join(SCENARIOS)}")
+    p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
+    p.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    p.add_argument("--timeout", type=float, default=240.0,
+                   help="longest wait for deliveries or subscriptions (s)")
+    p.add_argument("--drain", type=float, default=60.0,
+                   help="delay: longest wait for everything to arrive after publishing")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the delivery service during the throughput and idle "
+                        "windows (raw stacks: profile-subscriptions-*.txt)")
+    p.add_argument("--output", default=RESULTS, help="directory for subscriptions.json/.md")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary directory (configurations and logs)")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.documents = args.documents or (1000 if q else 10000)
+    args.subscriptions_idle = args.subscriptions_idle or (200 if q else 1000)
+    args.duration = args.duration or (10.0 if q else 30.0)
+    args.idle = args.idle or (15.0 if q else 60.0)
+    args.idle_base = args.idle_base or (10.0 if q else 20.0)
+    chosen = [s for s in (args.only.split(",") if args.only else SCENARIOS) if s]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = (skip | set(chosen)) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: "
+                f"{', '.join(SCENARIOS)}")
+    args.scenarios = [s for s in SCENARIOS if s in chosen and s not in skip]
+    return args
+
+
+class Context:
+    def __init__(self, args):
+        self.args = args
+        self.run = harness.Run(keep=args.keep)
+        self.pool: harness.PublisherPool | None = None
+        self.servers: dict = {}
+        self.profile_start, self.profile_stop = profiler(self.run, args.output)
+
+    def spec(self, seed: int, count: int, start: str) -> dict:
+        return workers.stream_spec(seed, count, self.run.project_ids, start)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, bench_run._terminate)
+    started_wall = datetime.datetime.now(datetime.timezone.utc)
+    t_start = time.monotonic()
+    harness.wait_for_servers(("elasticsearch", "rabbitmq"))
+    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
+    workers.quiet_logging()
+    ctx = Context(args)
+    results: dict = {}
+    fns = {"throughput": scenario_throughput, "delay": scenario_delay, "idle": scenario_idle}
+    ctx.run.open()
+    try:
+        ctx.servers = harness.server_processes()
+        if "delay" in args.scenarios:
+            ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
+        with tqdm.tqdm(total=len(args.scenarios), desc="subscriptions benchmark",
+                       unit="scenario", position=0) as outer:
+            for name in args.scenarios:
+                outer.set_postfix_str(name)
+                t = time.monotonic()
+                try:
+                    results[name] = fns[name](ctx)
+                except BenchError as exc:
+                    results[name] = {"error": str(exc)}
+                    log(f"{name}: FAILED: {exc}")
+                except Exception as exc:  # noqa: BLE001 - a bug: report, go on
+                    import traceback
+                    results[name] = {"error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc()}
+                    log(f"{name}: FAILED:\n{traceback.format_exc()}")
+                results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
+                outer.update(1)
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        return 130
+    finally:
+        if ctx.pool is not None:
+            ctx.pool.close()
+        ctx.run.close()
+    wall = time.monotonic() - t_start
+    meta = {"started": started_wall.strftime("%Y-%m-%d %H:%M UTC"), "wall_s": round(wall, 1),
+            "run": ctx.run.prefix,
+            "command": "bench/subscriptions.py " + " ".join(sys.argv[1:] if argv is None
+                                                            else argv),
+            "scenarios": args.scenarios, "machine": bench_run.machine(),
+            "git": bench_run.git_state(),
+            "settings": {"documents": args.documents,
+                         "subscriptions": {"throughput": args.subscriptions_throughput,
+                                           "delay": args.subscriptions_delay,
+                                           "idle": args.subscriptions_idle},
+                         "rate": args.rate, "duration_s": args.duration,
+                         "idle_s": args.idle, "idle_base_s": args.idle_base,
+                         "lease_seconds": LEASE_SECONDS, "webhook_timeout": WEBHOOK_TIMEOUT,
+                         "webhook_concurrency": CONCURRENCY,
+                         "max_rate_limit": MAX_RATE_LIMIT, "refresh_interval": 1.0},
+            "subscriptions_made_with": "SubscriptionStore.create(), state active, "
+                                       "confirmed; no Keystone, no API"}
+    results["meta"] = meta
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "subscriptions.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    md = markdown(results, meta)
+    with open(os.path.join(args.output, "subscriptions.md"), "w") as f:
+        f.write(md)
+    print()
+    print(md)
+    out_dir = os.path.relpath(args.output, os.getcwd())
+    print(f"wall time {wall:.0f} s; written {out_dir}/subscriptions.json, subscriptions.md")
+    return 0 if all("error" not in results[s] for s in args.scenarios) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
