@@ -217,6 +217,14 @@ def wait_live(scn: Scenario, delivery: harness.Child, count: int, timeout: float
             time.sleep(0.5)
 
 
+def delivery_worker(child: harness.Child) -> psutil.Process:
+    """The process that delivers (cotyledon's worker under the master)."""
+    found = child.ps.children(recursive=True)
+    if len(found) != 1:
+        raise BenchError(f"expected one delivery worker process, found {len(found)}")
+    return found[0]
+
+
 def wait_status(scn: Scenario, child: harness.Child, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while harness.delivery_status(scn) is None:
@@ -292,15 +300,15 @@ class Receivers:
 # -- CPU and memory over time ---------------------------------------------------------------
 
 class Timeline:
-    """CPU seconds (process trees, harness._tree_cpu), RSS, threads and voluntary
-    context switches of chosen processes, sampled every ``interval`` in a thread, so
+    """CPU seconds (process trees, harness._tree_cpu), RSS and threads of chosen
+    processes, sampled every ``interval`` in a thread, so
     that any window between two instants can be read afterwards (linear
     interpolation between samples)."""
 
     def __init__(self, procs: dict[str, psutil.Process], interval: float = 0.1):
         self.procs = procs
         self.interval = interval
-        self.samples: list[tuple[float, dict, dict, dict, dict]] = []
+        self.samples: list[tuple[float, dict, dict, dict]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -310,19 +318,18 @@ class Timeline:
         return self
 
     def _sample(self) -> None:
-        cpu, rss, threads, switches = {}, {}, {}, {}
+        cpu, rss, threads = {}, {}, {}
         for name, proc in self.procs.items():
             cpu[name] = harness._tree_cpu(proc)
             total, sizes = harness._tree_rss(proc)
             rss[name] = (total, max(sizes) if sizes else 0)
-            n = s = 0
+            n = 0
             with contextlib.suppress(psutil.Error):
                 for p in [proc] + proc.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         n += p.num_threads()
-                        s += p.num_ctx_switches().voluntary
-            threads[name], switches[name] = n, s
-        self.samples.append((time.monotonic(), cpu, rss, threads, switches))
+            threads[name] = n
+        self.samples.append((time.monotonic(), cpu, rss, threads))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -348,9 +355,6 @@ class Timeline:
         """CPU seconds ``name`` used between two instants."""
         return max(0.0, self._at(1, name, t1) - self._at(1, name, t0))
 
-    def switches(self, name: str, t0: float, t1: float) -> float:
-        return max(0.0, self._at(4, name, t1) - self._at(4, name, t0))
-
     def memory(self, name: str, t0: float, t1: float) -> dict:
         inside = [s for s in self.samples if t0 <= s[0] <= t1] or self.samples[-1:]
         tree = [s[2][name][0] for s in inside]
@@ -362,6 +366,23 @@ class Timeline:
                 "largest_process_rss_mb_peak": mb(max(largest)),
                 "threads_mean": round(sum(threads) / len(threads)),
                 "threads_peak": max(threads)}
+
+
+def thread_switches(proc: psutil.Process) -> int:
+    """Voluntary context switches of every thread of a process tree so far (each a
+    thread that went to sleep: a wake-up), from /proc/<pid>/task/*/status (psutil
+    counts the main thread's only)."""
+    total = 0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc] + proc.children(recursive=True):
+            with contextlib.suppress(OSError):
+                for task in os.listdir(f"/proc/{p.pid}/task"):
+                    with contextlib.suppress(OSError):
+                        with open(f"/proc/{p.pid}/task/{task}/status") as f:
+                            for line in f:
+                                if line.startswith("voluntary_ctxt_switches"):
+                                    total += int(line.split()[1])
+    return total
 
 
 def profiler(run: harness.Run, output: str):
@@ -394,8 +415,8 @@ def server_document(rid: str, project: str, n: int) -> dict:
                                        "version": 4, "OS-EXT-IPS:type": "fixed",
                                        "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01"}]},
             "metadata": {"role": "web", "tier": "frontend", "owner": "team-a"},
-            "security_groups": [{"name": "default"}], "key_name": "bench-key",
-            "availability_zone": "nova", "host_status": "UP", "locked": False,
+            "security_groups": ["default"], "key_name": "bench-key",
+            "OS-EXT-AZ:availability_zone": "nova", "host_status": "UP", "locked": False,
             "description": "benchmark server " + "x" * 300,
             "created_at": "2026-03-02T12:00:00Z", "updated_at": "2026-03-02T12:00:01Z"}
 
@@ -425,6 +446,9 @@ def write_documents(run: harness.Run, scn: Scenario, project: str, count: int,
                     SERVER, rid, project, Operation.INDEX, 1, "compute.instance.update",
                     "2026-03-02 12:00:00.000000", document=server_document(rid, project, n))))
             result = indexer.apply(batch)
+            if result.rejected:
+                raise BenchError(f"the Indexer refused {len(result.rejected)} documents: "
+                                 f"{result.rejected[0].reason}")
             applied += result.count(Outcome.APPLIED)
             bar.update(len(batch))
     run.es.indices.refresh(index=listener_alias(scn.group))
@@ -577,8 +601,10 @@ def post_ceiling(ctx, receivers: Receivers, endpoints: int, body_bytes: int,
 # -- delay ----------------------------------------------------------------------------------
 
 def stream_changes(notes) -> list[list[tuple]]:
-    """(resource_type, id, version, project_id) per notification, from the plugins
-    (what the listener will compute; id None for a change located by another field)."""
+    """(resource_type, id, version, project_id, delete) per notification, from the
+    plugins (what the listener will compute; id None for a change located by
+    another field)."""
+    from searchlight_forward.model.change import Operation
     from searchlight_forward.plugins import load_plugins
     plugins = load_plugins()
     out = []
@@ -590,7 +616,8 @@ def stream_changes(notes) -> list[list[tuple]]:
                 for change in plugin.changes(note.to_notification()):
                     found.append((change.resource_type,
                                   None if change.locate_by else change.id,
-                                  change.version, change.project_id))
+                                  change.version, change.project_id,
+                                  change.operation is Operation.DELETE))
         out.append(found)
     return out
 
@@ -680,7 +707,7 @@ def scenario_delay(ctx) -> dict:
         res = receiver_delays(changes, pub["times"], records, filters, dict(search.seen))
         resources = watch.report()
         wall = resources["wall_s"]
-        deliveries = max(len(records), 1)
+        deliveries = max(len(records), 1)        # requests the receivers answered
         cpu_s = {name: cores * wall for name, cores in resources["cores_used"].items()}
         status = subscription_pipelines(scn)
         counters = sum((collections.Counter(p.get("counters") or {})
@@ -714,53 +741,75 @@ def scenario_delay(ctx) -> dict:
 
 
 def receiver_delays(changes, times, records, filters, seen) -> dict:
-    """Publish -> receiver delay of every delivery, and -> searchable of every change.
+    """Publish -> receiver delay of every (subscription, change), and -> searchable of
+    every change, as bench/run.py measures the WebSocket clients' and Zaqar's.
 
     A change (type, id, version) is expected at every subscription whose project is
     the resource's (the first project any of its changes names) and whose types
-    include its type. Each arrival of a published change at a receiver is one delay
-    sample: arrival minus the publish time of the notification that made it (both
-    ``time.monotonic()`` on this host). ``after searchable`` is arrival minus the
-    first time the change was found in ``<group>-search`` (harness.SearchWatcher):
-    the delivery service's share of the delay."""
+    include its type. Its delay is until the first arrival at that subscription's
+    receiver of that version or a newer one of the resource (the listener writes
+    the last state of a resource changed twice in one batch: the older version is
+    superseded, never shown on its own), minus the publish time of the
+    notification that made it (both ``time.monotonic()`` on this host). A change
+    with no such arrival is missing. ``searchable -> receiver``: each arrival minus
+    the first time its version was found in ``<group>-search``
+    (harness.SearchWatcher, every 50 ms): the delivery service's share."""
     project_of: dict = {}
-    published: dict = {}
+    published: dict = {}                  # (type, id, version) -> (publish time, delete)
     for found, t in zip(changes, times):
-        if t != t:                 # not published (nan)
+        if t != t:                        # not published (nan)
             continue
-        for rtype, rid, version, project in found:
+        for rtype, rid, version, project, delete in found:
             if rid is None:
                 continue
             if project:
                 project_of.setdefault((rtype, rid), project)
-            published.setdefault((rtype, rid, version), t)
-    expected = set()
-    for (rtype, rid, version) in published:
-        project = project_of.get((rtype, rid))
-        for path, (sub_project, sub_types) in filters.items():
-            if project == sub_project and rtype in sub_types:
-                expected.add((path, rtype, rid, version))
-    ms, after_search, unexpected, received = [], [], 0, set()
+            published.setdefault((rtype, rid, version), (t, delete))
+    got: dict = collections.defaultdict(lambda: collections.defaultdict(list))
+    after_search, unknown = [], 0
     for path, _, rtype, rid, version, _, at in records:
-        key = (rtype, rid, version)
-        t = published.get(key)
-        if t is None:
-            unexpected += 1
-            continue
-        received.add((path, rtype, rid, version))
-        ms.append(1000 * (at - t))
+        got[path][(rtype, rid)].append((version, at))
+        if (rtype, rid, version) not in published:
+            unknown += 1
         shown = seen.get((rid, version))
         if shown is not None:
             after_search.append(1000 * (at - shown))
-    searchable = [1000 * (seen[(rid, v)] - t) for (rtype, rid, v), t in published.items()
-                  if (rid, v) in seen and seen[(rid, v)] >= t]
-    missing = expected - received
-    changes_published = len(published)
-    return {"changes_published": changes_published, "expected": len(expected),
-            "received": len(received), "missing": len(missing),
-            "missing_sample": [list(m) for m in sorted(missing)[:5]],
-            "not_expected": len(received - expected), "unknown_arrivals": unexpected,
-            "matches_per_notification": round(len(expected) / max(changes_published, 1), 2),
+    for receipts in got.values():
+        for pairs in receipts.values():
+            pairs.sort()
+    subs_of = collections.defaultdict(list)          # (project, type) -> endpoints
+    for path, (project, sub_types) in filters.items():
+        for rtype in sub_types:
+            subs_of[(project, rtype)].append(path)
+    ms, expected, missing, superseded, exact = [], 0, [], 0, 0
+    for (rtype, rid, version), (t, _) in published.items():
+        for path in subs_of.get((project_of.get((rtype, rid)), rtype), ()):
+            expected += 1
+            pairs = got[path].get((rtype, rid), [])
+            at = bench_run._first_at_least(pairs, version)
+            if at is None:
+                missing.append([path, rtype, rid, version])
+            elif at < t:
+                superseded += 1
+            else:
+                ms.append(1000 * (at - t))
+                exact += any(v == version for v, _ in pairs)
+    by_id = collections.defaultdict(list)
+    for (rid, version), at in seen.items():
+        by_id[rid].append((version, at))
+    for pairs in by_id.values():
+        pairs.sort()
+    searchable = []
+    for (rtype, rid, version), (t, delete) in published.items():
+        at = None if delete else bench_run._first_at_least(by_id.get(rid, []), version)
+        if at is not None and at >= t:
+            searchable.append(1000 * (at - t))
+    return {"changes_published": len(published), "expected": expected,
+            "received": len(ms), "received_exact_version": exact,
+            "superseded_at_publish": superseded, "missing": len(missing),
+            "missing_sample": sorted(missing)[:5],
+            "arrivals": len(records), "arrivals_not_published": unknown,
+            "matches_per_notification": round(expected / max(len(published), 1), 2),
             "receiver_ms": bench_run.percentiles(ms),
             "searchable_ms": bench_run.percentiles(searchable),
             "after_searchable_ms": bench_run.percentiles(after_search)}
@@ -769,7 +818,7 @@ def receiver_delays(changes, times, records, filters, seen) -> dict:
 # -- idle -----------------------------------------------------------------------------------
 
 def idle_window(timeline: Timeline, es_before: dict, es_after: dict, t0: float, t1: float,
-                poll: float, subscriptions: int) -> dict:
+                poll: float, subscriptions: int, switches: int) -> dict:
     wall = t1 - t0
     cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
     es = harness.es_delta(es_before, es_after, wall)
@@ -777,12 +826,13 @@ def idle_window(timeline: Timeline, es_before: dict, es_after: dict, t0: float, 
     return {"subscriptions": subscriptions, "seconds": round(wall, 1),
             "delivery_cpu_ms_per_s": round(1000 * per_s, 1),
             "delivery_cpu_ms_per_poll": round(1000 * per_s * poll, 1),
-            "delivery_wakeups_per_s": round(timeline.switches("delivery", t0, t1) / wall),
+            "delivery_wakeups_per_s": round(switches / wall),
             "elasticsearch_cpu_ms_per_s": round(1000 * cpu.get("elasticsearch", 0) / wall, 1),
             "elasticsearch_writes_per_s": round(es["docs_indexed"] / wall, 1),
             "elasticsearch_searches_per_s": round(es["searches"] / wall, 1),
             "elasticsearch_gets_per_s": round(es["gets"] / wall, 1),
-            **timeline.memory("delivery", t0, t1)}
+            **timeline.memory("delivery", t0, t1),
+            "worker": timeline.memory("delivery worker", t0, t1)}
 
 
 def scenario_idle(ctx) -> dict:
@@ -795,7 +845,8 @@ def scenario_idle(ctx) -> dict:
         poll = poll_interval_of(scn)
         delivery = harness.start_delivery(scn)
         wait_status(scn, delivery)
-        timeline = Timeline({"delivery": delivery.ps,
+        worker = delivery_worker(delivery)
+        timeline = Timeline({"delivery": delivery.ps, "delivery worker": worker,
                              **{s: ctx.servers[s] for s in ("elasticsearch",)
                                 if s in ctx.servers}}, interval=0.25).start()
 
@@ -803,15 +854,17 @@ def scenario_idle(ctx) -> dict:
             if not delivery.alive():
                 raise BenchError(f"the delivery service exited:\n{delivery.tail()}")
             es0 = harness.es_stats(ctx.run.es)
+            switches0 = thread_switches(delivery.ps)
             t0 = time.monotonic()
             with tqdm.tqdm(total=int(seconds), desc=desc, unit="s", leave=False) as bar:
                 while time.monotonic() - t0 < seconds:
                     time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - t0))))
                     bar.update(min(int(time.monotonic() - t0), int(seconds)) - bar.n)
             t1 = time.monotonic()
+            switches = thread_switches(delivery.ps) - switches0
             time.sleep(timeline.interval * 2)      # a sample after t1
             return idle_window(timeline, es0, harness.es_stats(ctx.run.es), t0, t1, poll,
-                               subscriptions)
+                               subscriptions, switches)
 
         time.sleep(args.settle)
         base = measure(args.idle_base, 0, "idle: no subscription")
@@ -837,8 +890,10 @@ def scenario_idle(ctx) -> dict:
                "cpu_ratio": ratio("delivery_cpu_ms_per_s"),
                "rss_ratio": ratio("rss_mb_mean"),
                "elasticsearch_cpu_ratio": ratio("elasticsearch_cpu_ms_per_s"),
-               "rss_kb_per_subscription": round(
-                   1024 * (loaded["rss_mb_mean"] - base["rss_mb_mean"]) / k, 1),
+               "rss_kb_per_subscription": round(1024 * (
+                   loaded["worker"]["rss_mb_mean"] - base["worker"]["rss_mb_mean"]) / k, 1),
+               "worker_rss_ratio": bench_run.ratio(loaded["worker"]["rss_mb_mean"],
+                                                   base["worker"]["rss_mb_mean"]),
                "cpu_ms_per_s_per_100_subscriptions": round(
                    100 * (loaded["delivery_cpu_ms_per_s"] - base["delivery_cpu_ms_per_s"])
                    / k, 2)}
@@ -913,9 +968,11 @@ def markdown(results: dict, meta: dict) -> str:
                   f"{s['max']} |",
                   f"| searchable -> receiver | {a['n']} | {a['p50']} | {a['p95']} | {a['p99']} "
                   f"| {a['max']} |", "",
-                  f"Deliveries: {d['received']} of {d['expected']} expected "
-                  f"({d['missing']} missing, {d['not_expected']} not expected, "
-                  f"{d['duplicates']} duplicates); drained: {d['drained']}. CPU ms per "
+                  f"Deliveries: {d['received']} of {d['expected']} expected (subscription, "
+                  f"change) pairs arrived ({d['received_exact_version']} with that version, "
+                  f"the others superseded by a newer one written in the same listener "
+                  f"batch), {d['missing']} missing, {d['duplicates']} duplicates; "
+                  f"drained: {d['drained']}. CPU ms per "
                   f"delivery: delivery service {d['cpu_ms_per_delivery'].get('delivery')}, "
                   f"receivers {d['cpu_ms_per_delivery'].get('receivers')}; per "
                   f"notification: listener {d['cpu_ms_per_notification'].get('listener')}, "
@@ -931,13 +988,15 @@ def markdown(results: dict, meta: dict) -> str:
                 (f"delivery CPU ms per poll ({i['poll_interval_s']:g} s)",
                  "delivery_cpu_ms_per_poll"),
                 ("delivery voluntary context switches per s", "delivery_wakeups_per_s"),
-                ("delivery RSS MB (mean, process tree)", "rss_mb_mean"),
-                ("delivery worker RSS MB (mean)", "largest_process_rss_mb_mean"),
+                ("delivery RSS MB (mean; master and worker)", "rss_mb_mean"),
+                ("delivery worker RSS MB (mean)", "worker_rss_mb_mean"),
                 ("delivery threads", "threads_mean"),
                 ("Elasticsearch CPU ms per s", "elasticsearch_cpu_ms_per_s"),
                 ("Elasticsearch writes per s", "elasticsearch_writes_per_s"),
                 ("Elasticsearch searches per s", "elasticsearch_searches_per_s"),
                 ("Elasticsearch gets per s", "elasticsearch_gets_per_s")]
+        for w in (w0, w1):
+            w["worker_rss_mb_mean"] = w["worker"]["rss_mb_mean"]
         lines += ["## Idle subscriptions", "",
                   f"One delivery process, {w0['seconds']:g} s with no subscription, then "
                   f"{w1['seconds']:g} s with {w1['subscriptions']} active subscriptions whose "
@@ -951,7 +1010,7 @@ def markdown(results: dict, meta: dict) -> str:
         for label, key in rows:
             lines.append(f"| {label} | {w0[key]} | {w1[key]} | "
                          f"{bench_run.ratio(w1[key], w0[key]) or ''} |")
-        lines += ["", f"Per subscription: {i['rss_kb_per_subscription']} KB of RSS; "
+        lines += ["", f"Per subscription: {i['rss_kb_per_subscription']} KB of the worker's RSS; "
                   f"{i['cpu_ms_per_s_per_100_subscriptions']} ms CPU per s per 100 "
                   "subscriptions.", ""]
         lines += profile_md(i.get("profile"))

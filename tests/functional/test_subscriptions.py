@@ -8,10 +8,12 @@ import fnmatch
 import json
 import uuid
 
+import prometheus_client
 import pytest
 import requests
 import standardwebhooks
 
+from searchlight_forward import metrics
 from searchlight_forward.commands import subscriptions as cli
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
@@ -249,7 +251,7 @@ def test_an_endpoint_that_fails_then_recovers_gets_every_resource_in_order(
     member = keystone.token("demo")
     project = keystone.users["demo"]["project_id"]
     receiver = receivers()
-    start_delivery()
+    service = start_delivery()
     sub = active(api, member, receiver)
     receiver.status = 503
     ids = [f"f{i}" for i in range(6)]
@@ -267,6 +269,15 @@ def test_an_endpoint_that_fails_then_recovers_gets_every_resource_in_order(
         per_resource.setdefault(change["data"]["id"], []).append(change["data"]["version"])
     assert all(v == sorted(set(v)) for v in per_resource.values()), per_resource
     assert state_of(api, member, sub["id"]) == "active"
+    # Operators see it summed over subscriptions (no per-subscription labels).
+    scraped = prometheus_client.generate_latest(metrics.registry(service.metrics)).decode()
+    sums = {line.split()[0]: float(line.split()[1]) for line in scraped.splitlines()
+            if line.startswith("searchlight_forward_delivery_subscriptions_")}
+    assert sums["searchlight_forward_delivery_subscriptions_failures_total"] >= 1
+    assert sums["searchlight_forward_delivery_subscriptions_delivered_total"] >= 6
+    assert sums['searchlight_forward_delivery_subscriptions_owned{mode="live"}'] + sums[
+        'searchlight_forward_delivery_subscriptions_owned{mode="catching_up"}'] == 1
+    assert sub["id"] not in scraped
 
 
 def test_410_gone_disables_the_subscription_with_the_reason(
