@@ -56,6 +56,7 @@ import datetime
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -899,6 +900,18 @@ def scenario_idle(ctx) -> dict:
                    / k, 2)}
         if profile is not None:
             out["profile"] = top(profile)
+        # A graceful stop (SIGTERM) with the subscriptions: cotyledon gives the worker
+        # searchlight_forward.worker.Worker.graceful_shutdown_timeout (60 s), then kills it.
+        timeline.stop()
+        t = time.monotonic()
+        with tqdm.tqdm(total=1, desc=f"idle: SIGTERM with {k} subscriptions", leave=False):
+            delivery.stop(timeout=90)
+        stopped = bool(re.search(r"delivery service \S+ stopped", delivery.tail(50)))
+        out["sigterm_to_exit_s"] = round(time.monotonic() - t, 1)
+        out["stopped_gracefully"] = stopped
+        delivery = None
+        log(f"  idle: SIGTERM to exit with {k} subscriptions: {out['sigterm_to_exit_s']} s "
+            f"({'graceful' if stopped else 'NOT graceful: the worker was killed'})")
         return out
     finally:
         if spy:
@@ -1012,7 +1025,10 @@ def markdown(results: dict, meta: dict) -> str:
                          f"{bench_run.ratio(w1[key], w0[key]) or ''} |")
         lines += ["", f"Per subscription: {i['rss_kb_per_subscription']} KB of the worker's RSS; "
                   f"{i['cpu_ms_per_s_per_100_subscriptions']} ms CPU per s per 100 "
-                  "subscriptions.", ""]
+                  f"subscriptions. SIGTERM to exit with {w1['subscriptions']} subscriptions: "
+                  f"{i.get('sigterm_to_exit_s')} s ("
+                  + ("graceful" if i.get("stopped_gracefully") else
+                     "not graceful: cotyledon killed the worker after its 60 s") + ").", ""]
         lines += profile_md(i.get("profile"))
     elif i:
         lines += ["## Idle subscriptions", "", f"FAILED: {i['error']}", ""]

@@ -15,7 +15,7 @@ import standardwebhooks
 
 from searchlight_forward import metrics
 from searchlight_forward.commands import subscriptions as cli
-from tests.functional.conftest import wait_for, write_pipelines
+from tests.functional.conftest import load_conf, wait_for, write_pipelines
 from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
                                                      Receiver, free_port,
                                                      subscriptions_conf)
@@ -367,3 +367,37 @@ def test_the_cli_manages_subscriptions_with_openstack_credentials(
     assert run("delete", sub["id"]) == (0, None)
     status, missing = run("show", sub["id"])
     assert status == 1 and missing["error"]["code"] == 404
+
+
+def test_a_rate_limited_subscription_is_paced_and_misses_nothing(
+        stack, start_delivery, writer, keystone, receivers):
+    api = stack()
+    member = keystone.token("demo")
+    project = keystone.users["demo"]["project_id"]
+    receiver = receivers()
+    start_delivery()
+    sub = active(api, member, receiver, rate_limit=2)
+    ids = [f"p{i}" for i in range(8)]
+    writer(project, ids, 1)
+    wait_for(lambda: len(receiver.changes()) >= 8, 60, "eight deliveries")
+    arrivals = sorted(d.at for d in receiver.changes())
+    # A bucket of 2 at 2/s: the first two at once, then one every 0.5 s at best.
+    assert arrivals[-1] - arrivals[0] >= (8 - 2) / 2 - 0.1
+    assert sorted(c["data"]["id"] for c in verified(receiver, sub["secret"])) == ids
+
+
+def test_the_api_command_serves_behind_keystone(stack, config_file, processes, keystone):
+    stack().stop()                      # only its configuration; the command serves
+    proc = processes("api", config_file)
+    url = f"http://127.0.0.1:{load_conf(config_file).subscriptions.api_port}"
+
+    def answers():
+        try:
+            return requests.get(url + "/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return proc.proc.poll() is not None and pytest.fail(proc.log())
+    wait_for(answers, 60, "searchlight-forward-api")
+    assert requests.get(url + "/v1/subscriptions", timeout=10).status_code == 401
+    listed = requests.get(url + "/v1/subscriptions", timeout=10,
+                          headers={"X-Auth-Token": keystone.token("demo-reader")})
+    assert listed.status_code == 200 and listed.json() == {"subscriptions": []}

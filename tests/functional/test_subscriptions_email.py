@@ -116,3 +116,76 @@ def test_a_digest_holds_each_resources_latest_state_of_the_interval(
         latest[change["id"]] = change["version"]
     assert latest == {"d1": 3, "d2": 3, "d3": 3}
     assert "change(s) in the last 3 s" in mails[1]["Subject"]
+
+
+def self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (and its key), as files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "smtp.crt", tmp_path / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize("password, delivered", [("s3cret", True), ("wrong", False)])
+def test_starttls_and_auth_on_a_server_that_requires_both(
+        config_file, names, keystone, es, tmp_path, start_delivery, password, delivered):
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    mailbox = Mailbox()
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), tls_context=tls,
+        require_starttls=True, auth_require_tls=True,
+        authenticator=lambda server, session, envelope, mechanism, data: AuthResult(
+            success=(data.login, data.password) == (b"cloud", b"s3cret")))
+    controller.start()
+    port = free_port()
+    text = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
+    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
+    config_file.write_text(text + subscriptions_conf(names, keystone, port).replace(
+        "[smtp]\n", f"[smtp]\nhost = 127.0.0.1\nport = {controller.port}\nstarttls = true\n"
+                    f"ca_file = {cert}\nusername = cloud\npassword = {password}\n"))
+    api = API(config_file, port)
+    try:
+        start_delivery()
+        token = keystone.token("demo")
+        sub = api.call("POST", "/v1/subscriptions", token, {
+            "protocol": "email", "endpoint": "tls@example.com"}).json()["subscription"]
+        shown = wait_for(lambda: (lambda s: s if s["confirmation_attempts"] else None)(
+            api.call("GET", f"/v1/subscriptions/{sub['id']}", token).json()[
+                "subscription"]), 30, "a confirmation attempt")
+        if delivered:
+            assert shown["confirmation_error"] is None
+            [mail] = mailbox.to("tls@example.com")
+            assert "Confirm" in mail["Subject"]
+        else:
+            assert shown["confirmation_error"].startswith("SinkUnavailable: SMTP")
+            assert mailbox.to("tls@example.com") == []
+    finally:
+        api.stop()
+        controller.stop()
+        es.indices.delete(index=f"{names['state']}-subscriptions", ignore_unavailable=True)

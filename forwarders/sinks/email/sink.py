@@ -105,6 +105,10 @@ class EmailSink(Sink):
         sent = 0
         try:
             smtp = self._connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SinkUnavailable(f"SMTP {self.host}:{self.port} refused the login "
+                                  f"({exc.smtp_code}); check [smtp] username and "
+                                  "password") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise SinkUnavailable(f"SMTP {self.host}:{self.port}: {exc}") from None
         try:
