@@ -80,7 +80,7 @@ def explain(pipelines: Iterable[Pipeline], mappings: Mapping[str, Mapping[str, A
     out = []
     for pipeline in pipelines:
         tenant_facing = bool(getattr(pipeline.sink, "tenant_facing", False))
-        roles = (ADMIN,) if pipeline.delivered else (ADMIN, USER)
+        roles = (pipeline.role,) if pipeline.delivered else (ADMIN, USER)
         for rtype in sorted(mappings):
             if pipeline.resource_types is not None and rtype not in pipeline.resource_types:
                 continue

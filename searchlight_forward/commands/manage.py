@@ -3,6 +3,7 @@
     searchlight-forward-manage --config-file FILE create|show|delete|rebuild [--group G]
     searchlight-forward-manage --config-file FILE dead-letters list|show|delete|replay [ID ...]
     searchlight-forward-manage --config-file FILE explain [--pipeline P] [--type T]
+                                                          [--subscription ID]
     searchlight-forward-manage --config-file FILE check
     searchlight-forward-manage --config-file FILE cursors [--group G]
     searchlight-forward-manage --config-file FILE replay PIPELINE --to start|now|TIME|POS
@@ -21,6 +22,9 @@ from forwarders.delivery import replay
 from forwarders.delivery.cursors import CursorStore
 from forwarders.pipeline import loader
 from forwarders.pipeline.pipeline import FilterFailed
+from forwarders.subscriptions.catalog import Catalog
+from forwarders.subscriptions.catalog import Settings as CatalogSettings
+from forwarders.subscriptions.store import SubscriptionStore
 from searchlight_forward import search
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
@@ -56,6 +60,9 @@ def _add_parsers(subparsers):
                                               "per resource type and role")
     p.add_argument("--pipeline", help="only this pipeline")
     p.add_argument("--type", help="only this resource type, e.g. OS::Nova::Server")
+    p.add_argument("--subscription", metavar="ID",
+                   help="a tenant's subscription: its role copy and selection through the "
+                        "subscriptions pipeline's filters")
     subparsers.add_parser("check", help="refuse pipelines whose tenant-facing sink would "
                                         "receive an admin-only field (exit 1)")
     p = subparsers.add_parser("cursors", help="every pipeline's cursor: position, owner, "
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     if cmd.name == "dead-letters":
         sys.exit(_dead_letters(conf, es, deployment))
     if cmd.name in ("explain", "check"):
-        sys.exit(_explain(conf, deployment, cmd))
+        sys.exit(_explain(conf, es, deployment, cmd))
     if cmd.name in ("cursors", "replay"):
         sys.exit(_cursors(conf, es, deployment, cmd))
     if cmd.name == "push":
@@ -182,10 +189,14 @@ def _pipelines(conf, deployment: Deployment) -> list | None:
         return None
 
 
-def _explain(conf, deployment: Deployment, cmd) -> int:
+def _explain(conf, es, deployment: Deployment, cmd) -> int:
     pipelines = _pipelines(conf, deployment)
     if pipelines is None:
         return 2
+    if getattr(cmd, "subscription", None):
+        pipelines = _subscription_pipeline(conf, es, pipelines, cmd.subscription)
+        if pipelines is None:
+            return 1
     received = explain.explain(
         pipelines, {p.resource_type: p.mapping for p in deployment.plugins.plugins},
         deployment.admin_only)
@@ -212,6 +223,27 @@ def _explain(conf, deployment: Deployment, cmd) -> int:
               f"{len(r.fields)} field(s)")
         print("    " + ", ".join(r.fields))
     return 0
+
+
+def _subscription_pipeline(conf, es, pipelines, sub_id: str):
+    """[the pipeline a delivery service makes of subscription ``sub_id``], or None."""
+    templates = [p for p in pipelines if p.sink.serves_subscriptions]
+    if not templates:
+        print("no pipeline of forwarders.ini ends in the subscriptions sink: "
+              "subscriptions are not delivered", file=sys.stderr)
+        return None
+    store = SubscriptionStore(es, conf.subscriptions.index)
+    stored = store.get(sub_id)
+    if stored is None:
+        print(f"no subscription {sub_id} in {store.index}", file=sys.stderr)
+        return None
+    catalog = Catalog(store, templates[0], CatalogSettings.from_conf(conf), {})
+    try:
+        pipeline = catalog.pipeline_for(stored.subscription)
+    finally:
+        catalog.close()
+    pipeline.sink.close()
+    return [pipeline]
 
 
 def _cursors(conf, es, deployment: Deployment, cmd) -> int:

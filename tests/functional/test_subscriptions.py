@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import subprocess
+import sys
 import uuid
 
 import prometheus_client
@@ -401,3 +403,26 @@ def test_the_api_command_serves_behind_keystone(stack, config_file, processes, k
     listed = requests.get(url + "/v1/subscriptions", timeout=10,
                           headers={"X-Auth-Token": keystone.token("demo-reader")})
     assert listed.status_code == 200 and listed.json() == {"subscriptions": []}
+
+
+def test_explain_shows_a_subscriptions_fields_for_its_creators_role(
+        stack, config_file, keystone, receivers):
+    api = stack()
+    mine = subscribe(api, keystone.token("demo"), receivers(confirm=False).url,
+                     resource_types=["OS::Nova::Server"])
+    admins = subscribe(api, keystone.token("admin"), receivers(confirm=False).url,
+                       resource_types=["OS::Nova::Server"])
+
+    def explain(sub_id):
+        done = subprocess.run(
+            [sys.executable, "-m", "searchlight_forward.commands.manage", "--config-file",
+             str(config_file), "explain", "--subscription", sub_id],
+            capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    member_view, admin_view = explain(mine["id"]), explain(admins["id"])
+    assert "OS::Nova::Server, user copy" in member_view
+    assert "OS::Cinder::Volume" not in member_view          # its own selection
+    assert ADMIN_FIELD not in member_view and ADMIN_FIELD in admin_view
+    assert "OS::Nova::Server, admin copy" in admin_view
