@@ -76,8 +76,11 @@ def test_listener_and_delivery_metrics_count_what_was_published(
             ("searchlight_forward_delivery_pipeline_lag_positions", labels)) == 0, 30,
             "the audit pipeline's lag to be 0")
         # Labels are bounded: groups and pipelines of the configuration, nothing else.
-        assert {dict(labels).get("pipeline") for (_, labels) in got if labels} <= {
-            "tenants", "ops", "audit"}
+        assert {dict(labels).get("pipeline") for (_, labels) in got
+                if "pipeline" in dict(labels)} <= {"tenants", "ops", "audit"}
+        assert {k for (_, labels) in got for k, _ in labels} <= {"group", "pipeline", "mode"}
+        assert {dict(labels)["mode"] for (_, labels) in got if "mode" in dict(labels)} <= {
+            "live", "catching_up"}
     finally:
         service.stop()
 
