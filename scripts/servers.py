@@ -9,7 +9,7 @@ Stdlib only: it runs before any virtualenv exists.
     python3 scripts/servers.py logs NAME [-n N]  # tail of the server's log(s)
     python3 scripts/servers.py env               # export lines for the tests
 
-Servers: redis, rabbitmq, elasticsearch, keystone, zaqar.  Everything binds to 127.0.0.1.
+Servers: redis, rabbitmq, elasticsearch, opensearch, keystone, zaqar.  Everything binds to 127.0.0.1.
 All state (downloads, data, configs, logs, pid files) lives in <repo>/.state,
 or in $SF_STATE_DIR.  Each server has <state>/<name>/<name>.log and
 <state>/<name>/<name>.pid.  Keystone's users, passwords and ids for the tests
@@ -663,7 +663,11 @@ log.file = false
 
 
 class Elasticsearch(Server):
+    """Elasticsearch from its integ-test zip; OpenSearch (below) is the same
+    recipe with other names."""
     name = "elasticsearch"
+    product = "elasticsearch"          # the zip's top folder, bin/ script and yml
+    env_prefix = "ES"                  # ES_JAVA_HOME, ES_PATH_CONF, ES_TMPDIR
     port = 9200
     transport_port = 9300
     ports = (9200, 9300)
@@ -672,6 +676,7 @@ class Elasticsearch(Server):
     apt = {"java": "openjdk-17-jdk-headless", "mvn": "maven"}
     ready_timeout = 120.0
     artifact = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{v}:zip"
+    extra_settings = "xpack.security.enabled: false\n"
 
     @property
     def url(self):
@@ -682,7 +687,11 @@ class Elasticsearch(Server):
 
     @property
     def dist(self) -> Path:
-        return self.dir / f"elasticsearch-{self.version}"
+        return self.dir / f"{self.product}-{self.version}"
+
+    @property
+    def executable(self) -> Path:
+        return self.dist / "bin" / self.product
 
     def hint(self):
         return (super().hint() + f"; native logs in {self.dir / 'logs'}; "
@@ -693,8 +702,9 @@ class Elasticsearch(Server):
         return Path(os.environ.get("SF_M2_REPO") or Path.home() / ".m2" / "repository")
 
     def zip_path(self) -> Path:
-        return (self.m2_repo() / "org/elasticsearch/distribution/integ-test-zip/elasticsearch"
-                / self.version / f"elasticsearch-{self.version}.zip")
+        group, artifact, _ = self.artifact.split(":", 2)
+        return (self.m2_repo() / group.replace(".", "/") / artifact
+                / self.version / f"{artifact}-{self.version}.zip")
 
     def java_home(self) -> str:
         if os.environ.get("SF_ES_JAVA_HOME"):
@@ -707,7 +717,7 @@ class Elasticsearch(Server):
 
     def obtain(self):
         notes = [n for n in [super().obtain()] if n]
-        if (self.dist / "bin" / "elasticsearch").exists():
+        if self.executable.exists():
             return ", ".join(notes) or None
         zp = self.zip_path()
         for attempt in (1, 2):
@@ -715,8 +725,9 @@ class Elasticsearch(Server):
                 run_logged(["mvn", "-q", "-B", "dependency:get",
                             f"-Dartifact={self.artifact.format(v=self.version)}",
                             "-Dtransitive=false", f"-Dmaven.repo.local={self.m2_repo()}"],
-                           self.log, 900, what=f"obtain: mvn dependency:get ES {self.version}")
-                notes.append(f"downloaded ES {self.version}")
+                           self.log, 900,
+                           what=f"obtain: mvn dependency:get {self.product} {self.version}")
+                notes.append(f"downloaded {self.product} {self.version}")
             try:
                 self._unzip(zp)
                 break
@@ -737,8 +748,8 @@ class Elasticsearch(Server):
                 mode = (info.external_attr >> 16) & 0o777
                 if mode and not info.is_dir():
                     os.chmod(path, mode)
-        top = tmp / f"elasticsearch-{self.version}"
-        if not (top / "bin" / "elasticsearch").exists():
+        top = tmp / self.dist.name
+        if not (top / "bin" / self.product).exists():
             raise ServerError(f"unexpected layout in {zp}")
         shutil.rmtree(self.dist, ignore_errors=True)
         top.rename(self.dist)
@@ -767,18 +778,17 @@ class Elasticsearch(Server):
             shutil.copytree(self.dist / "config", conf)
         for sub in ("data", "logs", "tmp"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        (conf / "elasticsearch.yml").write_text(f"""\
+        (conf / f"{self.product}.yml").write_text(f"""\
 # written by scripts/servers.py
 cluster.name: searchlight-forward
-node.name: sf-es
+node.name: sf-{self.name}
 path.data: {d / 'data'}
 path.logs: {d / 'logs'}
 network.host: {HOST}
 http.port: {self.port}
 transport.port: {self.transport_port}
 discovery.type: single-node
-xpack.security.enabled: false
-cluster.routing.allocation.disk.threshold_enabled: false
+{self.extra_settings}cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
 """)
         jvmd = conf / "jvm.options.d"
@@ -799,15 +809,16 @@ action.destructive_requires_name: false
 
     def command(self):
         d = self.dir
+        pre = self.env_prefix
         es_env = {
-            "ES_JAVA_HOME": self.java_home(),
-            "ES_PATH_CONF": str(d / "config"),
-            "ES_TMPDIR": str(d / "tmp"),
+            f"{pre}_JAVA_HOME": self.java_home(),
+            f"{pre}_PATH_CONF": str(d / "config"),
+            f"{pre}_TMPDIR": str(d / "tmp"),
             "HOME": str(d),
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
         }
-        es_bin = str(self.dist / "bin" / "elasticsearch")
+        es_bin = str(self.executable)
         if self.run_as_other_user():
             argv = ["runuser", "-u", self.user, "--", "env", "-i",
                     *(f"{k}={v}" for k, v in es_env.items()), es_bin]
@@ -825,6 +836,37 @@ action.destructive_requires_name: false
             return json.loads(body).get("status") in ("yellow", "green")
         except ValueError:
             return False
+
+
+class OpenSearch(Elasticsearch):
+    """OpenSearch 2.19 (what Kolla-Ansible deploys) beside Elasticsearch, on
+    9201/9301. Its integ-test zip holds only transport-netty4: no security
+    plugin to disable (the setting is written anyway for a full distribution)."""
+    name = "opensearch"
+    product = "opensearch"
+    env_prefix = "OPENSEARCH"
+    port = 9201
+    transport_port = 9301
+    ports = (9201, 9301)
+    version = os.environ.get("SF_OPENSEARCH_VERSION", "2.19.6")
+    artifact = "org.opensearch.distribution.integ-test-zip:opensearch:{v}:zip"
+    extra_settings = ""
+
+    def configure(self):
+        super().configure()
+        # Its jvm.options name logs/ and data/ relative to the working folder
+        # (logs/ here, so logs/logs/gc.log would not exist): make them absolute.
+        jvm = self.dir / "config" / "jvm.options"
+        text = jvm.read_text()
+        for rel in ("logs/", "data"):
+            text = text.replace(f"={rel}", f"={self.dir}/{rel}")
+        jvm.write_text(text)
+        if (self.dist / "plugins" / "opensearch-security").exists():
+            with open(self.dir / "config" / "opensearch.yml", "a") as f:
+                f.write("plugins.security.disabled: true\n")
+
+    def env_exports(self):
+        return {"SF_OPENSEARCH_URL": self.url}
 
 
 class VenvServer(Server):
@@ -1165,7 +1207,7 @@ backend = dogpile.cache.memory
 
 
 SERVERS: dict[str, Server] = {s.name: s for s in (Redis(), RabbitMQ(), Elasticsearch(),
-                                                     Keystone(), Zaqar())}
+                                                     OpenSearch(), Keystone(), Zaqar())}
 ORDER = list(SERVERS)          # start order; down goes in reverse
 
 
