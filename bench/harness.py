@@ -557,7 +557,7 @@ def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
         es.indices.refresh(index=scn.state_index)
         hits = es.search(index=scn.state_index, size=100, query={"bool": {"filter": [
             {"term": {"kind": "cursor"}}, {"term": {"group": scn.group}}]}})["hits"]["hits"]
-    except (NoIndex, TransientError, elasticsearch.NotFoundError):
+    except (NoIndex, TransientError, search.NotFoundError):
         return {}
     found = {}
     for hit in hits:
@@ -610,7 +610,7 @@ def expected_views(es, group: str, clients: list[tuple[str, bool]], tokens: dict
     """What each client must have once everything is delivered: for its role copy and
     project, every resource's newest version in Elasticsearch, tombstones included
     (the clients were connected before the first change)."""
-    from elasticsearch import helpers
+    from searchlight_forward.search import helpers
 
     from searchlight_forward.indexer import layout
     from searchlight_forward.model import documents

@@ -335,7 +335,7 @@ def index_ceiling_main(spec: dict, es_url: str, group: str, threads: int, chunk:
     """
     from searchlight_forward.commands import common  # noqa: F401
     import elasticsearch
-    from elasticsearch import helpers
+    from searchlight_forward.search import helpers
 
     from searchlight_forward.indexer import indices, layout, merge
     from searchlight_forward.model import documents

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import elasticsearch
-from elasticsearch import helpers
-
 from devtools.simulator import Expected
+from searchlight_forward import search
+from searchlight_forward.search import helpers
 from searchlight_forward.model import documents
 
 
@@ -52,7 +51,7 @@ def differences(expected: Mapping[tuple, Expected], final: Mapping[tuple, dict]
     return problems
 
 
-def stored(es: elasticsearch.Elasticsearch, group: str, role: str = "admin"
+def stored(es: search.Client, group: str, role: str = "admin"
            ) -> dict[tuple, dict]:
     """The index's final state as envelopes-like dicts, one role copy per resource."""
     es.indices.refresh(index=f"{group}-listener")

@@ -25,10 +25,10 @@ import time
 from typing import Callable, TypeVar
 
 import amqp.exceptions
-import elasticsearch
 import kombu.exceptions
 import tenacity
 
+from searchlight_forward import search
 from searchlight_forward.logs import Throttled
 
 LOG = logging.getLogger(__name__)
@@ -48,11 +48,11 @@ class Stopping(Exception):
 
 def is_transient(exc: BaseException) -> bool:
     """Is ``exc`` a peer's passing trouble (worth a retry), not a bug or bad input?"""
-    if isinstance(exc, (TransientError, elasticsearch.ConnectionError,
-                        elasticsearch.ConnectionTimeout)):
+    if isinstance(exc, (TransientError, search.ConnectionError,
+                        search.ConnectionTimeout)):
         return True
-    if isinstance(exc, elasticsearch.ApiError):
-        return exc.meta.status in TRANSIENT_STATUSES
+    if isinstance(exc, search.ApiError):
+        return search.status(exc) in TRANSIENT_STATUSES
     # RabbitMQ: kombu wraps connection trouble in OperationalError; py-amqp raises
     # its own connection errors and plain socket errors.
     return isinstance(exc, (kombu.exceptions.OperationalError,

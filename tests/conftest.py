@@ -14,7 +14,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = f"sft-{uuid.uuid4().hex[:6]}"
 
-ES_URL = os.environ.get("SF_ES_URL", "http://127.0.0.1:9200")
+# The search server: SF_SEARCH_BACKEND=opensearch runs the functional tests on
+# OpenSearch (scripts/servers.py starts it on 9201) instead of Elasticsearch.
+SEARCH_BACKEND = os.environ.get("SF_SEARCH_BACKEND", "elasticsearch")
+ES_URL = os.environ.get("SF_SEARCH_URL") or (
+    os.environ.get("SF_OPENSEARCH_URL", "http://127.0.0.1:9201")
+    if SEARCH_BACKEND == "opensearch" else os.environ.get("SF_ES_URL", "http://127.0.0.1:9200"))
 BROKER_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 VHOST = RUN
 TRANSPORT_URL = f"{BROKER_URL.rstrip('/')}/{VHOST}"
@@ -23,6 +28,10 @@ ZAQAR_URL = os.environ.get("SF_ZAQAR_URL", "http://127.0.0.1:8888")
 AMQP_URL = TRANSPORT_URL.replace("rabbit://", "amqp://", 1)
 
 START_HINT = "start the local servers first: python3 scripts/servers.py up"
+
+
+def pytest_report_header():
+    return f"search server: {SEARCH_BACKEND} at {ES_URL}"
 
 
 def pytest_collection_modifyitems(items):

@@ -28,8 +28,7 @@ import threading
 import time
 import uuid
 
-import elasticsearch
-
+from searchlight_forward import search
 from searchlight_forward.changelog.position import Position
 
 LOG = logging.getLogger(__name__)
@@ -92,7 +91,7 @@ class CursorState:
 
 
 class CursorStore:
-    def __init__(self, es: elasticsearch.Elasticsearch, index: str, owner: str,
+    def __init__(self, es: search.Client, index: str, owner: str,
                  lease_seconds: float = 15.0):
         self.es = es
         self.index = index
@@ -100,14 +99,7 @@ class CursorStore:
         self.lease_seconds = lease_seconds
 
     def ensure(self) -> None:
-        if self.es.indices.exists(index=self.index):
-            return
-        try:
-            self.es.indices.create(index=self.index, mappings=MAPPING,
-                                   settings={"number_of_shards": 1})
-        except elasticsearch.BadRequestError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise
+        search.ensure_index(self.es, self.index, MAPPING, {"number_of_shards": 1})
 
     # -- reading -------------------------------------------------------------------
 
@@ -146,7 +138,7 @@ class CursorStore:
                               document=self._source(group, consumer, state, 0, owner=None),
                               if_seq_no=found["_seq_no"],
                               if_primary_term=found["_primary_term"], refresh=True)
-            except elasticsearch.ConflictError:
+            except search.ConflictError:
                 continue                      # the owner wrote in between: read again
             return found["_source"]
         raise RuntimeError(f"{doc_id}: its owner kept writing; try again")
@@ -155,7 +147,7 @@ class CursorStore:
         """Forget a cursor (its consumer, a subscription, was deleted)."""
         try:
             self.es.delete(index=self.index, id=cursor_id(group, consumer))
-        except elasticsearch.NotFoundError:
+        except search.NotFoundError:
             pass
 
     # -- membership ------------------------------------------------------------------
@@ -177,7 +169,7 @@ class CursorStore:
     def leave(self) -> None:
         try:
             self.es.delete(index=self.index, id=member_id(self.owner))
-        except elasticsearch.NotFoundError:
+        except search.NotFoundError:
             pass
 
     # -- ownership ---------------------------------------------------------------------
@@ -193,7 +185,7 @@ class CursorStore:
             try:
                 resp = self.es.index(index=self.index, id=doc_id, document=source,
                                      op_type="create")
-            except elasticsearch.ConflictError:
+            except search.ConflictError:
                 return None
         else:
             src = found["_source"]
@@ -206,7 +198,7 @@ class CursorStore:
                 resp = self.es.index(index=self.index, id=doc_id, document=source,
                                      if_seq_no=found["_seq_no"],
                                      if_primary_term=found["_primary_term"])
-            except elasticsearch.ConflictError:
+            except search.ConflictError:
                 return None
         return Lease(self, group, consumer, state, resp["_seq_no"], resp["_primary_term"],
                      started + self.lease_seconds)
@@ -256,11 +248,11 @@ class Lease:
                                       id=cursor_id(self.group, self.consumer),
                                       document=source, if_seq_no=self._seq_no,
                                       if_primary_term=self._primary_term)
-            except elasticsearch.ConflictError:
+            except search.ConflictError:
                 self.lost = True
                 raise LeaseLost(f"{self.consumer}: another delivery process owns it "
                                 "now") from None
-            except elasticsearch.NotFoundError:
+            except search.NotFoundError:
                 self.lost = True
                 raise LeaseLost(f"{self.consumer}: the cursor was deleted") from None
             self._seq_no, self._primary_term = resp["_seq_no"], resp["_primary_term"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-import elasticsearch
-
+from searchlight_forward import search
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog
 from searchlight_forward.model.documents import WRITTEN_AT_FIELD
@@ -13,7 +12,7 @@ from searchlight_forward.model.documents import WRITTEN_AT_FIELD
 START, NOW = "start", "now"
 
 
-def target(es: elasticsearch.Elasticsearch, group: str, where: str) -> Position:
+def target(es: search.Client, group: str, where: str) -> Position:
     """``start``, ``now``, an ISO 8601 time (``2026-11-28T14:00:00Z``) or
     ``<index>:<seq_no>[,...]``; ``ValueError`` saying what is accepted."""
     head = ChangeLog(es, group).head()
@@ -38,7 +37,7 @@ def target(es: elasticsearch.Elasticsearch, group: str, where: str) -> Position:
     return before(es, head.index, len(head.checkpoints), int(when.timestamp() * 1000))
 
 
-def before(es: elasticsearch.Elasticsearch, index: str, shards: int, millis: int
+def before(es: search.Client, index: str, shards: int, millis: int
            ) -> Position:
     """Per shard, the last write indexed before ``millis``: a cursor there reads every
     change written at or after that time."""

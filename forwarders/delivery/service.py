@@ -32,8 +32,6 @@ import threading
 import time
 from typing import Iterable
 
-import elasticsearch
-
 from forwarders.delivery.consumer import Consumer, Hub, Settings
 from forwarders.delivery.cursors import CursorStore, Lease, LeaseLost, cursor_id
 from forwarders.pipeline.pipeline import Pipeline
@@ -70,7 +68,7 @@ class Group:
 
 
 class DeliveryService:
-    def __init__(self, es: elasticsearch.Elasticsearch, pipelines_by_group: dict[str, list[Pipeline]],
+    def __init__(self, es: search.Client, pipelines_by_group: dict[str, list[Pipeline]],
                  store: CursorStore, dead_letters: DeadLetterIndex, settings: Settings,
                  transport_url: str | None = None, poll_interval: float = 1.0,
                  page_size: int = 500, purge: dict | None = None,

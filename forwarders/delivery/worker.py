@@ -63,6 +63,7 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
         by_group[group] = [p for p in pipelines
                            if p.resource_types is None or p.resource_types & types]
     es = search.client(conf)
+    search.log_server(es, "delivery")
     catalog = Catalog(SubscriptionStore(es, conf.subscriptions.index), templates[0],
                       CatalogSettings.from_conf(conf),
                       {g: deployment.types_of(g) for g in deployment.group_names()}

@@ -3,10 +3,9 @@ concurrency (``_seq_no``/``_primary_term``), so two writers (the API and a deliv
 process disabling a failing endpoint) never overwrite each other's change."""
 from __future__ import annotations
 
-import elasticsearch
-from elasticsearch import helpers
-
 from forwarders.subscriptions.model import Subscription
+from searchlight_forward import search
+from searchlight_forward.search import helpers
 
 MAPPING = {
     "dynamic": False,
@@ -37,19 +36,12 @@ class Stored:
 
 
 class SubscriptionStore:
-    def __init__(self, es: elasticsearch.Elasticsearch, index: str):
+    def __init__(self, es: search.Client, index: str):
         self.es = es
         self.index = index
 
     def ensure(self) -> None:
-        if self.es.indices.exists(index=self.index):
-            return
-        try:
-            self.es.indices.create(index=self.index, mappings=MAPPING,
-                                   settings={"number_of_shards": 1})
-        except elasticsearch.BadRequestError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise
+        search.ensure_index(self.es, self.index, MAPPING, {"number_of_shards": 1})
 
     def create(self, sub: Subscription) -> Stored:
         resp = self.es.index(index=self.index, id=sub.id, document=sub.to_source(),
@@ -59,7 +51,7 @@ class SubscriptionStore:
     def get(self, sub_id: str) -> Stored | None:
         try:
             doc = self.es.get(index=self.index, id=sub_id)
-        except elasticsearch.NotFoundError:
+        except search.NotFoundError:
             return None
         return Stored(Subscription.from_source(doc["_source"]), doc["_seq_no"],
                       doc["_primary_term"])
@@ -71,7 +63,7 @@ class SubscriptionStore:
             resp = self.es.index(index=self.index, id=sub.id, document=sub.to_source(),
                                  if_seq_no=stored.seq_no,
                                  if_primary_term=stored.primary_term, refresh="wait_for")
-        except elasticsearch.ConflictError:
+        except search.ConflictError:
             if self.get(sub.id) is None:
                 raise KeyError(sub.id) from None
             raise Conflict(sub.id) from None
@@ -100,9 +92,9 @@ class SubscriptionStore:
             self.es.delete(index=self.index, id=stored.subscription.id,
                            if_seq_no=stored.seq_no, if_primary_term=stored.primary_term,
                            refresh="wait_for")
-        except elasticsearch.ConflictError:
+        except search.ConflictError:
             raise Conflict(stored.subscription.id) from None
-        except elasticsearch.NotFoundError:
+        except search.NotFoundError:
             raise KeyError(stored.subscription.id) from None
 
     def listing(self, project_id: str | None, limit: int = 1000) -> list[Stored]:
@@ -123,7 +115,7 @@ class SubscriptionStore:
         """Every subscription (the delivery service's catalog), any number."""
         try:
             self.es.indices.refresh(index=self.index)
-        except elasticsearch.NotFoundError:
+        except search.NotFoundError:
             return []
         return [Stored(Subscription.from_source(h["_source"]), h["_seq_no"],
                        h["_primary_term"])

@@ -25,7 +25,6 @@ import pathlib
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
-import elasticsearch
 import websockets
 from prometheus_client import generate_latest
 from websockets.asyncio.server import ServerConnection, serve
@@ -34,7 +33,7 @@ from forwarders.websocket import protocol
 from forwarders.websocket.auth import InvalidToken, TokenValidator, ValidatorUnavailable
 from forwarders.websocket.protocol import (Close, FrameRate, Renderer, Resume, Send,
                                            Session, Subscription, Validate)
-from searchlight_forward import metrics
+from searchlight_forward import metrics, search
 from searchlight_forward.changelog.doorbell import DoorbellListener
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.feed import ChangeFeed
@@ -98,7 +97,7 @@ class WebSocketServer:
     for rings on (None: poll every ``poll_interval`` only).
     """
 
-    def __init__(self, es: elasticsearch.Elasticsearch, group: str,
+    def __init__(self, es: search.Client, group: str,
                  validator: TokenValidator, resource_types: Iterable[str], *,
                  filters: Sequence[Any] = (),
                  admin_only: Mapping[str, Iterable[str]] | None = None,

@@ -84,8 +84,10 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
                         max_unauthenticated=ws.max_unauthenticated,
                         max_connections_per_user=ws.max_connections_per_user,
                         page_size=conf.changelog.page_size)
+    es = search.client(conf)
+    search.log_server(es, f"WebSocket server ({group})")
     return WebSocketServer(
-        search.client(conf), group, validator, sorted(types), filters=filters,
+        es, group, validator, sorted(types), filters=filters,
         admin_only={t: deployment.admin_only.get(t, ()) for t in types},
         doorbell_url=conf.transport_url if ws.doorbell else None, settings=settings,
         state_index=conf.changelog.state_index)

@@ -17,8 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Sequence
 
-import elasticsearch
-
+from searchlight_forward import search
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.indexer import layout
@@ -77,7 +76,7 @@ class Selection:
 class ChangeLog:
     """One resource group's index, read as a change log (blocking calls)."""
 
-    def __init__(self, es: elasticsearch.Elasticsearch, group: str,
+    def __init__(self, es: search.Client, group: str,
                  page_size: int = PAGE_SIZE):
         self.es = es
         self.group = group
@@ -92,9 +91,9 @@ class ChangeLog:
                 index=self.alias, metric="docs", level="shards",
                 filter_path="indices.*.shards.*.routing.primary,"
                             "indices.*.shards.*.seq_no.global_checkpoint")
-        except elasticsearch.NotFoundError:
+        except search.NotFoundError:
             raise NoIndex(self.alias) from None
-        indices = (resp.body or {}).get("indices") or {}
+        indices = resp.get("indices") or {}
         if not indices:
             raise NoIndex(self.alias)
         if len(indices) > 1:

@@ -21,9 +21,8 @@ import datetime
 import logging
 from typing import Iterable
 
-import elasticsearch
-from elasticsearch import helpers
-
+from searchlight_forward import search
+from searchlight_forward.search import helpers
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.model.documents import DELETED_FIELD, WRITTEN_AT_FIELD
 
@@ -39,7 +38,7 @@ def _millis(moment: datetime.datetime) -> int:
 
 
 class Tombstones:
-    def __init__(self, es: elasticsearch.Elasticsearch, group: str, state_index: str):
+    def __init__(self, es: search.Client, group: str, state_index: str):
         self.es = es
         self.group = group
         self.state_index = state_index
@@ -48,7 +47,7 @@ class Tombstones:
         """The purge horizon of ``index`` (None: nothing purged there yet)."""
         try:
             doc = self.es.get(index=self.state_index, id=horizon_id(self.group))
-        except elasticsearch.NotFoundError:
+        except search.NotFoundError:
             return None
         found = Position.from_dict(doc["_source"].get("position"))
         return found if found is not None and found.index == index else None

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
             name = existing or indices.ensure(es, group, members, shards, replicas)
             print(f"{group}: {'exists' if existing else 'created'} {name}")
         elif cmd.name == "show":
-            print(json.dumps(indices.show(es, group), indent=2))
+            print(json.dumps({**indices.show(es, group), "server": search.describe(es)},
+                             indent=2))
         elif cmd.name == "delete":
             if not cmd.yes and input(f"delete every index of {group}? [y/N] ").lower() != "y":
                 print("nothing deleted")

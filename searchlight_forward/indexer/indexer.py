@@ -33,9 +33,9 @@ import time
 from typing import Any, Hashable, Iterable
 
 import cachetools
-import elasticsearch
-from elasticsearch import helpers
 
+from searchlight_forward import search
+from searchlight_forward.search import helpers
 from searchlight_forward.model.change import (DocumentChange, Operation, RemoveItem,
                                         SetFields, UpsertItem, chain, remove_item,
                                         set_fields)
@@ -81,7 +81,7 @@ class BatchResult:
 class Indexer:
     """Writes document changes for a set of resource plugins."""
 
-    def __init__(self, es: elasticsearch.Elasticsearch, groups: dict[str, str],
+    def __init__(self, es: search.Client, groups: dict[str, str],
                  admin_only: dict[str, tuple[str, ...]],
                  retry: Policy = Policy(),
                  item_lists: dict[str, dict[str, str]] | None = None,

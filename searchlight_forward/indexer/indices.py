@@ -4,16 +4,15 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-import elasticsearch
-from elasticsearch import helpers
-
+from searchlight_forward import search
+from searchlight_forward.search import helpers
 from searchlight_forward.indexer import layout
 from searchlight_forward.model.documents import ADMIN, ROLE_FIELD, VERSION_FIELD
 
 LOG = logging.getLogger(__name__)
 
 
-def current_index(es: elasticsearch.Elasticsearch, group: str) -> str | None:
+def current_index(es: search.Client, group: str) -> str | None:
     alias = layout.listener_alias(group)
     if not es.indices.exists_alias(name=alias):
         return None
@@ -45,8 +44,8 @@ def ensure(es, group: str, plugins, shards: int = 1, replicas: int = 0) -> str:
             name = create(es, group, plugins, shards, replicas)
             LOG.info("created index %s for resource group %s", name, group)
             return name
-        except elasticsearch.ApiError as exc:
-            if exc.error not in _LOST_RACE:
+        except search.ApiError as exc:
+            if search.error_type(exc) not in _LOST_RACE:
                 raise
     raise RuntimeError(f"could not create or find the index of resource group {group}")
 
@@ -56,10 +55,10 @@ def _add_new_fields(es, index: str, plugins) -> None:
     a field whose mapping changed needs a rebuild, which the error says."""
     try:
         es.indices.put_mapping(index=index, **layout.index_body(plugins, 1, 0)["mappings"])
-    except elasticsearch.BadRequestError as exc:
+    except search.BadRequestError as exc:
         LOG.warning("index %s keeps its old mappings (%s); run "
                     "`searchlight-forward-manage rebuild` to apply the new ones",
-                    index, exc.message)
+                    index, exc)
 
 
 def show(es, group: str) -> dict:
@@ -67,11 +66,11 @@ def show(es, group: str) -> dict:
     if index is None:
         return {"group": group, "index": None}
     stats = es.indices.stats(index=index, metric="docs")["indices"][index]["primaries"]
-    search = es.count(index=layout.search_alias(group))["count"]
+    searchable = es.count(index=layout.search_alias(group))["count"]
     health = es.cluster.health(index=index)["status"]
     return {"group": group, "index": index, "health": health,
             "stored_docs": stats["docs"]["count"],
-            "searchable_docs": search,
+            "searchable_docs": searchable,
             "aliases": [layout.listener_alias(group), layout.search_alias(group)]}
 
 

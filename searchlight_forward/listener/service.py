@@ -87,8 +87,9 @@ class Listener:
         policy = Policy(conf.listener.retry_initial_backoff, conf.listener.retry_max_backoff)
         probe = lambda: search.reachable(es)  # noqa: E731
         setup = Retry(policy, "index setup",
-                      "is Elasticsearch up? `python3 scripts/servers.py status`",
+                      "is the search server up? `python3 scripts/servers.py status`",
                       self.stop_event, probe)
+        search.log_server(es, "listener")
         setup.call(lambda: ensure_indices(es, deployment, conf.elasticsearch.number_of_shards,
                                           conf.elasticsearch.number_of_replicas))
         dead_letters = self.dead_letters = DeadLetterIndex(

@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 
-import elasticsearch
 import kombu
 import pytest
 from oslo_config import cfg
@@ -28,6 +27,7 @@ from devtools.publisher import NotificationPublisher
 from forwarders.delivery import worker as delivery_worker
 from forwarders.websocket.auth import TokenFileValidator
 from forwarders.websocket.server import ServerThread, WebSocketServer
+from searchlight_forward import search
 from searchlight_forward.changelog.announcer import Announcer
 from searchlight_forward.changelog.doorbell import Doorbell
 from searchlight_forward.changelog.reader import ChangeLog
@@ -35,8 +35,8 @@ from searchlight_forward.commands.common import register
 from searchlight_forward.indexer import indices, layout
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.service import Listener
-from tests.conftest import (AMQP_URL, ES_URL, ROOT, RUN, START_HINT, TRANSPORT_URL,
-                            ZAQAR_URL, zaqar_project)
+from tests.conftest import (AMQP_URL, ES_URL, ROOT, RUN, SEARCH_BACKEND, START_HINT,
+                            TRANSPORT_URL, ZAQAR_URL, zaqar_project)
 from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
                                                 Client, document_change)
 from tests.keystone_support import LocalKeystone
@@ -44,11 +44,11 @@ from tests.keystone_support import LocalKeystone
 
 @pytest.fixture(scope="session")
 def es():
-    client = elasticsearch.Elasticsearch(ES_URL, request_timeout=30)
+    client = search.connect(ES_URL, SEARCH_BACKEND, request_timeout=30)
     try:
         client.cluster.health(wait_for_status="yellow", timeout="30s")
     except Exception as exc:  # noqa: BLE001 - the message says what to do
-        pytest.fail(f"Elasticsearch is not reachable at {ES_URL} ({exc}); {START_HINT}")
+        pytest.fail(f"{SEARCH_BACKEND} is not reachable at {ES_URL} ({exc}); {START_HINT}")
     yield client
     client.indices.delete(index=f"{RUN}-*", ignore_unavailable=True, allow_no_indices=True)
 
@@ -88,6 +88,7 @@ announce_interval = 0.05
 status_port = 0
 
 [elasticsearch]
+backend = {backend}
 hosts = {es_url}
 dead_letter_index = {dead_letters}
 number_of_shards = {shards}
@@ -113,6 +114,7 @@ zaqar_url = {zaqar_url}
 def write_conf(path, names, shards: int = 1, listener_workers: int = 1,
                extra: str = "", transport_url: str = TRANSPORT_URL) -> None:
     path.write_text(CONF.format(transport_url=transport_url, es_url=ES_URL,
+                                backend=SEARCH_BACKEND,
                                 zaqar_url=ZAQAR_URL, shards=shards,
                                 listener_workers=listener_workers, **names) + extra)
 
@@ -294,7 +296,7 @@ def ws_server(es, names, tokens, broker):
         settings.setdefault("auth_timeout", 5.0)
         settings.setdefault("close_timeout", 5.0)
         server = WebSocketServer(
-            elasticsearch.Elasticsearch(es_url, request_timeout=30, max_dead_node_backoff=2.0),
+            search.connect(es_url, SEARCH_BACKEND, request_timeout=30),
             names["group"],
             validator or TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY,
             filters=filters, doorbell_url=TRANSPORT_URL if doorbell else None,

@@ -3,7 +3,7 @@ import fnmatch
 import random
 
 import pytest
-from elasticsearch import helpers
+from searchlight_forward.search import helpers
 
 from searchlight_forward.model import documents
 from devtools.simulator import CloudSimulator

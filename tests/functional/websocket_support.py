@@ -8,7 +8,7 @@ import time
 
 import pytest
 import websockets
-from elasticsearch import helpers
+from searchlight_forward.search import helpers
 from websockets.sync.client import connect
 
 from searchlight_forward.model.change import DocumentChange, Operation

@@ -3,6 +3,7 @@ import threading
 
 import elasticsearch
 import kombu.exceptions
+import opensearchpy
 import pytest
 
 from searchlight_forward.retry import Policy, Retry, Stopping, TransientError, is_transient
@@ -81,6 +82,11 @@ def test_an_already_stopped_retry_does_not_call():
 @pytest.mark.parametrize("exc, transient", [
     (TransientError("x"), True),
     (elasticsearch.ConnectionError("down"), True),
+    (opensearchpy.ConnectionError("N/A", "down", None), True),
+    (opensearchpy.TransportError(503, "unavailable_shards_exception", {}), True),
+    (opensearchpy.TransportError(429, "es_rejected_execution_exception", {}), True),
+    (opensearchpy.RequestError(400, "mapper_parsing_exception", {}), False),
+    (opensearchpy.ConflictError(409, "version_conflict_engine_exception", {}), False),
     (kombu.exceptions.OperationalError("broker restarted"), True),
     (ConnectionResetError(), True),
     (ValueError("bad"), False),

@@ -49,6 +49,7 @@ def build(conf: cfg.ConfigOpts):
     except ValueError as exc:
         raise ValueError(f"[subscriptions] allowed_networks: {exc}") from None
     es = search.client(conf)
+    search.log_server(es, "subscriptions API")
     store = SubscriptionStore(es, s.index)
     store.ensure()
     settings = Settings(
