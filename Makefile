@@ -10,8 +10,20 @@ CONF := etc/searchlight-forward.conf
 # make demo AUTH=keystone: real Keystone tokens open the live table (default: the
 # demo token file)
 AUTH ?= token_file
+# make demo SEARCH=opensearch: the demo on the local OpenSearch 2.19 (default:
+# Elasticsearch 8.19; scripts/servers.py up starts both)
+SEARCH ?= elasticsearch
+# The functional tests that touch the index, run again on OpenSearch by `make test`
+# (README, "Elasticsearch and OpenSearch"): indexing and newest wins, kill -9, the
+# change reader's cursors, index layout and rebuild, WebSocket resume.
+WS_TESTS := tests/functional/test_websocket.py
+OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_crash.py \
+	tests/functional/test_cursors.py tests/functional/test_indices.py \
+	$(WS_TESTS)::test_projects_and_roles_are_separated \
+	$(WS_TESTS)::test_reconnect_with_cursor_misses_nothing_and_nothing_older \
+	$(WS_TESTS)::test_rebuilt_index_cursor_forces_full_resync
 
-.PHONY: demo test unit functional browser-tests servers down sample-config browser bench faults
+.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser bench faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -28,7 +40,7 @@ down:
 	$(PYTHON) scripts/servers.py down
 
 demo: $(VENV)/.installed servers
-	$(BIN)/python scripts/demo.py --config-file $(CONF) --auth $(AUTH)
+	$(BIN)/python scripts/demo.py --config-file $(CONF) --auth $(AUTH) --search $(SEARCH)
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
 browser:
@@ -37,6 +49,11 @@ browser:
 
 test: $(VENV)/.installed servers browser
 	$(BIN)/pytest -q tests
+	$(MAKE) --no-print-directory test-opensearch
+
+# The subset above on OpenSearch (SF_SEARCH_BACKEND: tests/conftest.py).
+test-opensearch: $(VENV)/.installed servers
+	SF_SEARCH_BACKEND=opensearch $(BIN)/pytest -q $(OPENSEARCH_TESTS)
 
 # The same suite by kind (markers): pure logic, real servers, Chromium.
 unit: $(VENV)/.installed
@@ -52,10 +69,11 @@ sample-config: $(VENV)/.installed
 	$(BIN)/oslo-config-generator --config-file etc/oslo-config-generator/searchlight-forward.conf
 	$(BIN)/oslopolicy-sample-generator --config-file etc/oslo-policy-generator/searchlight-forward.conf
 
-# Throughput, delay, memory and scaling on the local servers (docs/benchmarks.md).
+# Throughput, delay, memory and scaling on the local servers (docs/benchmarks.md);
+# make bench SEARCH=opensearch: on OpenSearch.
 bench: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python bench/run.py
+	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/run.py
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.

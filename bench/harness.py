@@ -27,7 +27,6 @@ import urllib.error
 import urllib.request
 import uuid
 
-import elasticsearch
 import kombu
 import psutil
 
@@ -35,11 +34,17 @@ import workers
 
 ROOT = workers.ROOT
 HERE = os.path.dirname(os.path.abspath(__file__))
-ES_URL = os.environ.get("SF_ES_URL", "http://127.0.0.1:9200")
+# The search server, chosen as the tests choose it (tests/conftest.py):
+# SF_SEARCH_BACKEND=opensearch benches OpenSearch on 9201. Results keep the label
+# "elasticsearch" for the search server's figures, whichever it is.
+SEARCH_BACKEND = os.environ.get("SF_SEARCH_BACKEND", "elasticsearch")
+ES_URL = os.environ.get("SF_SEARCH_URL") or (
+    os.environ.get("SF_OPENSEARCH_URL", "http://127.0.0.1:9201")
+    if SEARCH_BACKEND == "opensearch" else os.environ.get("SF_ES_URL", "http://127.0.0.1:9200"))
 BROKER_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 ZAQAR_URL = os.environ.get("SF_ZAQAR_URL", "http://127.0.0.1:8888")
 SPAWN = multiprocessing.get_context("spawn")
-SERVER_PORTS = {"elasticsearch": 9200, "rabbitmq": 5672, "zaqar": 8888, "redis": 6379}
+SERVER_PORTS = {"elasticsearch": int(ES_URL.rsplit(":", 1)[1].strip("/")), "rabbitmq": 5672, "zaqar": 8888, "redis": 6379}
 SIM_PROJECTS = ("demo", "alt_demo", "admin")
 ZAQAR_CLIENT_ID = "5f1c3a52-6f0e-4b59-9d0c-2d3f1a6b7e42"
 
@@ -83,6 +88,12 @@ def servers_py(*args: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def search_client(timeout: float = 60.0):
+    """A client of the benched search server (either backend)."""
+    from searchlight_forward import search
+    return search.connect(ES_URL, SEARCH_BACKEND, request_timeout=timeout)
+
+
 def wait_for_servers(needed=tuple(SERVER_PORTS), timeout: float = 180.0) -> None:
     """The ``needed`` local servers are healthy, or BenchError. Others share them and
     a test may have one down for a while (the Zaqar outage tests): wait, do not
@@ -113,7 +124,7 @@ class Run:
         base = BROKER_URL.rstrip("/")
         self.transport_url = f"{base}/{self.vhost}"
         self.amqp_url = self.transport_url.replace("rabbit://", "amqp://", 1)
-        self.es = elasticsearch.Elasticsearch(ES_URL, request_timeout=60)
+        self.es = search_client()
         self.dir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self.keep = keep
         self.zaqar_queues: set[tuple[str, str]] = set()   # (project, queue)
@@ -310,6 +321,7 @@ class Scenario:
             conf.set("listener", "notifications_pool", self.pool)
             conf.set("listener", "workers", str(self.workers))
             conf.set("listener", "status_port", str(self.status_port))
+            conf.set("elasticsearch", "backend", SEARCH_BACKEND)
             conf.set("elasticsearch", "hosts", ES_URL)
             conf.set("elasticsearch", "dead_letter_index", f"{self.group}-dead")
             conf.set("resource_plugins", "resource_group_name", self.group)
@@ -549,6 +561,7 @@ def delivery_status(scn: Scenario) -> dict | None:
 
 def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
     """Pipeline -> whether its durable cursor has reached the end of the change log."""
+    from searchlight_forward import search
     from searchlight_forward.changelog.position import Position
     from searchlight_forward.changelog.reader import ChangeLog, NoIndex
     from searchlight_forward.retry import TransientError

@@ -29,7 +29,6 @@ import tempfile
 import time
 import uuid
 
-import elasticsearch
 import websockets
 from tqdm import tqdm
 from websockets.sync.client import connect
@@ -39,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from forwarders.websocket import protocol  # noqa: E402
 from forwarders.websocket.server import ServerThread, Settings, WebSocketServer  # noqa: E402
-from tests.conftest import ES_URL  # noqa: E402
+from searchlight_forward import search  # noqa: E402
+from tests.conftest import ES_URL, SEARCH_BACKEND  # noqa: E402
 from tests.functional.websocket_support import close_code_of  # noqa: E402
 from tests.keystone_support import LocalKeystone  # noqa: E402
 
@@ -84,7 +84,7 @@ def authenticate(url: str, token: str):
 
 def revocation(ks: LocalKeystone, tmp: pathlib.Path, rounds: int) -> tuple[list, list]:
     settings = Settings(port=0)
-    server = WebSocketServer(elasticsearch.Elasticsearch(ES_URL, request_timeout=30),
+    server = WebSocketServer(search.connect(ES_URL, SEARCH_BACKEND, request_timeout=30),
                              f"sfb-ks-{uuid.uuid4().hex[:6]}", ks.validator(tmp), [SERVER],
                              settings=settings)
     thread = ServerThread(server).start()

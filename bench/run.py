@@ -165,7 +165,8 @@ def scenario_index(ctx: Context) -> dict:
     try:
         result = harness.SPAWN.Queue()
         proc = harness.SPAWN.Process(target=workers.index_ceiling_main, args=(
-            ctx.spec(1, n), harness.ES_URL, scn.group, ctx.args.bulk_threads,
+            ctx.spec(1, n), harness.ES_URL, harness.SEARCH_BACKEND, scn.group,
+            ctx.args.bulk_threads,
             ctx.args.bulk_chunk, result), daemon=True)
         proc.start()
         watch = ctx.watch({"bulk client": psutil.Process(proc.pid)})
@@ -729,19 +730,18 @@ def _first_at_least(pairs, version):
 # -- report ---------------------------------------------------------------------------------
 
 def machine() -> dict:
-    import elasticsearch
     import oslo_messaging  # noqa: F401
     from importlib import metadata
     info = {"nproc": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "cpu": _cpu_model(), "kernel": platform.release(),
             "python": platform.python_version(),
             "packages": {p: _version(metadata, p) for p in (
-                "oslo.messaging", "elasticsearch", "kombu", "websockets",
+                "oslo.messaging", "elasticsearch", "opensearch-py", "kombu", "websockets",
                 "python-zaqarclient", "searchlight-forward")}}
     with contextlib.suppress(Exception):
-        es = elasticsearch.Elasticsearch(harness.ES_URL)
-        nodes = es.nodes.info(metric="jvm")["nodes"]
+        nodes = harness.search_client().nodes.info(metric="jvm")["nodes"]
         node = next(iter(nodes.values()))
+        info["search_server"] = f"{harness.SEARCH_BACKEND} {node['version']}"
         info["elasticsearch"] = node["version"]
         info["elasticsearch_heap_mb"] = round(
             node["jvm"]["mem"]["heap_max_in_bytes"] / 2**20)

@@ -174,11 +174,10 @@ def new_subscription(endpoint: str, project_id: str, name: str, rate_limit: floa
 def create_subscriptions(scn: Scenario, subs: list, desc: str) -> float:
     """``SubscriptionStore.create()`` each (in parallel: each waits for a refresh);
     returns the seconds it took."""
-    import elasticsearch
-
     from forwarders.subscriptions.store import SubscriptionStore
-    es = elasticsearch.Elasticsearch(harness.ES_URL, request_timeout=60,
-                                     connections_per_node=64)
+    from searchlight_forward import search
+    es = search.connect(harness.ES_URL, harness.SEARCH_BACKEND, request_timeout=60,
+                        connections_per_node=64)
     store = SubscriptionStore(es, scn.sub_index)
     store.ensure()
     t0 = time.monotonic()

@@ -322,8 +322,8 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
 
 # -- index ceiling ------------------------------------------------------------------------
 
-def index_ceiling_main(spec: dict, es_url: str, group: str, threads: int, chunk: int,
-                       result) -> None:
+def index_ceiling_main(spec: dict, es_url: str, backend: str, group: str, threads: int,
+                       chunk: int, result) -> None:
     """The stream's documents, bulk-indexed straight into a fresh index.
 
     Outside the timing: the plugins turn every notification into its change, the
@@ -334,7 +334,7 @@ def index_ceiling_main(spec: dict, es_url: str, group: str, threads: int, chunk:
     the listener writes, without reading anything back.
     """
     from searchlight_forward.commands import common  # noqa: F401
-    import elasticsearch
+    from searchlight_forward import search
     from searchlight_forward.search import helpers
 
     from searchlight_forward.indexer import indices, layout, merge
@@ -375,7 +375,7 @@ def index_ceiling_main(spec: dict, es_url: str, group: str, threads: int, chunk:
                                 "_id": documents.doc_id(state.id, role),
                                 "version": state.version, "version_type": "external_gte",
                                 "_source": source})
-    es = elasticsearch.Elasticsearch(es_url, request_timeout=60)
+    es = search.connect(es_url, backend, request_timeout=60)
     indices.ensure(es, group, plugins.plugins)
     ok = failed = 0
     started = time.monotonic()

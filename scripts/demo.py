@@ -10,6 +10,10 @@ started and the local servers.
 real Keystone tokens from the local Keystone instead of the demo token file, the
 generator uses Keystone's demo project ids, and fresh tokens are printed
 (``--print-token USER`` prints another one later).
+
+``--search opensearch`` (``make demo SEARCH=opensearch``): every process uses the
+local OpenSearch (127.0.0.1:9201) instead of Elasticsearch, through an extra
+configuration file written to ``.state/demo/search.conf``.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import kombu
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSPORT_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 PAGE = "http://127.0.0.1:8765/"
+SEARCH_URLS = {"elasticsearch": "http://127.0.0.1:9200", "opensearch": "http://127.0.0.1:9201"}
 TOKENS = os.path.join(ROOT, "etc", "websocket-tokens.json")
 STATE = os.environ.get("SF_STATE_DIR") or os.path.join(ROOT, ".state")
 ACCOUNTS = os.environ.get("SF_KEYSTONE_ACCOUNTS") or os.path.join(STATE, "keystone",
@@ -142,6 +147,9 @@ def main() -> int:
                         help="notifications per second from the generator")
     parser.add_argument("--keep-servers", action="store_true",
                         help="leave the local servers running on exit")
+    parser.add_argument("--search", choices=tuple(SEARCH_URLS), default="elasticsearch",
+                        help="the search server every process uses (both are started "
+                             "by scripts/servers.py up)")
     parser.add_argument("--auth", choices=("token_file", "keystone"), default="token_file",
                         help="what opens the WebSocket: the demo token file or real "
                              "tokens of the local Keystone")
@@ -165,9 +173,14 @@ def main() -> int:
     bindir = os.path.dirname(sys.executable)
     logs = os.path.join(ROOT, ".state", "demo")
     os.makedirs(logs, exist_ok=True)
-    websocket_conf = ["--config-file", args.config_file]
-    api_conf = ["--config-file", args.config_file, "--config-file",
-                api_setup(keystone_accounts())]
+    search_url = SEARCH_URLS[args.search]
+    search_conf = os.path.join(logs, "search.conf")
+    with open(search_conf, "w") as f:
+        f.write(f"# written by scripts/demo.py --search {args.search}\n"
+                f"[elasticsearch]\nbackend = {args.search}\nhosts = {search_url}\n")
+    base_conf = ["--config-file", args.config_file, "--config-file", search_conf]
+    websocket_conf = list(base_conf)
+    api_conf = [*base_conf, "--config-file", api_setup(keystone_accounts())]
     delivery_conf = api_conf
     if args.auth == "keystone":
         extra, project_ids, token_help = keystone_setup(keystone_accounts())
@@ -192,9 +205,9 @@ def main() -> int:
         return proc
 
     try:
-        subprocess.run([os.path.join(bindir, "searchlight-forward-manage"), "--config-file",
-                        args.config_file, "create"], check=True)
-        run("searchlight-forward-listener", "--config-file", args.config_file,
+        subprocess.run([os.path.join(bindir, "searchlight-forward-manage"), *base_conf,
+                        "create"], check=True)
+        run("searchlight-forward-listener", *base_conf,
             "--log-file", os.path.join(logs, "listener.log"))
         run("searchlight-forward-delivery", *delivery_conf,
             "--log-file", os.path.join(logs, "delivery.log"))
@@ -205,11 +218,11 @@ def main() -> int:
         wait_until(lambda: queue_declared("searchlight-forward"), 60, "the listener")
         wait_until(lambda: urllib.request.urlopen(PAGE + "status", timeout=2), 60,
                    "the WebSocket server")
-        run("devtools.generate", "--config-file", args.config_file,
+        run("devtools.generate", *base_conf,
             "--rate", str(args.rate), "--project-ids", project_ids, "--quiet",
             stderr=open(os.path.join(logs, "generator.log"), "w"))
         print(f"""
-searchlight-forward is running (up in {time.monotonic() - started:.0f}s); a generator
+searchlight-forward is running on {args.search} (up in {time.monotonic() - started:.0f}s); a generator
 publishes {args.rate:g} notifications/s for three projects.
 
   Live table:   {PAGE}
@@ -217,7 +230,7 @@ publishes {args.rate:g} notifications/s for three projects.
   Telco queue:  .venv/bin/searchlight-forward-telco-consumer --project ops \\
                   --queue openstack-resources   (Zaqar at http://127.0.0.1:8888;
                   alerts: --queue openstack-error)
-  Search:       curl 'http://127.0.0.1:9200/searchlight-search/_search?q=status:ACTIVE&pretty'
+  Search:       curl '{search_url}/searchlight-search/_search?q=status:ACTIVE&pretty'
   Subscribe:    export SF_API_URL=http://127.0.0.1:8785
                 eval $(.venv/bin/python scripts/demo.py --print-openrc demo)
                 .venv/bin/searchlight-forward-subscriptions create --protocol webhook \\

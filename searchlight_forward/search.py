@@ -137,18 +137,20 @@ def list_opts():
 
 
 def connect(hosts: list[str] | str, backend: str = "elasticsearch", *,
-            request_timeout: float = 30.0, max_dead_node_backoff: float = 2.0) -> Client:
+            request_timeout: float = 30.0, max_dead_node_backoff: float = 2.0,
+            connections_per_node: int = 10) -> Client:
     """A client of ``backend`` for ``hosts`` (also used by tests and benches)."""
     if backend == "opensearch":
         return OpenSearchClient.connect(hosts, request_timeout=request_timeout,
-                                        dead_timeout=max_dead_node_backoff)
+                                        dead_timeout=max_dead_node_backoff,
+                                        pool_maxsize=connections_per_node)
     if backend != "elasticsearch":
         raise ValueError(f"unknown search backend {backend!r}; one of {BACKENDS}")
     # orjson encodes bulk bodies several times faster than json (profiled: JSON
     # encoding was a fifth of the indexer's CPU).
     return elasticsearch.Elasticsearch(
         hosts, serializer=OrjsonSerializer(), request_timeout=request_timeout,
-        max_dead_node_backoff=max_dead_node_backoff)
+        max_dead_node_backoff=max_dead_node_backoff, connections_per_node=connections_per_node)
 
 
 def client(conf: cfg.ConfigOpts) -> Client:

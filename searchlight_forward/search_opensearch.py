@@ -145,12 +145,13 @@ class OpenSearchClient(_Namespace):
 
     @classmethod
     def connect(cls, hosts: list[str] | str, *, request_timeout: float,
-                dead_timeout: float) -> OpenSearchClient:
+                dead_timeout: float, pool_maxsize: int = 10) -> OpenSearchClient:
         # timeout_cutoff=0: a dead node is retried after dead_timeout, not after
         # an exponentially growing wait (elasticsearch-py's max_dead_node_backoff).
         return cls(opensearchpy.OpenSearch(
             hosts, serializer=OrjsonSerializer(), timeout=request_timeout,
-            dead_timeout=dead_timeout, timeout_cutoff=0), request_timeout)
+            dead_timeout=dead_timeout, timeout_cutoff=0, pool_maxsize=pool_maxsize),
+            request_timeout)
 
     def options(self, *, request_timeout: float | None = None,
                 ignore_status: int | tuple[int, ...] | None = None) -> OpenSearchClient:
