@@ -754,14 +754,17 @@ class Watch:
 
 
 def es_stats(es) -> dict:
+    # OpenSearch 2.19 keeps no node-level bulk statistics: its bulk figures read 0.
+    bulk_metric = "bulk," if SEARCH_BACKEND == "elasticsearch" else ""
     stats = es.nodes.stats(metric="indices,thread_pool",
-                           index_metric="bulk,indexing,refresh,search,get")
+                           index_metric=f"{bulk_metric}indexing,refresh,search,get")
     node = next(iter(stats["nodes"].values()))
     ind = node["indices"]
     write = node["thread_pool"].get("write", {})
-    return {"bulk_ops": ind["bulk"]["total_operations"],
-            "bulk_ms": ind["bulk"]["total_time_in_millis"],
-            "bulk_bytes": ind["bulk"]["total_size_in_bytes"],
+    bulk = ind.get("bulk", {})
+    return {"bulk_ops": bulk.get("total_operations", 0),
+            "bulk_ms": bulk.get("total_time_in_millis", 0),
+            "bulk_bytes": bulk.get("total_size_in_bytes", 0),
             "index_total": ind["indexing"]["index_total"],
             "index_ms": ind["indexing"]["index_time_in_millis"],
             "refresh_total": ind["refresh"]["total"],
