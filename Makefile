@@ -11,7 +11,7 @@ CONF := etc/searchlight-forward.conf
 # demo token file)
 AUTH ?= token_file
 
-.PHONY: demo test unit functional browser-tests servers down sample-config browser bench faults
+.PHONY: demo test unit functional browser-tests servers down sample-config browser bench bench-subscriptions faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -56,6 +56,12 @@ sample-config: $(VENV)/.installed
 bench: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+# Webhook deliveries per core, delay with 100 subscriptions, 1,000 idle subscriptions
+# (docs/benchmarks.md, "Subscriptions"): about 6 minutes.
+bench-subscriptions: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/subscriptions.py
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.
