@@ -254,22 +254,6 @@ def wait_status(scn: Scenario, child: harness.Child, timeout: float = 60.0) -> N
         time.sleep(0.2)
 
 
-def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
-    """Subscription pipeline -> its cursor is at the end of the change log (any count:
-    harness.cursors_at_head reads at most 100 cursors)."""
-    from searchlight_forward.changelog.position import Position
-    from searchlight_forward.changelog.reader import ChangeLog
-    head = ChangeLog(es, scn.group).head().position
-    es.indices.refresh(index=scn.state_index)
-    hits = es.search(index=scn.state_index, size=10000, query={"bool": {"filter": [
-        {"term": {"kind": "cursor"}}, {"term": {"group": scn.group}}]}})["hits"]["hits"]
-    out = {}
-    for hit in hits:
-        position = Position.from_dict(hit["_source"].get("position"))
-        out[hit["_source"]["consumer"]] = position is not None and position.includes(head)
-    return out
-
-
 # -- the receivers' process ------------------------------------------------------------------
 
 class Receivers:
@@ -753,8 +737,9 @@ def scenario_delay(ctx) -> dict:
             ctx.pool.publish(warm, rate=rate, bar=bar)
         published += warm["count"]
         harness.wait_until(lambda: processed() >= published, 60, 0.2, "the warm-up")
-        harness.wait_until(lambda: all(cursors_at_head(ctx.run.es, scn).values()), 60, 0.2,
-                           "the subscriptions after the warm-up")
+        harness.wait_until(
+            lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()), 60, 0.2,
+            "the subscriptions after the warm-up")
         receivers.quiet(1.0)
         receivers.ask("records")
         receivers.ask("reset")
@@ -775,7 +760,7 @@ def scenario_delay(ctx) -> dict:
         try:
             harness.wait_until(lambda: processed() >= published, args.drain, 0.2,
                                f"the listener to catch up at {rate}/s")
-            harness.wait_until(lambda: all(cursors_at_head(ctx.run.es, scn).values()),
+            harness.wait_until(lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
                                args.drain, 0.2, f"the subscriptions to catch up at {rate}/s")
         except BenchError:
             drained = False
@@ -1229,23 +1214,8 @@ def main(argv=None) -> int:
         ctx.servers = harness.server_processes()
         if "delay" in args.scenarios:
             ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
-        with tqdm.tqdm(total=len(args.scenarios), desc="subscriptions benchmark",
-                       unit="scenario", position=0) as outer:
-            for name in args.scenarios:
-                outer.set_postfix_str(name)
-                t = time.monotonic()
-                try:
-                    results[name] = fns[name](ctx)
-                except BenchError as exc:
-                    results[name] = {"error": str(exc)}
-                    log(f"{name}: FAILED: {exc}")
-                except Exception as exc:  # noqa: BLE001 - a bug: report, go on
-                    import traceback
-                    results[name] = {"error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc()}
-                    log(f"{name}: FAILED:\n{traceback.format_exc()}")
-                results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
-                outer.update(1)
+        harness.run_scenarios(ctx, fns, args.scenarios, "subscriptions benchmark",
+                              results, log)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130

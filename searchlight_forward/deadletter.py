@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import elasticsearch
 from elasticsearch import helpers
 
+from searchlight_forward import search
 from searchlight_forward.retry import TRANSIENT_STATUSES, TransientError
 
 # Context keys worth keeping: never the caller's auth token.
@@ -102,13 +103,7 @@ class DeadLetterIndex:
         self.written: collections.Counter = collections.Counter()
 
     def ensure(self) -> None:
-        if not self.es.indices.exists(index=self.index):
-            try:
-                self.es.indices.create(index=self.index, mappings=MAPPING,
-                                       settings={"number_of_replicas": 0})
-            except elasticsearch.BadRequestError as exc:
-                if exc.error != "resource_already_exists_exception":
-                    raise
+        search.ensure_index(self.es, self.index, MAPPING, {"number_of_replicas": 0})
 
     def write(self, letters: Iterable[DeadLetter]) -> int:
         """Store the records; raises on any failure so the batch is not acked

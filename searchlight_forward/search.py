@@ -55,3 +55,16 @@ def reachable(es: elasticsearch.Elasticsearch) -> bool:
     """A cheap probe: does the cluster answer (any health colour)?"""
     es.options(request_timeout=2.0).cluster.health()
     return True
+
+
+def ensure_index(es: elasticsearch.Elasticsearch, index: str, mappings: dict,
+                 settings: dict) -> None:
+    """Create ``index`` unless it exists (another process creating it meanwhile is
+    fine): the service's own small indices (state, dead letters, subscriptions)."""
+    if es.indices.exists(index=index):
+        return
+    try:
+        es.indices.create(index=index, mappings=mappings, settings=settings)
+    except elasticsearch.BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise

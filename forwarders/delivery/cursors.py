@@ -30,6 +30,7 @@ import uuid
 
 import elasticsearch
 
+from searchlight_forward import search
 from searchlight_forward.changelog.position import Position
 
 LOG = logging.getLogger(__name__)
@@ -100,14 +101,7 @@ class CursorStore:
         self.lease_seconds = lease_seconds
 
     def ensure(self) -> None:
-        if self.es.indices.exists(index=self.index):
-            return
-        try:
-            self.es.indices.create(index=self.index, mappings=MAPPING,
-                                   settings={"number_of_shards": 1})
-        except elasticsearch.BadRequestError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise
+        search.ensure_index(self.es, self.index, MAPPING, {"number_of_shards": 1})
 
     # -- reading -------------------------------------------------------------------
 

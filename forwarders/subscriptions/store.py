@@ -7,6 +7,7 @@ import elasticsearch
 from elasticsearch import helpers
 
 from forwarders.subscriptions.model import Subscription
+from searchlight_forward import search
 
 MAPPING = {
     "dynamic": False,
@@ -42,14 +43,7 @@ class SubscriptionStore:
         self.index = index
 
     def ensure(self) -> None:
-        if self.es.indices.exists(index=self.index):
-            return
-        try:
-            self.es.indices.create(index=self.index, mappings=MAPPING,
-                                   settings={"number_of_shards": 1})
-        except elasticsearch.BadRequestError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise
+        search.ensure_index(self.es, self.index, MAPPING, {"number_of_shards": 1})
 
     def create(self, sub: Subscription) -> Stored:
         resp = self.es.index(index=self.index, id=sub.id, document=sub.to_source(),
