@@ -23,7 +23,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	$(WS_TESTS)::test_reconnect_with_cursor_misses_nothing_and_nothing_older \
 	$(WS_TESTS)::test_rebuilt_index_cursor_forces_full_resync
 
-.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser bench faults
+.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser bench bench-subscriptions faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -74,6 +74,12 @@ sample-config: $(VENV)/.installed
 bench: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/run.py
+
+# Webhook deliveries per core, delay with 100 subscriptions, 1,000 idle subscriptions
+# (docs/benchmarks.md, "Subscriptions"): about 6 minutes.
+bench-subscriptions: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/subscriptions.py
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.

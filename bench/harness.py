@@ -568,7 +568,7 @@ def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
     try:
         head = ChangeLog(es, scn.group).head().position
         es.indices.refresh(index=scn.state_index)
-        hits = es.search(index=scn.state_index, size=100, query={"bool": {"filter": [
+        hits = es.search(index=scn.state_index, size=10000, query={"bool": {"filter": [
             {"term": {"kind": "cursor"}}, {"term": {"group": scn.group}}]}})["hits"]["hits"]
     except (NoIndex, TransientError, search.NotFoundError):
         return {}
@@ -987,3 +987,32 @@ class ZaqarReader:
         self.proc.join(10)
         if self.proc.is_alive():
             self.proc.kill()
+
+
+def run_scenarios(ctx, fns: dict, names, desc: str, results: dict, log,
+                  before=None, after=None) -> None:
+    """Each scenario ``fns[name](ctx)`` in turn, with a progress bar: its results, or
+    its error (a failing scenario is reported and the others go on). ``before(name)``
+    and ``after(name, result)`` run around each."""
+    import traceback
+
+    import tqdm
+    with tqdm.tqdm(total=len(names), desc=desc, unit="scenario", position=0) as outer:
+        for name in names:
+            outer.set_postfix_str(name)
+            t = time.monotonic()
+            try:
+                if before is not None:
+                    before(name)
+                results[name] = fns[name](ctx)
+                if after is not None:
+                    after(name, results[name])
+            except BenchError as exc:
+                results[name] = {"error": str(exc)}
+                log(f"{name}: FAILED: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a bug: report, go on
+                results[name] = {"error": f"{type(exc).__name__}: {exc}",
+                                 "traceback": traceback.format_exc()}
+                log(f"{name}: FAILED:\n{traceback.format_exc()}")
+            results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
+            outer.update(1)

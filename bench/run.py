@@ -1184,30 +1184,17 @@ def main(argv=None) -> int:
     try:
         ctx.servers = harness.server_processes()
         ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
-        with tqdm.tqdm(total=len(args.scenarios), desc="benchmark", unit="scenario",
-                       position=0) as outer:
-            for name in args.scenarios:
-                outer.set_postfix_str(name)
-                t = time.monotonic()
-                try:
-                    harness.wait_for_servers(
-                        ("elasticsearch", "rabbitmq") if name in ("broker", "index", "nopipe")
-                        else tuple(harness.SERVER_PORTS))
-                    results[name] = fns[name](ctx)
-                    r = results[name]
-                    if "rate" in r:
-                        log(f"{name}: {r['notifications']} notifications in {r['seconds']} s "
-                            f"= {r['rate']}/s")
-                except BenchError as exc:
-                    results[name] = {"error": str(exc)}
-                    log(f"{name}: FAILED: {exc}")
-                except Exception as exc:  # noqa: BLE001 - a bug: report, go on
-                    import traceback
-                    results[name] = {"error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc()}
-                    log(f"{name}: FAILED:\n{traceback.format_exc()}")
-                results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
-                outer.update(1)
+        def servers_for(name):
+            harness.wait_for_servers(
+                ("elasticsearch", "rabbitmq") if name in ("broker", "index", "nopipe")
+                else tuple(harness.SERVER_PORTS))
+
+        def rate_line(name, r):
+            if "rate" in r:
+                log(f"{name}: {r['notifications']} notifications in {r['seconds']} s "
+                    f"= {r['rate']}/s")
+        harness.run_scenarios(ctx, fns, args.scenarios, "benchmark", results, log,
+                              before=servers_for, after=rate_line)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130

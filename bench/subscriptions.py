@@ -2,9 +2,9 @@
 of the delivery service, publish-to-receiver delay with 100 filtered subscriptions,
 and what 1,000 idle subscriptions cost.
 
-    .venv/bin/python bench/subscriptions.py            # the default run (~6 min on 2 cores)
+    .venv/bin/python bench/subscriptions.py            # the default run (~6.5 min on 2 cores)
     .venv/bin/python bench/subscriptions.py --quick    # a smoke run (~2 min)
-    .venv/bin/python bench/subscriptions.py --only idle --profile
+    .venv/bin/python bench/subscriptions.py --only throughput,idle --profile
 
 Runs on the local servers (`python3 scripts/servers.py up`; Elasticsearch and RabbitMQ
 are needed, Keystone and Zaqar are not), with a real `searchlight-forward-delivery`
@@ -28,8 +28,10 @@ Scenarios (names for --only / --skip):
               webhook subscriptions confirmed before those writes (their cursors start
               before them: each catches up through all N), rate_limit at the maximum
               (not binding); clock from the first to the last arrival at the
-              receivers. Also a bare POST ceiling: one Python process POSTing bodies of
-              the same size to the same receivers with the same concurrency.
+              receivers. Then the same backlog for as many new subscriptions with
+              [delivery] workers = --scaling-workers (2) processes, and a bare POST
+              ceiling: one Python process POSTing bodies of the same size to the same
+              receivers with the same concurrency (ratios in the same run).
   delay       --subscriptions-delay (100) subscriptions, each one of the three
               simulated projects and two resource types, the tenant default
               rate_limit; the simulator's notifications published at --rate (100/s)
@@ -39,10 +41,13 @@ Scenarios (names for --only / --skip):
   idle        one delivery process measured --idle-base seconds with no subscription,
               then with --subscriptions-idle (1000) active subscriptions whose project
               never publishes (nothing is published at all), measured --idle seconds:
-              CPU per second and per [changelog] poll_interval, RSS, threads, and what
-              it costs Elasticsearch; ratios of the two in the same run
+              CPU per second and per [changelog] poll_interval, RSS, threads, wake-ups,
+              and what it costs Elasticsearch; ratios of the two in the same run; then
+              how long a SIGTERM takes to stop it with the subscriptions
 
-Writes bench/results/subscriptions.json and subscriptions.md.
+Writes bench/results/subscriptions.json and subscriptions.md (with --profile, py-spy's
+raw stacks too: profile-subscriptions-*-delivery.txt). Needs psutil, tqdm (the
+`bench` extra) and, for --profile, py-spy.
 """
 from __future__ import annotations
 
@@ -54,7 +59,6 @@ import configparser
 import contextlib
 import datetime
 import json
-import math
 import os
 import re
 import signal
@@ -171,24 +175,38 @@ def new_subscription(endpoint: str, project_id: str, name: str, rate_limit: floa
         confirmation_attempts=1, confirmed_at=now, start_positions=start_positions)
 
 
-def create_subscriptions(scn: Scenario, subs: list, desc: str) -> float:
-    """``SubscriptionStore.create()`` each (in parallel: each waits for a refresh);
-    returns the seconds it took."""
+def subscription_store(scn: Scenario):
     from forwarders.subscriptions.store import SubscriptionStore
     from searchlight_forward import search
     es = search.connect(harness.ES_URL, harness.SEARCH_BACKEND, request_timeout=60,
                         connections_per_node=64)
-    store = SubscriptionStore(es, scn.sub_index)
+    return SubscriptionStore(es, scn.sub_index)
+
+
+def create_subscriptions(scn: Scenario, subs: list, desc: str) -> tuple[float, list]:
+    """``SubscriptionStore.create()`` each (in parallel: each waits for a refresh);
+    (the seconds it took, the stored subscriptions)."""
+    store = subscription_store(scn)
     store.ensure()
     t0 = time.monotonic()
+    stored = []
     with tqdm.tqdm(total=len(subs), desc=desc, unit="sub", leave=False) as bar, \
             concurrent.futures.ThreadPoolExecutor(48) as pool:
         for future in concurrent.futures.as_completed(
                 [pool.submit(store.create, s) for s in subs]):
-            future.result()
+            stored.append(future.result())
             bar.update(1)
-    es.close()
-    return time.monotonic() - t0
+    store.es.close()
+    return time.monotonic() - t0, stored
+
+
+def delete_subscriptions(scn: Scenario, stored: list) -> None:
+    """``SubscriptionStore.delete()`` each (their cursors are then forgotten by the
+    delivery service)."""
+    store = subscription_store(scn)
+    with concurrent.futures.ThreadPoolExecutor(48) as pool:
+        list(pool.map(store.delete, stored))
+    store.es.close()
 
 
 def subscription_pipelines(scn: Scenario) -> dict[str, dict]:
@@ -233,22 +251,6 @@ def wait_status(scn: Scenario, child: harness.Child, timeout: float = 60.0) -> N
         if time.monotonic() > deadline:
             raise BenchError(f"the delivery service did not come up:\n{child.tail()}")
         time.sleep(0.2)
-
-
-def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
-    """Subscription pipeline -> its cursor is at the end of the change log (any count:
-    harness.cursors_at_head reads at most 100 cursors)."""
-    from searchlight_forward.changelog.position import Position
-    from searchlight_forward.changelog.reader import ChangeLog
-    head = ChangeLog(es, scn.group).head().position
-    es.indices.refresh(index=scn.state_index)
-    hits = es.search(index=scn.state_index, size=10000, query={"bool": {"filter": [
-        {"term": {"kind": "cursor"}}, {"term": {"group": scn.group}}]}})["hits"]["hits"]
-    out = {}
-    for hit in hits:
-        position = Position.from_dict(hit["_source"].get("position"))
-        out[hit["_source"]["consumer"]] = position is not None and position.includes(head)
-    return out
 
 
 # -- the receivers' process ------------------------------------------------------------------
@@ -385,6 +387,17 @@ def thread_switches(proc: psutil.Process) -> int:
     return total
 
 
+def tree_cpu_split(proc: psutil.Process) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process tree so far."""
+    user = system = 0.0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc] + proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                user, system = user + t.user, system + t.system
+    return user, system
+
+
 def profiler(run: harness.Run, output: str):
     """(start, stop) of bench/run.py's py-spy profile (--gil: Python's own CPU)."""
     ctx = types.SimpleNamespace(run=run, args=types.SimpleNamespace(output=output))
@@ -456,91 +469,75 @@ def write_documents(run: harness.Run, scn: Scenario, project: str, count: int,
             "seconds": round(time.monotonic() - t0, 2)}
 
 
-def scenario_throughput(ctx) -> dict:
+def set_delivery_workers(scn: Scenario, workers_: int) -> None:
+    parser = configparser.RawConfigParser()
+    parser.optionxform = str
+    parser.read(scn.conf)
+    parser.set("delivery", "workers", str(workers_))
+    with open(scn.conf, "w") as f:
+        parser.write(f)
+
+
+def pipeline_counters(scn: Scenario, workers_: int = 1) -> dict:
+    """The subscription pipelines' counters summed over the delivery workers (worker
+    N's status port is the scenario's + N)."""
+    total: collections.Counter = collections.Counter()
+    for i in range(workers_):
+        with contextlib.suppress(OSError, ValueError):
+            status = harness.http_json(
+                f"http://127.0.0.1:{scn.delivery_port + i}/status", timeout=5) or {}
+            for key, p in (status.get("pipelines") or {}).items():
+                if ":subscription-" in key:
+                    total.update(p.get("counters") or {})
+    return dict(total)
+
+
+def deliver_backlog(ctx, scn: Scenario, receivers: Receivers, head, project: str,
+                    first: int, workers_: int) -> dict:
+    """Subscriptions ``first`` .. ``first + k - 1``, confirmed before the documents
+    were written, delivered by a delivery service of ``workers_`` processes: from
+    the first to the last arrival at the receivers."""
     args = ctx.args
     n, k = args.documents, args.subscriptions_throughput
     total = n * k
-    scn = subscriptions_scenario(ctx.run, "throughput")
-    receivers = delivery = timeline = spy = None
+    label = f"{workers_} worker{'s' if workers_ > 1 else ''}"
+    receivers.ask("reset")
+    # Confirmed before the writes: each cursor starts there (the API records the
+    # log's end per group at confirmation) and catches up through all N.
+    subs = [new_subscription(receivers.url(first + i), project, f"throughput-{first + i}",
+                             MAX_RATE_LIMIT, start_positions={scn.group: head.to_dict()})
+            for i in range(k)]
+    _, stored = create_subscriptions(scn, subs, f"throughput ({label}): subscriptions")
+    set_delivery_workers(scn, workers_)
+    delivery = timeline = spy = None
     try:
-        scn.ensure_index()
-        receivers = Receivers()
-        from searchlight_forward.changelog.reader import ChangeLog
-        head = ChangeLog(ctx.run.es, scn.group).head().position
-        project = ctx.run.project_ids["demo"]
-        # Confirmed before the writes: each cursor starts there (the API records the
-        # log's end per group at confirmation) and catches up through all N.
-        subs = [new_subscription(receivers.url(i), project, f"throughput-{i}", MAX_RATE_LIMIT,
-                                 start_positions={scn.group: head.to_dict()})
-                for i in range(k)]
-        create_subscriptions(scn, subs, "throughput: subscriptions")
-        written = write_documents(ctx.run, scn, project, n)
-        if written["applied"] != n:
-            raise BenchError(f"throughput: {written['applied']} of {n} documents written")
         started = time.monotonic()
         delivery = harness.start_delivery(scn)
         timeline = Timeline({"delivery": delivery.ps, "receivers": receivers.ps,
                              **{s: ctx.servers[s] for s in ("elasticsearch",)
                                 if s in ctx.servers}}).start()
         deadline = time.monotonic() + args.timeout
-        with tqdm.tqdm(total=total, desc=f"throughput: {k} subscriptions x {n} changes",
-                       unit="delivery", leave=False) as bar:
+        with tqdm.tqdm(total=total, desc=f"throughput ({label}): {k} subscriptions x "
+                       f"{n} changes", unit="delivery", leave=False) as bar:
             count = 0
             while count < total:
                 count = receivers.ask("count")
                 bar.update(count - bar.n)
-                if spy is None and count and args.profile:
-                    spy = ctx.profile_start("subscriptions-throughput-delivery", delivery.ps)
-                    spy = spy or False
+                if spy is None and count and args.profile and workers_ == 1:
+                    spy = ctx.profile_start("subscriptions-throughput-delivery",
+                                            delivery.ps) or False
                 if not delivery.alive():
                     raise BenchError(f"throughput: the delivery service exited:\n"
                                      f"{delivery.tail()}")
                 if time.monotonic() > deadline:
-                    raise BenchError(f"throughput: {count} of {total} deliveries after "
-                                     f"{args.timeout:.0f}s:\n{delivery.tail()}")
+                    raise BenchError(f"throughput ({label}): {count} of {total} deliveries "
+                                     f"after {args.timeout:.0f}s:\n{delivery.tail()}")
                 time.sleep(0.1)
         profile = ctx.profile_stop(*spy) if spy else None
         spy = None
         receivers.quiet(1.0)            # anything sent twice arrives now
         timeline.stop()
-        summary = receivers.ask("summary")
-        t0, t1 = summary["first"], summary["last"]
-        wall = t1 - t0
-        cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
-        complete = sum(1 for e in summary["endpoints"].values() if e["distinct_ids"] >= n)
-        status = subscription_pipelines(scn)
-        counters = sum((collections.Counter(p.get("counters") or {})
-                        for p in status.values()), collections.Counter())
-        per_core = total / cpu["delivery"] if cpu["delivery"] else None
-        out = {"documents": n, "subscriptions": k, "deliveries": summary["requests"],
-               "expected_deliveries": total, "duplicates": summary["duplicates"],
-               "subscriptions_complete": complete,
-               "mean_body_bytes": summary["mean_body_bytes"], "write": written,
-               "startup_s": round(t0 - started, 2), "seconds": round(wall, 2),
-               "deliveries_per_s": round(total / wall),
-               "delivery_cores_used": round(cpu["delivery"] / wall, 2),
-               "deliveries_per_cpu_second": round(per_core) if per_core else None,
-               "cpu_s_per_1000": {name: round(1000 * v / total, 3) for name, v in cpu.items()},
-               "memory": {"delivery": timeline.memory("delivery", t0, t1)},
-               "pipeline_counters": dict(counters),
-               "method": "catch-up: the documents were written before the delivery "
-                         "service started; each subscription's cursor starts before them"}
-        if profile is not None:
-            out["profile"] = top(profile)
-        log(f"  throughput: {total} deliveries in {wall:.1f} s = {total / wall:.0f}/s, "
-            f"delivery {cpu['delivery'] / wall:.2f} cores, "
-            f"{out['deliveries_per_cpu_second']}/s per core, "
-            f"{out['cpu_s_per_1000']['delivery']} CPU-s per 1000 (receivers "
-            f"{out['cpu_s_per_1000']['receivers']})")
-        delivery.stop()
-        delivery = None
-        out["ceiling"] = post_ceiling(ctx, receivers, k, summary["mean_body_bytes"] or 1400,
-                                      total)
-        c = out["ceiling"]
-        out["vs_ceiling"] = bench_run.ratio(out["deliveries_per_s"], c["posts_per_s"])
-        out["cpu_vs_ceiling"] = bench_run.ratio(out["cpu_s_per_1000"]["delivery"],
-                                                c["cpu_s_per_1000"]["client"])
-        return out
+        counters = pipeline_counters(scn, workers_)
     finally:
         if spy:
             with contextlib.suppress(Exception):
@@ -549,6 +546,73 @@ def scenario_throughput(ctx) -> dict:
             timeline.stop()
         if delivery is not None:
             delivery.stop()
+    summary = receivers.ask("summary")
+    t0, t1 = summary["first"], summary["last"]
+    wall = t1 - t0
+    cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
+    mine = [e for p, e in summary["endpoints"].items()
+            if first <= int(p.rsplit("/", 1)[1]) < first + k]
+    per_core = total / cpu["delivery"] if cpu["delivery"] else None
+    out = {"workers": workers_, "documents": n, "subscriptions": k,
+           "deliveries": summary["requests"], "expected_deliveries": total,
+           "duplicates": summary["duplicates"],
+           "subscriptions_complete": sum(1 for e in mine if e["distinct_ids"] >= n),
+           "mean_body_bytes": summary["mean_body_bytes"],
+           "startup_s": round(t0 - started, 2), "seconds": round(wall, 2),
+           "deliveries_per_s": round(total / wall),
+           "delivery_cores_used": round(cpu["delivery"] / wall, 2),
+           "deliveries_per_cpu_second": round(per_core) if per_core else None,
+           "cpu_s_per_1000": {name: round(1000 * v / total, 3) for name, v in cpu.items()},
+           "cores_used": {name: round(v / wall, 2) for name, v in cpu.items()},
+           "memory": {"delivery": timeline.memory("delivery", t0, t1)},
+           "pipeline_counters": counters, "stored": stored}
+    if profile is not None:
+        out["profile"] = top(profile)
+    log(f"  throughput ({label}): {total} deliveries in {wall:.1f} s = {total / wall:.0f}/s, "
+        f"delivery {cpu['delivery'] / wall:.2f} cores, "
+        f"{out['deliveries_per_cpu_second']}/s per core, "
+        f"{out['cpu_s_per_1000']['delivery']} CPU-s per 1000 (receivers "
+        f"{out['cpu_s_per_1000']['receivers']})")
+    return out
+
+
+def scenario_throughput(ctx) -> dict:
+    args = ctx.args
+    n, k = args.documents, args.subscriptions_throughput
+    scn = subscriptions_scenario(ctx.run, "throughput")
+    receivers = None
+    try:
+        scn.ensure_index()
+        receivers = Receivers()
+        from searchlight_forward.changelog.reader import ChangeLog
+        head = ChangeLog(ctx.run.es, scn.group).head().position
+        project = ctx.run.project_ids["demo"]
+        written = write_documents(ctx.run, scn, project, n)
+        if written["applied"] != n:
+            raise BenchError(f"throughput: {written['applied']} of {n} documents written")
+        out = deliver_backlog(ctx, scn, receivers, head, project, 0, 1)
+        out["write"] = written
+        out["method"] = ("catch-up: the documents were written before the delivery "
+                         "service started; each subscription's cursor starts before them")
+        if args.scaling_workers > 1:
+            # The same backlog for new subscriptions (the first ones deleted: their
+            # cursors are forgotten), delivered by [delivery] workers processes.
+            delete_subscriptions(scn, out.pop("stored"))
+            more = deliver_backlog(ctx, scn, receivers, head, project, k,
+                                   args.scaling_workers)
+            more.pop("stored")
+            out[f"workers_{args.scaling_workers}"] = more
+            out["scaling"] = bench_run.ratio(more["deliveries_per_s"],
+                                             out["deliveries_per_s"])
+        out.pop("stored", None)
+        out["ceiling"] = post_ceiling(ctx, receivers, k, out["mean_body_bytes"] or 1400,
+                                      n * k)
+        c = out["ceiling"]
+        out["vs_ceiling"] = bench_run.ratio(out["deliveries_per_s"], c["posts_per_s"])
+        out["cpu_vs_ceiling"] = bench_run.ratio(out["cpu_s_per_1000"]["delivery"],
+                                                c["cpu_s_per_1000"]["client"])
+        return out
+    finally:
         if receivers is not None:
             receivers.stop()
         scn.cleanup()
@@ -672,8 +736,9 @@ def scenario_delay(ctx) -> dict:
             ctx.pool.publish(warm, rate=rate, bar=bar)
         published += warm["count"]
         harness.wait_until(lambda: processed() >= published, 60, 0.2, "the warm-up")
-        harness.wait_until(lambda: all(cursors_at_head(ctx.run.es, scn).values()), 60, 0.2,
-                           "the subscriptions after the warm-up")
+        harness.wait_until(
+            lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()), 60, 0.2,
+            "the subscriptions after the warm-up")
         receivers.quiet(1.0)
         receivers.ask("records")
         receivers.ask("reset")
@@ -694,7 +759,7 @@ def scenario_delay(ctx) -> dict:
         try:
             harness.wait_until(lambda: processed() >= published, args.drain, 0.2,
                                f"the listener to catch up at {rate}/s")
-            harness.wait_until(lambda: all(cursors_at_head(ctx.run.es, scn).values()),
+            harness.wait_until(lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
                                args.drain, 0.2, f"the subscriptions to catch up at {rate}/s")
         except BenchError:
             drained = False
@@ -705,6 +770,12 @@ def scenario_delay(ctx) -> dict:
         summary = receivers.ask("summary")
         search.stop()
         res = receiver_delays(changes, pub["times"], records, filters, dict(search.seen))
+        if args.keep:                      # the raw samples, for a closer look
+            with open(os.path.join(scn.dir, "delay-raw.json"), "w") as f:
+                json.dump({"changes": changes, "times": pub["times"], "records": records,
+                           "seen": [[rid, v, t] for (rid, v), t in search.seen.items()],
+                           "filters": {p: [pr, sorted(ts)] for p, (pr, ts) in filters.items()}},
+                          f, default=str)
         resources = watch.report()
         wall = resources["wall_s"]
         deliveries = max(len(records), 1)        # requests the receivers answered
@@ -818,7 +889,8 @@ def receiver_delays(changes, times, records, filters, seen) -> dict:
 # -- idle -----------------------------------------------------------------------------------
 
 def idle_window(timeline: Timeline, es_before: dict, es_after: dict, t0: float, t1: float,
-                poll: float, subscriptions: int, switches: int) -> dict:
+                poll: float, subscriptions: int, switches: int,
+                split: tuple[float, float]) -> dict:
     wall = t1 - t0
     cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
     es = harness.es_delta(es_before, es_after, wall)
@@ -827,6 +899,7 @@ def idle_window(timeline: Timeline, es_before: dict, es_after: dict, t0: float, 
             "delivery_cpu_ms_per_s": round(1000 * per_s, 1),
             "delivery_cpu_ms_per_poll": round(1000 * per_s * poll, 1),
             "delivery_wakeups_per_s": round(switches / wall),
+            "delivery_system_cpu_pct": round(100 * split[1] / max(sum(split), 1e-9)),
             "elasticsearch_cpu_ms_per_s": round(1000 * cpu.get("elasticsearch", 0) / wall, 1),
             "elasticsearch_writes_per_s": round(es["docs_indexed"] / wall, 1),
             "elasticsearch_searches_per_s": round(es["searches"] / wall, 1),
@@ -855,6 +928,7 @@ def scenario_idle(ctx) -> dict:
                 raise BenchError(f"the delivery service exited:\n{delivery.tail()}")
             es0 = harness.es_stats(ctx.run.es)
             switches0 = thread_switches(delivery.ps)
+            split0 = tree_cpu_split(delivery.ps)
             t0 = time.monotonic()
             with tqdm.tqdm(total=int(seconds), desc=desc, unit="s", leave=False) as bar:
                 while time.monotonic() - t0 < seconds:
@@ -862,9 +936,10 @@ def scenario_idle(ctx) -> dict:
                     bar.update(min(int(time.monotonic() - t0), int(seconds)) - bar.n)
             t1 = time.monotonic()
             switches = thread_switches(delivery.ps) - switches0
+            split = tuple(b - a for a, b in zip(split0, tree_cpu_split(delivery.ps)))
             time.sleep(timeline.interval * 2)      # a sample after t1
             return idle_window(timeline, es0, harness.es_stats(ctx.run.es), t0, t1, poll,
-                               subscriptions, switches)
+                               subscriptions, switches, split)
 
         time.sleep(args.settle)
         base = measure(args.idle_base, 0, "idle: no subscription")
@@ -872,7 +947,7 @@ def scenario_idle(ctx) -> dict:
             f"RSS {base['rss_mb_mean']} MB, {base['threads_mean']} threads")
         subs = [new_subscription(f"http://127.0.0.1:9/idle/{i}", f"{ctx.run.prefix}-nobody",
                                  f"idle-{i}", default_rate_limit()) for i in range(k)]
-        created_s = create_subscriptions(scn, subs, f"idle: {k} subscriptions")
+        created_s, _ = create_subscriptions(scn, subs, f"idle: {k} subscriptions")
         live_s = wait_live(scn, delivery, k, args.timeout, f"idle: {k} subscriptions live")
         time.sleep(args.settle)
         if args.profile:
@@ -944,19 +1019,24 @@ def markdown(results: dict, meta: dict) -> str:
                   "| | deliveries | seconds | deliveries/s | cores used | deliveries/s "
                   "per core | CPU-s per 1,000: sender | receivers | Elasticsearch |",
                   "|---|---|---|---|---|---|---|---|---|",
-                  f"| delivery service | {t['deliveries']} | {t['seconds']} | "
-                  f"{t['deliveries_per_s']} | {t['delivery_cores_used']} | "
-                  f"{t['deliveries_per_cpu_second']} | {t['cpu_s_per_1000']['delivery']} | "
-                  f"{t['cpu_s_per_1000']['receivers']} | "
-                  f"{t['cpu_s_per_1000'].get('elasticsearch', '')} |"]
+                  ]
+        for r in [t] + [v for key, v in t.items() if key.startswith("workers_")]:
+            lines.append(
+                f"| delivery service, {r['workers']} worker process"
+                f"{'es' if r['workers'] > 1 else ''} | {r['deliveries']} | {r['seconds']} | "
+                f"{r['deliveries_per_s']} | {r['delivery_cores_used']} | "
+                f"{r['deliveries_per_cpu_second']} | {r['cpu_s_per_1000']['delivery']} | "
+                f"{r['cpu_s_per_1000']['receivers']} | "
+                f"{r['cpu_s_per_1000'].get('elasticsearch', '')} |")
         if c:
             lines.append(
                 f"| bare POST ceiling ({c['threads']} threads, one process) | {c['posts']} | "
                 f"{c['seconds']} | {c['posts_per_s']} | {c['client_cores_used']} | "
                 f"{round(c['posts_per_s'] / c['client_cores_used']) if c['client_cores_used'] else ''}"
                 f" | {c['cpu_s_per_1000']['client']} | {c['cpu_s_per_1000']['receivers']} | |")
-        lines += ["", f"Delivery service vs the ceiling: {t.get('vs_ceiling')} x the rate, "
-                  f"{t.get('cpu_vs_ceiling')} x the CPU per delivery. Duplicates "
+        lines += ["", f"Delivery service (one worker) vs the ceiling: {t.get('vs_ceiling')} x "
+                  f"the rate, {t.get('cpu_vs_ceiling')} x the CPU per delivery; "
+                  f"{t.get('scaling') or '-'} x the rate with more worker processes. Duplicates "
                   f"{t['duplicates']}; subscriptions that got every change "
                   f"{t['subscriptions_complete']}/{t['subscriptions']}; delivery service "
                   f"start to first arrival {t['startup_s']} s; peak RSS "
@@ -1000,6 +1080,7 @@ def markdown(results: dict, meta: dict) -> str:
                 (f"delivery CPU ms per poll ({i['poll_interval_s']:g} s)",
                  "delivery_cpu_ms_per_poll"),
                 ("delivery voluntary context switches per s", "delivery_wakeups_per_s"),
+                ("delivery CPU in the kernel (%)", "delivery_system_cpu_pct"),
                 ("delivery RSS MB (mean; master and worker)", "rss_mb_mean"),
                 ("delivery worker RSS MB (mean)", "worker_rss_mb_mean"),
                 ("delivery threads", "threads_mean"),
@@ -1053,6 +1134,9 @@ def parse_args(argv=None):
     p.add_argument("--documents", type=int, default=None,
                    help="throughput: changes written (default 10000; quick 1000)")
     p.add_argument("--subscriptions-throughput", type=int, default=10)
+    p.add_argument("--scaling-workers", type=int, default=2,
+                   help="throughput: the same backlog again with [delivery] workers = W "
+                        "(0 or 1: not)")
     p.add_argument("--subscriptions-delay", type=int, default=100)
     p.add_argument("--subscriptions-idle", type=int, default=None,
                    help="default 1000; quick 200")
@@ -1129,23 +1213,8 @@ def main(argv=None) -> int:
         ctx.servers = harness.server_processes()
         if "delay" in args.scenarios:
             ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
-        with tqdm.tqdm(total=len(args.scenarios), desc="subscriptions benchmark",
-                       unit="scenario", position=0) as outer:
-            for name in args.scenarios:
-                outer.set_postfix_str(name)
-                t = time.monotonic()
-                try:
-                    results[name] = fns[name](ctx)
-                except BenchError as exc:
-                    results[name] = {"error": str(exc)}
-                    log(f"{name}: FAILED: {exc}")
-                except Exception as exc:  # noqa: BLE001 - a bug: report, go on
-                    import traceback
-                    results[name] = {"error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc()}
-                    log(f"{name}: FAILED:\n{traceback.format_exc()}")
-                results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
-                outer.update(1)
+        harness.run_scenarios(ctx, fns, args.scenarios, "subscriptions benchmark",
+                              results, log)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130

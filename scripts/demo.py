@@ -81,21 +81,24 @@ def keystone_token(accounts: dict, user: str) -> str:
 def keystone_setup(accounts: dict) -> tuple[str, str, str]:
     """(extra config file for the WebSocket server, generator project ids, what to
     tell the user about tokens)."""
-    service = accounts["users"]["service"]
-    path = os.path.join(STATE, "demo", "keystone.conf")
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(f"""# written by scripts/demo.py --auth keystone
+    return private_file("keystone.conf", f"""# written by scripts/demo.py --auth keystone
 [websocket]
 auth = keystone
 
 [websocket_keystone]
-auth_type = password
-auth_url = {accounts['auth_url']}
-username = {service['name']}
-password = {service['password']}
-project_id = {service['project_id']}
-user_domain_id = {service['domain_id']}
-""")
+{service_credentials(accounts)}"""), *keystone_tokens(accounts)
+
+
+def service_credentials(accounts: dict) -> str:
+    """keystoneauth1 options for the local Keystone's service user."""
+    service = accounts["users"]["service"]
+    return "".join(f"{k} = {v}\n" for k, v in (
+        ("auth_type", "password"), ("auth_url", accounts["auth_url"]),
+        ("username", service["name"]), ("password", service["password"]),
+        ("project_id", service["project_id"]), ("user_domain_id", service["domain_id"])))
+
+
+def keystone_tokens(accounts: dict) -> tuple[str, str]:
     projects = accounts["projects"]
     project_ids = (f"demo={projects['demo']},alt_demo={projects['alt-demo']},"
                    f"admin={projects['admin']}")
@@ -103,17 +106,14 @@ user_domain_id = {service['domain_id']}
              for user, what in KEYSTONE_USERS]
     tokens = ("Keystone tokens (valid 1 h; a fresh one: .venv/bin/python scripts/demo.py "
               "--print-token demo):\n                " + "\n                ".join(lines))
-    return path, project_ids, tokens
+    return project_ids, tokens
 
 
 def api_setup(accounts: dict) -> str:
     """An extra config file for the subscriptions API and the delivery service: the
     API validates tokens as the local service user, and endpoints on this machine
     (127.0.0.1, http) are allowed so that a local receiver can subscribe."""
-    service = accounts["users"]["service"]
-    path = os.path.join(STATE, "demo", "subscriptions.conf")
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(f"""# written by scripts/demo.py
+    return private_file("subscriptions.conf", f"""# written by scripts/demo.py
 [subscriptions]
 allowed_networks = 127.0.0.1/32
 allow_http = true
@@ -121,13 +121,14 @@ allow_http = true
 [keystone_authtoken]
 www_authenticate_uri = {accounts['auth_url']}
 interface = public
-auth_type = password
-auth_url = {accounts['auth_url']}
-username = {service['name']}
-password = {service['password']}
-project_id = {service['project_id']}
-user_domain_id = {service['domain_id']}
-""")
+{service_credentials(accounts)}""")
+
+
+def private_file(name: str, text: str) -> str:
+    """Write ``text`` (it holds a password) readable by us only; its path."""
+    path = os.path.join(STATE, "demo", name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
     return path
 
 

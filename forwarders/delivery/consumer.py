@@ -89,6 +89,8 @@ class Consumer:
         # Set when the hub drops this consumer (a page it could not take): once the
         # queued pages are delivered, it reads the log itself from its position.
         self._dropped = threading.Event()
+        # Longest an idle live consumer sleeps: its cursor lease is renewed in time.
+        self._idle_wait = max(0.2, settings.lease_seconds / 6)
         # When it last moved or had nothing pending (set by its own thread only).
         self.last_progress = time.monotonic()
         self.counters: collections.Counter = collections.Counter()
@@ -125,16 +127,28 @@ class Consumer:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def signal_stop(self) -> None:
+        """Ask the thread to stop (and wake it), without waiting."""
         self.stop_event.set()
+        self._wake()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.signal_stop()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _wake(self) -> None:
+        try:
+            self.queue.put_nowait(None)     # a full queue wakes it anyway
+        except queue.Full:
+            pass
 
     def offer(self, page: Page) -> bool:
         """A page from the shared feed (the hub's lock is held); False if this
         consumer cannot take it and must catch up instead."""
         if self.position is None or not page.end.same_log(self.position):
             self._dropped.set()
+            self._wake()
             return False
         try:
             self.queue.put_nowait(page)
@@ -174,14 +188,18 @@ class Consumer:
     def _run(self) -> None:
         while not self.stop_event.is_set():
             if self.mode == LIVE:
+                if self._dropped.is_set() and self.queue.empty():
+                    self.mode = CATCHING_UP         # no more pages will come
+                    continue
                 try:
-                    page = self.queue.get(timeout=0.2)
+                    # Blocks while idle: offer(), a drop and stop() wake it. (The queue
+                    # cannot be full while it is empty here, so no drop is missed.)
+                    page = self.queue.get(timeout=self._idle_wait)
                 except queue.Empty:
-                    if self._dropped.is_set():      # no more pages will come
-                        self.mode = CATCHING_UP
-                    else:                           # it has all the feed dispatched
-                        self.last_progress = time.monotonic()
+                    self.last_progress = time.monotonic()   # it has all the feed sent
                     self._commit()
+                    continue
+                if page is None:                    # woken
                     continue
                 try:
                     self._deliver_page(page)

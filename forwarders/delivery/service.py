@@ -26,6 +26,7 @@ The live process with the smallest id also purges tombstones every
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import math
 import threading
@@ -91,6 +92,7 @@ class DeliveryService:
                        if pipelines or catalog is not None}
         self.subscriptions: dict[str, tuple] = {}    # pipeline name -> revision
         self._last_refresh = -math.inf
+        self._last_forget = -math.inf
         self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
         self.counters: collections.Counter = collections.Counter()
         self.members: list[str] = [store.owner]
@@ -139,14 +141,23 @@ class DeliveryService:
             self.status.stop()
         if self._thread.ident is not None:
             self._thread.join(timeout)
-        for consumer in list(self.consumers.values()):
-            consumer.stop(timeout)
-        for consumer in list(self.consumers.values()):
+        consumers = list(self.consumers.values())
+        # All at once: a thousand subscriptions stop in the time of the slowest one.
+        for consumer in consumers:
+            consumer.signal_stop()
+        deadline = time.monotonic() + timeout
+        for consumer in consumers:
+            consumer.stop(max(0.1, deadline - time.monotonic()))
+
+        def release(consumer: Consumer) -> None:
             if not consumer.lease.lost:
                 try:
                     consumer.lease.write(release=True)
                 except Exception:  # noqa: BLE001 - the lease runs out by itself
                     pass
+        if consumers:
+            with concurrent.futures.ThreadPoolExecutor(min(16, len(consumers))) as pool:
+                list(pool.map(release, consumers))
         for group in self.groups.values():
             group.feed.stop()
         if self.doorbell is not None:
@@ -202,7 +213,10 @@ class DeliveryService:
         self._refresh_subscriptions()
         wanted = self.wanted()
         fair = math.ceil(len(wanted) / max(1, len(self.members)))
-        docs = self.store.read([cursor_id(g, p) for g, p in wanted])
+        # Only cursors it may claim are read (none once it holds its share).
+        docs = self.store.read([cursor_id(g, p) for g, p in wanted
+                                if cursor_id(g, p) not in self.consumers]
+                               if len(self.consumers) < fair else [])
         # Renew what we hold (consumers renew as they commit; this covers long calls),
         # unless renewed in the last third of a lease.
         for key, consumer in list(self.consumers.items()):
@@ -273,8 +287,10 @@ class DeliveryService:
         wanted = self.catalog.wanted(stored)
         if self.members[0] == self.store.owner:
             self.catalog.confirm_pending(stored)
-            self._forget_cursors({catalog_mod.pipeline_name(s.subscription.id)
-                                  for s in stored})
+            if time.monotonic() - self._last_forget >= catalog_mod.REREAD:
+                self._last_forget = time.monotonic()
+                self._forget_cursors({catalog_mod.pipeline_name(s.subscription.id)
+                                      for s in stored})
         for name, revision in list(self.subscriptions.items()):
             if name not in wanted or wanted[name][0] != revision:
                 self._forget(name)
@@ -408,10 +424,13 @@ class DeliveryService:
             live.add_metric([c.group, c.name], int(c.mode == "live"))
             group = self.groups.get(c.group)
             head = group.hub.snapshot() if group else None
+            caught_up = False
             if head is not None and c.position is not None and c.position.same_log(head):
-                lag.add_metric([c.group, c.name], sum(
-                    max(0, h - p) for h, p in zip(head.seq_nos, c.position.seq_nos)))
-            idle.add_metric([c.group, c.name], round(time.monotonic() - c.last_progress, 1))
+                behind = sum(max(0, h - p) for h, p in zip(head.seq_nos, c.position.seq_nos))
+                lag.add_metric([c.group, c.name], behind)
+                caught_up = behind == 0
+            idle.add_metric([c.group, c.name], 0.0 if caught_up else
+                            round(time.monotonic() - c.last_progress, 1))
         out += [live, lag, idle]
         if self.doorbell is not None:
             out.append(metrics.gauge("delivery_doorbell", "connected",

@@ -38,6 +38,7 @@ from searchlight_forward.retry import Policy
 LOG = logging.getLogger(__name__)
 
 PREFIX = "subscription-"
+REREAD = 60.0          # seconds: subscriptions are read again at least this often
 
 
 def pipeline_name(sub_id: str) -> str:
@@ -85,12 +86,21 @@ class Catalog:
         self.types_by_group = dict(types_by_group)
         self._confirming: set[str] = set()
         self._sent: set[str] = set()          # tokens whose request was delivered
+        self._cache: tuple | None = None      # (signature, when, subscriptions)
         self._lock = threading.Lock()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             4, thread_name_prefix="confirmations")
 
     def read(self) -> list[Stored]:
-        return self.store.all()
+        """Every subscription; read again only when one was written or deleted since
+        (and at least every ``REREAD`` seconds)."""
+        signature = self.store.signature()
+        if self._cache is not None and signature is not None and \
+                signature == self._cache[0] and time.monotonic() - self._cache[1] < REREAD:
+            return self._cache[2]
+        found = self.store.all()
+        self._cache = (signature, time.monotonic(), found)
+        return found
 
     # -- pipelines ---------------------------------------------------------------------
 

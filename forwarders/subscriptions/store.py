@@ -111,6 +111,17 @@ class SubscriptionStore:
         return self.es.count(index=self.index,
                              query={"term": {"project_id": project_id}})["count"]
 
+    def signature(self) -> tuple | None:
+        """Changes whenever a subscription is written or deleted (the primaries'
+        indexing counters): a reader rereads them only then. None: no index."""
+        try:
+            stats = self.es.indices.stats(index=self.index, metric="indexing")
+        except search.NotFoundError:
+            return None
+        indexing = stats["_all"]["primaries"].get("indexing", {})
+        return (indexing.get("index_total"), indexing.get("delete_total"),
+                tuple(sorted(stats.get("indices", {}))))
+
     def all(self) -> list[Stored]:
         """Every subscription (the delivery service's catalog), any number."""
         try:

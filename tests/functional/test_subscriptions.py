@@ -59,6 +59,26 @@ def receivers():
         r.stop()
 
 
+class Hooked:
+    """A demo member's confirmed webhook subscription, delivered by a running
+    delivery service: the API, token, project, receiver, subscription, service."""
+
+    def __init__(self, api, keystone, receivers, start_delivery, **fields):
+        self.api = api
+        self.member = keystone.token("demo")
+        self.project = keystone.users["demo"]["project_id"]
+        self.receiver = receivers()
+        self.service = start_delivery()
+        self.sub = active(api, self.member, self.receiver, **fields)
+
+
+@pytest.fixture
+def hooked(stack, keystone, receivers, start_delivery):
+    """hooked(**subscription fields, api=None) -> Hooked."""
+    return lambda api=None, **fields: Hooked(api or stack(), keystone, receivers,
+                                             start_delivery, **fields)
+
+
 def subscribe(api, token, endpoint, **fields) -> dict:
     resp = api.call("POST", "/v1/subscriptions", token,
                     {"protocol": "webhook", "endpoint": endpoint, **fields})
@@ -248,13 +268,10 @@ def test_unconfirmed_and_disabled_endpoints_receive_nothing_but_the_request(
 
 
 def test_an_endpoint_that_fails_then_recovers_gets_every_resource_in_order(
-        stack, start_delivery, writer, keystone, receivers):
-    api = stack()
-    member = keystone.token("demo")
-    project = keystone.users["demo"]["project_id"]
-    receiver = receivers()
-    service = start_delivery()
-    sub = active(api, member, receiver)
+        hooked, writer):
+    h = hooked()
+    api, member, project, receiver, sub, service = (
+        h.api, h.member, h.project, h.receiver, h.sub, h.service)
     receiver.status = 503
     ids = [f"f{i}" for i in range(6)]
     for version in range(1, 6):
@@ -282,19 +299,21 @@ def test_an_endpoint_that_fails_then_recovers_gets_every_resource_in_order(
     assert sub["id"] not in scraped
 
 
+def disabled_after_answering(status: int, h: Hooked, writer) -> dict:
+    """The subscription as shown once disabled, its endpoint having answered
+    ``status`` to a change."""
+    h.receiver.status = status
+    writer(h.project, [f"s{status}"], 1)
+    return wait_for(lambda: (lambda s: s if s["state"] == "disabled" else None)(
+        h.api.call("GET", f"/v1/subscriptions/{h.sub['id']}", h.member).json()[
+            "subscription"]), 30, "the subscription to be disabled")
+
+
 def test_410_gone_disables_the_subscription_with_the_reason(
-        stack, start_delivery, writer, keystone, receivers):
-    api = stack()
-    member = keystone.token("demo")
-    project = keystone.users["demo"]["project_id"]
-    receiver = receivers()
-    start_delivery()
-    sub = active(api, member, receiver)
-    receiver.status = 410
-    writer(project, ["g1"], 1)
-    shown = wait_for(lambda: (lambda s: s if s["state"] == "disabled" else None)(
-        api.call("GET", f"/v1/subscriptions/{sub['id']}", member).json()["subscription"]),
-        30, "the subscription to be disabled")
+        hooked, writer, receivers):
+    h = hooked()
+    api, member, project, receiver = h.api, h.member, h.project, h.receiver
+    shown = disabled_after_answering(410, h, writer)
     assert "410" in shown["state_reason"]
     refused_before = len(receiver.refused)
     witness = receivers()
@@ -306,29 +325,15 @@ def test_410_gone_disables_the_subscription_with_the_reason(
 
 
 def test_an_endpoint_failing_longer_than_disable_after_is_disabled(
-        stack, start_delivery, writer, keystone, receivers):
-    api = stack(disable_after=2)
-    member = keystone.token("demo")
-    project = keystone.users["demo"]["project_id"]
-    receiver = receivers()
-    start_delivery()
-    sub = active(api, member, receiver)
-    receiver.status = 500
-    writer(project, ["d1"], 1)
-    shown = wait_for(lambda: (lambda s: s if s["state"] == "disabled" else None)(
-        api.call("GET", f"/v1/subscriptions/{sub['id']}", member).json()["subscription"]),
-        30, "the subscription to be disabled")
+        stack, hooked, writer):
+    shown = disabled_after_answering(500, hooked(api=stack(disable_after=2)), writer)
     assert "failing for" in shown["state_reason"] and "500" in shown["state_reason"]
 
 
 def test_a_rotated_secret_and_the_previous_one_both_verify_during_the_overlap(
-        stack, start_delivery, writer, keystone, receivers):
-    api = stack()
-    member = keystone.token("demo")
-    project = keystone.users["demo"]["project_id"]
-    receiver = receivers()
-    start_delivery()
-    sub = active(api, member, receiver)
+        hooked, writer):
+    h = hooked()
+    api, member, project, receiver, sub = h.api, h.member, h.project, h.receiver, h.sub
     rotated = api.call("POST", f"/v1/subscriptions/{sub['id']}/secret/rotate", member,
                        {"expire_previous_in": 3600})
     assert rotated.status_code == 200, rotated.text
@@ -372,13 +377,9 @@ def test_the_cli_manages_subscriptions_with_openstack_credentials(
 
 
 def test_a_rate_limited_subscription_is_paced_and_misses_nothing(
-        stack, start_delivery, writer, keystone, receivers):
-    api = stack()
-    member = keystone.token("demo")
-    project = keystone.users["demo"]["project_id"]
-    receiver = receivers()
-    start_delivery()
-    sub = active(api, member, receiver, rate_limit=2)
+        hooked, writer):
+    h = hooked(rate_limit=2)
+    project, receiver, sub = h.project, h.receiver, h.sub
     ids = [f"p{i}" for i in range(8)]
     writer(project, ids, 1)
     wait_for(lambda: len(receiver.changes()) >= 8, 60, "eight deliveries")

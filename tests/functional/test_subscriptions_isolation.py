@@ -20,18 +20,14 @@ import uuid
 import pytest
 import standardwebhooks
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
                                                      Receiver, free_port,
                                                      subscriptions_conf)
+from tests.functional.isolation_support import ADMIN_FIELD, resources
 from tests.functional.websocket_support import ADMIN_ONLY, document_change
 
-TYPES = ["OS::Nova::Server", "OS::Neutron::Port", "OS::Cinder::Volume"]
-ADMIN_FIELD = {"OS::Nova::Server": "OS-EXT-SRV-ATTR:host",
-               "OS::Neutron::Port": "binding:host_id",
-               "OS::Cinder::Volume": "os-vol-host-attr:host"}
 EXAMPLES = 8
 _run = itertools.count()
 
@@ -72,17 +68,6 @@ def subscribers(config_file, names, keystone, es, start_delivery):
         es.indices.delete(index=f"{names['state']}-subscriptions", ignore_unavailable=True)
 
 
-def resources(projects):
-    return st.lists(st.fixed_dictionaries({
-        "type": st.sampled_from(TYPES),
-        "project": st.sampled_from(projects),
-        "admin_field": st.booleans(),
-        "secret": st.booleans(),
-        "deleted": st.booleans(),
-        "updates": st.integers(0, 2),
-    }), min_size=1, max_size=12)
-
-
 def test_no_subscription_receives_another_projects_resource_or_a_hidden_field(
         subscribers, writer, keystone):
     own = [keystone.users[u]["project_id"] for u in ("demo", "alt", "admin")]
@@ -90,7 +75,7 @@ def test_no_subscription_receives_another_projects_resource_or_a_hidden_field(
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
-    @given(resources(projects))
+    @given(resources(projects, max_size=12))
     def check(drawn):
         run = next(_run)
         final = {}

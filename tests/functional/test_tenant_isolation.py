@@ -27,12 +27,9 @@ from hypothesis import strategies as st
 
 from forwarders.filters.base import FilterContext
 from forwarders.filters.fields import RegexFields
+from tests.functional.isolation_support import ADMIN_FIELD, TYPES, resources
 from tests.functional.websocket_support import ADMIN_ONLY, ALL_TYPES, Client, document_change
 
-TYPES = ["OS::Nova::Server", "OS::Neutron::Port", "OS::Cinder::Volume"]
-ADMIN_FIELD = {"OS::Nova::Server": "OS-EXT-SRV-ATTR:host",
-               "OS::Neutron::Port": "binding:host_id",
-               "OS::Cinder::Volume": "os-vol-host-attr:host"}
 SECRET = "^secret_"                       # the pipeline's regex filter
 EXAMPLES = 25
 _run = itertools.count()
@@ -57,17 +54,6 @@ def people(keystone):
         yield users, projects
     finally:
         keystone.cleanup()
-
-
-def resources(projects):
-    return st.lists(st.fixed_dictionaries({
-        "type": st.sampled_from(TYPES),
-        "project": st.sampled_from(projects),
-        "admin_field": st.booleans(),
-        "secret": st.booleans(),
-        "deleted": st.booleans(),
-        "updates": st.integers(0, 2),
-    }), min_size=1, max_size=10)
 
 
 def connections(users):
