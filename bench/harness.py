@@ -579,14 +579,15 @@ def cursors_at_head(es, scn: Scenario) -> dict[str, bool]:
     return found
 
 
-class WsClients:
-    """The WebSocket clients' process, and the parent's end of its pipe."""
+class ChildProcess:
+    """A helper process of the benchmark (``target(*args, conn)``) and the parent's
+    end of its pipe: ``ask(command, ...)`` sends a command and returns the answer."""
 
-    def __init__(self, url: str, clients: list[tuple[str, bool]]):
-        self.clients = clients
+    what = "the helper process"
+
+    def __init__(self, target, *args):
         self.conn, child_conn = SPAWN.Pipe()
-        self.proc = SPAWN.Process(target=workers.ws_clients_main,
-                                  args=(url, clients, child_conn), daemon=True)
+        self.proc = SPAWN.Process(target=target, args=(*args, child_conn), daemon=True)
         self.proc.start()
         self.ps = psutil.Process(self.proc.pid)
         self._lock = threading.Lock()
@@ -595,8 +596,18 @@ class WsClients:
         with self._lock:
             self.conn.send(cmd)
             if not self.conn.poll(timeout):
-                raise BenchError(f"WebSocket clients did not answer {cmd[0]!r}")
+                raise BenchError(f"{self.what} did not answer {cmd[0]!r}")
             return self.conn.recv()
+
+
+class WsClients(ChildProcess):
+    """The WebSocket clients' process."""
+
+    what = "WebSocket clients"
+
+    def __init__(self, url: str, clients: list[tuple[str, bool]]):
+        self.clients = clients
+        super().__init__(workers.ws_clients_main, url, clients)
 
     def wait_subscribed(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -957,33 +968,25 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "")
         time.sleep(interval)
 
 
-class ZaqarReader:
+class ZaqarReader(ChildProcess):
     """The operator's Zaqar queue read by its own process (``workers.zaqar_reader_main``),
     which records when each change arrived."""
 
-    def __init__(self, project: str, queue: str):
-        self.conn, child_conn = SPAWN.Pipe()
-        self.proc = SPAWN.Process(target=workers.zaqar_reader_main,
-                                  args=(ZAQAR_URL, project, queue, ZAQAR_CLIENT_ID,
-                                        child_conn), daemon=True)
-        self.proc.start()
-        self.ps = psutil.Process(self.proc.pid)
+    what = "the Zaqar reader"
 
-    def _ask(self, *cmd, timeout: float = 30.0):
-        self.conn.send(cmd)
-        if not self.conn.poll(timeout):
-            raise BenchError(f"the Zaqar reader did not answer {cmd[0]!r}")
-        return self.conn.recv()
+    def __init__(self, project: str, queue: str):
+        super().__init__(workers.zaqar_reader_main, ZAQAR_URL, project, queue,
+                         ZAQAR_CLIENT_ID)
 
     def records(self) -> list:
-        return self._ask("records")
+        return self.ask("records")
 
     def count(self) -> int:
-        return self._ask("count")
+        return self.ask("count")
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
-            self._ask("stop", timeout=10)
+            self.ask("stop", timeout=10)
         self.proc.join(10)
         if self.proc.is_alive():
             self.proc.kill()

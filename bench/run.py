@@ -619,7 +619,7 @@ def outage_figures(changes, times, cut, ws_records, operator_records, stopped_re
     # have arrived; catch-up is until it held everything published before the cut ended.
     latest: dict = {}
     for found, t in zip(changes, times):
-        for rtype, rid, version, _ in found:
+        for rtype, rid, version, _, _ in found:
             if rid is not None and t == t:
                 latest[(rtype, rid)] = max(version, latest.get((rtype, rid), 0))
     got = collections.defaultdict(list)
@@ -633,7 +633,7 @@ def outage_figures(changes, times, cut, ws_records, operator_records, stopped_re
     for found, t in zip(changes, times):
         if not (t == t and t < cut["to"]):
             continue
-        for rtype, rid, version, _ in found:
+        for rtype, rid, version, _, _ in found:
             if rid is None:
                 continue
             during_keys += t >= cut["from"]
@@ -670,7 +670,7 @@ def delays(changes, times, records, seen, zaqar_records=()) -> dict:
         t = times[j]
         if t != t:     # nan: not published
             continue
-        for rtype, rid, version, delete in found:
+        for rtype, rid, version, delete, _ in found:
             if rid is not None:
                 published[(rtype, rid)].append((version, t, delete))
     # Searchable: documents in <group>-search (tombstones are hidden there).

@@ -253,30 +253,32 @@ def wait_status(scn: Scenario, child: harness.Child, timeout: float = 60.0) -> N
         time.sleep(0.2)
 
 
+def stop_all(spy, timeline, delivery) -> None:
+    """What a scenario started, stopped whatever happened (a profiler, the sampling
+    timeline, the delivery service)."""
+    if spy:
+        with contextlib.suppress(Exception):
+            spy[0].kill()
+    if timeline is not None:
+        timeline.stop()
+    if delivery is not None:
+        delivery.stop()
+
+
 # -- the receivers' process ------------------------------------------------------------------
 
-class Receivers:
-    """bench/webhooks.py's receivers in their own process, and the parent's end of
-    its pipe. Endpoint n is ``http://127.0.0.1:<port>/s/<n>``."""
+class Receivers(harness.ChildProcess):
+    """bench/webhooks.py's receivers in their own process. Endpoint n is
+    ``http://127.0.0.1:<port>/s/<n>``."""
+
+    what = "the receivers"
 
     def __init__(self):
-        self.conn, child_conn = harness.SPAWN.Pipe()
-        self.proc = harness.SPAWN.Process(target=webhooks.receiver_main, args=(child_conn,),
-                                          daemon=True)
-        self.proc.start()
-        self.ps = psutil.Process(self.proc.pid)
-        self._lock = threading.Lock()
+        super().__init__(webhooks.receiver_main)
         self.port = self.ask("port")
 
     def url(self, n: int) -> str:
         return f"http://127.0.0.1:{self.port}/s/{n}"
-
-    def ask(self, *cmd, timeout: float = 60.0):
-        with self._lock:
-            self.conn.send(cmd)
-            if not self.conn.poll(timeout):
-                raise BenchError(f"the receivers did not answer {cmd[0]!r}")
-            return self.conn.recv()
 
     def quiet(self, seconds: float = 1.0, timeout: float = 30.0) -> int:
         """Wait until no request arrived for ``seconds``; the count."""
@@ -539,13 +541,7 @@ def deliver_backlog(ctx, scn: Scenario, receivers: Receivers, head, project: str
         timeline.stop()
         counters = pipeline_counters(scn, workers_)
     finally:
-        if spy:
-            with contextlib.suppress(Exception):
-                spy[0].kill()
-        if timeline is not None:
-            timeline.stop()
-        if delivery is not None:
-            delivery.stop()
+        stop_all(spy, timeline, delivery)
     summary = receivers.ask("summary")
     t0, t1 = summary["first"], summary["last"]
     wall = t1 - t0
@@ -664,28 +660,6 @@ def post_ceiling(ctx, receivers: Receivers, endpoints: int, body_bytes: int,
 
 # -- delay ----------------------------------------------------------------------------------
 
-def stream_changes(notes) -> list[list[tuple]]:
-    """(resource_type, id, version, project_id, delete) per notification, from the
-    plugins (what the listener will compute; id None for a change located by
-    another field)."""
-    from searchlight_forward.model.change import Operation
-    from searchlight_forward.plugins import load_plugins
-    plugins = load_plugins()
-    out = []
-    for note in notes:
-        plugin = plugins.route(note.event_type)
-        found = []
-        if plugin is not None:
-            with contextlib.suppress(Exception):
-                for change in plugin.changes(note.to_notification()):
-                    found.append((change.resource_type,
-                                  None if change.locate_by else change.id,
-                                  change.version, change.project_id,
-                                  change.operation is Operation.DELETE))
-        out.append(found)
-    return out
-
-
 def delay_subscriptions(receivers: Receivers, run: harness.Run, count: int,
                         rate_limit: float) -> tuple[list, dict]:
     """``count`` subscriptions, each one of the simulated projects and two resource
@@ -745,7 +719,7 @@ def scenario_delay(ctx) -> dict:
 
         count = int(rate * duration)
         spec = ctx.spec(5000, count, start="2026-05-01T00:00:00")
-        changes = stream_changes(workers.make_stream(spec))
+        changes = workers.changes_of(workers.make_stream(spec))
         search = harness.SearchWatcher(ctx.run.es, scn.group).start()
         procs = {"delivery": delivery.ps, "listener": listener.ps, "receivers": receivers.ps,
                  "publishers": ctx.pool.ps, **ctx.servers}
@@ -830,7 +804,7 @@ def receiver_delays(changes, times, records, filters, seen) -> dict:
     for found, t in zip(changes, times):
         if t != t:                        # not published (nan)
             continue
-        for rtype, rid, version, project, delete in found:
+        for rtype, rid, version, delete, project in found:
             if rid is None:
                 continue
             if project:
@@ -988,13 +962,7 @@ def scenario_idle(ctx) -> dict:
             f"({'graceful' if stopped else 'NOT graceful: the worker was killed'})")
         return out
     finally:
-        if spy:
-            with contextlib.suppress(Exception):
-                spy[0].kill()
-        if timeline is not None:
-            timeline.stop()
-        if delivery is not None:
-            delivery.stop()
+        stop_all(spy, timeline, delivery)
         scn.cleanup()
 
 

@@ -57,9 +57,10 @@ def make_stream(spec: dict):
 
 
 def changes_of(notes):
-    """(resource_type, id, version, operation) per notification, from the plugins
-    (pure; what the listener will compute). ``id`` is None for a change that names
-    another field than its resource's id (a rule delete that knows only the rule)."""
+    """(resource_type, id, version, delete?, project_id) per notification, from the
+    plugins (pure; what the listener will compute). ``id`` is None for a change that
+    names another field than its resource's id (a rule delete that knows only the
+    rule)."""
     from searchlight_forward.plugins import load_plugins
     from searchlight_forward.model.change import Operation
     plugins = load_plugins()
@@ -72,7 +73,8 @@ def changes_of(notes):
                 for change in plugin.changes(note.to_notification()):
                     found.append((change.resource_type,
                                   None if change.locate_by else change.id,
-                                  change.version, change.operation is Operation.DELETE))
+                                  change.version, change.operation is Operation.DELETE,
+                                  change.project_id))
             except Exception:  # noqa: BLE001 - a payload the plugin refuses: no change
                 pass
         out.append(found)

@@ -33,7 +33,6 @@ from searchlight_forward.model.documents import ADMIN, ROLES
 WEBHOOK, EMAIL = "webhook", "email"
 PROTOCOLS = (WEBHOOK, EMAIL)
 PENDING, ACTIVE, DISABLED = "pending_confirmation", "active", "disabled"
-STATES = (PENDING, ACTIVE, DISABLED)
 EACH, DIGEST = "each", "digest"
 EMAIL_MODES = (EACH, DIGEST)
 NOW, BEGINNING = "now", "beginning"

@@ -98,8 +98,8 @@ class SubscriptionStore:
             raise KeyError(stored.subscription.id) from None
 
     def listing(self, project_id: str | None, limit: int = 1000) -> list[Stored]:
-        """A project's subscriptions (None: every project's, for admins), oldest first."""
-        self.es.indices.refresh(index=self.index)
+        """A project's subscriptions (None: every project's, for admins), oldest first.
+        (Every write waits for a refresh, so a search sees it.)"""
         query = {"term": {"project_id": project_id}} if project_id else {"match_all": {}}
         resp = self.es.search(index=self.index, query=query, size=limit,
                               sort=[{"created_at": "asc"}], seq_no_primary_term=True)
@@ -107,7 +107,6 @@ class SubscriptionStore:
                        h["_primary_term"]) for h in resp["hits"]["hits"]]
 
     def count(self, project_id: str) -> int:
-        self.es.indices.refresh(index=self.index)
         return self.es.count(index=self.index,
                              query={"term": {"project_id": project_id}})["count"]
 

@@ -52,7 +52,6 @@ ROUTE = re.compile(r"^/v1/subscriptions(?:/(?P<id>[0-9a-f-]{36})"
 @dataclasses.dataclass(frozen=True)
 class Settings:
     rules: Rules
-    public_url: str
     allowed_networks: Sequence[Network] = ()
     allow_http: bool = False
     max_per_project: int = 100

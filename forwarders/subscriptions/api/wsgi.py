@@ -57,7 +57,7 @@ def build(conf: cfg.ConfigOpts):
                     default_rate_limit=min(s.default_rate_limit, s.max_rate_limit),
                     max_rate_limit=s.max_rate_limit,
                     min_digest_interval=s.min_digest_interval),
-        public_url=s.public_url.rstrip("/"), allowed_networks=allowed,
+        allowed_networks=allowed,
         allow_http=s.allow_http, max_per_project=s.max_per_project,
         secret_overlap=s.secret_overlap)
     app = SubscriptionsAPI(store, policy.enforcer(conf), settings,
