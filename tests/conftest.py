@@ -2,7 +2,8 @@
 
 Every test run gets its own RabbitMQ virtual host, index prefix and Zaqar project
 prefix (``RUN``), so a running ``make demo`` and the suite never see each other's
-notifications, rings, indices or queues, and two runs never either.
+notifications, rings, indices or queues, and two runs never either. Each
+pytest-xdist worker imports this module itself, so each worker is a run of its own.
 """
 import os
 import subprocess

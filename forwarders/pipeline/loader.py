@@ -26,8 +26,8 @@ from forwarders.pipeline.pipeline import (BEGINNING, ON_FAILURE, START_FROM,
 from forwarders.sinks import base as sinks_mod
 from forwarders.sinks.base import Sink, SinkContext
 from searchlight_forward.retry import Policy
+from searchlight_forward.model.priority import PRIORITIES
 
-PRIORITIES = ("audit", "critical", "debug", "error", "info", "sample", "warn")
 PIPELINE_OPTIONS = frozenset({"pipeline", "resource_types", "event_types", "priorities",
                               "start_from"})
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 from forwarders.filters.base import Filter
 from forwarders.sinks.base import Sink
+from searchlight_forward.model.priority import selects
 from searchlight_forward.model.documents import ADMIN
 from searchlight_forward.model.envelope import Envelope
 from searchlight_forward.retry import Policy
@@ -91,7 +92,8 @@ class Pipeline:
         if self.event_types is not None and not any(
                 fnmatch.fnmatchcase(envelope.event_type or "", p) for p in self.event_types):
             return False
-        if self.priorities is not None and (envelope.priority or "info") not in self.priorities:
+        if self.priorities is not None and not selects(self.priorities, envelope.priority,
+                                                       envelope.alert):
             return False
         return True
 

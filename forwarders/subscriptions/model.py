@@ -29,6 +29,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from searchlight_forward.model.documents import ADMIN, ROLES
+from searchlight_forward.model.priority import PRIORITIES
 
 WEBHOOK, EMAIL = "webhook", "email"
 PROTOCOLS = (WEBHOOK, EMAIL)
@@ -36,7 +37,6 @@ PENDING, ACTIVE, DISABLED = "pending_confirmation", "active", "disabled"
 EACH, DIGEST = "each", "digest"
 EMAIL_MODES = (EACH, DIGEST)
 NOW, BEGINNING = "now", "beginning"
-PRIORITIES = ("audit", "critical", "debug", "error", "info", "sample", "warn")
 SECRET_PREFIX = "whsec_"
 
 MAX_PATTERNS = 50

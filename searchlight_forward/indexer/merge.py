@@ -12,7 +12,10 @@ the changes arrive in, one batch or many:
   set them;
 * a delete newer than everything leaves a tombstone that nothing older undoes, and
   no partial notification revives;
-* a change carrying the state's own version is a redelivery: a harmless duplicate.
+* a change carrying the state's own version is a redelivery: a harmless duplicate;
+* the newest change also sets the state's priority and event type, and its alert
+  (``model.priority``): a warn, error or critical notification starts one, later
+  routine ones carry it while they are emitted within the alert window.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import enum
 import re
 
 from searchlight_forward.model.change import DocumentChange, Operation, SetFields
+from searchlight_forward.model import priority
 from searchlight_forward.model.documents import ResourceState
 
 
@@ -44,11 +48,12 @@ def fold(stored: ResourceState | None, changes: list[DocumentChange]
     results: list[ChangeResult] = []
     dirty = False
     for change in sorted(changes, key=lambda c: c.version):
+        before = state
         outcome, state = _apply(state, change)
-        if outcome is Outcome.APPLIED and change.version >= state.version:
-            state.event_type, state.changed_at = change.event_type, change.timestamp
-            state.priority = change.priority
-        dirty = dirty or outcome is Outcome.APPLIED
+        if outcome is Outcome.APPLIED:
+            _stamp(state, before, change)
+        late_alert = outcome is Outcome.STALE and _late_alert(state, change)
+        dirty = dirty or outcome is Outcome.APPLIED or late_alert
         if state.deleted and not state.project_id and change.project_id:
             # A delete that overtook its resource names no project; older changes do.
             state.project_id = change.project_id
@@ -57,6 +62,37 @@ def fold(stored: ResourceState | None, changes: list[DocumentChange]
         results.append(ChangeResult(change, outcome,
                                     state.copy() if state is not None else None))
     return state, results, dirty
+
+
+def _stamp(state: ResourceState, before: ResourceState | None,
+           change: DocumentChange) -> None:
+    """Set what the newest change folded in says (its event type, emission time and
+    priority) and the alert; an older change applied out of order keeps them."""
+    if before is not None and before is not state:
+        state.event_type, state.changed_at = before.event_type, before.changed_at
+        state.priority, state.alert = before.priority, before.alert
+    if change.version < state.version:
+        _late_alert(state, change)
+        return
+    state.event_type, state.changed_at = change.event_type, change.timestamp
+    state.priority = change.priority
+    alert = priority.alert_of(change.priority, change.event_type, change.version,
+                              change.timestamp)
+    if alert is not None or not priority.still_carried(state.alert, change.timestamp):
+        state.alert = alert
+
+
+def _late_alert(state: ResourceState, change: DocumentChange) -> bool:
+    """An alert that arrives after newer changes still rides on them if they were
+    emitted within its window (and it is newer than the alert they carry)."""
+    alert = priority.alert_of(change.priority, change.event_type, change.version,
+                              change.timestamp)
+    if alert is None or (state.alert and state.alert["version"] >= alert["version"]):
+        return False
+    if not priority.still_carried(alert, state.changed_at):
+        return False
+    state.alert = alert
+    return True
 
 
 def _apply(state: ResourceState | None, change: DocumentChange

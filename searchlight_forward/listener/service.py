@@ -33,10 +33,10 @@ from searchlight_forward.plugins.base import exchanges_and_topics
 from searchlight_forward.retry import Policy, Retry, Stopping
 from searchlight_forward.status import StatusServer
 from searchlight_forward.worker import Worker, run_workers
+from searchlight_forward.model.priority import PRIORITIES
 
 LOG = logging.getLogger(__name__)
 
-PRIORITIES = ("audit", "critical", "debug", "info", "error", "sample", "warn")
 
 
 class BatchEndpoint:

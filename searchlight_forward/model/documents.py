@@ -21,11 +21,13 @@ EVENT_TYPE_FIELD = "sf_event_type"      # the event of the newest change folded 
 CHANGED_AT_FIELD = "sf_changed_at"      # that notification's emission time
 VERSION_FIELD = "sf_version"            # the external version, readable in _source
 PRIORITY_FIELD = "sf_priority"          # that notification's priority (info, error...)
+ALERT_FIELD = "sf_alert"                # the newest warn/error/critical one, while it
+                                        # rides on later changes (model.priority)
 WRITTEN_AT_FIELD = "sf_written_at"      # when it was indexed (ms since the epoch, the
                                         # listener's clock): tombstone retention
 INTERNAL_FIELDS = (ROLE_FIELD, DELETED_FIELD, INCOMPLETE_FIELD, BASE_VERSION_FIELD,
                    FIELD_VERSIONS_FIELD, EVENT_TYPE_FIELD, CHANGED_AT_FIELD,
-                   VERSION_FIELD, PRIORITY_FIELD, WRITTEN_AT_FIELD)
+                   VERSION_FIELD, PRIORITY_FIELD, ALERT_FIELD, WRITTEN_AT_FIELD)
 
 ADMIN = "admin"
 USER = "user"
@@ -41,6 +43,7 @@ INTERNAL_MAPPING = {
     CHANGED_AT_FIELD: {"type": "keyword", "index": False},
     VERSION_FIELD: {"type": "long"},
     PRIORITY_FIELD: {"type": "keyword"},
+    ALERT_FIELD: {"type": "object", "enabled": False},
     WRITTEN_AT_FIELD: {"type": "long"},
 }
 
@@ -65,6 +68,7 @@ class ResourceState:
     event_type: str = ""        # of the newest change folded in
     changed_at: str = ""        # its notification's emission time
     priority: str = "info"      # its notification's priority
+    alert: dict | None = None   # the alert riding on it (model.priority)
 
     @property
     def incomplete(self) -> bool:
@@ -97,6 +101,7 @@ def es_sources(state: ResourceState, admin_only: Iterable[str],
     base = {DELETED_FIELD: state.deleted, INCOMPLETE_FIELD: state.incomplete,
             EVENT_TYPE_FIELD: state.event_type, CHANGED_AT_FIELD: state.changed_at,
             VERSION_FIELD: state.version, PRIORITY_FIELD: state.priority,
+            ALERT_FIELD: state.alert,
             WRITTEN_AT_FIELD: written_at}
     admin = dict(state.document, **base, **{ROLE_FIELD: ADMIN,
                                            BASE_VERSION_FIELD: state.base_version,
@@ -119,4 +124,5 @@ def state_from_source(source: dict, version: int | None = None) -> ResourceState
         field_versions=dict(source.get(FIELD_VERSIONS_FIELD) or {}),
         event_type=source.get(EVENT_TYPE_FIELD) or "",
         changed_at=source.get(CHANGED_AT_FIELD) or "",
-        priority=source.get(PRIORITY_FIELD) or "info")
+        priority=source.get(PRIORITY_FIELD) or "info",
+        alert=source.get(ALERT_FIELD) or None)

@@ -2,8 +2,15 @@
 
     {"resource_type": "OS::Nova::Server", "id": "...", "project_id": "...",
      "version": 1772452807000000270, "operation": "index" | "delete",
-     "event_type": "instance.update", "timestamp": "2026-03-02 12:00:07.270156",
-     "document": {...} | null}
+     "event_type": "instance.update", "priority": "info",
+     "timestamp": "2026-03-02 12:00:07.270156", "document": {...} | null,
+     "alert": {"priority": "error", "event_type": "compute.instance.create.error",
+               "version": ..., "timestamp": ...}}
+
+``priority`` is that of the newest notification folded into the change; ``alert``
+(only present when there is one) is the resource's newest warn, error or critical
+notification, which rides on the routine changes sent right after it
+(``model.priority``).
 
 ``version`` orders the states of one resource: a consumer keeps, per ``id``, the
 highest version it has seen and ignores anything not higher, which also makes
@@ -23,9 +30,10 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from searchlight_forward.model.documents import (CHANGED_AT_FIELD, DELETED_FIELD,
-                                                 EVENT_TYPE_FIELD, INTERNAL_FIELDS,
-                                                 PRIORITY_FIELD)
+from searchlight_forward.model import priority as priorities
+from searchlight_forward.model.documents import (ALERT_FIELD, CHANGED_AT_FIELD,
+                                                 DELETED_FIELD, EVENT_TYPE_FIELD,
+                                                 INTERNAL_FIELDS, PRIORITY_FIELD)
 
 INDEX = "index"
 DELETE = "delete"
@@ -45,10 +53,17 @@ class Envelope:
     timestamp: str
     document: dict | None
     priority: str = "info"
+    alert: dict | None = None
 
     @property
     def is_control(self) -> bool:
         return self.operation in CONTROL
+
+    @property
+    def routing_priority(self) -> str:
+        """The more severe of its priority and its alert's: what ``{priority}``
+        in a queue name routes on."""
+        return priorities.routing_priority(self.priority, self.alert)
 
     def with_document(self, document: dict | None) -> "Envelope":
         return dataclasses.replace(self, document=document)
@@ -56,11 +71,14 @@ class Envelope:
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies the document, and this runs for every
         # change in every sink (profiled at a fifth of the listener's time).
-        return {"resource_type": self.resource_type, "id": self.id,
+        data = {"resource_type": self.resource_type, "id": self.id,
                 "project_id": self.project_id, "version": self.version,
                 "operation": self.operation, "event_type": self.event_type,
                 "priority": self.priority, "timestamp": self.timestamp,
                 "document": self.document}
+        if self.alert is not None:
+            data["alert"] = self.alert
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True,
@@ -85,7 +103,8 @@ def from_source(source: Mapping[str, Any], version: int) -> Envelope:
         operation=DELETE if deleted else INDEX,
         event_type=source.get(EVENT_TYPE_FIELD) or "",
         timestamp=source.get(CHANGED_AT_FIELD) or "", document=document,
-        priority=source.get(PRIORITY_FIELD) or "info")
+        priority=source.get(PRIORITY_FIELD) or "info",
+        alert=source.get(ALERT_FIELD) or None)
 
 
 def control(operation: str, reason: str, timestamp: str = "") -> Envelope:

@@ -17,7 +17,9 @@ Options (``[sink:<name>]``; see docs/zaqar.md)::
 Templates are ``str.format`` templates over the envelope's fields (``resource_type``,
 ``id``, ``project_id``, ``version``, ``operation``, ``event_type``, ``priority``,
 ``timestamp``) plus ``resource_type_slug`` (``OS::Nova::Server`` ->
-``os-nova-server``).
+``os-nova-server``). ``priority`` is the more severe of the change's and its alert's
+(``searchlight_forward.model.priority``), so ``openstack-{priority}`` puts a server's
+create error and the update that followed it in the error queue.
 """
 from __future__ import annotations
 
@@ -91,6 +93,7 @@ def render(template: str, envelope: Envelope, project_id: str | None = None) -> 
     """Render a template for an envelope (``project_id`` overrides the envelope's)."""
     values = {f: getattr(envelope, f) for f in TEMPLATE_FIELDS if f != "resource_type_slug"}
     values["resource_type_slug"] = slug(envelope.resource_type)
+    values["priority"] = envelope.routing_priority
     if project_id is not None:
         values["project_id"] = project_id
     return template.format(**values)
