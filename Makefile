@@ -47,23 +47,27 @@ browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Tests run in parallel, one pytest-xdist worker per core: each worker is a run of
+# its own (RabbitMQ vhost, index and Zaqar prefixes: tests/conftest.py).
+PYTEST := $(BIN)/pytest -q -n auto
+
 test: $(VENV)/.installed servers browser
-	$(BIN)/pytest -q tests
+	$(PYTEST) tests
 	$(MAKE) --no-print-directory test-opensearch
 
 # The subset above on OpenSearch (SF_SEARCH_BACKEND: tests/conftest.py).
 test-opensearch: $(VENV)/.installed servers
-	SF_SEARCH_BACKEND=opensearch $(BIN)/pytest -q $(OPENSEARCH_TESTS)
+	SF_SEARCH_BACKEND=opensearch $(PYTEST) $(OPENSEARCH_TESTS)
 
 # The same suite by kind (markers): pure logic, real servers, Chromium.
 unit: $(VENV)/.installed
 	$(BIN)/pytest -q -m unit tests
 
 functional: $(VENV)/.installed servers
-	$(BIN)/pytest -q -m functional tests
+	$(PYTEST) -m functional tests
 
 browser-tests: $(VENV)/.installed servers browser
-	$(BIN)/pytest -q -m browser tests
+	$(PYTEST) -m browser tests
 
 sample-config: $(VENV)/.installed
 	$(BIN)/oslo-config-generator --config-file etc/oslo-config-generator/searchlight-forward.conf
