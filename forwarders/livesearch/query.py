@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fnmatch
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
-from forwarders.explain import field_paths
-from searchlight_forward.model.documents import ADMIN, DELETED_FIELD, ROLE_FIELD
+from forwarders.explain import field_paths, probe_document
+from searchlight_forward.model.documents import ADMIN, DELETED_FIELD, ROLE_FIELD, redact
 
 KEYWORD, INTEGER, LONG, BOOLEAN, DATE = "keyword", "integer", "long", "boolean", "date"
 QUERYABLE = (KEYWORD, INTEGER, LONG, BOOLEAN, DATE)
@@ -442,18 +441,36 @@ def _compare(value, op: str, bound) -> bool:
     return value <= bound
 
 
-def visible_paths(probe: Mapping[str, Any], admin_only: Iterable[str], role: str,
-                  filters: Sequence[Any], resource_type: str) -> set[str]:
-    """Dotted paths a role's copy keeps: the probe document (every mapped field),
-    without admin-only fields for users, through the pipeline's filters."""
-    document = dict(probe)
-    if role != ADMIN:
-        document = {k: v for k, v in document.items()
-                    if not any(fnmatch.fnmatchcase(k, p) for p in admin_only)}
-    for f in filters:
-        document = f.apply(resource_type, document)
-    paths: set[str] = set()
-    for path in field_paths(document):
-        parts = path.split(".")
-        paths.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return paths
+class Vocabularies:
+    """The vocabulary of each (role, resource types) a server is asked for, from the
+    plugins' search mappings (what the index makes searchable), their admin-only
+    patterns and the pipeline's filters (pure; cached)."""
+
+    def __init__(self, mappings: Mapping[str, Mapping[str, Any]],
+                 admin_only: Mapping[str, Iterable[str]], filters: Sequence[Any] = ()):
+        self.mappings = dict(mappings)
+        self.admin_only = {t: tuple(p) for t, p in admin_only.items()}
+        self.filters = tuple(filters)
+        self._cache: dict[tuple, Vocabulary] = {}
+
+    def visible(self, resource_type: str, role: str) -> set[str]:
+        """Dotted paths (leaves and their parents) of a role's copy after the filters."""
+        patterns = self.admin_only.get(resource_type, ())
+        document = probe_document(self.mappings[resource_type], patterns)
+        if role != ADMIN:
+            document = redact(document, patterns)
+        for f in self.filters:
+            document = f.apply(resource_type, document)
+        paths: set[str] = set()
+        for path in field_paths(document):
+            parts = path.split(".")
+            paths.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        return paths
+
+    def get(self, role: str, resource_types: Iterable[str]) -> Vocabulary:
+        key = (role, tuple(sorted(resource_types)))
+        if key not in self._cache:
+            known = [t for t in key[1] if t in self.mappings]
+            self._cache[key] = Vocabulary.build(
+                [self.mappings[t] for t in known], [self.visible(t, role) for t in known])
+        return self._cache[key]

@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 
+from forwarders.livesearch.query import QueryError, parse as parse_query
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.model.documents import ADMIN, ROLE_FIELD, USER
@@ -115,6 +116,7 @@ class Subscription:
     cursor: Position | None
     role: str                   # which stored copy: ADMIN or USER
     project_id: str | None      # None only with all_projects
+    query: Any = None           # a forwarders.livesearch.query.Query: a live search
 
     def wants(self, source: Mapping[str, Any]) -> bool:
         """Is this stored document (one role copy) for this subscription?"""
@@ -149,6 +151,19 @@ class Renderer:
                 document = f.apply(envelope.resource_type, document)
             envelope = envelope.with_document(document)
         return envelope
+
+    def shared_envelope(self, entry: Entry) -> tuple[Envelope, str] | None:
+        """The role copy's envelope after the filters and its JSON text, built once
+        per entry for every live search that sees it; None if a filter failed."""
+        if entry.shared is None:
+            try:
+                envelope = self.envelope(entry)
+                entry.shared = (envelope, _dumps(envelope.to_dict()))
+            except Exception:  # noqa: BLE001 - a filter bug must not leak or kill
+                self.failures += 1
+                LOG.exception("withholding %r: a filter or the document failed", entry)
+                entry.shared = False
+        return entry.shared or None
 
     def render(self, entry: Entry) -> str | None:
         """The frame text, or None if a filter failed (the change is then withheld)."""
@@ -240,8 +255,16 @@ class Session:
 
     def __init__(self, known_types: Iterable[str], renderer: Renderer,
                  admin_role: str = "admin", max_errors: int = 10, max_pending: int = 8,
-                 frame_rate: FrameRate | None = None):
+                 frame_rate: FrameRate | None = None, vocabularies=None):
         self.known_types = frozenset(known_types)
+        #: forwarders.livesearch.query.Vocabularies (None: no live search here)
+        self.vocabularies = vocabularies
+        #: a live search's result: keys of the resources in it
+        self.members: set[tuple] = set()
+        #: resumed from a cursor: the client may hold resources this connection was
+        #: not told about, so a non-matching change is a ``left`` until evaluated once
+        self.uncertain = False
+        self.evaluated: set[tuple] = set()
         self.frame_rate = frame_rate or FrameRate()
         #: a fresh token is being validated while the current one stays in force
         self.renewing = False
@@ -363,10 +386,20 @@ class Session:
         if not all_projects and not self.identity.project_id:
             return self._bad("forbidden", "the token is not scoped to a project",
                              "subscribe")
+        role = ADMIN if admin else USER
+        query = None
+        if any(k in message for k in ("query", "sort", "page_size")):
+            if self.vocabularies is None:
+                return self._bad("not_supported", "live search is not enabled on this "
+                                 "server", "subscribe")
+            try:
+                query = parse_query(message, self.vocabularies.get(role, types))
+            except QueryError as exc:
+                return self._bad("bad_query", str(exc), "subscribe")
         self.subscription = Subscription(
             resource_types=frozenset(types), all_projects=all_projects, cursor=cursor,
-            role=ADMIN if admin else USER,
-            project_id=None if all_projects else self.identity.project_id)
+            role=role, project_id=None if all_projects else self.identity.project_id,
+            query=query)
         self.state = State.RESUMING
         self.errors = 0
         return [Resume(self.subscription)]
@@ -519,6 +552,8 @@ class Session:
         sent = self.sent.get(key)
         if sent is not None and entry.version <= sent:
             return None
+        if self.subscription.query is not None:
+            return self._offer_to_search(entry, key)
         if entry.deleted and sent is None and entry.resync:
             return None   # a client being resynchronised never had it
         text = self.renderer.render(entry)
@@ -527,6 +562,61 @@ class Session:
         self.sent[key] = entry.version
         self.frames_sent += 1
         return text
+
+    def _offer_to_search(self, entry: Entry, key: tuple) -> str | None:
+        """A live search's frame for a change: ``entered`` or ``updated`` while the
+        resource matches, ``left`` when it stops matching or is deleted."""
+        cursor = _dumps(str(entry.after)) if entry.after else "null"
+        member = key in self.members
+        told = member or (self.uncertain and key not in self.evaluated)
+        if self.uncertain:
+            self.evaluated.add(key)
+        shared = None if entry.deleted else self.renderer.shared_envelope(entry)
+        if shared is not None and self.subscription.query.matches(shared[0].document):
+            self.members.add(key)
+            text = (f'{{"type":"{"updated" if member else "entered"}","cursor":{cursor},'
+                    f'"envelope":{shared[1]}}}')
+        elif told and (entry.deleted or shared is not None):
+            self.members.discard(key)
+            text = frame("left", cursor=str(entry.after) if entry.after else None,
+                         resource_type=key[0], id=key[1], version=entry.version,
+                         reason="deleted" if entry.deleted else "no_longer_matches")
+        else:
+            return None         # (a failed filter withholds the change: nothing sent)
+        self.sent[key] = entry.version
+        self.frames_sent += 1
+        return text
+
+    def results(self, snapshot, full: bool) -> list[Action]:
+        """A live search's snapshot (``searchlight_forward.changelog.snapshot``):
+        its members; the ``results`` frame when the client starts afresh (no cursor,
+        or one that needs a full resynchronisation), else the changes since the
+        client's cursor follow as entered/updated/left."""
+        self.members = set(snapshot.members)
+        if not full:
+            self.uncertain = True
+            return []
+        hits = []
+        for entry in snapshot.page:
+            shared = self.renderer.shared_envelope(entry)
+            if shared is not None:
+                hits.append(shared[1])
+                self.sent[entry.key] = entry.version
+        self.start_at(snapshot.position)
+        cursor = _dumps(str(self.position or snapshot.position))
+        query = self.subscription.query
+        return [Send(f'{{"type":"results","cursor":{cursor},"total":{snapshot.total},'
+                     f'"page_size":{query.page_size},"hits":[{",".join(hits)}]}}')]
+
+    def search_refused(self, code: str, message: str) -> list[Action]:
+        """The live search cannot start (too many matches): the client may subscribe
+        again, with a narrower query."""
+        if self.state is not State.RESUMING:
+            return []
+        self.state = State.AUTHENTICATED
+        self.subscription = None
+        self.members.clear()
+        return [error(code, message, "subscribe")]
 
     def resumed(self, position: Position | None, count: int, full: bool) -> list[Action]:
         """The resume is over: tell the client, and go live."""

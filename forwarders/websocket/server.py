@@ -29,6 +29,7 @@ import websockets
 from prometheus_client import generate_latest
 from websockets.asyncio.server import ServerConnection, serve
 
+from forwarders.livesearch.query import Vocabularies
 from forwarders.websocket import protocol
 from forwarders.websocket.auth import InvalidToken, TokenValidator, ValidatorUnavailable
 from forwarders.websocket.protocol import (Close, FrameRate, Renderer, Resume, Send,
@@ -40,6 +41,7 @@ from searchlight_forward.changelog.feed import ChangeFeed
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import (PAGE_SIZE, ChangeLog, IndexGone, Page,
                                                   Selection)
+from searchlight_forward.changelog.snapshot import TooBroad, take as take_snapshot
 from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.model.documents import ROLES
 from searchlight_forward.status import health
@@ -86,6 +88,8 @@ class Settings:
     page_size: int = PAGE_SIZE
     validator_threads: int = 4
     resume_threads: int = 4
+    live_search_cap: int = 5000      # resources one live search may follow (< 10000:
+                                     # Elasticsearch's index.max_result_window)
 
 
 class WebSocketServer:
@@ -102,13 +106,19 @@ class WebSocketServer:
                  filters: Sequence[Any] = (),
                  admin_only: Mapping[str, Iterable[str]] | None = None,
                  doorbell_url: str | None = None, settings: Settings | None = None,
-                 state_index: str | None = None, **overrides: Any):
+                 state_index: str | None = None,
+                 mappings: Mapping[str, Mapping[str, Any]] | None = None,
+                 **overrides: Any):
         self.settings = dataclasses.replace(settings or Settings(), **overrides)
         self.es = es
         self.group = group
         self.validator = validator
         self.resource_types = frozenset(resource_types)
         self.renderer = Renderer(filters, admin_only)
+        #: live search (subscriptions with a query) needs the plugins' search mappings
+        self.vocabularies = Vocabularies(
+            {t: m for t, m in mappings.items() if t in self.resource_types},
+            admin_only or {}, filters) if mappings else None
         self.doorbell_url = doorbell_url
         self.changelog = ChangeLog(es, group, self.settings.page_size)
         self.tombstones = Tombstones(es, group, state_index) if state_index else None
@@ -413,7 +423,8 @@ class _Client:
         s = server.settings
         self.session = Session(server.resource_types, server.renderer, s.admin_role,
                                s.max_errors,
-                               frame_rate=FrameRate(s.max_frame_rate, s.frame_burst))
+                               frame_rate=FrameRate(s.max_frame_rate, s.frame_burst),
+                               vocabularies=server.vocabularies)
         self.token: str | None = None        # the accepted token in force (re-checks)
         self.user: str | None = None         # set once admitted (per-user limit)
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.queue_size)
@@ -658,6 +669,34 @@ class _Client:
             after = Position.start(position.index, position.shards) if full else start
             if not full:
                 session.start_at(start)
+            if sub.query is not None:
+                # A live search: its matches as of `position`, then (with a cursor)
+                # the changes since the cursor, judged against the query.
+                try:
+                    snapshot = await loop.run_in_executor(
+                        server._resume_executor, take_snapshot, server.es, position,
+                        sub.query.dsl(sub.role, sorted(sub.resource_types),
+                                      None if sub.all_projects else sub.project_id),
+                        sub.query.sort_dsl(), sub.query.page_size,
+                        server.settings.live_search_cap)
+                except TooBroad as exc:
+                    server.detach(self)
+                    self.held = None
+                    self.perform(session.search_refused("query_too_broad", str(exc)))
+                    return
+                except IndexGone:
+                    start = None
+                    server.feed.ring()
+                    await asyncio.sleep(server.settings.poll_interval)
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    LOG.warning("live search for %s failed: %s", self.peer, exc)
+                    self.perform(session.unavailable("Elasticsearch"))
+                    return
+                for action in session.results(snapshot, full):
+                    await self._put(action.text)
+                if full:
+                    after = position          # the snapshot stands for everything
             selection = Selection(
                 roles=(sub.role,), resource_types=sub.resource_types,
                 project_id=None if sub.all_projects else sub.project_id, live_only=full)

@@ -90,4 +90,5 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
         es, group, validator, sorted(types), filters=filters,
         admin_only={t: deployment.admin_only.get(t, ()) for t in types},
         doorbell_url=conf.transport_url if ws.doorbell else None, settings=settings,
-        state_index=conf.changelog.state_index)
+        state_index=conf.changelog.state_index,
+        mappings={p.resource_type: p.search_mapping() for p in deployment.plugins.plugins})

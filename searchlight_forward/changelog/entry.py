@@ -16,12 +16,14 @@ class Entry:
     ``resync`` marks entries read for a full re-read (a new index, a cursor older
     than the tombstone horizon): a tombstone among them is news only to a consumer
     that had the resource. ``memo`` lets a consumer cache what it makes of the
-    entry (a WebSocket frame shared by every connection). ``after`` is the reader's
+    entry (a WebSocket frame shared by every connection; ``shared`` the filtered
+    envelope every live search shares). ``after`` is the reader's
     position right after this entry: a cursor from which reading on misses nothing
     (set by ``ChangeLog.pages``).
     """
 
-    __slots__ = ("index", "shard", "seq_no", "source", "version", "resync", "memo", "after")
+    __slots__ = ("index", "shard", "seq_no", "source", "version", "resync", "memo", "after",
+                 "shared")
 
     def __init__(self, index: str, shard: int, seq_no: int, source: Mapping[str, Any],
                  version: int | None = None, resync: bool = False):
@@ -33,6 +35,7 @@ class Entry:
         self.version = int(stored if isinstance(stored, int) else (version or 0))
         self.resync = resync
         self.memo: Any = None
+        self.shared: Any = None
         self.after: Position | None = None
 
     @classmethod

@@ -300,7 +300,9 @@ def ws_server(es, names, tokens, broker):
             names["group"],
             validator or TokenFileValidator(str(tokens)), types, admin_only=ADMIN_ONLY,
             filters=filters, doorbell_url=TRANSPORT_URL if doorbell else None,
-            state_index=names["state"], **settings)
+            state_index=names["state"],
+            mappings={p.resource_type: p.search_mapping() for p in PLUGINS.plugins},
+            **settings)
         thread = ServerThread(server).start()
         running.append(thread)
         return thread
