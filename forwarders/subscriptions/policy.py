@@ -62,9 +62,22 @@ subscription_rules = [
 ]
 
 
+search_rules = [
+    policy.DocumentedRuleDefault(
+        name="search:query", check_str="rule:admin_required or rule:project_reader",
+        description="Search a project's resources (its role copy: admin copies for "
+                    "callers who pass subscriptions:admin_copy).",
+        operations=[{"path": "/v1/search", "method": "POST"}]),
+    policy.DocumentedRuleDefault(
+        name="search:all_projects", check_str="rule:admin_required",
+        description="Search every project's resources (all_projects: true).",
+        operations=[{"path": "/v1/search", "method": "POST"}]),
+]
+
+
 def list_rules():
     """For oslopolicy-sample-generator (entry point oslo.policy.policies)."""
-    return base_rules + subscription_rules
+    return base_rules + subscription_rules + search_rules
 
 
 def enforcer(conf: cfg.ConfigOpts) -> policy.Enforcer:

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
+from forwarders.filters.base import FilterContext
+from forwarders.filters.fields import RegexFields
+from tests.functional.conftest import write_pipelines
 from tests.functional.livesearch_support import SearchClient, converge, oracle
+from tests.functional.subscriptions_support import API, free_port, subscriptions_conf
 from tests.functional.websocket_support import (A, B, SERVER, admin_only_fields_in,
                                                 document_change)
 
@@ -121,3 +126,123 @@ def test_every_connection_holds_what_its_query_returns_after_every_change(
     finally:
         for client, *_ in connections:
             client.close()
+
+
+SEARCH_PIPELINES = """
+[forwarding]
+pipelines = horizon
+
+[pipeline:horizon]
+pipeline = secrets websocket
+
+[filter:secrets]
+use = egg:searchlight-forward#regex_fields
+patterns = ^secret_
+
+[sink:websocket]
+use = egg:searchlight-forward#websocket
+"""
+ADMIN_FIELD = "OS-EXT-SRV-ATTR:host"
+
+
+def test_search_then_subscribe_from_its_cursor_misses_and_doubles_nothing(
+        config_file, names, keystone, es, writer, ws_server, tmp_path):
+    demo = keystone.users["demo"]["project_id"]
+    alt = keystone.users["alt"]["project_id"]
+    rng = random.Random(7)
+    ids = [f"s{i:02d}" for i in range(30)]
+    versions = {rid: 1 for rid in ids}
+    writer.changes([document_change(rid, demo if i % 3 else alt, 1,
+                                    status=rng.choice(["ACTIVE", "ERROR"]),
+                                    secret_token="x", **{ADMIN_FIELD: "compute-1"})
+                    for i, rid in enumerate(ids)])
+    write_pipelines(config_file, SEARCH_PIPELINES)
+    port = free_port()
+    config_file.write_text(config_file.read_text()
+                           + subscriptions_conf(names, keystone, port))
+    api = API(config_file, port)
+    secrets = RegexFields("secrets", {"patterns": "^secret_"}, FilterContext())
+    server = ws_server(validator=keystone.validator(tmp_path), filters=[secrets])
+    token = keystone.token("demo")
+    query = {"term": {"status": "ACTIVE"}}
+    try:
+        # Bad asks get a 400 naming the place; a hidden field reads like a missing one.
+        hidden = api.call("POST", "/v1/search", token, {
+            "resource_types": [SERVER], "query": {"term": {ADMIN_FIELD: "compute-1"}}})
+        missing = api.call("POST", "/v1/search", token, {
+            "resource_types": [SERVER], "query": {"term": {"no_such": "compute-1"}}})
+        assert hidden.status_code == missing.status_code == 400
+        assert hidden.json()["error"]["field"] == missing.json()["error"]["field"] == \
+            "query.term"
+        assert hidden.json()["error"]["message"].replace(ADMIN_FIELD, "F") == \
+            missing.json()["error"]["message"].replace("no_such", "F")
+        assert api.call("POST", "/v1/search", token, {
+            "resource_types": [SERVER], "all_projects": True}).status_code == 403
+        assert api.call("POST", "/v1/search", None, {
+            "resource_types": [SERVER]}).status_code == 401
+
+        # A small page: sorted, the total of the whole result, redacted, own project.
+        page = api.call("POST", "/v1/search", token, {
+            "resource_types": [SERVER], "query": query, "sort": [{"name": "desc"}],
+            "page_size": 3}).json()
+        expected = oracle(es, names["group"], "user", demo, [SERVER], query)
+        assert page["total"] == len(expected) and len(page["hits"]) == 3
+        names_seen = [h["document"]["name"] for h in page["hits"]]
+        assert names_seen == sorted((f"res-{k[1]}" for k in expected), reverse=True)[:3]
+        for hit in page["hits"]:
+            assert hit["project_id"] == demo and ADMIN_FIELD not in hit["document"]
+            assert "secret_token" not in hit["document"]
+
+        # The whole result, then changes while subscribing from its cursor.
+        answer = api.call("POST", "/v1/search", token, {
+            "resource_types": [SERVER], "query": query, "page_size": 200}).json()
+        client = SearchClient(server.url)
+        client.result = {(h["resource_type"], h["id"]): h for h in answer["hits"]}
+        client.versions = {key: h["version"] for key, h in client.result.items()}
+        assert client.held() == expected
+        stop = threading.Event()
+
+        def churn():
+            for n in range(40):
+                if stop.is_set():
+                    return
+                rid = rng.choice(ids)
+                versions[rid] += 1
+                writer.changes([document_change(
+                    rid, demo if int(rid[1:]) % 3 else alt, versions[rid],
+                    deleted=rng.random() < 0.1,
+                    status=rng.choice(["ACTIVE", "ERROR"]), secret_token="x")])
+        thread = threading.Thread(target=churn)
+        thread.start()
+        client.authenticate(token)
+        resumed = client.search([SERVER], query=query, cursor=answer["cursor"])
+        assert resumed["type"] == "resumed", resumed
+        thread.join(60)
+        stop.set()
+        converge(client, lambda: oracle(es, names["group"], "user", demo, [SERVER],
+                                        query))
+        assert not [f for f in client.frames if f["type"] == "results"]
+        check_frames(client, demo, admin=False)
+        client.close()
+    finally:
+        api.stop()
+
+
+def test_a_snapshot_reflects_exactly_its_position(es, names, writer):
+    """Written after the position, a resource is left out of the snapshot (the stream
+    from the position brings it), whatever it held before: never counted twice."""
+    from searchlight_forward.changelog.reader import ChangeLog
+    from searchlight_forward.changelog.snapshot import TooBroad, take
+
+    writer(A, [f"p{i}" for i in range(6)], 1, status="ACTIVE")
+    position = ChangeLog(es, names["group"]).head().position
+    writer(A, ["p0", "p1"], 2, status="ACTIVE")            # after the position
+    writer(A, ["late"], 1, status="ACTIVE")
+    scope = {"bool": {"filter": [{"term": {"sf_role": "user"}},
+                                 {"term": {"status": "ACTIVE"}}]}}
+    found = take(es, position, scope, [{"id": {"order": "desc"}}], 3, 100)
+    assert found.members == {(SERVER, f"p{i}") for i in range(2, 6)}
+    assert found.total == 4
+    assert [e.source["id"] for e in found.page] == ["p5", "p4", "p3"]
+    with pytest.raises(TooBroad):
+        take(es, position, scope, [], 3, 3)

@@ -19,6 +19,7 @@ Routes (docs/subscriptions.md has the reference)::
     GET    /v1/subscriptions/{id}/secret
     POST   /v1/subscriptions/{id}/secret/rotate
     GET|POST /v1/subscriptions/{id}/confirm?token=...
+    POST   /v1/search         (live search's first page and cursor: docs/websocket.md)
 """
 from __future__ import annotations
 
@@ -36,12 +37,15 @@ import webob.dec
 import webob.exc
 from oslo_policy import policy as oslo_policy
 
+from forwarders.livesearch.query import QueryError
 from forwarders.sinks import destinations
 from forwarders.sinks.destinations import DestinationRefused, Network
 from forwarders.subscriptions import model
 from forwarders.subscriptions.model import (ACTIVE, PENDING, WEBHOOK, Caller, Invalid,
                                             Rules, Secret, Subscription)
 from forwarders.subscriptions.store import Conflict, Stored, SubscriptionStore
+from searchlight_forward.changelog.snapshot import TooBroad
+from searchlight_forward.model.documents import ADMIN, USER
 
 LOG = logging.getLogger(__name__)
 
@@ -81,7 +85,8 @@ class Refused(Exception):
 class SubscriptionsAPI:
     def __init__(self, store: SubscriptionStore, enforcer: oslo_policy.Enforcer,
                  settings: Settings, heads: Callable[[], dict],
-                 resolve: Callable = destinations.resolve):
+                 resolve: Callable = destinations.resolve, searcher=None):
+        self.searcher = searcher        # forwarders.livesearch.endpoint.Searcher or None
         self.store = store
         self.enforcer = enforcer
         self.settings = settings
@@ -110,6 +115,10 @@ class SubscriptionsAPI:
                                         "links": [{"rel": "self", "href": "/v1/"}]}]})
         if req.path == "/healthz":
             return _json({"status": "ok"})
+        if req.path.rstrip("/") == "/v1/search":
+            if req.method != "POST":
+                raise Refused(405, "use POST")
+            return self.search(req, self._caller(req))
         match = ROUTE.match(req.path)
         if match is None:
             raise Refused(404, f"no such resource: {req.path}")
@@ -167,6 +176,24 @@ class SubscriptionsAPI:
         return stored
 
     # -- handlers ----------------------------------------------------------------------
+
+    def search(self, req, caller: Caller) -> webob.Response:
+        if self.searcher is None:
+            raise Refused(404, "search is not enabled on this server")
+        body = self._body(req)
+        all_projects = body.get("all_projects", False) if isinstance(body, dict) else False
+        if not isinstance(all_projects, bool):
+            raise Refused(400, "must be true or false", "all_projects")
+        self._enforce("search:all_projects" if all_projects else "search:query", caller,
+                      None if all_projects else caller.project_id)
+        role = ADMIN if caller.admin_copy else USER
+        try:
+            return _json(self.searcher.search(body, role,
+                                              None if all_projects else caller.project_id))
+        except QueryError as exc:
+            raise Refused(400, exc.message, exc.path) from None
+        except TooBroad as exc:
+            raise Refused(400, str(exc), "query") from None
 
     def list(self, req, caller: Caller) -> webob.Response:
         all_projects = req.params.get("all_projects", "").lower() in ("1", "true", "yes")

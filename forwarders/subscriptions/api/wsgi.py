@@ -15,11 +15,15 @@ import wsgiref.simple_server
 from keystonemiddleware import auth_token
 from oslo_config import cfg
 
+from forwarders.livesearch.endpoint import Searcher
+from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
 from forwarders.subscriptions.api.app import Settings, SubscriptionsAPI
 from forwarders.subscriptions.model import Rules
 from forwarders.subscriptions.store import SubscriptionStore
+from forwarders.websocket.protocol import Renderer
+from forwarders.websocket.service import ConfigError, find_pipeline
 from searchlight_forward import search
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.deployment import Deployment
@@ -61,9 +65,25 @@ def build(conf: cfg.ConfigOpts):
         allow_http=s.allow_http, max_per_project=s.max_per_project,
         secret_overlap=s.secret_overlap)
     app = SubscriptionsAPI(store, policy.enforcer(conf), settings,
-                           heads_of(es, deployment.group_names()))
+                           heads_of(es, deployment.group_names()),
+                           searcher=searcher(conf, es, deployment))
     return auth_token.AuthProtocol(app, {"oslo_config_config": conf,
                                          "delay_auth_decision": True})
+
+
+def searcher(conf: cfg.ConfigOpts, es, deployment: Deployment) -> Searcher:
+    """The search endpoint, redacting exactly as the WebSocket server does (the same
+    pipeline's filters, the same renderer)."""
+    try:
+        pipeline = find_pipeline(conf, deployment)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    filters = tuple(pipeline.filters) if pipeline is not None else ()
+    return Searcher(
+        es, dict(deployment.groups),
+        Vocabularies({p.resource_type: p.search_mapping()
+                      for p in deployment.plugins.plugins}, deployment.admin_only, filters),
+        Renderer(filters, deployment.admin_only))
 
 
 class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
