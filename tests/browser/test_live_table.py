@@ -226,6 +226,64 @@ def test_a_status_change_updates_the_row_in_place(start_listener, publisher,
     assert page.errors == []
 
 
+def row_ids(page: Page) -> list[str]:
+    return page.eval_on_selector_all("#rows tr", "trs => trs.map(tr => tr.dataset.id)")
+
+
+def test_a_filtered_sorted_table_keeps_its_rows_true(start_listener, publisher, ws_server,
+                                                      open_page, es, names, projects):
+    """Live search from the page: a filter and a sort on the server; rows enter and
+    leave as servers start and stop matching; another project never shows."""
+    start_listener()
+    server = ws_server()
+    mine, other = projects["member"], projects["admin"]
+    app1, app2, db1, theirs = new_id(), new_id(), new_id(), new_id()
+    for server_id, name, project in ((app1, "app-1", mine), (app2, "app-2", mine),
+                                     (db1, "db-1", mine), (theirs, "app-0", other)):
+        publish_nova(publisher, "instance.create.end", server_id, project, name=name)
+    indexed(es, names, mine, {app1: "ACTIVE", app2: "ACTIVE", db1: "ACTIVE"})
+    indexed(es, names, other, {theirs: "ACTIVE"})
+
+    page = open_page(page_url(server), token="tok-a")
+    wait_live(page)
+    expect(page.locator("#rows tr")).to_have_count(3)
+    page.select_option("#filter-field", "name")
+    page.fill("#filter-value", "app-")
+    expect(page.locator("#rows tr")).to_have_count(2, timeout=WAIT_MS)
+    assert set(row_ids(page)) == {app1, app2}
+
+    # Sorted by the server (the name column's header), both ways.
+    page.click('#head th[data-field="name"] button')
+    expect(page.locator('#head th[data-field="name"]')).to_have_attribute(
+        "aria-sort", "ascending", timeout=WAIT_MS)
+    expect(page.locator("#rows tr")).to_have_count(2, timeout=WAIT_MS)
+    assert row_ids(page) == [app1, app2]
+    page.click('#head th[data-field="name"] button')
+    expect(page.locator('#head th[data-field="name"]')).to_have_attribute(
+        "aria-sort", "descending", timeout=WAIT_MS)
+    expect(page.locator("#rows tr").first).to_have_attribute("data-id", app2,
+                                                              timeout=WAIT_MS)
+
+    # A new match enters, in its sorted place; a renamed server leaves.
+    app3 = new_id()
+    publish_nova(publisher, "instance.create.end", app3, mine, name="app-3")
+    expect(row(page, app3)).to_have_count(1, timeout=WAIT_MS)
+    assert row_ids(page) == [app3, app2, app1]
+    publish_nova(publisher, "instance.power_off.end", app1, mine, name="web-1")
+    expect(row(page, app1)).to_have_count(0, timeout=WAIT_MS)
+    publish_nova(publisher, "instance.power_off.end", db1, mine, name="app-db")
+    expect(row(page, db1)).to_have_count(1, timeout=WAIT_MS)
+    assert row_ids(page) == [db1, app3, app2]
+    # The other project's matching server never showed (all of this came after it).
+    assert row(page, theirs).count() == 0
+
+    # Cleared, the filter gives every row back, still sorted.
+    page.fill("#filter-value", "")
+    expect(page.locator("#rows tr")).to_have_count(4, timeout=WAIT_MS)
+    assert row_ids(page) == [app1, db1, app3, app2]     # web-1, app-db, app-3, app-2
+    assert page.errors == []
+
+
 def test_admin_only_columns_only_for_admins(start_listener, publisher,
                                             ws_server, open_page, projects):
     start_listener()

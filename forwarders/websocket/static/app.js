@@ -7,6 +7,10 @@
   const TOKEN_KEY = "sf-live-table.token";
   const TYPE_KEY = "sf-live-table.type";
   const ALL_KEY = "sf-live-table.all-projects";
+  const FILTER_KEY = "sf-live-table.filter";
+  const SORT_KEY = "sf-live-table.sort";
+  const FILTER_DELAY = 400;     // ms of no typing before the filter applies
+  const PAGE_SIZE = 200;        // the first page of a live search (the server's cap)
   const DEFAULT_TYPE = "OS::Nova::Server";
   // Used only if the server's "authenticated" frame does not list its types.
   const KNOWN_TYPES = [
@@ -133,6 +137,17 @@
   };
   const FALLBACK = [NAME, STATUS, UPDATED];
   const PROJECT = col("project_id", "Project", shortId);
+  // The live search (docs/websocket.md): keyword fields take the filter box's
+  // "starts with"; these fields sort on the server (keyword, number, date).
+  const FILTERS = {
+    "OS::Heat::Stack": [["stack_name", "Stack Name"], ["stack_status", "Status"]],
+    "OS::Neutron::FloatingIP": [["floating_ip_address", "Floating IP"], ["status", "Status"]],
+  };
+  const DEFAULT_FILTERS = [["name", "Name"], ["status", "Status"]];
+  const SORTABLE = new Set(["name", "status", "created", "created_at", "updated_at",
+    "stack_name", "stack_status", "creation_time", "size", "vcpus", "ram", "disk",
+    "OS-EXT-STS:task_state", "OS-EXT-STS:power_state", "OS-EXT-SRV-ATTR:host",
+    "visibility", "disk_format", "floating_ip_address", "cidr", "type", "action"]);
 
   // -- state -------------------------------------------------------------------------
 
@@ -142,6 +157,7 @@
     who: $("who"), logout: $("logout"), type: $("type"), allLabel: $("all-projects-label"),
     all: $("all-projects"), conn: $("conn"), connText: $("conn-text"),
     appError: $("app-error"), head: $("head"), rows: $("rows"), empty: $("empty"),
+    filterField: $("filter-field"), filterValue: $("filter-value"),
     count: $("count"), renew: $("renew"), renewText: $("renew-text"),
     renewToken: $("renew-token"),
   };
@@ -162,6 +178,9 @@
     columns: [],
     colsKey: "",
     renewal: null,              // a token sent in-band, not accepted yet
+    filter: JSON.parse(sessionStorage.getItem(FILTER_KEY) || "null"),  // {field, value}
+    sort: JSON.parse(sessionStorage.getItem(SORT_KEY) || "null"),      // {field, order}
+    filterTimer: null,
   };
 
   // Versions are ~1.8e18, beyond a double's 53 bits: read them exactly when the
@@ -262,23 +281,73 @@
     state.timer = setTimeout(connect, delay);
   }
 
+  // A filter or a sort makes the subscription a live search: the server answers
+  // with the matching rows ("results"), then "entered", "updated" and "left".
+  function liveSearch() {
+    const message = {};
+    if (state.filter && state.filter.value) {
+      message.query = {prefix: {[state.filter.field]: state.filter.value}};
+    }
+    if (state.sort) message.sort = [{[state.sort.field]: state.sort.order}];
+    if (!message.query && !message.sort) return null;
+    message.page_size = PAGE_SIZE;
+    return message;
+  }
+
   function subscribe(ws) {
     state.resuming = {ids: new Set()};
     setConn("resuming", state.cursor ? "connected, resuming\u2026" : "connected, loading\u2026");
-    ws.send(JSON.stringify({
+    ws.send(JSON.stringify(Object.assign({
       action: "subscribe", resource_types: [state.type],
       all_projects: Boolean(state.identity && state.identity.admin && state.allProjects),
       cursor: state.cursor,
-    }));
+    }, liveSearch() || {})));
+  }
+
+  function onResults(frame) {
+    // Everything the query matches now replaces the table.
+    for (const id of Array.from(state.rows.keys())) removeRow(id);
+    state.versions.clear();
+    state.resuming = null;
+    for (const env of frame.hits || []) applyEnvelope(env);
+    refreshColumns();
+    if (frame.cursor) state.cursor = frame.cursor;
+    state.loaded = true;
+    state.attempt = 0;
+    showError("");
+    const shown = (frame.hits || []).length;
+    setConn("live", frame.total > shown
+      ? `connected \u00b7 live \u00b7 first ${shown} of ${frame.total}`
+      : "connected \u00b7 live");
+    el.conn.dataset.full = "true";
+    el.conn.dataset.count = String(shown);
+    updateFooter();
+  }
+
+  function onLeft(frame) {
+    if (frame.resource_type !== state.type) return;
+    const id = String(frame.id);
+    if (!newer(frame.version, state.versions.get(id))) return;
+    state.versions.set(id, frame.version);
+    removeRow(id);
+    refreshColumns();
+    updateFooter();
   }
 
   function onFrame(ws, frame) {
     switch (frame.type) {
       case "authenticated": onAuthenticated(ws, frame); break;
       case "change":
+      case "entered":
+      case "updated":
         applyEnvelope(frame.envelope);
         if (frame.cursor) state.cursor = frame.cursor;
         break;
+      case "left":
+        onLeft(frame);
+        if (frame.cursor) state.cursor = frame.cursor;
+        break;
+      case "results": onResults(frame); break;
       case "resumed": onResumed(frame); break;
       case "token_expiring": onExpiring(frame); break;
       case "reauthenticated":
@@ -418,7 +487,19 @@
       const th = document.createElement("th");
       th.dataset.field = c.field;
       th.scope = "col";
-      th.textContent = c.label;
+      if (SORTABLE.has(c.field)) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "sort";
+        const order = state.sort && state.sort.field === c.field ? state.sort.order : null;
+        button.textContent = c.label + (order === "asc" ? " \u25b2" : order === "desc" ? " \u25bc" : "");
+        th.setAttribute("aria-sort", order === "asc" ? "ascending"
+          : order === "desc" ? "descending" : "none");
+        button.addEventListener("click", () => cycleSort(c.field));
+        th.append(button);
+      } else {
+        th.textContent = c.label;
+      }
       return th;
     });
     el.head.replaceChildren(...ths);
@@ -432,16 +513,28 @@
     return `${v === null || v === undefined ? "\uffff" : String(v).toLowerCase()}\u0000${id}`;
   }
 
+  // Rows in the server's order: the sort field (missing values last, whatever the
+  // order), then the id; without a sort, the first column, case-insensitively.
+  function precedes(a, b) {
+    if (!state.sort) return a.key < b.key;
+    const f = state.sort.field;
+    const x = a.doc[f], y = b.doc[f];
+    const xm = x === null || x === undefined, ym = y === null || y === undefined;
+    if (xm !== ym) return ym;
+    if (!xm && x !== y) return state.sort.order === "asc" ? x < y : x > y;
+    return a.tr.dataset.id < b.tr.dataset.id;
+  }
+
   function place(row) {
-    let before = null;
+    let next = null;
     for (const other of el.rows.children) {
-      if (other !== row.tr && state.rows.get(other.dataset.id).key > row.key) {
-        before = other;
+      if (other !== row.tr && precedes(row, state.rows.get(other.dataset.id))) {
+        next = other;
         break;
       }
     }
-    if (row.tr.nextSibling !== before || row.tr.parentNode !== el.rows) {
-      el.rows.insertBefore(row.tr, before);
+    if (row.tr.nextSibling !== next || row.tr.parentNode !== el.rows) {
+      el.rows.insertBefore(row.tr, next);
     }
   }
 
@@ -566,6 +659,37 @@
     el.type.value = state.type;
   }
 
+  function fillFilterFields() {
+    const fields = FILTERS[state.type] || DEFAULT_FILTERS;
+    el.filterField.replaceChildren(...fields.map(([field, label]) => {
+      const option = document.createElement("option");
+      option.value = field;
+      option.textContent = label;
+      return option;
+    }));
+    const current = state.filter && fields.some(([f]) => f === state.filter.field)
+      ? state.filter : {field: fields[0][0], value: ""};
+    el.filterField.value = current.field;
+    el.filterValue.value = current.value;
+    state.filter = current.value ? current : null;
+  }
+
+  function setFilter() {
+    const value = el.filterValue.value;
+    state.filter = value ? {field: el.filterField.value, value} : null;
+    sessionStorage.setItem(FILTER_KEY, JSON.stringify(state.filter));
+    resubscribe();
+  }
+
+  function cycleSort(field) {
+    const order = state.sort && state.sort.field === field ? state.sort.order : null;
+    state.sort = order === null ? {field, order: "asc"}
+      : order === "asc" ? {field, order: "desc"} : null;
+    sessionStorage.setItem(SORT_KEY, JSON.stringify(state.sort));
+    state.colsKey = "";           // redraw the headers' arrows
+    resubscribe();
+  }
+
   // A new subscription (type, project scope): a new connection and a full load.
   function resubscribe() {
     disconnect();
@@ -632,7 +756,15 @@
   el.type.addEventListener("change", () => {
     state.type = el.type.value;
     sessionStorage.setItem(TYPE_KEY, state.type);
+    state.sort = null;
+    sessionStorage.removeItem(SORT_KEY);
+    fillFilterFields();
     resubscribe();
+  });
+  el.filterField.addEventListener("change", () => { if (el.filterValue.value) setFilter(); });
+  el.filterValue.addEventListener("input", () => {
+    clearTimeout(state.filterTimer);
+    state.filterTimer = setTimeout(setFilter, FILTER_DELAY);
   });
   el.all.addEventListener("change", () => {
     setAllProjects(el.all.checked);
@@ -647,5 +779,6 @@
     if (document.visibilityState === "visible") retryNow();
   });
 
+  fillFilterFields();
   if (state.token) start(); else showLogin("");
 })();
