@@ -26,7 +26,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	tests/functional/test_livesearch_agreement.py \
 	tests/functional/test_livesearch.py::test_a_snapshot_reflects_exactly_its_position
 
-.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser bench bench-subscriptions faults
+.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser bench bench-subscriptions bench-livesearch faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -87,6 +87,13 @@ bench: $(VENV)/.installed servers
 bench-subscriptions: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/subscriptions.py
+
+# 1,000 WebSocket connections with distinct live search queries at 200
+# notifications/s, against as many plain subscriptions (docs/benchmarks.md, "Live
+# search"): about 2 minutes.
+bench-livesearch: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/livesearch.py
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.

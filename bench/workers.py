@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-PRIORITIES = ("audit", "critical", "debug", "info", "error", "sample", "warn")
+from searchlight_forward.model.priority import PRIORITIES  # noqa: E402
 
 
 # -- the stream ---------------------------------------------------------------------
@@ -529,6 +529,83 @@ def ws_clients_main(url: str, clients: list[tuple[str, bool]], conn) -> None:
             if cmd[0] == "stop":
                 break
             conn.send(await command(cmd))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn.send(True)
+
+    asyncio.run(main())
+
+
+def live_clients_main(url: str, specs: list[dict], conn) -> None:
+    """Live search clients (bench/livesearch.py): K real ``websockets`` clients in one
+    asyncio loop. Each authenticates with its token, subscribes to ``types`` with its
+    ``query`` (None: a plain subscription), and records the receive time of every
+    frame about a resource (change, entered, updated, left). Commands: status,
+    records, stop."""
+    import websockets
+    from websockets.asyncio.client import connect
+
+    frames_of = ("change", "entered", "updated", "left")
+    states = [{"subscribed": False, "frames": 0, "records": [], "error": None,
+               "closes": collections.Counter(), "total": None} for _ in specs]
+
+    async def run_client(spec: dict, state: dict) -> None:
+        while True:
+            try:
+                async with connect(url, additional_headers={"X-Auth-Token": spec["token"]},
+                                   max_size=None, open_timeout=30, close_timeout=2,
+                                   ping_interval=None, compression=None) as ws:
+                    hello = json.loads(await ws.recv())
+                    if hello.get("type") != "authenticated":
+                        state["error"] = f"not authenticated: {hello}"
+                        return
+                    message = {"action": "subscribe", "resource_types": spec["types"],
+                               "all_projects": spec["all_projects"]}
+                    if spec.get("query") is not None:
+                        message.update(query=spec["query"], page_size=20)
+                    await ws.send(json.dumps(message))
+                    async for text in ws:
+                        now = time.monotonic()
+                        frame = json.loads(text)
+                        kind = frame.get("type")
+                        if kind in frames_of:
+                            env = frame.get("envelope") or frame
+                            state["records"].append((env["resource_type"], env["id"],
+                                                     env["version"], kind, now))
+                            state["frames"] += 1
+                        elif kind in ("resumed", "results"):
+                            state["subscribed"] = True
+                            state["total"] = frame.get("total", state["total"])
+                        elif kind == "error":
+                            state["error"] = f"{frame.get('code')}: {frame.get('message')}"
+                    return
+            except asyncio.CancelledError:
+                raise
+            except websockets.ConnectionClosed as exc:
+                state["closes"][exc.rcvd.code if exc.rcvd else 0] += 1
+            except OSError as exc:
+                state["error"] = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(0.5)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tasks = []
+        for spec, state in zip(specs, states):
+            tasks.append(asyncio.create_task(run_client(spec, state)))
+            await asyncio.sleep(0.002)        # connect at ~500/s, not all at once
+        while True:
+            cmd = await loop.run_in_executor(None, conn.recv)
+            if cmd[0] == "stop":
+                break
+            if cmd[0] == "status":
+                conn.send([{"subscribed": s["subscribed"], "frames": s["frames"],
+                            "error": s["error"], "closes": dict(s["closes"]),
+                            "total": s["total"]} for s in states])
+            elif cmd[0] == "records":
+                conn.send([r for s in states for r in s["records"]])
+                for s in states:
+                    s["records"] = []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -638,6 +638,19 @@ class _Client:
                                              self.server.tombstones.horizon, head.index)
         return horizon is not None and bool(start.behind(horizon))
 
+    async def _search(self, sub: Subscription, position: Position, full: bool) -> bool:
+        """A live search's matches as of ``position`` (the ``results`` frame when
+        ``full``; with a cursor, the members the changes since it are judged
+        against). True if the snapshot stands for everything up to ``position``."""
+        snapshot = await asyncio.get_running_loop().run_in_executor(
+            self.server._resume_executor, take_snapshot, self.server.es, position,
+            sub.query.dsl(sub.role, sorted(sub.resource_types),
+                          None if sub.all_projects else sub.project_id),
+            sub.query.sort_dsl(), sub.query.page_size, self.server.settings.live_search_cap)
+        for action in self.session.results(snapshot, full):
+            await self._put(action.text)
+        return full
+
     async def _resume(self, sub: Subscription) -> None:
         server, session = self.server, self.session
         loop = asyncio.get_running_loop()
@@ -669,39 +682,14 @@ class _Client:
             after = Position.start(position.index, position.shards) if full else start
             if not full:
                 session.start_at(start)
-            if sub.query is not None:
-                # A live search: its matches as of `position`, then (with a cursor)
-                # the changes since the cursor, judged against the query.
-                try:
-                    snapshot = await loop.run_in_executor(
-                        server._resume_executor, take_snapshot, server.es, position,
-                        sub.query.dsl(sub.role, sorted(sub.resource_types),
-                                      None if sub.all_projects else sub.project_id),
-                        sub.query.sort_dsl(), sub.query.page_size,
-                        server.settings.live_search_cap)
-                except TooBroad as exc:
-                    server.detach(self)
-                    self.held = None
-                    self.perform(session.search_refused("query_too_broad", str(exc)))
-                    return
-                except IndexGone:
-                    start = None
-                    server.feed.ring()
-                    await asyncio.sleep(server.settings.poll_interval)
-                    continue
-                except Exception as exc:  # noqa: BLE001
-                    LOG.warning("live search for %s failed: %s", self.peer, exc)
-                    self.perform(session.unavailable("Elasticsearch"))
-                    return
-                for action in session.results(snapshot, full):
-                    await self._put(action.text)
-                if full:
-                    after = position          # the snapshot stands for everything
-            selection = Selection(
-                roles=(sub.role,), resource_types=sub.resource_types,
-                project_id=None if sub.all_projects else sub.project_id, live_only=full)
-            pages = server.changelog.pages(after, position, selection, resync=full)
             try:
+                if sub.query is not None and await self._search(sub, position, full):
+                    after = position          # the snapshot stands for everything
+                selection = Selection(
+                    roles=(sub.role,), resource_types=sub.resource_types,
+                    project_id=None if sub.all_projects else sub.project_id,
+                    live_only=full)
+                pages = server.changelog.pages(after, position, selection, resync=full)
                 while True:
                     page = await loop.run_in_executor(server._resume_executor, next,
                                                       pages, None)
@@ -714,6 +702,11 @@ class _Client:
                             await self._put(text)
                         if self.closing:
                             return
+            except TooBroad as exc:
+                server.detach(self)
+                self.held = None
+                self.perform(session.search_refused("query_too_broad", str(exc)))
+                return
             except IndexGone:
                 # The index went away (a rebuild finished): start over on the new
                 # one once the feed has moved to it.

@@ -246,3 +246,20 @@ def test_a_snapshot_reflects_exactly_its_position(es, names, writer):
     assert [e.source["id"] for e in found.page] == ["p5", "p4", "p3"]
     with pytest.raises(TooBroad):
         take(es, position, scope, [], 3, 3)
+
+
+def test_a_query_too_broad_is_refused_and_a_narrower_one_follows(writer, ws_server):
+    writer(A, [f"b{i}" for i in range(3)], 1, status="ACTIVE")
+    writer(A, ["b3"], 1, status="ERROR")
+    server = ws_server(live_search_cap=2)
+    client = SearchClient(server.url)
+    try:
+        client.authenticate("tok-a")
+        refused = client.search([SERVER], query={"prefix": {"name": "res-b"}})
+        assert refused["type"] == "error" and refused["code"] == "query_too_broad"
+        assert "narrow the query" in refused["message"]
+        answer = client.search([SERVER], query={"term": {"status": "ERROR"}})
+        assert answer["type"] == "results" and answer["total"] == 1
+        assert [h["id"] for h in answer["hits"]] == ["b3"]
+    finally:
+        client.close()
