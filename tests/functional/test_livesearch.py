@@ -263,3 +263,39 @@ def test_a_query_too_broad_is_refused_and_a_narrower_one_follows(writer, ws_serv
         assert [h["id"] for h in answer["hits"]] == ["b3"]
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("clause", [
+    lambda f: {"query": {"term": {f: "compute-1"}}},
+    lambda f: {"query": {"prefix": {f: "c"}}},
+    lambda f: {"query": {"range": {f: {"gte": "a"}}}},
+    lambda f: {"query": {"exists": {"field": f}}},
+    lambda f: {"query": {"bool": {"must_not": [{"terms": {f: ["compute-1"]}}]}}},
+    lambda f: {"sort": [{f: "asc"}]},
+])
+def test_a_user_cannot_probe_an_admin_only_or_filtered_field(writer, ws_server, clause):
+    """Tried over the real server: every way of touching a hidden field (admin-only,
+    or removed by the pipeline's filters) gets the very answer a field that does not
+    exist gets, so no query can tell whether, or which, servers have a value there."""
+    writer(A, ["h1"], 1, **{ADMIN_FIELD: "compute-1", "secret_token": "s"})
+    secrets = RegexFields("secrets", {"patterns": "^secret_"}, FilterContext())
+    server = ws_server(filters=[secrets])
+    answers = {}
+    for field in (ADMIN_FIELD, "secret_token", "no_such_field"):
+        client = SearchClient(server.url)
+        try:
+            client.authenticate("tok-a")
+            answer = client.search([SERVER], **clause(field))
+        finally:
+            client.close()
+        assert answer["type"] == "error" and answer["code"] == "bad_query", answer
+        answers[field] = answer["message"].replace(repr(field), "FIELD")
+    assert len(set(answers.values())) == 1, answers
+    # The admin may use the admin-only field (not the filtered one).
+    admin = SearchClient(server.url)
+    try:
+        admin.authenticate("tok-admin")
+        answer = admin.search([SERVER], all_projects=True, **clause(ADMIN_FIELD))
+        assert answer["type"] == "results", answer
+    finally:
+        admin.close()
