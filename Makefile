@@ -26,7 +26,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	tests/functional/test_livesearch_agreement.py \
 	tests/functional/test_livesearch.py::test_a_snapshot_reflects_exactly_its_position
 
-.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser bench bench-subscriptions bench-livesearch faults
+.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser syslog bench bench-subscriptions bench-livesearch faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -54,7 +54,14 @@ browser:
 # its own (RabbitMQ vhost, index and Zaqar prefixes: tests/conftest.py).
 PYTEST := $(BIN)/pytest -q -n auto
 
-test: $(VENV)/.installed servers browser
+# Debian's rsyslog with TLS (gtls) for the remote syslog tests: each test starts its
+# own rsyslogd on 127.0.0.1 (tests/functional/syslog_support.py); none runs otherwise.
+syslog:
+	@test -x /usr/sbin/rsyslogd -a -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends rsyslog rsyslog-gnutls >/dev/null; }
+
+test: $(VENV)/.installed servers browser syslog
 	$(PYTEST) tests
 	$(MAKE) --no-print-directory test-opensearch
 
@@ -66,7 +73,7 @@ test-opensearch: $(VENV)/.installed servers
 unit: $(VENV)/.installed
 	$(BIN)/pytest -q -m unit tests
 
-functional: $(VENV)/.installed servers
+functional: $(VENV)/.installed servers syslog
 	$(PYTEST) -m functional tests
 
 browser-tests: $(VENV)/.installed servers browser

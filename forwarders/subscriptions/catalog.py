@@ -8,7 +8,8 @@ and asks ``Catalog.pipelines`` for what it should deliver: a pipeline named
 * the template pipeline's filters (``[pipeline:...]`` ending in ``subscriptions``);
 * the subscription's selection (types, event types, priorities), its creator's
   role copy and its project (or every project, made by an admin);
-* a webhook or e-mail sink with ``[subscriptions]``' and ``[smtp]``'s settings;
+* a webhook, e-mail or syslog sink with ``[subscriptions]``' and ``[smtp]``'s
+  settings;
 * a hold policy with ``retry_schedule``, given up after ``disable_after`` seconds
   of failure, when the subscription is disabled with the reason (``on_gone``).
 
@@ -28,9 +29,10 @@ from typing import Mapping
 from forwarders.pipeline.pipeline import HOLD, FailurePolicy, Pipeline
 from forwarders.sinks.base import Sink, SinkContext
 from forwarders.sinks.email.sink import EmailSink
+from forwarders.sinks.syslog.sink import SyslogSink
 from forwarders.sinks.webhook.sink import WebhookSink
 from forwarders.subscriptions import confirmation
-from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, PENDING,
+from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, PENDING, SYSLOG,
                                             Subscription)
 from forwarders.subscriptions.store import Stored, SubscriptionStore
 from searchlight_forward.retry import Policy
@@ -57,6 +59,7 @@ class Settings:
     confirmation_interval: float = 60.0
     refresh_interval: float = 5.0
     smtp: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    syslog_ca_file: str = ""
 
     @classmethod
     def from_conf(cls, conf) -> "Settings":
@@ -69,7 +72,7 @@ class Settings:
             webhook_concurrency=s.webhook_concurrency,
             confirmation_attempts=s.confirmation_attempts,
             confirmation_interval=s.confirmation_interval,
-            refresh_interval=s.refresh_interval,
+            refresh_interval=s.refresh_interval, syslog_ca_file=s.syslog_ca_file or "",
             smtp={k: str(v) for k, v in {
                 "smtp_host": smtp.host, "smtp_port": smtp.port, "starttls": smtp.starttls,
                 "ssl": smtp.ssl, "ca_file": smtp.ca_file, "username": smtp.username,
@@ -116,6 +119,13 @@ class Catalog:
                            digest_interval=str(sub.digest_interval),
                            rate_limit=str(sub.rate_limit))
             return EmailSink(name, options, SinkContext())
+        if sub.protocol == SYSLOG:
+            return SyslogSink(name, {
+                "url": sub.endpoint, "check_destination": "true",
+                "allowed_networks": ",".join(self.settings.allowed_networks),
+                "ca_file": self.settings.syslog_ca_file,
+                "timeout": str(self.settings.webhook_timeout),
+                "sd_id": "change@32473"}, SinkContext())
         return WebhookSink(name, {
             "url": sub.endpoint, "secrets": ",".join(sub.current_secrets()),
             "timeout": str(self.settings.webhook_timeout),

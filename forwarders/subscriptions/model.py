@@ -1,7 +1,8 @@
 """A subscription: what a tenant asked to receive, where, and in which state (pure).
 
 A subscription belongs to one project (or, made by an admin, to all projects). It
-names a protocol (``webhook`` or ``email``), an endpoint (an URL or an address),
+names a protocol (``webhook``, ``email`` or ``syslog``), an endpoint (an URL, an
+address or a ``syslog+tls://`` URL),
 optional filters (resource types, event types, priorities) and has a state:
 
 * ``pending_confirmation``: created, or its endpoint changed; nothing but the
@@ -28,11 +29,12 @@ import uuid
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from forwarders.sinks.syslog.url import parse_url
 from searchlight_forward.model.documents import ADMIN, ROLES
 from searchlight_forward.model.priority import PRIORITIES
 
-WEBHOOK, EMAIL = "webhook", "email"
-PROTOCOLS = (WEBHOOK, EMAIL)
+WEBHOOK, EMAIL, SYSLOG = "webhook", "email", "syslog"
+PROTOCOLS = (WEBHOOK, EMAIL, SYSLOG)
 PENDING, ACTIVE, DISABLED = "pending_confirmation", "active", "disabled"
 EACH, DIGEST = "each", "digest"
 EMAIL_MODES = (EACH, DIGEST)
@@ -331,6 +333,12 @@ def _endpoint(protocol: str, value: Any) -> str:
         if not local or "." not in domain or address != value.strip() or name:
             raise Invalid("endpoint", "must be one e-mail address, like ops@example.com")
         return address
+    if protocol == SYSLOG:
+        try:
+            parse_url(value)
+        except ValueError as exc:
+            raise Invalid("endpoint", str(exc)) from None
+        return value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid("endpoint", "must be an http or https URL")

@@ -23,6 +23,13 @@ opts = [
                      "globally routable addresses."),
     cfg.BoolOpt("allow_http", default=False,
                 help="Accept http:// webhook endpoints (https only otherwise)."),
+    cfg.BoolOpt("allow_plain_syslog", default=False,
+                help="Accept syslog+tcp:// and syslog+udp:// endpoints (syslog+tls:// "
+                     "only otherwise: changes cross networks the operator does not "
+                     "control)."),
+    cfg.StrOpt("syslog_ca_file",
+               help="CA bundle that tenants' syslog servers' TLS certificates must chain "
+                    "to. Empty: the system's CAs."),
     cfg.IntOpt("max_per_project", default=100, min=1,
                help="Most subscriptions one project may have."),
     cfg.FloatOpt("default_rate_limit", default=10.0, min=0.01,

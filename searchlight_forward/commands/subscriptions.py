@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="the project's subscriptions")
     lst.add_argument("--all-projects", action="store_true", help="every project's (admin)")
     create = sub.add_parser("create", help="a new subscription (pending confirmation)")
-    create.add_argument("--protocol", choices=["webhook", "email"], required=True)
+    create.add_argument("--protocol", choices=["webhook", "email", "syslog"], required=True)
     create.add_argument("--endpoint", required=True, help="https URL or e-mail address")
     create.add_argument("--project-id", help="another project (admin)")
     create.add_argument("--all-projects", action="store_true", help="every project (admin)")

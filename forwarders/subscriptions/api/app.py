@@ -40,9 +40,10 @@ from oslo_policy import policy as oslo_policy
 from forwarders.livesearch.query import QueryError
 from forwarders.sinks import destinations
 from forwarders.sinks.destinations import DestinationRefused, Network
+from forwarders.sinks.syslog.url import parse_url
 from forwarders.subscriptions import model
-from forwarders.subscriptions.model import (ACTIVE, PENDING, WEBHOOK, Caller, Invalid,
-                                            Rules, Secret, Subscription)
+from forwarders.subscriptions.model import (ACTIVE, PENDING, SYSLOG, WEBHOOK, Caller,
+                                            Invalid, Rules, Secret, Subscription)
 from forwarders.subscriptions.store import Conflict, Stored, SubscriptionStore
 from searchlight_forward.changelog.snapshot import TooBroad
 from searchlight_forward.model.documents import ADMIN, USER
@@ -58,6 +59,7 @@ class Settings:
     rules: Rules
     allowed_networks: Sequence[Network] = ()
     allow_http: bool = False
+    allow_plain_syslog: bool = False
     max_per_project: int = 100
     secret_overlap: float = 86400.0
 
@@ -318,6 +320,16 @@ class SubscriptionsAPI:
                 if s.expires_at is None or s.expires_at > now]
 
     def _check_endpoint(self, sub: Subscription) -> None:
+        if sub.protocol == SYSLOG:
+            transport, host, port = parse_url(sub.endpoint)
+            if transport != "tls" and not self.settings.allow_plain_syslog:
+                raise Refused(400, "use a syslog+tls:// URL (this deployment refuses "
+                              "plain TCP and UDP)", "endpoint")
+            try:
+                self.resolve(host, port, self.settings.allowed_networks)
+            except DestinationRefused as exc:
+                raise Refused(400, f"endpoint refused: {exc}", "endpoint") from None
+            return
         if sub.protocol != WEBHOOK:
             return
         parts = urlsplit(sub.endpoint)

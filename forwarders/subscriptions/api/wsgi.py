@@ -62,7 +62,8 @@ def build(conf: cfg.ConfigOpts):
                     max_rate_limit=s.max_rate_limit,
                     min_digest_interval=s.min_digest_interval),
         allowed_networks=allowed,
-        allow_http=s.allow_http, max_per_project=s.max_per_project,
+        allow_http=s.allow_http, allow_plain_syslog=s.allow_plain_syslog,
+        max_per_project=s.max_per_project,
         secret_overlap=s.secret_overlap)
     app = SubscriptionsAPI(store, policy.enforcer(conf), settings,
                            heads_of(es, deployment.group_names()),
