@@ -32,8 +32,8 @@ from forwarders.sinks.email.sink import EmailSink
 from forwarders.sinks.syslog.sink import SyslogSink
 from forwarders.sinks.webhook.sink import WebhookSink
 from forwarders.subscriptions import confirmation
-from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, PENDING, SYSLOG,
-                                            Subscription)
+from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, FEED, PENDING,
+                                            SYSLOG, Subscription)
 from forwarders.subscriptions.store import Stored, SubscriptionStore
 from searchlight_forward.retry import Policy
 
@@ -152,7 +152,8 @@ class Catalog:
     def wanted(self, stored: list[Stored]) -> dict[str, tuple[tuple, Stored, list[str]]]:
         """name -> (revision, stored, groups) of every subscription to deliver."""
         return {pipeline_name(s.subscription.id): (s.revision, s, self.groups_of(s.subscription))
-                for s in stored if s.subscription.state == ACTIVE}
+                for s in stored if s.subscription.state == ACTIVE
+                and s.subscription.protocol != FEED}     # a feed is read, not sent
 
     def disable(self, sub_id: str, reason: str) -> None:
         """Disable a subscription (its endpoint is gone or failed for too long)."""

@@ -33,8 +33,10 @@ from forwarders.sinks.syslog.url import parse_url
 from searchlight_forward.model.documents import ADMIN, ROLES
 from searchlight_forward.model.priority import PRIORITIES
 
-WEBHOOK, EMAIL, SYSLOG = "webhook", "email", "syslog"
-PROTOCOLS = (WEBHOOK, EMAIL, SYSLOG)
+WEBHOOK, EMAIL, SYSLOG, FEED, WEBSUB = "webhook", "email", "syslog", "feed", "websub"
+#: what a tenant creates through /v1/subscriptions (WebSub ones come from the hub)
+PROTOCOLS = (WEBHOOK, EMAIL, SYSLOG, FEED)
+MAX_FEED_TTL = 366 * 86400
 PENDING, ACTIVE, DISABLED = "pending_confirmation", "active", "disabled"
 EACH, DIGEST = "each", "digest"
 EMAIL_MODES = (EACH, DIGEST)
@@ -112,6 +114,15 @@ class Subscription:
     #: where the cursor starts, per resource group (the change log's head when the
     #: endpoint was confirmed): nothing before the confirmation is sent
     start_positions: Mapping[str, Any] | None = None
+    #: a feed: the SHA-256 of its secret URL's token (the token itself is shown once)
+    feed_token_hash: str = ""
+    #: a feed's URL stops working then (epoch seconds; None: until revoked)
+    expires_at: float | None = None
+    #: WebSub: the feed subscription whose feed is the topic, the subscriber's
+    #: hub.secret (X-Hub-Signature) and when its lease ends
+    websub_topic: str = ""
+    websub_secret: str = ""
+    lease_expires_at: float | None = None
 
     # -- storage ----------------------------------------------------------------------
 
@@ -159,7 +170,8 @@ def new_token() -> str:
 
 UPDATABLE = frozenset({"name", "endpoint", "resource_types", "event_types", "priorities",
                        "rate_limit", "email_mode", "digest_interval", "state"})
-CREATABLE = UPDATABLE - {"state"} | {"protocol", "project_id", "all_projects", "start_from"}
+CREATABLE = UPDATABLE - {"state"} | {"protocol", "project_id", "all_projects", "start_from",
+                                     "expires_in"}
 
 
 def parse_create(body: Any, caller: Caller, rules: Rules, now: float | None = None
@@ -171,6 +183,10 @@ def parse_create(body: Any, caller: Caller, rules: Rules, now: float | None = No
     body = _object(body)
     _known(body, CREATABLE)
     protocol = _choice(body, "protocol", PROTOCOLS, required=True)
+    if protocol == FEED:
+        return _feed(body, caller, rules, now)
+    if "expires_in" in body:
+        raise Invalid("expires_in", "only feeds expire")
     all_projects = body.get("all_projects", False)
     if not isinstance(all_projects, bool):
         raise Invalid("all_projects", "must be true or false")
@@ -188,6 +204,31 @@ def parse_create(body: Any, caller: Caller, rules: Rules, now: float | None = No
         secrets=(Secret(new_secret()),) if protocol == WEBHOOK else (),
         confirmation_token=new_token())
     return _apply(sub, body, rules)
+
+
+def _feed(body: Mapping[str, Any], caller: Caller, rules: Rules, now: float | None
+          ) -> Subscription:
+    """A feed subscription: no endpoint (its secret URL is made by the API), active
+    at once; ``expires_in`` seconds optional."""
+    if body.get("endpoint") is not None:
+        raise Invalid("endpoint", "a feed has no endpoint: its URL is in the answer")
+    all_projects = body.get("all_projects", False)
+    if not isinstance(all_projects, bool):
+        raise Invalid("all_projects", "must be true or false")
+    ttl = body.get("expires_in")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)
+                            or not 60 <= ttl <= MAX_FEED_TTL):
+        raise Invalid("expires_in", f"seconds, from 60 to {MAX_FEED_TTL}")
+    now = time.time() if now is None else now
+    sub = Subscription(
+        id=str(uuid.uuid4()), protocol=FEED, endpoint="", state=ACTIVE,
+        project_id=None if all_projects else _string(body, "project_id", 64)
+        or caller.project_id,
+        role=ADMIN if caller.admin_copy else ROLES[1], created_by=caller.user_id,
+        created_at=now, updated_at=now, name=_string(body, "name", MAX_NAME) or "",
+        expires_at=now + ttl if ttl else None, confirmed_at=now)
+    return _apply(sub, {k: v for k, v in body.items()
+                        if k in ("resource_types", "event_types", "priorities")}, rules)
 
 
 def parse_update(body: Any, sub: Subscription, rules: Rules, now: float | None = None
@@ -270,7 +311,8 @@ def _apply(sub: Subscription, body: Mapping[str, Any], rules: Rules) -> Subscrip
 def public_view(sub: Subscription) -> dict:
     """The subscription as the API shows it (no secret, no confirmation token)."""
     data = {k: v for k, v in sub.to_source().items()
-            if k not in ("secrets", "confirmation_token", "start_positions")}
+            if k not in ("secrets", "confirmation_token", "start_positions",
+                         "feed_token_hash", "websub_secret")}
     data["all_projects"] = sub.project_id is None
     data["links"] = [{"rel": "self", "href": f"/v1/subscriptions/{sub.id}"}]
     if sub.protocol != EMAIL:

@@ -114,3 +114,22 @@ def control(operation: str, reason: str, timestamp: str = "") -> Envelope:
     return Envelope(resource_type="", id="", project_id=None, version=0,
                     operation=operation, event_type="", timestamp=timestamp,
                     document={"reason": reason})
+
+
+def summary(envelope: Envelope) -> str:
+    """One line a person reads: type, id (name), what happened, status, the event
+    (and the alert it follows, if any): syslog messages, feed entries' titles."""
+    document = envelope.document or {}
+    name = document.get("name") or document.get("stack_name")
+    who = f"{envelope.resource_type} {envelope.id}" + (f" ({name})" if name else "")
+    if envelope.is_control:
+        return f"{envelope.operation}: {(envelope.document or {}).get('reason', '')}"
+    if envelope.operation == DELETE:
+        what = "deleted"
+    else:
+        status = document.get("status") or document.get("stack_status")
+        what = f"updated: {status}" if status else "updated"
+    text = f"{who} {what} ({envelope.event_type})"
+    if envelope.alert and envelope.alert.get("version") != envelope.version:
+        text += f" after {envelope.alert.get('event_type')} [{envelope.alert.get('priority')}]"
+    return " ".join(text.split())

@@ -6,10 +6,9 @@ import re
 import pytest
 from syslog_rfc5424_parser import SyslogMessage
 
-from forwarders.sinks.syslog.message import (FACILITIES, format_message, octet_counted,
-                                             sd_escape, summary)
+from forwarders.sinks.syslog.message import FACILITIES, format_message, octet_counted, sd_escape
 from forwarders.sinks.syslog.url import parse_url
-from searchlight_forward.model.envelope import Envelope, control
+from searchlight_forward.model.envelope import Envelope, control, summary
 
 NOW = datetime.datetime(2026, 3, 2, 12, 0, 7, 270156, tzinfo=datetime.timezone.utc)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 from typing import Mapping
 
-from searchlight_forward.model.envelope import DELETE, Envelope
+from searchlight_forward.model.envelope import Envelope, summary
 
 FACILITIES = {name: code for code, name in enumerate((
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -47,24 +47,6 @@ def sd_escape(value: object) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
-def summary(envelope: Envelope) -> str:
-    """The human line: type, id (name), what happened, status, the event."""
-    document = envelope.document or {}
-    name = document.get("name") or document.get("stack_name")
-    who = f"{envelope.resource_type} {envelope.id}" + (f" ({name})" if name else "")
-    if envelope.is_control:
-        return f"{envelope.operation}: {(envelope.document or {}).get('reason', '')}"
-    if envelope.operation == DELETE:
-        what = "deleted"
-    else:
-        status = document.get("status") or document.get("stack_status")
-        what = f"updated: {status}" if status else "updated"
-    text = f"{who} {what} ({envelope.event_type})"
-    if envelope.alert and envelope.alert.get("version") != envelope.version:
-        text += f" after {envelope.alert.get('event_type')} [{envelope.alert.get('priority')}]"
-    return " ".join(text.split())[:MAX_MESSAGE]
-
-
 def severity(envelope: Envelope) -> int:
     return SEVERITIES.get(envelope.routing_priority, 6)
 
@@ -85,7 +67,7 @@ def format_message(envelope: Envelope, facility: int, hostname: str, app_name: s
               f"{_header_field(hostname, MAX_HOSTNAME)} "
               f"{_header_field(app_name, MAX_APP_NAME)} - "
               f"{_header_field(envelope.operation, MAX_MSGID)} [{sd_id} {data}] ")
-    return (header + BOM + (text if text is not None else summary(envelope))).encode()
+    return (header + BOM + (text if text is not None else summary(envelope)[:MAX_MESSAGE])).encode()
 
 
 def octet_counted(message: bytes) -> bytes:

@@ -20,6 +20,9 @@ Routes (docs/subscriptions.md has the reference)::
     POST   /v1/subscriptions/{id}/secret/rotate
     GET|POST /v1/subscriptions/{id}/confirm?token=...
     POST   /v1/search         (live search's first page and cursor: docs/websocket.md)
+    GET    /v1/feeds/{id}/{token}[?before=...], GET /v1/feeds?resource_type=...
+           (Atom: docs/feeds.md)
+    POST   /v1/websub         (the WebSub hub: docs/websub.md)
 """
 from __future__ import annotations
 
@@ -37,13 +40,14 @@ import webob.dec
 import webob.exc
 from oslo_policy import policy as oslo_policy
 
+from forwarders.feeds import tokens as feed_tokens
 from forwarders.livesearch.query import QueryError
 from forwarders.sinks import destinations
 from forwarders.sinks.destinations import DestinationRefused, Network
 from forwarders.sinks.syslog.url import parse_url
 from forwarders.subscriptions import model
-from forwarders.subscriptions.model import (ACTIVE, PENDING, SYSLOG, WEBHOOK, Caller,
-                                            Invalid, Rules, Secret, Subscription)
+from forwarders.subscriptions.model import (ACTIVE, FEED, PENDING, SYSLOG, WEBHOOK,
+                                            Caller, Invalid, Rules, Secret, Subscription)
 from forwarders.subscriptions.store import Conflict, Stored, SubscriptionStore
 from searchlight_forward.changelog.snapshot import TooBroad
 from searchlight_forward.model.documents import ADMIN, USER
@@ -87,8 +91,11 @@ class Refused(Exception):
 class SubscriptionsAPI:
     def __init__(self, store: SubscriptionStore, enforcer: oslo_policy.Enforcer,
                  settings: Settings, heads: Callable[[], dict],
-                 resolve: Callable = destinations.resolve, searcher=None):
+                 resolve: Callable = destinations.resolve, searcher=None, feeds=None,
+                 hub=None):
         self.searcher = searcher        # forwarders.livesearch.endpoint.Searcher or None
+        self.feeds = feeds              # forwarders.feeds.api.Feeds or None
+        self.hub = hub                  # forwarders.feeds.websub.Hub or None
         self.store = store
         self.enforcer = enforcer
         self.settings = settings
@@ -117,6 +124,11 @@ class SubscriptionsAPI:
                                         "links": [{"rel": "self", "href": "/v1/"}]}]})
         if req.path == "/healthz":
             return _json({"status": "ok"})
+        if self.feeds is not None and req.path.startswith("/v1/feeds"):
+            return self.feeds.handle(req, self._caller if req.headers.get(
+                "X-Identity-Status") == "Confirmed" else None)
+        if self.hub is not None and req.path.rstrip("/") == "/v1/websub":
+            return self.hub.handle(req)
         if req.path.rstrip("/") == "/v1/search":
             if req.method != "POST":
                 raise Refused(405, "use POST")
@@ -222,12 +234,18 @@ class SubscriptionsAPI:
                 raise Refused(409, f"the project has {self.settings.max_per_project} "
                               "subscriptions, the most allowed; delete one first")
         self._check_endpoint(sub)
+        token = None
+        if sub.protocol == FEED:
+            token = model.new_token()
+            sub = sub.replace(feed_token_hash=feed_tokens.token_hash(token))
         stored = self.store.create(sub)
         LOG.info("subscription %s created by user %s for project %s (%s %s)", sub.id,
                  caller.user_id, sub.project_id or "*", sub.protocol, sub.endpoint)
         view = model.public_view(stored.subscription)
         if sub.protocol == WEBHOOK:
             view["secret"] = sub.secrets[0].value     # shown once here; GET .../secret
+        if token is not None:                         # shown once; rotate for another
+            view["feed_url"] = self.feeds.feed_url(sub.id, token)
         resp = _json({"subscription": view}, 201)
         resp.location = f"/v1/subscriptions/{sub.id}"
         return resp
@@ -269,6 +287,11 @@ class SubscriptionsAPI:
             raise Refused(400, "seconds, from 0 to 604800", "expire_previous_in")
         stored = self._load(caller, sub_id, "subscriptions:secret:rotate")
         sub = stored.subscription
+        if sub.protocol == FEED:          # a new URL; the old one stops at once
+            token = model.new_token()
+            self.store.update(stored, sub.replace(
+                feed_token_hash=feed_tokens.token_hash(token), updated_at=time.time()))
+            return _json({"feed_url": self.feeds.feed_url(sub.id, token)})
         if sub.protocol != WEBHOOK:
             raise Refused(400, "only webhook subscriptions have secrets")
         now = time.time()

@@ -15,7 +15,9 @@ import wsgiref.simple_server
 from keystonemiddleware import auth_token
 from oslo_config import cfg
 
+from forwarders.feeds.api import Feeds
 from forwarders.livesearch.endpoint import Searcher
+from forwarders.pipeline import loader
 from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
@@ -65,9 +67,11 @@ def build(conf: cfg.ConfigOpts):
         allow_http=s.allow_http, allow_plain_syslog=s.allow_plain_syslog,
         max_per_project=s.max_per_project,
         secret_overlap=s.secret_overlap)
-    app = SubscriptionsAPI(store, policy.enforcer(conf), settings,
+    enforcer = policy.enforcer(conf)
+    app = SubscriptionsAPI(store, enforcer, settings,
                            heads_of(es, deployment.group_names()),
-                           searcher=searcher(conf, es, deployment))
+                           searcher=searcher(conf, es, deployment),
+                           feeds=feeds(conf, es, deployment, store, enforcer))
     return auth_token.AuthProtocol(app, {"oslo_config_config": conf,
                                          "delay_auth_decision": True})
 
@@ -85,6 +89,25 @@ def searcher(conf: cfg.ConfigOpts, es, deployment: Deployment) -> Searcher:
         Vocabularies({p.resource_type: p.search_mapping()
                       for p in deployment.plugins.plugins}, deployment.admin_only, filters),
         Renderer(filters, deployment.admin_only))
+
+
+def feeds(conf: cfg.ConfigOpts, es, deployment: Deployment, store: SubscriptionStore,
+          enforcer) -> Feeds:
+    """Atom feeds, through the subscriptions template pipeline's filters (what a
+    subscription's webhook would receive)."""
+    try:
+        pipelines = loader.load_from_conf(conf, deployment, required=False)
+    except loader.ForwardingConfigError as exc:
+        raise ValueError(str(exc)) from None
+    template = next((p for p in pipelines if p.sink.serves_subscriptions), None)
+    filters = tuple(template.filters) if template is not None else ()
+
+    def allowed(rule: str, caller, project_id) -> bool:
+        return enforcer.authorize(rule, {"project_id": project_id},
+                                  {"user_id": caller.user_id, "roles": list(caller.roles),
+                                   "project_id": caller.project_id})
+    return Feeds(store, es, dict(deployment.groups), Renderer(filters, deployment.admin_only),
+                 conf.subscriptions.public_url, allowed)
 
 
 class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
