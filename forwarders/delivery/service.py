@@ -287,6 +287,7 @@ class DeliveryService:
         wanted = self.catalog.wanted(stored)
         if self.members[0] == self.store.owner:
             self.catalog.confirm_pending(stored)
+            self.catalog.end_websub(stored)
             if time.monotonic() - self._last_forget >= catalog_mod.REREAD:
                 self._last_forget = time.monotonic()
                 self._forget_cursors({catalog_mod.pipeline_name(s.subscription.id)

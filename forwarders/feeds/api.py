@@ -32,7 +32,6 @@ from searchlight_forward.model.documents import ADMIN, USER
 from searchlight_forward.model.priority import selects
 
 LOG = logging.getLogger(__name__)
-CONTENT_TYPE = "application/atom+xml"
 MAX_PAGE = 200
 
 
@@ -154,7 +153,7 @@ class Feeds:
         self_url = base + (f"{sep}before={quote(str(before))}" if before else "")
         next_url = f"{base}{sep}before={quote(str(older))}" if older else None
         body = atom.document(title, feed_id, self_url, self.hub_url, next_url, envelopes)
-        resp = webob.Response(body=body, content_type=CONTENT_TYPE, charset="utf-8")
+        resp = webob.Response(body=body, content_type=atom.CONTENT_TYPE, charset="utf-8")
         resp.headers["Link"] = f'<{self.hub_url}>; rel="hub", <{self_url}>; rel="self"'
         resp.cache_control = "no-store"
         return resp

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from searchlight_forward.model.envelope import Envelope, summary
 
 NS = "http://www.w3.org/2005/Atom"
+CONTENT_TYPE = "application/atom+xml"
 ET.register_namespace("", NS)
 
 

@@ -27,13 +27,14 @@ import time
 from typing import Mapping
 
 from forwarders.pipeline.pipeline import HOLD, FailurePolicy, Pipeline
+from forwarders.feeds.websub_sink import WebSubSink
 from forwarders.sinks.base import Sink, SinkContext
 from forwarders.sinks.email.sink import EmailSink
 from forwarders.sinks.syslog.sink import SyslogSink
 from forwarders.sinks.webhook.sink import WebhookSink
 from forwarders.subscriptions import confirmation
 from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, FEED, PENDING,
-                                            SYSLOG, Subscription)
+                                            SYSLOG, WEBSUB, Subscription)
 from forwarders.subscriptions.store import Stored, SubscriptionStore
 from searchlight_forward.retry import Policy
 
@@ -119,6 +120,16 @@ class Catalog:
                            digest_interval=str(sub.digest_interval),
                            rate_limit=str(sub.rate_limit))
             return EmailSink(name, options, SinkContext())
+        if sub.protocol == WEBSUB:
+            return WebSubSink(name, {
+                "url": sub.endpoint, "topic": sub.websub_topic_url,
+                "hub": f"{self.settings.public_url}/v1/websub",
+                "hub_secret": sub.websub_secret, "title": sub.name or "changes",
+                "timeout": str(self.settings.webhook_timeout),
+                "concurrency": str(self.settings.webhook_concurrency),
+                "rate_limit": str(sub.rate_limit),
+                "allowed_networks": ",".join(self.settings.allowed_networks),
+                "id_salt": sub.id}, SinkContext())
         if sub.protocol == SYSLOG:
             return SyslogSink(name, {
                 "url": sub.endpoint, "check_destination": "true",
@@ -151,9 +162,38 @@ class Catalog:
 
     def wanted(self, stored: list[Stored]) -> dict[str, tuple[tuple, Stored, list[str]]]:
         """name -> (revision, stored, groups) of every subscription to deliver."""
+        feeds = {s.subscription.id: s.subscription for s in stored
+                 if s.subscription.protocol == FEED and s.subscription.state == ACTIVE}
         return {pipeline_name(s.subscription.id): (s.revision, s, self.groups_of(s.subscription))
                 for s in stored if s.subscription.state == ACTIVE
-                and s.subscription.protocol != FEED}     # a feed is read, not sent
+                and s.subscription.protocol != FEED      # a feed is read, not sent
+                and not (s.subscription.protocol == WEBSUB
+                         and self.websub_ended(s.subscription, feeds))}
+
+    @staticmethod
+    def websub_ended(sub: Subscription, feeds: Mapping[str, Subscription],
+                     now: float | None = None) -> str | None:
+        """Why a WebSub subscription delivers no more (its lease expired, its topic's
+        feed was revoked), or None."""
+        now = time.time() if now is None else now
+        if sub.lease_expires_at is not None and sub.lease_expires_at <= now:
+            return "lease expired"
+        feed = feeds.get(sub.websub_topic)
+        if feed is None or feed.feed_token_hash != sub.websub_feed_hash or (
+                feed.expires_at is not None and feed.expires_at <= now):
+            return "the topic's feed was revoked or expired"
+        return None
+
+    def end_websub(self, stored: list[Stored]) -> None:
+        """Disable the WebSub subscriptions that ended, with the reason (the leader)."""
+        feeds = {s.subscription.id: s.subscription for s in stored
+                 if s.subscription.protocol == FEED and s.subscription.state == ACTIVE}
+        for s in stored:
+            sub = s.subscription
+            if sub.protocol == WEBSUB and sub.state == ACTIVE:
+                reason = self.websub_ended(sub, feeds)
+                if reason:
+                    self.disable(sub.id, reason)
 
     def disable(self, sub_id: str, reason: str) -> None:
         """Disable a subscription (its endpoint is gone or failed for too long)."""

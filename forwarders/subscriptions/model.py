@@ -121,6 +121,8 @@ class Subscription:
     #: WebSub: the feed subscription whose feed is the topic, the subscriber's
     #: hub.secret (X-Hub-Signature) and when its lease ends
     websub_topic: str = ""
+    websub_topic_url: str = ""            # the feed's secret URL, as the subscriber gave it
+    websub_feed_hash: str = ""            # that feed's token hash then: a rotation ends it
     websub_secret: str = ""
     lease_expires_at: float | None = None
 
@@ -312,7 +314,8 @@ def public_view(sub: Subscription) -> dict:
     """The subscription as the API shows it (no secret, no confirmation token)."""
     data = {k: v for k, v in sub.to_source().items()
             if k not in ("secrets", "confirmation_token", "start_positions",
-                         "feed_token_hash", "websub_secret")}
+                         "feed_token_hash", "websub_secret", "websub_topic_url",
+                         "websub_feed_hash")}
     data["all_projects"] = sub.project_id is None
     data["links"] = [{"rel": "self", "href": f"/v1/subscriptions/{sub.id}"}]
     if sub.protocol != EMAIL:

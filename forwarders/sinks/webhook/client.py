@@ -75,14 +75,24 @@ class WebhookClient:
                 self._pools[address] = pool
             return pool
 
-    def post(self, body: bytes, headers: dict[str, str]) -> Response:
+    def post(self, body: bytes, headers: dict[str, str],
+             content_type: str = "application/json") -> Response:
         """POST ``body``; the response (any status). Raises ``DestinationRefused``
         or urllib3's errors (connection, timeout)."""
+        return self.request("POST", self.path, body,
+                            dict(headers, **{"Content-Type": content_type}))
+
+    def get(self, query: str) -> Response:
+        """GET the URL with ``query`` added to its own (a WebSub verification)."""
+        sep = "&" if "?" in self.path else "?"
+        return self.request("GET", f"{self.path}{sep}{query}", None, {})
+
+    def request(self, method: str, path: str, body: bytes | None,
+                headers: dict[str, str]) -> Response:
         address = self.addresses()[0]
         resp = self._pool(address).urlopen(
-            "POST", self.path, body=body, redirect=False, assert_same_host=False,
-            headers=dict(headers, **{"Host": self.host_header, "User-Agent": USER_AGENT,
-                                     "Content-Type": "application/json"}),
+            method, path, body=body, redirect=False, assert_same_host=False,
+            headers=dict(headers, **{"Host": self.host_header, "User-Agent": USER_AGENT}),
             preload_content=False)
         try:
             data = resp.read(65536)         # enough for a reason; never an endless body

@@ -80,13 +80,15 @@ class Failed(Exception):
 
 class WebhookSink(Sink):
     default_policy = "hold"
+    #: Standard Webhooks signatures (a subclass may sign otherwise)
+    signs_with_secrets = True
 
     def __init__(self, name, options, context):
         super().__init__(name, options, context)
         o = self.options
         url = o.text("url", required=True)
         self.secrets = tuple(o.listing("secrets", []) or [])
-        if not self.secrets:
+        if not self.secrets and self.signs_with_secrets:
             raise SinkConfigError("secrets", "give at least one whsec_ secret")
         for secret in self.secrets:
             try:
@@ -120,10 +122,19 @@ class WebhookSink(Sink):
     def post(self, msg_id: str, kind: str, data: dict) -> None:
         """POST one message, signed; ``Failed``, or ``SinkGone`` on 410."""
         body = body_of(kind, data)
-        headers = signing.headers(self.secrets, msg_id, int(time.time()), body)
+        self.send(body, signing.headers(self.secrets, msg_id, int(time.time()), body))
+
+    def send_change(self, envelope: Envelope) -> None:
+        """One change (or control envelope) as this sink's request."""
+        self.post(message_id(self.salt, envelope), event_type(envelope),
+                  envelope.to_dict())
+
+    def send(self, body: bytes, headers: dict, content_type: str = "application/json"
+             ) -> None:
+        """POST ``body``, classifying the answer: ``Failed``, or ``SinkGone`` on 410."""
         try:
             self.limiter.acquire()
-            resp = self.client.post(body, headers)
+            resp = self.client.post(body, headers, content_type)
         except Stopped:
             raise Failed("stopping") from None
         except destinations.DestinationRefused as exc:
@@ -158,7 +169,7 @@ class WebhookSink(Sink):
                     newest = self._delivered.get(key)
                 if e.is_control or newest is None or e.version > newest:
                     try:
-                        self.post(message_id(self.salt, e), event_type(e), e.to_dict())
+                        self.send_change(e)
                     except Failed as exc:
                         failures.append(str(exc))
                         abandon.set()       # the batch is resent: spare the rest

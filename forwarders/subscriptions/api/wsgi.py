@@ -16,6 +16,7 @@ from keystonemiddleware import auth_token
 from oslo_config import cfg
 
 from forwarders.feeds.api import Feeds
+from forwarders.feeds.websub import Hub
 from forwarders.livesearch.endpoint import Searcher
 from forwarders.pipeline import loader
 from forwarders.livesearch.query import Vocabularies
@@ -68,10 +69,12 @@ def build(conf: cfg.ConfigOpts):
         max_per_project=s.max_per_project,
         secret_overlap=s.secret_overlap)
     enforcer = policy.enforcer(conf)
-    app = SubscriptionsAPI(store, enforcer, settings,
-                           heads_of(es, deployment.group_names()),
-                           searcher=searcher(conf, es, deployment),
-                           feeds=feeds(conf, es, deployment, store, enforcer))
+    heads = heads_of(es, deployment.group_names())
+    feed_api = feeds(conf, es, deployment, store, enforcer)
+    app = SubscriptionsAPI(store, enforcer, settings, heads,
+                           searcher=searcher(conf, es, deployment), feeds=feed_api,
+                           hub=Hub(store, feed_api, heads, allowed, s.allow_http,
+                                   s.webhook_timeout))
     return auth_token.AuthProtocol(app, {"oslo_config_config": conf,
                                          "delay_auth_decision": True})
 
