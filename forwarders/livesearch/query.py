@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+import struct
 from typing import Any, Iterable, Mapping, Sequence
 
 from forwarders.explain import field_paths, probe_document
@@ -278,21 +279,58 @@ def _bool(body: Any, vocabulary: Vocabulary, where: str, depth: int,
         if items:       # must and filter alike: live search does not score
             raw.setdefault("filter" if key == "must" else key, []).extend(
                 c.raw for c in parts[key])
-    # ES: with no must/filter, at least one should clause must match; with them,
-    # none has to unless minimum_should_match says so.
-    scoring = bool(parts["must"] or parts["filter"])
-    msm = body.get("minimum_should_match", 0 if scoring else 1)
-    if isinstance(msm, bool) or not isinstance(msm, int) or msm < 0:
-        raise QueryError(f"{where}.minimum_should_match", "a whole number of clauses")
-    if parts["should"]:
-        raw["minimum_should_match"] = msm       # more than there are: nothing matches
-        if not scoring:
-            msm = max(msm, 1)   # Lucene: should clauses alone are a disjunction
-    else:
-        msm = 0
+    spec = body.get("minimum_should_match")
+    required = bool(parts["must"] or parts["filter"])
+    msm = 0 if spec is None else should_minimum(spec, len(parts["should"]),
+                                                f"{where}.minimum_should_match")
+    if spec is not None:
+        raw["minimum_should_match"] = spec
+    if not required and not parts["should"]:
+        msm = 0     # ES: an empty bool matches all; a must_not-only one drops the minimum
+    elif not required and msm == 0:
+        msm = 1     # Lucene: should clauses alone are a disjunction
     return Clause("bool", raw={"bool": raw}, must=parts["must"] + parts["filter"],
                   should=parts["should"], must_not=parts["must_not"],
                   minimum_should_match=msm)
+
+
+_COUNT = r"[+-]?\d{1,4}%?"      # small numbers: Java's int arithmetic never overflows
+_SPEC = re.compile(rf"^(?:{_COUNT}|\d{{1,4}}<{_COUNT}(?: \d{{1,4}}<{_COUNT})*)$")
+
+
+def should_minimum(spec: Any, optional: int, where: str = "minimum_should_match") -> int:
+    """How many of ``optional`` should clauses must match, as Elasticsearch computes
+    it from ``minimum_should_match`` (``Queries.calculateMinShouldMatch``): ``3``,
+    ``-2`` (all but two), ``75%`` (rounded down), ``-25%`` (all but that share,
+    rounded down), ``3<90%`` (all of up to 3, else 90%), several conditions
+    separated by a space (``2<-25% 9<-3``). More than ``optional``: nothing matches.
+    Percentages are computed in 32-bit floats, as Java does (10 * 70% is 7, but
+    3 * 33% is 0.99, so 0)."""
+    if isinstance(spec, bool) or not isinstance(spec, (int, str)):
+        raise QueryError(where, "a number (3, -1) or a string (\"75%\", \"3<90%\")")
+    text = str(spec)
+    if not _SPEC.match(text):
+        raise QueryError(where, "3, -1, \"75%\", \"-25%\" or conditions like "
+                         "\"2<-25% 9<-3\"")
+    result = optional
+    if "<" in text:
+        for condition in text.split(" "):
+            bound, then = condition.split("<")
+            if optional <= int(bound):
+                return result
+            result = should_minimum(then, optional, where)
+        return result
+    if text.endswith("%"):
+        calc = _float32(_float32(result * int(text[:-1])) * _float32(0.01))
+        result = result + int(calc) if calc < 0 else int(calc)
+    else:
+        calc = int(text)
+        result = result + calc if calc < 0 else calc
+    return max(result, 0)
+
+
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 # -- values, as Elasticsearch reads them --------------------------------------------------

@@ -77,6 +77,12 @@ def _range(field_values):
         lambda t: {"range": {field: {k: v for k, v in ((t[0], t[2]), (t[1], t[3])) if k}}})
 
 
+# Every form Elasticsearch defines (integers, negative, percentages in 32-bit
+# floats, conditions), against small and empty should lists.
+MINIMUMS = st.one_of(st.integers(-3, 3), st.sampled_from([
+    "1", "+2", "-1", "50%", "-50%", "66%", "-34%", "70%", "33%", "100%", "2<50%",
+    "1<-1", "2<-25% 3<1", "0<100%"]))
+
 leaf = st.one_of(
     keyword_field.flatmap(lambda f: st.sampled_from(KEYWORDS[f]).map(
         lambda v: {"term": {f: v}})),
@@ -98,7 +104,7 @@ leaf = st.one_of(
 queries = st.recursive(leaf, lambda inner: st.fixed_dictionaries({}, optional={
     "must": st.lists(inner, max_size=2), "filter": st.lists(inner, max_size=2),
     "should": st.lists(inner, max_size=3), "must_not": st.lists(inner, max_size=2),
-    "minimum_should_match": st.integers(0, 2)}).map(lambda b: {"bool": b}), max_leaves=6)
+    "minimum_should_match": MINIMUMS}).map(lambda b: {"bool": b}), max_leaves=6)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +123,7 @@ def corpus(es):
 VOCABULARY = Vocabulary.build([MAPPING], [set(field_types(MAPPING))])
 
 
-@settings(max_examples=200, deadline=None, derandomize=True,
+@settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
 @given(raw=queries)
