@@ -355,45 +355,59 @@ def _value(value: Any, ftype: str, where: str, round_up: bool = False):
         millis = date_millis(value, round_up)
         if millis is None:
             raise QueryError(where, "a date: 2026-03-02, 2026-03-02T12:00:00[.123][Z|"
-                             "+01:00] or milliseconds since the epoch")
+                             "+01:00] (parts may be left out from the right) or "
+                             "milliseconds since the epoch")
         return millis
     raise QueryError(where, f"{ftype} fields are not in the live search subset")
 
 
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-                  r"(Z|[+-]\d{2}:\d{2})?)?$")
+_ISO = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})"
+                  r"(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?$")
+_DAY, _HOUR, _MINUTE = 86400000, 3600000, 60000
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def date_millis(value: Any, round_up: bool = False) -> int | None:
-    """An ES date (``strict_date_optional_time`` or ``epoch_millis``) in ms since
-    the epoch, UTC when no offset is given; None if unreadable. ``round_up`` fills
-    missing components with their largest value, as ES does for ``gt`` and ``lte``
-    bounds (``lte: 2026-03-02`` is the whole day)."""
+    """An ES date (``strict_date_optional_time||epoch_millis``) in ms since the
+    epoch, UTC when no offset is given; None if unreadable. As Elasticsearch reads
+    it: four digits are a year (``2026`` and ``"2026"`` alike), other digits are
+    milliseconds; missing month and day are 1. ``round_up`` (``gt`` and ``lte``
+    bounds) fills missing time components with their largest value, as ES's
+    rounding parser does: ``lte: 2026-03-02`` is the whole day, but ``lte: 2026-03``
+    is only the first day of March (ES does not round the month or the day)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        if 1000 <= value <= 9999:
+            value = str(value)
+        else:
+            return value
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
-    if value.lstrip("-").isdigit():
-        return int(value)
     match = _ISO.match(value)
     if match is None:
-        return None
+        return int(value) if value.lstrip("-").isdigit() else None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        moment = datetime.datetime(int(year), int(month), int(day), int(hour or 0),
-                                   int(minute or 0), int(second or 0),
+        moment = datetime.datetime(int(year), int(month or 1), int(day or 1),
+                                   int(hour or 0), int(minute or 0), int(second or 0),
                                    tzinfo=datetime.timezone.utc)
     except ValueError:
         return None
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
-        moment -= sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    millis = int(moment.timestamp()) * 1000 + int((fraction or "0")[:3].ljust(3, "0"))
+        digits = zone[1:].replace(":", "")
+        moment -= sign * datetime.timedelta(hours=int(digits[:2]),
+                                            minutes=int(digits[2:4] or 0))
+    millis = (int((moment - _EPOCH).total_seconds()) * 1000
+              + int((fraction or "0")[:3].ljust(3, "0")))
     if round_up:
         if hour is None:
-            millis += 86400000 - 1
+            millis += _DAY - 1
+        elif minute is None:
+            millis += _HOUR - 1
+        elif second is None:
+            millis += _MINUTE - 1
         elif fraction is None or len(fraction) < 3:
             millis += 10 ** (3 - len(fraction or "")) - 1
     return millis

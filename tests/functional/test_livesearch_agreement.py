@@ -25,8 +25,12 @@ MAPPING = {
 STATUSES = ["ACTIVE", "ERROR", "BUILD", "active", ""]
 NAMES = ["web-1", "web-10", "web-2", "db", "Web-1", "wéb", "a b", ""]
 DATES = ["2026-03-02T12:00:01Z", "2026-03-02T12:00:01.123456Z", "2026-03-02",
-         "2026-03-01T23:59:59.999Z", "2026-03-02T13:00:01+01:00", 1772452801000]
-DOCS = 120
+         "2026-03-01T23:59:59.999Z", "2026-03-02T13:00:01+01:00", 1772452801000,
+         # what ES also reads: four digits are a year, other digits milliseconds,
+         # partial dates and times, offsets without a colon or minutes
+         "2026", 2026, "2026-03", "2026-03-02T12", "2026-03-02T12:30Z",
+         "2026-03-02T13:00:01+0100", "2026-03-02T13+01", "1000", 999, "20260101"]
+DOCS = 160
 
 
 def random_document(rng: random.Random, i: int) -> dict:
@@ -62,7 +66,9 @@ KEYWORDS = {"status": STATUSES + ["BUILD"], "name": NAMES + ["web", "w"],
 INTEGERS = {"ram": [0, 512, 2048, 4096, -1, 2047], "size": [0, 10, 2 ** 40, 5],
             "flavor.vcpus": [1, 2, 4, 8]}
 BOUND_DATES = ["2026-03-02", "2026-03-02T12:00:01Z", "2026-03-02T12:00:01.123Z",
-               "2026-03-02T12:00:01.124Z", "2026-03-01T23:59:59.999Z", 1772452801000]
+               "2026-03-02T12:00:01.124Z", "2026-03-01T23:59:59.999Z", 1772452801000,
+               "2026", 2026, "2026-03", "2026-03-02T12", "2026-03-02T12:00",
+               "2026-03-02T13:00:01+0100", 999, 20260101, "1000"]
 
 keyword_field = st.sampled_from(sorted(KEYWORDS))
 integer_field = st.sampled_from(sorted(INTEGERS))

@@ -172,3 +172,19 @@ def test_a_bad_minimum_should_match_is_refused(spec):
 ])
 def test_minimum_should_match_in_queries(query, expected):
     assert q({"query": query}).matches(DOC) is expected
+
+
+@pytest.mark.parametrize("value, round_up, expected", [
+    (2026, False, 1767225600000), ("2026", False, 1767225600000),    # a year
+    (999, False, 999), ("20260101", False, 20260101), (1772452801000, False, 1772452801000),
+    ("2026-03-02T12", False, 1772452800000),
+    ("2026-03-02T12", True, 1772452800000 + 3600000 - 1),
+    ("2026-03-02T12:30", True, 1772454600000 + 60000 - 1),
+    ("2026-03", True, 1772323200000 + 86400000 - 1),            # 1 March only, as ES
+    ("2026-03-02T13:00:01+0100", False, 1772452801000),
+    ("2026-03-02T13+01", False, 1772452800000),
+    ("2026-02-30", False, None), ("2026-03-02T12:00:00 ", False, None),
+])
+def test_dates_as_elasticsearch_reads_them(value, round_up, expected):
+    from forwarders.livesearch.query import date_millis
+    assert date_millis(value, round_up) == expected
