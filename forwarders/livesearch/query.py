@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+import struct
 from typing import Any, Iterable, Mapping, Sequence
 
 from forwarders.explain import field_paths, probe_document
@@ -278,21 +279,58 @@ def _bool(body: Any, vocabulary: Vocabulary, where: str, depth: int,
         if items:       # must and filter alike: live search does not score
             raw.setdefault("filter" if key == "must" else key, []).extend(
                 c.raw for c in parts[key])
-    # ES: with no must/filter, at least one should clause must match; with them,
-    # none has to unless minimum_should_match says so.
-    scoring = bool(parts["must"] or parts["filter"])
-    msm = body.get("minimum_should_match", 0 if scoring else 1)
-    if isinstance(msm, bool) or not isinstance(msm, int) or msm < 0:
-        raise QueryError(f"{where}.minimum_should_match", "a whole number of clauses")
-    if parts["should"]:
-        raw["minimum_should_match"] = msm       # more than there are: nothing matches
-        if not scoring:
-            msm = max(msm, 1)   # Lucene: should clauses alone are a disjunction
-    else:
-        msm = 0
+    spec = body.get("minimum_should_match")
+    required = bool(parts["must"] or parts["filter"])
+    msm = 0 if spec is None else should_minimum(spec, len(parts["should"]),
+                                                f"{where}.minimum_should_match")
+    if spec is not None:
+        raw["minimum_should_match"] = spec
+    if not required and not parts["should"]:
+        msm = 0     # ES: an empty bool matches all; a must_not-only one drops the minimum
+    elif not required and msm == 0:
+        msm = 1     # Lucene: should clauses alone are a disjunction
     return Clause("bool", raw={"bool": raw}, must=parts["must"] + parts["filter"],
                   should=parts["should"], must_not=parts["must_not"],
                   minimum_should_match=msm)
+
+
+_COUNT = r"[+-]?\d{1,4}%?"      # small numbers: Java's int arithmetic never overflows
+_SPEC = re.compile(rf"^(?:{_COUNT}|\d{{1,4}}<{_COUNT}(?: \d{{1,4}}<{_COUNT})*)$")
+
+
+def should_minimum(spec: Any, optional: int, where: str = "minimum_should_match") -> int:
+    """How many of ``optional`` should clauses must match, as Elasticsearch computes
+    it from ``minimum_should_match`` (``Queries.calculateMinShouldMatch``): ``3``,
+    ``-2`` (all but two), ``75%`` (rounded down), ``-25%`` (all but that share,
+    rounded down), ``3<90%`` (all of up to 3, else 90%), several conditions
+    separated by a space (``2<-25% 9<-3``). More than ``optional``: nothing matches.
+    Percentages are computed in 32-bit floats, as Java does (10 * 70% is 7, but
+    3 * 33% is 0.99, so 0)."""
+    if isinstance(spec, bool) or not isinstance(spec, (int, str)):
+        raise QueryError(where, "a number (3, -1) or a string (\"75%\", \"3<90%\")")
+    text = str(spec)
+    if not _SPEC.match(text):
+        raise QueryError(where, "3, -1, \"75%\", \"-25%\" or conditions like "
+                         "\"2<-25% 9<-3\"")
+    result = optional
+    if "<" in text:
+        for condition in text.split(" "):
+            bound, then = condition.split("<")
+            if optional <= int(bound):
+                return result
+            result = should_minimum(then, optional, where)
+        return result
+    if text.endswith("%"):
+        calc = _float32(_float32(result * int(text[:-1])) * _float32(0.01))
+        result = result + int(calc) if calc < 0 else int(calc)
+    else:
+        calc = int(text)
+        result = result + calc if calc < 0 else calc
+    return max(result, 0)
+
+
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 # -- values, as Elasticsearch reads them --------------------------------------------------
@@ -317,45 +355,59 @@ def _value(value: Any, ftype: str, where: str, round_up: bool = False):
         millis = date_millis(value, round_up)
         if millis is None:
             raise QueryError(where, "a date: 2026-03-02, 2026-03-02T12:00:00[.123][Z|"
-                             "+01:00] or milliseconds since the epoch")
+                             "+01:00] (parts may be left out from the right) or "
+                             "milliseconds since the epoch")
         return millis
     raise QueryError(where, f"{ftype} fields are not in the live search subset")
 
 
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-                  r"(Z|[+-]\d{2}:\d{2})?)?$")
+_ISO = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})"
+                  r"(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?$")
+_DAY, _HOUR, _MINUTE = 86400000, 3600000, 60000
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def date_millis(value: Any, round_up: bool = False) -> int | None:
-    """An ES date (``strict_date_optional_time`` or ``epoch_millis``) in ms since
-    the epoch, UTC when no offset is given; None if unreadable. ``round_up`` fills
-    missing components with their largest value, as ES does for ``gt`` and ``lte``
-    bounds (``lte: 2026-03-02`` is the whole day)."""
+    """An ES date (``strict_date_optional_time||epoch_millis``) in ms since the
+    epoch, UTC when no offset is given; None if unreadable. As Elasticsearch reads
+    it: four digits are a year (``2026`` and ``"2026"`` alike), other digits are
+    milliseconds; missing month and day are 1. ``round_up`` (``gt`` and ``lte``
+    bounds) fills missing time components with their largest value, as ES's
+    rounding parser does: ``lte: 2026-03-02`` is the whole day, but ``lte: 2026-03``
+    is only the first day of March (ES does not round the month or the day)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        if 1000 <= value <= 9999:
+            value = str(value)
+        else:
+            return value
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
-    if value.lstrip("-").isdigit():
-        return int(value)
     match = _ISO.match(value)
     if match is None:
-        return None
+        return int(value) if value.lstrip("-").isdigit() else None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        moment = datetime.datetime(int(year), int(month), int(day), int(hour or 0),
-                                   int(minute or 0), int(second or 0),
+        moment = datetime.datetime(int(year), int(month or 1), int(day or 1),
+                                   int(hour or 0), int(minute or 0), int(second or 0),
                                    tzinfo=datetime.timezone.utc)
     except ValueError:
         return None
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
-        moment -= sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    millis = int(moment.timestamp()) * 1000 + int((fraction or "0")[:3].ljust(3, "0"))
+        digits = zone[1:].replace(":", "")
+        moment -= sign * datetime.timedelta(hours=int(digits[:2]),
+                                            minutes=int(digits[2:4] or 0))
+    millis = (int((moment - _EPOCH).total_seconds()) * 1000
+              + int((fraction or "0")[:3].ljust(3, "0")))
     if round_up:
         if hour is None:
-            millis += 86400000 - 1
+            millis += _DAY - 1
+        elif minute is None:
+            millis += _HOUR - 1
+        elif second is None:
+            millis += _MINUTE - 1
         elif fraction is None or len(fraction) < 3:
             millis += 10 ** (3 - len(fraction or "")) - 1
     return millis

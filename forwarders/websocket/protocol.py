@@ -129,6 +129,31 @@ class Subscription:
         return self.project_id is not None and source.get("project_id") == self.project_id
 
 
+class Holders:
+    """Which live searches (of one project) hold which resource: a change that moves
+    a resource to another project is dispatched to that project's connections, so
+    the server asks this index which others must be told the resource left."""
+
+    def __init__(self):
+        self._owners: dict[tuple, set] = {}
+
+    def add(self, key: tuple, owner: Any) -> None:
+        self._owners.setdefault(key, set()).add(owner)
+
+    def discard(self, key: tuple, owner: Any) -> None:
+        owners = self._owners.get(key)
+        if owners is not None:
+            owners.discard(owner)
+            if not owners:
+                del self._owners[key]
+
+    def get(self, key: tuple) -> tuple:
+        return tuple(self._owners.get(key, ()))
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+
 class Renderer:
     """Turns a stored role copy into a ``change`` frame: internal fields out,
     admin-only fields out of user copies (again), the pipeline's filters applied.
@@ -255,12 +280,16 @@ class Session:
 
     def __init__(self, known_types: Iterable[str], renderer: Renderer,
                  admin_role: str = "admin", max_errors: int = 10, max_pending: int = 8,
-                 frame_rate: FrameRate | None = None, vocabularies=None):
+                 frame_rate: FrameRate | None = None, vocabularies=None,
+                 holders: Holders | None = None, owner: Any = None):
         self.known_types = frozenset(known_types)
         #: forwarders.livesearch.query.Vocabularies (None: no live search here)
         self.vocabularies = vocabularies
-        #: a live search's result: keys of the resources in it
+        #: a live search's result: keys of the resources in it, also recorded in
+        #: ``holders`` under ``owner`` (the server's connection) when one project's
         self.members: set[tuple] = set()
+        self.holders = holders
+        self.owner = owner if owner is not None else self
         #: resumed from a cursor: the client may hold resources this connection was
         #: not told about, so a non-matching change is a ``left`` until evaluated once
         self.uncertain = False
@@ -518,6 +547,7 @@ class Session:
     def closed(self) -> None:
         """The connection is gone, whoever closed it."""
         self.state = State.CLOSED
+        self._set_members(())
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self.state = State.CLOSED
@@ -532,6 +562,41 @@ class Session:
                 and self.state in (State.RESUMING, State.LIVE)
                 and self.subscription.wants(entry.source))
 
+    def concerns(self, entry: Entry) -> bool:
+        """Is ``entry`` for this connection: one it may see, or (a live search) one
+        that moves a resource it holds out of its project, which must be told as a
+        ``left`` without the new state. While resuming, the members are not known
+        yet, so a live search keeps every entry of its role copy and types."""
+        if self.wants(entry):
+            return True
+        sub = self.subscription
+        if sub is None or sub.query is None or sub.all_projects:
+            return False
+        source = entry.source
+        if (source.get(ROLE_FIELD) != sub.role
+                or source.get("resource_type") not in sub.resource_types):
+            return False
+        return self.state is State.RESUMING or (self.state is State.LIVE
+                                                 and entry.key in self.members)
+
+    def _set_members(self, keys: Iterable[tuple]) -> None:
+        if self.holders is not None:
+            for key in self.members:
+                self.holders.discard(key, self.owner)
+        self.members = set()
+        for key in keys:
+            self._hold(key)
+
+    def _hold(self, key: tuple) -> None:
+        self.members.add(key)
+        if self.holders is not None and not self.subscription.all_projects:
+            self.holders.add(key, self.owner)
+
+    def _release(self, key: tuple) -> None:
+        self.members.discard(key)
+        if self.holders is not None:
+            self.holders.discard(key, self.owner)
+
     def start_at(self, position: Position | None) -> None:
         """Entries at or below ``position`` are covered already (the client's
         cursor, when it is ahead of this server, or where a resume ended)."""
@@ -544,7 +609,11 @@ class Session:
 
     def offer(self, entry: Entry) -> str | None:
         """The frame to send for ``entry``, or None. Records what was sent."""
-        if not self.wants(entry) or entry.within(self.position):
+        if entry.within(self.position):
+            return None
+        visible = self.wants(entry)
+        if not visible and not (self.members and entry.key in self.members
+                                and self.concerns(entry)):
             return None
         if entry.after is not None:
             self.start_at(entry.after)
@@ -553,7 +622,7 @@ class Session:
         if sent is not None and entry.version <= sent:
             return None
         if self.subscription.query is not None:
-            return self._offer_to_search(entry, key)
+            return self._offer_to_search(entry, key, visible)
         if entry.deleted and sent is None and entry.resync:
             return None   # a client being resynchronised never had it
         text = self.renderer.render(entry)
@@ -563,21 +632,24 @@ class Session:
         self.frames_sent += 1
         return text
 
-    def _offer_to_search(self, entry: Entry, key: tuple) -> str | None:
+    def _offer_to_search(self, entry: Entry, key: tuple, visible: bool) -> str | None:
         """A live search's frame for a change: ``entered`` or ``updated`` while the
-        resource matches, ``left`` when it stops matching or is deleted."""
+        resource matches, ``left`` when it stops matching, is deleted or moved to a
+        project this connection does not see (``visible`` false: nothing of the
+        change but its key, version and cursor goes out)."""
         cursor = _dumps(str(entry.after)) if entry.after else "null"
         member = key in self.members
         told = member or (self.uncertain and key not in self.evaluated)
         if self.uncertain:
             self.evaluated.add(key)
-        shared = None if entry.deleted else self.renderer.shared_envelope(entry)
+        shared = (None if entry.deleted or not visible
+                  else self.renderer.shared_envelope(entry))
         if shared is not None and self.subscription.query.matches(shared[0].document):
-            self.members.add(key)
+            self._hold(key)
             text = (f'{{"type":"{"updated" if member else "entered"}","cursor":{cursor},'
                     f'"envelope":{shared[1]}}}')
-        elif told and (entry.deleted or shared is not None):
-            self.members.discard(key)
+        elif told and (entry.deleted or not visible or shared is not None):
+            self._release(key)
             text = frame("left", cursor=str(entry.after) if entry.after else None,
                          resource_type=key[0], id=key[1], version=entry.version,
                          reason="deleted" if entry.deleted else "no_longer_matches")
@@ -592,7 +664,7 @@ class Session:
         its members; the ``results`` frame when the client starts afresh (no cursor,
         or one that needs a full resynchronisation), else the changes since the
         client's cursor follow as entered/updated/left."""
-        self.members = set(snapshot.members)
+        self._set_members(snapshot.members)
         if not full:
             self.uncertain = True
             return []
@@ -614,8 +686,8 @@ class Session:
         if self.state is not State.RESUMING:
             return []
         self.state = State.AUTHENTICATED
+        self._set_members(())
         self.subscription = None
-        self.members.clear()
         return [error(code, message, "subscribe")]
 
     def resumed(self, position: Position | None, count: int, full: bool) -> list[Action]:

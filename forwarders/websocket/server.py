@@ -135,6 +135,11 @@ class WebSocketServer:
         self.clients: set[_Client] = set()
         self._by_project: dict[Any, set[_Client]] = collections.defaultdict(set)
         self._all_projects: set[_Client] = set()
+        #: live searches of one project: who holds which resource, and who is
+        #: resuming (and holds every entry of its role until it knows its members),
+        #: so a resource moved to another project still reaches them as a ``left``
+        self.holders = protocol.Holders()
+        self._resuming_searches: set[_Client] = set()
         self._server = None
         self.port: int | None = None
         self.counters: collections.Counter = collections.Counter()
@@ -366,9 +371,16 @@ class WebSocketServer:
             self._all_projects.add(client)
         else:
             self._by_project[sub.project_id].add(client)
+            if sub.query is not None:
+                self._resuming_searches.add(client)
+
+    def resumed(self, client: "_Client") -> None:
+        """The client's resume handed over to live: its members are known."""
+        self._resuming_searches.discard(client)
 
     def detach(self, client: "_Client") -> None:
         self._all_projects.discard(client)
+        self._resuming_searches.discard(client)
         sub = client.session.subscription
         if sub is not None and not sub.all_projects:
             members = self._by_project.get(sub.project_id)
@@ -412,6 +424,13 @@ class WebSocketServer:
             if members:
                 for client in members:
                     client.feed(entry)
+            # Live searches of other projects holding the resource (it moved).
+            others = self.holders.get(entry.key) if len(self.holders) else ()
+            if self._resuming_searches:
+                others = {*others, *self._resuming_searches}
+            for client in others:
+                if members is None or client not in members:
+                    client.feed(entry)
 
 
 class _Client:
@@ -424,7 +443,8 @@ class _Client:
         self.session = Session(server.resource_types, server.renderer, s.admin_role,
                                s.max_errors,
                                frame_rate=FrameRate(s.max_frame_rate, s.frame_burst),
-                               vocabularies=server.vocabularies)
+                               vocabularies=server.vocabularies,
+                               holders=server.holders, owner=self)
         self.token: str | None = None        # the accepted token in force (re-checks)
         self.user: str | None = None         # set once admitted (per-user limit)
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.queue_size)
@@ -610,7 +630,7 @@ class _Client:
         if self.closing:
             return
         if self.held is not None:
-            if self.held_overflow or not self.session.wants(entry):
+            if self.held_overflow or not self.session.concerns(entry):
                 return
             if len(self.held) >= self.server.settings.queue_size:
                 self.held_overflow = True     # the resume will run again past these
@@ -740,6 +760,7 @@ class _Client:
             if self.closing:
                 return
         self.held = None
+        server.resumed(self)
 
 
 class ServerThread:

@@ -114,6 +114,8 @@ def test_every_connection_holds_what_its_query_returns_after_every_change(
     try:
         for _ in range(4):
             for rid in rng.sample(sorted(versions), k=4):
+                if rng.random() < 0.25:                     # a project move
+                    projects[rid] = B if projects[rid] == A else A
                 change(rid, delete=rng.random() < 0.2 and versions[rid] > 0)
             for extra in itertools.islice(itertools.count(len(versions)), 2):
                 rid = f"{run}-{extra}"
@@ -299,3 +301,44 @@ def test_a_user_cannot_probe_an_admin_only_or_filtered_field(writer, ws_server, 
         assert answer["type"] == "results", answer
     finally:
         admin.close()
+
+
+def next_change(client: SearchClient) -> dict:
+    """The next entered, updated or left frame (past resumed and the like)."""
+    while True:
+        frame = client.recv()
+        if frame["type"] in ("entered", "updated", "left"):
+            return frame
+
+
+def test_a_resource_moved_to_another_project_leaves_and_enters(writer, ws_server):
+    """A project move is a change in another project: the connection holding the
+    resource is told it left (without its new state), the other project's sees it
+    enter, and an admin following every project sees it updated."""
+    writer(A, ["m1", "m2"], 1, status="ACTIVE")
+    server = ws_server()
+    clients = {token: SearchClient(server.url) for token in ("tok-a", "tok-b", "tok-admin")}
+    try:
+        for token, client in clients.items():
+            client.authenticate(token)
+            answer = client.search([SERVER], query={"term": {"status": "ACTIVE"}},
+                                   all_projects=token == "tok-admin")
+            assert answer["type"] == "results", answer
+        writer(B, ["m1"], 2, status="ACTIVE")
+        left = next_change(clients["tok-a"])
+        assert left["type"] == "left" and left["id"] == "m1", left
+        assert left["reason"] == "no_longer_matches" and "envelope" not in left
+        entered = next_change(clients["tok-b"])
+        assert entered["type"] == "entered" and entered["envelope"]["project_id"] == B
+        updated = next_change(clients["tok-admin"])
+        assert updated["type"] == "updated" and updated["envelope"]["project_id"] == B
+        writer(A, ["m1"], 3, status="ACTIVE")                 # and back
+        assert next_change(clients["tok-a"])["type"] == "entered"
+        assert next_change(clients["tok-b"])["type"] == "left"
+        for token, project in (("tok-a", A), ("tok-b", B)):
+            assert set(clients[token].held()) == {
+                (SERVER, rid) for rid, where in (("m1", A), ("m2", A)) if where == project}
+            check_frames(clients[token], project, admin=False)
+    finally:
+        for client in clients.values():
+            client.close()

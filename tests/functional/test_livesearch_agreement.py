@@ -25,8 +25,12 @@ MAPPING = {
 STATUSES = ["ACTIVE", "ERROR", "BUILD", "active", ""]
 NAMES = ["web-1", "web-10", "web-2", "db", "Web-1", "wéb", "a b", ""]
 DATES = ["2026-03-02T12:00:01Z", "2026-03-02T12:00:01.123456Z", "2026-03-02",
-         "2026-03-01T23:59:59.999Z", "2026-03-02T13:00:01+01:00", 1772452801000]
-DOCS = 120
+         "2026-03-01T23:59:59.999Z", "2026-03-02T13:00:01+01:00", 1772452801000,
+         # what ES also reads: four digits are a year, other digits milliseconds,
+         # partial dates and times, offsets without a colon or minutes
+         "2026", 2026, "2026-03", "2026-03-02T12", "2026-03-02T12:30Z",
+         "2026-03-02T13:00:01+0100", "2026-03-02T13+01", "1000", 999, "20260101"]
+DOCS = 160
 
 
 def random_document(rng: random.Random, i: int) -> dict:
@@ -62,7 +66,9 @@ KEYWORDS = {"status": STATUSES + ["BUILD"], "name": NAMES + ["web", "w"],
 INTEGERS = {"ram": [0, 512, 2048, 4096, -1, 2047], "size": [0, 10, 2 ** 40, 5],
             "flavor.vcpus": [1, 2, 4, 8]}
 BOUND_DATES = ["2026-03-02", "2026-03-02T12:00:01Z", "2026-03-02T12:00:01.123Z",
-               "2026-03-02T12:00:01.124Z", "2026-03-01T23:59:59.999Z", 1772452801000]
+               "2026-03-02T12:00:01.124Z", "2026-03-01T23:59:59.999Z", 1772452801000,
+               "2026", 2026, "2026-03", "2026-03-02T12", "2026-03-02T12:00",
+               "2026-03-02T13:00:01+0100", 999, 20260101, "1000"]
 
 keyword_field = st.sampled_from(sorted(KEYWORDS))
 integer_field = st.sampled_from(sorted(INTEGERS))
@@ -76,6 +82,12 @@ def _range(field_values):
         bound, bound).filter(lambda t: t[0] or t[1]).map(
         lambda t: {"range": {field: {k: v for k, v in ((t[0], t[2]), (t[1], t[3])) if k}}})
 
+
+# Every form Elasticsearch defines (integers, negative, percentages in 32-bit
+# floats, conditions), against small and empty should lists.
+MINIMUMS = st.one_of(st.integers(-3, 3), st.sampled_from([
+    "1", "+2", "-1", "50%", "-50%", "66%", "-34%", "70%", "33%", "100%", "2<50%",
+    "1<-1", "2<-25% 3<1", "0<100%"]))
 
 leaf = st.one_of(
     keyword_field.flatmap(lambda f: st.sampled_from(KEYWORDS[f]).map(
@@ -98,7 +110,7 @@ leaf = st.one_of(
 queries = st.recursive(leaf, lambda inner: st.fixed_dictionaries({}, optional={
     "must": st.lists(inner, max_size=2), "filter": st.lists(inner, max_size=2),
     "should": st.lists(inner, max_size=3), "must_not": st.lists(inner, max_size=2),
-    "minimum_should_match": st.integers(0, 2)}).map(lambda b: {"bool": b}), max_leaves=6)
+    "minimum_should_match": MINIMUMS}).map(lambda b: {"bool": b}), max_leaves=6)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +129,7 @@ def corpus(es):
 VOCABULARY = Vocabulary.build([MAPPING], [set(field_types(MAPPING))])
 
 
-@settings(max_examples=200, deadline=None, derandomize=True,
+@settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
 @given(raw=queries)

@@ -130,3 +130,61 @@ def test_the_dsl_is_always_inside_the_askers_scope():
     assert dsl["bool"]["must_not"] == [{"term": {"sf_deleted": True}}]
     assert query.sort_dsl()[-1] == {"id": {"order": "asc"}}
     assert q({}).matches(None) is False
+
+
+@pytest.mark.parametrize("spec, optional, expected", [
+    (2, 3, 2), ("2", 3, 2), ("+2", 3, 2), (-1, 3, 2), ("-5", 3, 0), (5, 3, 5),
+    ("75%", 4, 3), ("75%", 5, 3), ("-25%", 5, 4), ("-25%", 4, 3),
+    ("70%", 10, 7), ("33%", 3, 0),            # Java's float: 3 * 0.33 is 0.99
+    ("3<90%", 3, 3), ("3<90%", 4, 3), ("3<90%", 10, 9),
+    ("2<-25% 9<-3", 2, 2), ("2<-25% 9<-3", 5, 4), ("2<-25% 9<-3", 12, 9),
+    (1, 0, 1), ("-1", 0, 0),
+])
+def test_minimum_should_match_as_elasticsearch_computes_it(spec, optional, expected):
+    from forwarders.livesearch.query import should_minimum
+    assert should_minimum(spec, optional) == expected
+
+
+@pytest.mark.parametrize("spec", [True, 1.5, "", "75 %", " 2", "2<", "<2",
+                                  "2<50%  3<1", "a", "99999", [1]])
+def test_a_bad_minimum_should_match_is_refused(spec):
+    with pytest.raises(QueryError) as caught:
+        q({"query": {"bool": {"should": [{"term": {"status": "ERROR"}}],
+                              "minimum_should_match": spec}}})
+    assert caught.value.path == "query.bool.minimum_should_match"
+
+
+@pytest.mark.parametrize("query, expected", [
+    # DOC: status ACTIVE, ram 2048
+    ({"bool": {"should": [{"term": {"status": "ACTIVE"}}, {"term": {"ram": 2048}},
+                          {"term": {"status": "ERROR"}}], "minimum_should_match": "100%"}},
+     False),
+    ({"bool": {"should": [{"term": {"status": "ACTIVE"}}, {"term": {"ram": 2048}},
+                          {"term": {"status": "ERROR"}}], "minimum_should_match": "-1"}},
+     True),
+    ({"bool": {"should": [{"term": {"status": "ACTIVE"}}, {"term": {"ram": 2048}},
+                          {"term": {"status": "ERROR"}}], "minimum_should_match": 3}},
+     False),
+    ({"bool": {"filter": [{"term": {"ram": 2048}}], "minimum_should_match": 1}}, False),
+    ({"bool": {"must_not": [{"term": {"status": "ERROR"}}], "minimum_should_match": 1}},
+     True),                                   # ES drops it from a must_not-only bool
+    ({"bool": {"minimum_should_match": 2}}, True),
+])
+def test_minimum_should_match_in_queries(query, expected):
+    assert q({"query": query}).matches(DOC) is expected
+
+
+@pytest.mark.parametrize("value, round_up, expected", [
+    (2026, False, 1767225600000), ("2026", False, 1767225600000),    # a year
+    (999, False, 999), ("20260101", False, 20260101), (1772452801000, False, 1772452801000),
+    ("2026-03-02T12", False, 1772452800000),
+    ("2026-03-02T12", True, 1772452800000 + 3600000 - 1),
+    ("2026-03-02T12:30", True, 1772454600000 + 60000 - 1),
+    ("2026-03", True, 1772323200000 + 86400000 - 1),            # 1 March only, as ES
+    ("2026-03-02T13:00:01+0100", False, 1772452801000),
+    ("2026-03-02T13+01", False, 1772452800000),
+    ("2026-02-30", False, None), ("2026-03-02T12:00:00 ", False, None),
+])
+def test_dates_as_elasticsearch_reads_them(value, round_up, expected):
+    from forwarders.livesearch.query import date_millis
+    assert date_millis(value, round_up) == expected

@@ -610,3 +610,73 @@ def test_the_websocket_sink_takes_no_endpoint_options():
     with pytest.raises(SinkConfigError) as exc:
         WebSocketSink("ws", {"port": "9000"}, None)
     assert exc.value.option == "port" and "[websocket]" in str(exc.value)
+
+
+# -- live search: a resource moved to another project -------------------------------
+
+def searching(project="p1", holders=None, all_projects=False, roles=("member",)):
+    """A live session (query: name starts with vm-) holding a and b of its project."""
+    from forwarders.livesearch.query import Vocabularies
+    from searchlight_forward.changelog.snapshot import Snapshot
+    mapping = {"id": {"type": "keyword"}, "name": {"type": "keyword"},
+               "project_id": {"type": "keyword"}}
+    s = Session(TYPES, Renderer((), ADMIN_ONLY), holders=holders,
+                vocabularies=Vocabularies({SERVER: mapping, PORT: mapping}, ADMIN_ONLY))
+    s.receive(json.dumps({"action": "authenticate", "token": "t"}))
+    s.token_accepted(identity(project=project, roles=roles))
+    [resume] = s.receive(json.dumps({"action": "subscribe", "resource_types": [SERVER],
+                                     "query": {"prefix": {"name": "vm-"}},
+                                     "all_projects": all_projects}))
+    assert isinstance(resume, Resume)
+    role = "admin" if "admin" in roles else "user"
+    page = [change(copies(r, project, 10)[role], i + 1) for i, r in enumerate("ab")]
+    [results] = sent(s.results(Snapshot(at(2), page, {(SERVER, "a"), (SERVER, "b")}, 2),
+                               full=True))
+    assert results["type"] == "results" and results["total"] == 2
+    s.resumed(at(2), 0, True)
+    return s
+
+
+def test_a_resource_moved_out_of_the_project_leaves_without_its_new_state():
+    holders = protocol.Holders()
+    s = searching(holders=holders)
+    assert set(holders.get((SERVER, "a"))) == {s}
+    moved = change(copies("a", "p2", 11, extra={"name": "vm-secret-name"})["user"], 3)
+    assert s.concerns(moved)
+    text = s.offer(moved)
+    frame = json.loads(text)
+    assert frame == {"type": "left", "cursor": f"{INDEX}:3", "resource_type": SERVER,
+                     "id": "a", "version": 11, "reason": "no_longer_matches"}
+    assert "secret" not in text and "p2" not in text
+    assert holders.get((SERVER, "a")) == () and s.members == {(SERVER, "b")}
+    # Then it is another project's like any other: nothing more about it.
+    later = change(copies("a", "p2", 12)["user"], 4)
+    assert not s.concerns(later) and s.offer(later) is None
+    # Back in the project: it enters again.
+    assert json.loads(s.offer(change(copies("a", "p1", 13)["user"], 5)))["type"] == \
+        "entered"
+    assert set(holders.get((SERVER, "a"))) == {s}
+
+
+def test_another_projects_change_to_a_resource_not_held_is_not_offered():
+    s = searching(holders=protocol.Holders())
+    other = change(copies("c", "p2", 10)["user"], 3)
+    admin_copy = change(copies("a", "p2", 11)["admin"], 4)
+    assert not s.concerns(other) and s.offer(other) is None
+    assert not s.concerns(admin_copy) and s.offer(admin_copy) is None
+
+
+def test_holders_are_released_when_the_connection_closes():
+    holders = protocol.Holders()
+    s = searching(holders=holders)
+    assert len(holders) == 2
+    s.closed()
+    assert len(holders) == 0
+
+
+def test_an_all_projects_search_sees_a_move_as_an_update():
+    holders = protocol.Holders()
+    s = searching(project="p1", holders=holders, all_projects=True, roles=("admin",))
+    assert len(holders) == 0          # it sees every project already
+    frame = json.loads(s.offer(change(copies("a", "p2", 11)["admin"], 3)))
+    assert frame["type"] == "updated" and frame["envelope"]["project_id"] == "p2"
