@@ -992,6 +992,20 @@ class ZaqarReader(ChildProcess):
             self.proc.kill()
 
 
+class Context:
+    """What a benchmark's scenarios share: its arguments, its run (private names),
+    the publisher pool and the servers' processes (set by its main)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.run = Run(keep=getattr(args, "keep", False))
+        self.pool: PublisherPool | None = None
+        self.servers: dict = {}
+
+    def spec(self, seed: int, count: int, start: str) -> dict:
+        return workers.stream_spec(seed, count, self.run.project_ids, start)
+
+
 def run_scenarios(ctx, fns: dict, names, desc: str, results: dict, log,
                   before=None, after=None) -> None:
     """Each scenario ``fns[name](ctx)`` in turn, with a progress bar: its results, or

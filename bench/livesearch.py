@@ -240,17 +240,6 @@ def markdown(results: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Context:
-    def __init__(self, args):
-        self.args = args
-        self.run = harness.Run()
-        self.pool: harness.PublisherPool | None = None
-        self.servers: dict = {}
-
-    def spec(self, seed: int, count: int, start: str) -> dict:
-        return workers.stream_spec(seed, count, self.run.project_ids, start)
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -280,7 +269,7 @@ def main(argv=None) -> int:
     harness.wait_for_servers(("elasticsearch", "rabbitmq"))
     from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
     workers.quiet_logging()
-    ctx = Context(args)
+    ctx = harness.Context(args)
     results: dict = {}
     ctx.run.open()
     try:

@@ -1153,16 +1153,10 @@ def parse_args(argv=None):
     return args
 
 
-class Context:
+class Context(harness.Context):
     def __init__(self, args):
-        self.args = args
-        self.run = harness.Run(keep=args.keep)
-        self.pool: harness.PublisherPool | None = None
-        self.servers: dict = {}
+        super().__init__(args)
         self.profile_start, self.profile_stop = profiler(self.run, args.output)
-
-    def spec(self, seed: int, count: int, start: str) -> dict:
-        return workers.stream_spec(seed, count, self.run.project_ids, start)
 
 
 def main(argv=None) -> int:
