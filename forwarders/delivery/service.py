@@ -298,8 +298,15 @@ class DeliveryService:
         for name, (revision, found, groups) in wanted.items():
             if name in self.subscriptions:
                 continue
-            pipeline = self.catalog.pipeline_for(found.subscription)
-            pipeline.sink.start()
+            try:
+                pipeline = self.catalog.pipeline_for(found.subscription)
+                pipeline.sink.start()
+            except Exception as exc:  # noqa: BLE001 - one bad subscription, not all
+                LOG.error("subscription %s cannot be delivered: %s", found.subscription.id,
+                          exc)
+                self.catalog.disable(found.subscription.id,
+                                     f"cannot be delivered: {type(exc).__name__}: {exc}")
+                continue
             for group in groups:
                 if group in self.groups:
                     self.groups[group].pipelines[name] = pipeline

@@ -124,7 +124,9 @@ class Catalog:
             return WebSubSink(name, {
                 "url": sub.endpoint, "topic": sub.websub_topic_url,
                 "hub": f"{self.settings.public_url}/v1/websub",
-                "hub_secret": sub.websub_secret, "title": sub.name or "changes",
+                # no hub.secret, no signature (an empty option is refused)
+                **({"hub_secret": sub.websub_secret} if sub.websub_secret else {}),
+                "title": sub.name or "changes",
                 "timeout": str(self.settings.webhook_timeout),
                 "concurrency": str(self.settings.webhook_concurrency),
                 "rate_limit": str(sub.rate_limit),

@@ -145,3 +145,48 @@ def test_websub_verifies_intent_signs_and_delivers_in_order(
         for s in (good, liar, brief):
             s.stop()
         api.stop()
+
+
+def test_a_subscription_whose_sink_cannot_be_built_is_disabled_and_the_rest_go_on(
+        config_file, names, keystone, es, writer, start_delivery):
+    """A stored subscription the delivery service cannot make a sink for (here a
+    WebSub record without its topic URL) is disabled with the reason; a sound one
+    made at the same time delivers."""
+    from forwarders.subscriptions.model import ACTIVE, WEBSUB, Subscription
+    from forwarders.subscriptions.store import SubscriptionStore
+    demo = keystone.users["demo"]["project_id"]
+    port = free_port()
+    text = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
+    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
+    config_file.write_text(text + subscriptions_conf(names, keystone, port))
+    api = API(config_file, port)
+    good = Subscriber()
+    try:
+        token = keystone.token("demo")
+        topic = api.call("POST", "/v1/subscriptions", token, {
+            "protocol": "feed"}).json()["subscription"]["feed_url"]
+        assert hub(api, "subscribe", topic, good.url).status_code == 202
+        wait_for(lambda: good.url in websubs(api, token), 30, "the sound subscription")
+        store = SubscriptionStore(es, f"{names['state']}-subscriptions")
+        feed_id = websubs(api, token)[good.url]["websub_topic"]
+        now = time.time()
+        broken = store.create(Subscription(            # no topic URL: no sink can be made
+            id=str(uuid.uuid4()), project_id=demo, protocol=WEBSUB,
+            endpoint="http://127.0.0.1:9/cb", role="user", created_by="test",
+            created_at=now, updated_at=now, state=ACTIVE, lease_expires_at=now + 600,
+            websub_topic=feed_id,
+            websub_feed_hash=store.get(feed_id).subscription.feed_token_hash,
+            start_positions={})).subscription
+        start_delivery()
+
+        def reason():
+            return store.get(broken.id).subscription.state_reason or ""
+        wait_for(lambda: reason().startswith("cannot be delivered"), 30,
+                 "the broken subscription to be disabled")
+        assert "topic" in reason()
+        run = uuid.uuid4().hex[:6]
+        writer(demo, [f"{run}-x"], 1)
+        wait_for(lambda: f"{run}-x" in good.ids(), 30, "the sound one to deliver")
+    finally:
+        good.stop()
+        api.stop()
