@@ -242,13 +242,15 @@ def test_a_pipeline_that_falls_behind_the_feed_catches_up_by_itself(
         zaqar_proxy):
     # A retry pipeline whose Zaqar is away: it retries in its own thread while the
     # feed's pages come faster than its one-page queue takes them (it falls behind),
-    # then it skips what it could not deliver. Changes made after Zaqar's return
-    # must arrive: it reads the log itself from its cursor.
+    # then it skips what it could not deliver or delivers it once Zaqar is back.
+    # Changes made after Zaqar's return must arrive: it reads the log itself from its
+    # cursor. Ten attempts (backoff 0.2 s to 1 s) keep it busy for seconds, not the
+    # 0.3 s of two, so it falls behind however slowly a loaded machine indexes the pages.
     config_file.write_text(config_file.read_text().replace(
         "[delivery]\n", "[delivery]\nqueue_pages = 1\n", 1))
     write_pipelines(config_file, pipelines_ini(queues["ops"], queues["queue"],
                                                queues["tenants"], ops_url=zaqar_proxy.url,
-                                               ops_policy="retry\nattempts = 2"))
+                                               ops_policy="retry\nattempts = 10"))
     listener = start_listener()
     simulator = CloudSimulator(seed=14)
     first, second = simulator.stream(3), simulator.stream(2, delete_ratio=0.0)
