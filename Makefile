@@ -26,7 +26,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	tests/functional/test_livesearch_agreement.py \
 	tests/functional/test_livesearch.py::test_a_snapshot_reflects_exactly_its_position
 
-.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser syslog bench bench-subscriptions bench-livesearch faults
+.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser syslog prometheus bench bench-subscriptions bench-livesearch faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -61,7 +61,17 @@ syslog:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends rsyslog rsyslog-gnutls >/dev/null; }
 
-test: $(VENV)/.installed servers browser syslog
+# Debian's Prometheus for the dashboard test: the test starts its own on 127.0.0.1
+# (tests/functional/test_grafana_dashboard.py). The package enables a system service
+# on :9090 where systemd runs; it is stopped and disabled, no test uses it.
+prometheus:
+	@test -x /usr/bin/prometheus || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus >/dev/null && \
+	  { ! command -v systemctl >/dev/null || systemctl disable --now prometheus \
+	    >/dev/null 2>&1 || true; }; }
+
+test: $(VENV)/.installed servers browser syslog prometheus
 	$(PYTEST) tests
 	$(MAKE) --no-print-directory test-opensearch
 
@@ -73,7 +83,7 @@ test-opensearch: $(VENV)/.installed servers
 unit: $(VENV)/.installed
 	$(BIN)/pytest -q -m unit tests
 
-functional: $(VENV)/.installed servers syslog
+functional: $(VENV)/.installed servers syslog prometheus
 	$(PYTEST) -m functional tests
 
 browser-tests: $(VENV)/.installed servers browser
