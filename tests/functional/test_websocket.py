@@ -29,7 +29,7 @@ from searchlight_forward.changelog.doorbell import Doorbell
 from searchlight_forward.changelog.reader import ChangeLog
 from tests.conftest import ES_URL, TRANSPORT_URL
 from tests.functional.conftest import wait_for
-from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
+from tests.functional.websocket_support import (A, ADMIN_ONLY, offered_everything, ALL_TYPES, B, C, PLUGINS,
                                                 SEED, SERVER, TYPES, Client,
                                                 admin_only_fields_in, converge, es_view)
 
@@ -121,6 +121,8 @@ def test_reconnect_with_cursor_misses_nothing_and_nothing_older(
     # Changes made while the client is away: updates, deletes, new resources.
     publish(publisher, second)
     processed(listener, len(notes))
+    # all of them behind the server's dispatched position, so the resume serves them
+    wait_for(lambda: offered_everything(server, es, group), 30, "the server to read them")
 
     again = clients(server.url)
     again.authenticate("tok-a")

@@ -11,6 +11,7 @@ import websockets
 from searchlight_forward.search import helpers
 from websockets.sync.client import connect
 
+from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.model.change import DocumentChange, Operation
 from searchlight_forward.model import documents
 from searchlight_forward.plugins import load_plugins
@@ -188,3 +189,14 @@ def document_change(rid: str, project: str | None, version: int, deleted: bool =
                 "name": f"res-{rid}", "status": "ACTIVE", "updated_at": None, **fields}
     return DocumentChange(rtype, rid, project, Operation.INDEX, version,
                           "resource.update", "2026-03-02 12:00:00.000000", document=document)
+
+
+def offered_everything(server, es, group: str) -> bool:
+    """Has the server dispatched every write the index holds now? (A resume serves
+    up to what was dispatched; later writes come live.)"""
+    try:
+        head = ChangeLog(es, group).head().position
+    except NoIndex:
+        return False
+    at = server.server.dispatched()
+    return head.same_log(at) and all(a >= h for a, h in zip(at.seq_nos, head.seq_nos))
