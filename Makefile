@@ -26,7 +26,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	tests/functional/test_livesearch_agreement.py \
 	tests/functional/test_livesearch.py::test_a_snapshot_reflects_exactly_its_position
 
-.PHONY: demo test test-opensearch unit functional browser-tests servers down sample-config browser syslog prometheus bench bench-subscriptions bench-livesearch faults
+.PHONY: demo test test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -45,33 +45,26 @@ down:
 demo: $(VENV)/.installed servers
 	$(BIN)/python scripts/demo.py --config-file $(CONF) --auth $(AUTH) --search $(SEARCH)
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
-browser:
-	@test -x /usr/bin/chromium || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# Debian packages the tests use as peers, installed by servers.py in its one apt
+# transaction (it keeps their system services from starting): Chromium (Playwright
+# drives it and never downloads one), rsyslog with TLS (each syslog test starts its
+# own rsyslogd: tests/functional/syslog_support.py), Prometheus (the dashboard test
+# starts its own: tests/functional/test_grafana_dashboard.py).
+TEST_PACKAGES := chromium rsyslog rsyslog-gnutls prometheus
 
-# Tests run in parallel, one pytest-xdist worker per core: each worker is a run of
-# its own (RabbitMQ vhost, index and Zaqar prefixes: tests/conftest.py).
-PYTEST := $(BIN)/pytest -q -n auto
+test-servers:
+	$(PYTHON) scripts/servers.py up --packages $(TEST_PACKAGES)
 
-# Debian's rsyslog with TLS (gtls) for the remote syslog tests: each test starts its
-# own rsyslogd on 127.0.0.1 (tests/functional/syslog_support.py); none runs otherwise.
-syslog:
-	@test -x /usr/sbin/rsyslogd -a -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends rsyslog rsyslog-gnutls >/dev/null; }
+# The virtualenv and the servers at once: both mostly wait on downloads and start-ups.
+test-ready:
+	@$(MAKE) -j2 --no-print-directory $(VENV)/.installed test-servers
 
-# Debian's Prometheus for the dashboard test: the test starts its own on 127.0.0.1
-# (tests/functional/test_grafana_dashboard.py). The package enables a system service
-# on :9090 where systemd runs; it is stopped and disabled, no test uses it.
-prometheus:
-	@test -x /usr/bin/prometheus || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus >/dev/null && \
-	  { ! command -v systemctl >/dev/null || systemctl disable --now prometheus \
-	    >/dev/null 2>&1 || true; }; }
+# Tests run in parallel, each pytest-xdist worker a run of its own (RabbitMQ vhost,
+# index and Zaqar prefixes: tests/conftest.py). Four workers on two cores: the
+# functional tests mostly wait on the servers and on the processes they start.
+PYTEST := $(BIN)/pytest -q -n 4
 
-test: $(VENV)/.installed servers browser syslog prometheus
+test: test-ready
 	$(PYTEST) tests
 	$(MAKE) --no-print-directory test-opensearch
 
@@ -83,10 +76,10 @@ test-opensearch: $(VENV)/.installed servers
 unit: $(VENV)/.installed
 	$(BIN)/pytest -q -m unit tests
 
-functional: $(VENV)/.installed servers syslog prometheus
+functional: test-ready
 	$(PYTEST) -m functional tests
 
-browser-tests: $(VENV)/.installed servers browser
+browser-tests: test-ready
 	$(PYTEST) -m browser tests
 
 sample-config: $(VENV)/.installed

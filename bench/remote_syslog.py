@@ -4,7 +4,7 @@ to a real rsyslog over TCP, TLS and UDP, against a bare socket sending the same 
     .venv/bin/python bench/remote_syslog.py              # 20,000 changes per transport (~30 s)
     .venv/bin/python bench/remote_syslog.py --count 2000 # a smoke run
 
-A private rsyslogd (Debian's; `make syslog` installs it) on 127.0.0.1 with its own
+A private rsyslogd (Debian's; `make test-servers` installs it) on 127.0.0.1 with its own
 certificates and files (tests/functional/syslog_support.py), in a temporary
 directory removed at the end. For each transport: the sink's deliver() in batches of
 100 (the delivery service's default), then a bare socket (TLS wrapped the same way)

@@ -1243,13 +1243,22 @@ def state_lock():
     _held_locks.append(f)
 
 
-def cmd_up(names):
+def installed(package: str) -> bool:
+    """Is this Debian package installed?"""
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
+                         capture_output=True, text=True)
+    return res.returncode == 0 and res.stdout.endswith(" installed")
+
+
+def cmd_up(names, packages=()):
     servers = select(names, with_deps=True)
     state_lock()
     t_all = time.monotonic()
-    # One apt transaction for everything missing (dpkg takes one lock anyway).
+    # One apt transaction for everything missing (dpkg takes one lock anyway),
+    # with the packages the caller needs beside the servers (the tests' peers).
     missing = sorted({pkg for s in servers for b, pkg in s.apt.items()
-                      if not shutil.which(b) and not Path(b).exists()})
+                      if not shutil.which(b) and not Path(b).exists()}
+                     | {pkg for pkg in packages if not installed(pkg)})
     if missing:
         t0 = time.monotonic()
         try:
@@ -1375,6 +1384,9 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("up", help="obtain, configure, start and wait for servers (default all)")
     p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--packages", nargs="+", default=[], metavar="PKG",
+                   help="Debian packages to install too, if missing, in the same apt "
+                        "transaction (make test: the browser, rsyslog, Prometheus)")
     p = sub.add_parser("down", help="stop servers (default all)")
     p.add_argument("names", nargs="*", metavar="NAME")
     sub.add_parser("status", help="table of servers; exit 0 if all healthy, 3 otherwise")
@@ -1391,7 +1403,7 @@ def main(argv=None):
         return subprocess.call([str(rabbit.bindir / "rabbitmqctl"), "-n", rabbit.node,
                                 *args.ctl_args], env=rabbit.rabbit_env(), cwd=str(rabbit.dir))
     if args.cmd == "up":
-        return cmd_up(args.names)
+        return cmd_up(args.names, args.packages)
     if args.cmd == "down":
         return cmd_down(args.names)
     if args.cmd == "status":

@@ -100,7 +100,7 @@ class Certificates:
 class Rsyslog:
     def __init__(self, directory: pathlib.Path):
         if not pathlib.Path(RSYSLOGD).exists():
-            pytest.fail("rsyslogd is not installed: make syslog (Debian's rsyslog and "
+            pytest.fail("rsyslogd is not installed: make test-servers (Debian's rsyslog and "
                         "rsyslog-gnutls)")
         self.dir = directory
         (directory / "work").mkdir(parents=True, exist_ok=True)

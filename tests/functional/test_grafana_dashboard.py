@@ -1,7 +1,7 @@
 """Every query of the Grafana dashboard (etc/grafana/searchlight-forward.json) on a real
-Prometheus (Debian's, `make prometheus`) scraping a real listener, delivery service and
-WebSocket server: each returns a series, so no panel names a metric the processes do
-not export (a misspelled name returns nothing).
+Prometheus (Debian's, installed by `make test-servers`) scraping a real listener,
+delivery service and WebSocket server: each returns a series, so no panel names a
+metric the processes do not export (a misspelled name returns nothing).
 
 Grafana itself is not run (it cannot be used on the development machines); its
 variables are substituted as Grafana would: ``$__rate_interval`` is four scrape
@@ -109,7 +109,7 @@ class Prometheus:
 @pytest.fixture
 def prometheus(tmp_path):
     if not pathlib.Path(PROMETHEUS).exists():
-        pytest.fail("prometheus is not installed: make prometheus")
+        pytest.fail("prometheus is not installed: make test-servers")
     started: list[Prometheus] = []
 
     def start(jobs: dict[str, list[str]]) -> Prometheus:
