@@ -15,11 +15,11 @@ AUTH ?= token_file
 SEARCH ?= elasticsearch
 # The functional tests that touch the index, run again on OpenSearch by `make test`
 # (README, "Elasticsearch and OpenSearch"): indexing and newest wins, kill -9, the
-# change reader's cursors, index layout and rebuild, WebSocket resume, live search's
-# evaluator and snapshots.
+# change reader on three shards, cursor ownership, index layout and rebuild,
+# WebSocket resume, live search's evaluator and snapshots.
 WS_TESTS := tests/functional/test_websocket.py
 OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_crash.py \
-	tests/functional/test_cursors.py tests/functional/test_indices.py \
+	tests/functional/test_changelog.py tests/functional/test_cursors.py tests/functional/test_indices.py \
 	$(WS_TESTS)::test_projects_and_roles_are_separated \
 	$(WS_TESTS)::test_reconnect_with_cursor_misses_nothing_and_nothing_older \
 	$(WS_TESTS)::test_rebuilt_index_cursor_forces_full_resync \

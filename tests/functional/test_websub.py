@@ -88,15 +88,21 @@ def websubs(api, token) -> dict[str, dict]:
             .json()["subscriptions"] if s["protocol"] == "websub"}
 
 
-def test_websub_verifies_intent_signs_and_delivers_in_order(
-        config_file, names, keystone, es, writer, start_delivery):
-    demo = keystone.users["demo"]["project_id"]
-    alt = keystone.users["alt"]["project_id"]
+def hub_api(config_file, names, keystone) -> API:
+    """The API (the hub) and the subscriptions pipeline, with a lease longer than
+    twice a callback's timeout (the delivery service checks)."""
     port = free_port()
     text = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
     write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
     config_file.write_text(text + subscriptions_conf(names, keystone, port))
-    api = API(config_file, port)
+    return API(config_file, port)
+
+
+def test_websub_verifies_intent_signs_and_delivers_in_order(
+        config_file, names, keystone, es, writer, start_delivery):
+    demo = keystone.users["demo"]["project_id"]
+    alt = keystone.users["alt"]["project_id"]
+    api = hub_api(config_file, names, keystone)
     good, liar, brief = Subscriber("s3cret"), Subscriber(echo=lambda c: c[::-1]), \
         Subscriber()
     try:
@@ -155,11 +161,7 @@ def test_a_subscription_whose_sink_cannot_be_built_is_disabled_and_the_rest_go_o
     from forwarders.subscriptions.model import ACTIVE, WEBSUB, Subscription
     from forwarders.subscriptions.store import SubscriptionStore
     demo = keystone.users["demo"]["project_id"]
-    port = free_port()
-    text = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
-    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
-    config_file.write_text(text + subscriptions_conf(names, keystone, port))
-    api = API(config_file, port)
+    api = hub_api(config_file, names, keystone)
     good = Subscriber()
     try:
         token = keystone.token("demo")
