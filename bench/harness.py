@@ -71,6 +71,23 @@ def free_port(consecutive: int = 1) -> int:
     raise BenchError("no free port")
 
 
+def write_results(output: str, name: str, results: dict, md: str,
+                  extra: tuple[str, ...] = ()) -> None:
+    """``<output>/<name>.json`` and ``<name>.md``, the table printed, and where they
+    (and any ``extra`` files) went."""
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, f"{name}.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    with open(os.path.join(output, f"{name}.md"), "w") as f:
+        f.write(md)
+    print()
+    print(md)
+    wall = (results.get("meta") or {}).get("wall_s")
+    where = ", ".join([f"{os.path.relpath(output, os.getcwd())}/{name}.json", f"{name}.md",
+                       *(os.path.relpath(x, os.getcwd()) for x in extra)])
+    print((f"wall time {wall:.0f} s; " if wall is not None else "") + f"written {where}")
+
+
 def http_json(url: str, method: str = "GET", headers: dict | None = None,
               timeout: float = 5.0):
     req = urllib.request.Request(url, method=method, headers=headers or {})

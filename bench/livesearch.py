@@ -292,16 +292,7 @@ def main(argv=None) -> int:
             "machine": bench_run.machine(), "git": bench_run.git_state(),
             "search": harness.SEARCH_BACKEND}
     results["meta"] = meta
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "livesearch.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    md = markdown(results, meta)
-    with open(os.path.join(args.output, "livesearch.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    print(f"wall time {meta['wall_s']:.0f} s; written "
-          f"{os.path.relpath(args.output, os.getcwd())}/livesearch.json, livesearch.md")
+    harness.write_results(args.output, "livesearch", results, markdown(results, meta))
     return 0 if all("error" not in results[s] for s in args.phases) else 1
 
 

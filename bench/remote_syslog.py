@@ -17,7 +17,6 @@ Writes bench/results/remote_syslog.json and remote_syslog.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import socket
@@ -31,6 +30,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 import tqdm  # noqa: E402
+
+import harness  # noqa: E402
 
 from forwarders.sinks.base import SinkContext  # noqa: E402
 from forwarders.sinks.syslog.message import octet_counted  # noqa: E402
@@ -147,14 +148,7 @@ def main(argv=None) -> int:
         lines.append(f"| {listener} | {r['sink']['per_s']} | {r['sink']['cpu_ms_per_change']}"
                      f" | {r['sink']['written_by_rsyslog']} of {r['sink']['changes']} | "
                      f"{r['bare']['per_s']} | {r['sink_over_bare']} |")
-    md = "\n".join(lines) + "\n"
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "remote_syslog.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(args.output, "remote_syslog.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
+    harness.write_results(args.output, "remote_syslog", results, "\n".join(lines) + "\n")
     return 0
 
 

@@ -1218,20 +1218,10 @@ def main(argv=None) -> int:
                                   "executor_threads": args.executor_threads,
                                   "prefetch": 2 * args.batch_size}}
     results["meta"] = meta
-    os.makedirs(args.output, exist_ok=True)
     if isinstance(results.get("delay"), dict) and "rates" in results["delay"]:
         meta["plot"] = plot(results["delay"], args.plot)
-    with open(os.path.join(args.output, "latest.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    md = markdown(results, meta)
-    with open(os.path.join(args.output, "latest.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    out_dir = os.path.relpath(args.output, os.getcwd())
-    print(f"wall time {wall:.0f} s; written {out_dir}/latest.json, "
-          f"latest.md" + (f", {os.path.relpath(meta['plot'], os.getcwd())}" if meta.get("plot")
-                          else ""))
+    harness.write_results(args.output, "latest", results, markdown(results, meta),
+                          extra=(meta["plot"],) if meta.get("plot") else ())
     return 0 if all("error" not in results[s] for s in args.scenarios) else 1
 
 

@@ -1203,16 +1203,7 @@ def main(argv=None) -> int:
             "subscriptions_made_with": "SubscriptionStore.create(), state active, "
                                        "confirmed; no Keystone, no API"}
     results["meta"] = meta
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "subscriptions.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    md = markdown(results, meta)
-    with open(os.path.join(args.output, "subscriptions.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    out_dir = os.path.relpath(args.output, os.getcwd())
-    print(f"wall time {wall:.0f} s; written {out_dir}/subscriptions.json, subscriptions.md")
+    harness.write_results(args.output, "subscriptions", results, markdown(results, meta))
     return 0 if all("error" not in results[s] for s in args.scenarios) else 1
 
 
