@@ -10,6 +10,7 @@ import time
 import pytest
 
 from forwarders.filters.base import Filter
+from forwarders.sinks.base import Sink
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.retry import TransientError
@@ -21,6 +22,25 @@ class ExplodingFilter(Filter):
 
     def apply(self, resource_type, document):
         raise RuntimeError("this filter always fails")
+
+
+class CrashingSink(Sink):
+    """A third-party sink with a bug: its first ``crashes`` calls raise what no sink
+    classifies (neither rejected nor unavailable), then it works. Process-wide state:
+    the delivery service runs in the test's process."""
+    default_policy = "hold"
+    call_timeout = 1.0
+    crashes = 2
+    calls = 0
+    received: list = []
+    lock = threading.Lock()
+
+    def deliver(self, envelopes) -> None:
+        with CrashingSink.lock:
+            CrashingSink.calls += 1
+            if CrashingSink.calls <= CrashingSink.crashes:
+                raise KeyError("a bug in the sink")
+            CrashingSink.received += [e.to_dict() for e in envelopes]
 
 
 def pipelines_ini(zaqar_project: str, queue: str, tenant_prefix: str,

@@ -20,7 +20,7 @@ from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.model.envelope import RESYNC_BEGIN, RESYNC_END
 from tests.conftest import RUN, ZAQAR_URL, field_paths
 from tests.functional.conftest import wait_for, write_pipelines
-from tests.functional.delivery_support import (ChangeLines, drain, pipelines_ini,
+from tests.functional.delivery_support import (ChangeLines, CrashingSink, drain, pipelines_ini,
                                                wait_caught_up)
 from devtools.oracle import differences, latest_per_resource
 from tests.functional.websocket_support import converge, es_view
@@ -130,6 +130,35 @@ use = call:tests.functional.delivery_support:ExplodingFilter
     assert reasons and all("filter explodes failed" in r for r in reasons)
     # The other pipelines delivered everything.
     assert drain(queues["ops"], queues["queue"])
+
+
+def test_a_pipeline_thread_that_dies_is_restarted_counted_and_loses_nothing(
+        config_file, names, queues, start_listener, start_delivery, publisher, es):
+    # A sink that raises what no sink classifies kills its pipeline's thread twice:
+    # the service restarts it from its durable cursor each time and counts it; the
+    # sink ends with the latest state of every resource (the simulator's oracle).
+    CrashingSink.calls, CrashingSink.received = 0, []
+    write_pipelines(config_file, pipelines_ini(
+        queues["ops"], queues["queue"], queues["tenants"], extra_pipelines="crashing",
+        extra_sections="""
+[pipeline:crashing]
+pipeline = crashing_sink
+
+[sink:crashing_sink]
+use = call:tests.functional.delivery_support:CrashingSink
+"""))
+    listener = start_listener()
+    simulator = CloudSimulator(seed=8)
+    stream = simulator.stream(2, delete_ratio=0.2)
+    service = start_delivery()
+    publish(publisher, stream)
+    processed(listener, len(stream))
+    wait_caught_up(es, names["state"], names["group"], ["crashing", "ops"])
+    assert CrashingSink.calls > CrashingSink.crashes
+    assert service.stats()["counters"]["consumer_restarts"] == CrashingSink.crashes
+    final, regressions = latest_per_resource(CrashingSink.received)
+    assert regressions == []
+    assert differences(simulator.expected, final) == []
 
 
 def test_hold_waits_for_its_sink_and_then_gets_the_latest_state_of_everything(
