@@ -27,6 +27,11 @@ Faults (loopback only; each ends by itself):
                good ones: every bad one must be a dead letter or counted as ignored
   hostile      215 hostile WebSocket clients (silent, bad tokens, floods, garbage,
                oversized frames, junk TCP, slow readers) while the cloud works
+  hostile_api  985 bounded hostile HTTP requests to a real searchlight-forward-api on the
+               local Keystone (no or garbage tokens, malformed, deep and 50 MB bodies,
+               wrong content types, huge query strings and headers, slowloris, a
+               create flood, searches over the caps, forbidden endpoints) while a
+               member's good client and the cloud keep working
 
     .venv/bin/python bench/faults.py [--only es_down,kill9] [--short]
 
@@ -613,8 +618,509 @@ def hostile(run: Run, args) -> list[dict]:
         dep.stop()
 
 
+# -- hostile API clients -----------------------------------------------------------------
+
+API_FLOOD = 300            # subscription creates from one project (cap: max_per_project)
+API_GARBAGE = 300          # distinct garbage tokens, then each of 20 of them 10 times more
+API_SLOWLORIS = 20         # connections sending their headers a byte a second
+API_OVERSIZED_MB = 50
+
+
+class _Receiver:
+    """The good client's webhook receiver: confirms its own subscriptions, answers
+    410 Gone (disable) to anyone else's, counts the changes it receives."""
+
+    def __init__(self):
+        import http.server
+        receiver = self
+        self.mine: set = set()
+        self.changes = 0
+        self.confirmed = 0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 200
+                with contextlib.suppress(ValueError):
+                    msg = json.loads(body)
+                    if msg.get("type") == "subscription.confirmation":
+                        data = msg["data"]
+                        if data["subscription_id"] in receiver.mine:
+                            threading.Thread(target=receiver._confirm, daemon=True,
+                                             args=(data["confirm_url"],)).start()
+                        else:
+                            status = 410
+                    else:
+                        with receiver.lock:
+                            receiver.changes += 1
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _confirm(self, url: str) -> None:
+        import requests
+        with contextlib.suppress(Exception):
+            if requests.get(url, timeout=30).ok:
+                with self.lock:
+                    self.confirmed += 1
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _raw_http(port: int, head: bytes, body_size: int = 0, body_byte: bytes = b"a",
+              trickle: float = 0.0, limit_s: float = 60.0) -> tuple[str, float]:
+    """One raw HTTP exchange: ``head`` (request line and headers; ``trickle`` > 0
+    sends it a byte every ``trickle`` s), then ``body_size`` bytes, stopping as soon
+    as the server answers. Returns (status or what happened, seconds)."""
+    import select
+    t0 = time.monotonic()
+    deadline = t0 + limit_s
+
+    def answer(sock) -> str:
+        sock.settimeout(max(0.1, min(10.0, deadline - time.monotonic())))
+        try:
+            data = sock.recv(4096)
+        except socket.timeout:
+            return "no answer"
+        except OSError as exc:
+            return type(exc).__name__
+        if not data:
+            return "closed"
+        line = data.split(b"\r\n", 1)[0].split()
+        return line[1].decode() if len(line) > 1 else "garbled"
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            if trickle:
+                for i in range(len(head)):
+                    if time.monotonic() > deadline:
+                        return f"still open after {limit_s:g} s", time.monotonic() - t0
+                    sock.sendall(head[i:i + 1])
+                    if select.select([sock], [], [], trickle)[0]:
+                        return answer(sock), time.monotonic() - t0
+            else:
+                sock.sendall(head)
+            chunk = body_byte * 65536
+            sent = 0
+            while sent < body_size:
+                if select.select([sock], [], [], 0)[0]:
+                    return answer(sock), time.monotonic() - t0
+                n = min(len(chunk), body_size - sent)
+                sock.settimeout(10)
+                sock.sendall(chunk[:n])
+                sent += n
+        except OSError as exc:              # reset while sending: read what came
+            status = answer(sock)
+            return (status if status[0].isdigit() else type(exc).__name__,
+                    time.monotonic() - t0)
+        return answer(sock), time.monotonic() - t0
+
+
+class ApiAttacks:
+    """Bounded hostile HTTP clients of the subscriptions API; ``seen[kind]`` counts
+    the statuses (or what happened) per attack kind."""
+
+    def __init__(self, url: str, port: int, member: str, flooder: str, receiver_url: str):
+        self.url, self.port = url, port
+        self.member, self.flooder = member, flooder
+        self.receiver_url = receiver_url
+        self.seen: dict = collections.defaultdict(collections.Counter)
+        self.seconds: dict = collections.defaultdict(float)
+        self.lock = threading.Lock()
+        self.garbage_tokens: set = set()
+
+    def record(self, kind: str, outcome, seconds: float = 0.0) -> None:
+        with self.lock:
+            self.seen[kind][str(outcome)] += 1
+            self.seconds[kind] = max(self.seconds[kind], seconds)
+
+    def call(self, kind: str, method: str, path: str, token: str | None = None,
+             data=None, headers: dict | None = None, timeout: float = 30.0, **kw):
+        import requests
+        h = dict(headers or {})
+        if token is not None:
+            h["X-Auth-Token"] = token
+        if data is not None and "Content-Type" not in h:
+            h["Content-Type"] = "application/json"
+        t0 = time.monotonic()
+        try:
+            resp = requests.request(method, self.url + path, data=data, headers=h,
+                                    timeout=timeout, **kw)
+            outcome = resp.status_code
+        except requests.RequestException as exc:
+            outcome = type(exc).__name__
+            resp = None
+        self.record(kind, outcome, time.monotonic() - t0)
+        return resp
+
+    # -- the attacks (each a list of callables, run by a bounded pool) -------------------
+
+    def jobs(self) -> list:
+        rng = random.Random(17)
+        member, port = self.member, self.port
+        jobs = []
+        # No token, on every route that needs one.
+        for i in range(30):
+            method, path = [("GET", "/v1/subscriptions"), ("POST", "/v1/search"),
+                            ("POST", "/v1/subscriptions"), ("GET", "/v1/feeds")][i % 4]
+            jobs.append(lambda m=method, p=path: self.call(
+                "no token", m, p, data="{}" if m == "POST" else None))
+        # Distinct garbage tokens: random, fernet-looking, long, odd characters.
+        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+        tokens = []
+        for i in range(API_GARBAGE):
+            shape = i % 5
+            if shape == 0:
+                tok = uuid.uuid4().hex
+            elif shape == 1:
+                tok = "gAAAAA" + "".join(rng.choice(alphabet) for _ in range(180))
+            elif shape == 2:
+                tok = "".join(rng.choice(alphabet) for _ in range(8192))
+            elif shape == 3:
+                tok = "".join(chr(rng.randrange(0x21, 0x7f)) for _ in range(64))
+            else:
+                tok = f"{uuid.uuid4().hex} {uuid.uuid4().hex}"
+            tokens.append(tok)
+        self.garbage_tokens = set(tokens)
+        for tok in tokens:
+            jobs.append(lambda t=tok: self.call("garbage token", "GET", "/v1/subscriptions",
+                                                t))
+        for tok in tokens[:20]:
+            for _ in range(10):
+                jobs.append(lambda t=tok: self.call("garbage token (repeated)", "GET",
+                                                    "/v1/subscriptions", t))
+        # Malformed JSON and JSON that is not an object, on every route taking a body.
+        bad = [b"{", b'{"protocol": "webhook",', b"\xff\xfe\x00", b"null", b"[]", b'"x"',
+               b"1", b'{"a": NaN}', b"{'single': 'quotes'}", b'{"a": 1}}',
+               b"\x00" * 100, '{"name": "\ud800"}'.encode("utf-8", "surrogatepass")]
+        for body in bad:
+            for method, path in (("POST", "/v1/subscriptions"), ("POST", "/v1/search")):
+                jobs.append(lambda b=body, m=method, p=path: self.call(
+                    "malformed JSON", m, p, member, b))
+        # Deeply nested JSON.
+        for body in (b"[" * 100_000, b'{"a":' * 50_000, b"[" * 100_000 + b"]" * 100_000):
+            for path in ("/v1/subscriptions", "/v1/search"):
+                jobs.append(lambda b=body, p=path: self.call("deep JSON", "POST", p,
+                                                             member, b))
+        # An oversized body with a valid token (raw: stop sending once answered).
+        size = API_OVERSIZED_MB * 2 ** 20
+        for _ in range(3):
+            head = (f"POST /v1/subscriptions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"X-Auth-Token: {member}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {size}\r\n\r\n").encode()
+            jobs.append(lambda h=head: self.record(
+                f"{API_OVERSIZED_MB} MB body", *_raw_http(port, h, size, b" ",
+                                                           limit_s=60)))
+        # Wrong content types.
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/xml",
+                      "multipart/form-data; boundary=x", "application/json-patch+json"):
+            for path in ("/v1/subscriptions", "/v1/search"):
+                jobs.append(lambda c=ctype, p=path: self.call(
+                    "wrong content type", "POST", p, member, b'{"protocol": "webhook"}',
+                    headers={"Content-Type": c}))
+        # Huge query strings and headers (raw: requests would refuse some).
+        for i in range(10):
+            q = "a=" + "x" * 70_000
+            head = (f"GET /v1/subscriptions?{q} HTTP/1.1\r\nHost: x\r\n"
+                    f"X-Auth-Token: {member}\r\n\r\n").encode()
+            jobs.append(lambda h=head: self.record("huge query string",
+                                                   *_raw_http(port, h, limit_s=30)))
+        for i in range(10):
+            head = (f"GET /v1/subscriptions HTTP/1.1\r\nHost: x\r\n"
+                    f"X-Auth-Token: {member}\r\nX-Big: {'y' * 70_000}\r\n\r\n").encode()
+            jobs.append(lambda h=head: self.record("huge header",
+                                                   *_raw_http(port, h, limit_s=30)))
+        for i in range(10):
+            many = "".join(f"X-H{j}: {j}\r\n" for j in range(300))
+            head = (f"GET /v1/subscriptions HTTP/1.1\r\nHost: x\r\n"
+                    f"X-Auth-Token: {member}\r\n{many}\r\n").encode()
+            jobs.append(lambda h=head: self.record("300 headers",
+                                                   *_raw_http(port, h, limit_s=30)))
+        for i in range(10):
+            params = {f"p{j}": "v" * 50 for j in range(600)}
+            jobs.append(lambda p=params: self.call("many query params", "GET",
+                                                   "/v1/subscriptions", member, params=p))
+        # Search queries over the caps.
+        t = "OS::Nova::Server"
+        over = [
+            {"resource_types": [t], "page_size": 100_000},
+            {"resource_types": [t] * 1000},
+            {"resource_types": [t], "query": {"terms": {"status": ["A"] * 5000}}},
+            {"resource_types": [t], "query": {"bool": {"filter": [
+                {"term": {"status": "ACTIVE"}}] * 500}}},
+            {"resource_types": [t], "query": _deep_bool(20)},
+            {"resource_types": [t], "query": {"term": {"name": "n" * 100_000}}},
+            {"resource_types": [t], "sort": [{"name": "asc"}] * 50},
+            {"resource_types": [t], "query": {"wildcard": {"name": "*a*b*c*"}}},
+            {"resource_types": [t], "query": {"script": {"source": "1"}}},
+            {"resource_types": [t], "all_projects": True},
+            {"resource_types": ["OS::No::Such"]},
+            {"resource_types": [t], "aggs": {"x": {}}},
+        ]
+        for body in over:
+            for _ in range(3):
+                jobs.append(lambda b=body: self.call("search over the caps", "POST",
+                                                     "/v1/search", member, json.dumps(b)))
+        # Endpoints at forbidden addresses (127.0.0.1/32 is allowed, for the receiver).
+        forbidden = ["http://169.254.169.254/latest/meta-data/",
+                     "https://169.254.169.254/", "http://[fd00:ec2::254]/",
+                     "http://127.0.0.2:8080/", "http://[::1]:8080/", "http://0.0.0.0:80/",
+                     "http://2130706434/", "http://0x7f000002/", "http://10.0.0.1/",
+                     "http://192.168.1.1/", "http://100.64.0.1/", "http://224.0.0.1/",
+                     "http://[::ffff:169.254.169.254]/", "http://user:pw@127.0.0.1:1/",
+                     "file:///etc/passwd", "gopher://127.0.0.1:25/"]
+        for endpoint in forbidden:
+            jobs.append(lambda e=endpoint: self.call(
+                "forbidden endpoint", "POST", "/v1/subscriptions", member,
+                json.dumps({"protocol": "webhook", "endpoint": e})))
+        # A flood of creates from one project (alt-demo), some asking for any rate.
+        for i in range(API_FLOOD):
+            body = {"protocol": "webhook", "endpoint": self.receiver_url,
+                    "name": f"flood {i}"}
+            if i % 10 == 9:
+                body["rate_limit"] = 1e9
+            jobs.append(lambda b=body: self.call("create flood", "POST",
+                                                 "/v1/subscriptions", self.flooder,
+                                                 json.dumps(b)))
+        rng.shuffle(jobs)
+        return jobs
+
+    def slowloris(self) -> list:
+        head = (f"GET /v1/subscriptions HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                f"X-Auth-Token: {self.member}\r\nX-Slow: {'s' * 200}\r\n\r\n").encode()
+        return [lambda: self.record("slowloris", *_raw_http(self.port, head, trickle=1.0,
+                                                            limit_s=75))
+                for _ in range(API_SLOWLORIS)]
+
+
+def _deep_bool(depth: int) -> dict:
+    q: dict = {"term": {"status": "ACTIVE"}}
+    for _ in range(depth):
+        q = {"bool": {"filter": [q]}}
+    return q
+
+
+class GoodClient(threading.Thread):
+    """A real member of Keystone's demo project: creates a webhook subscription to
+    the receiver, then lists, searches and reads it (and now and then creates and
+    deletes another) until stopped; every call's latency and success counted."""
+
+    def __init__(self, url: str, token: str, receiver: _Receiver):
+        super().__init__(daemon=True)
+        self.url, self.token, self.receiver = url, token, receiver
+        self.latencies: list[float] = []
+        self.read_latencies: list[float] = []      # list, search, show
+        self.write_latencies: list[float] = []     # create, delete (wait for a refresh)
+        self.ok = 0
+        self.failed: collections.Counter = collections.Counter()
+        self.stop_event = threading.Event()
+        self.sub_id: str | None = None
+
+    def _call(self, what: str, method: str, path: str, body=None, want=(200,)):
+        import requests
+        t0 = time.monotonic()
+        try:
+            resp = requests.request(method, self.url + path, json=body, timeout=30,
+                                    headers={"X-Auth-Token": self.token})
+            status = resp.status_code
+        except requests.RequestException as exc:
+            resp, status = None, type(exc).__name__
+        self.latencies.append(time.monotonic() - t0)
+        (self.write_latencies if method in ("POST", "DELETE") and what != "search"
+         else self.read_latencies).append(time.monotonic() - t0)
+        if status in want:
+            self.ok += 1
+            return resp
+        self.failed[f"{what} {status}"] += 1
+        return None
+
+    def create(self) -> str | None:
+        resp = self._call("create", "POST", "/v1/subscriptions", {
+            "protocol": "webhook", "endpoint": self.receiver.url,
+            "resource_types": ["OS::Nova::Server", "OS::Glance::Image"]}, want=(201,))
+        if resp is None:
+            return None
+        sub_id = resp.json()["subscription"]["id"]
+        self.receiver.mine.add(sub_id)
+        return sub_id
+
+    def run(self) -> None:
+        self.sub_id = self.create()
+        i = 0
+        while not self.stop_event.wait(0.25):
+            i += 1
+            self._call("list", "GET", "/v1/subscriptions")
+            self._call("search", "POST", "/v1/search", {
+                "resource_types": ["OS::Nova::Server"], "page_size": 20})
+            if self.sub_id:
+                self._call("show", "GET", f"/v1/subscriptions/{self.sub_id}")
+            if i % 8 == 0:
+                extra = self.create()
+                if extra:
+                    self._call("delete", "DELETE", f"/v1/subscriptions/{extra}",
+                               want=(204,))
+
+    def p99(self, latencies: list | None = None) -> float:
+        lat = sorted(self.latencies if latencies is None else latencies)
+        return lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")
+
+
+def hostile_api(run: Run, args) -> list[dict]:
+    """Hostile HTTP clients of a real searchlight-forward-api (local Keystone, real
+    auth_token) while the cloud works; good clients keep working, nothing restarts."""
+    import types
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+    import requests
+    from tests.keystone_support import LocalKeystone
+    ks = LocalKeystone()
+    demo = ks.users["demo"]["project_id"]
+    member, flooder = ks.token("demo"), ks.token("alt")
+    flood_project = ks.users["alt"]["project_id"]
+    counter = harness.KeystoneCounter()
+    receiver = _Receiver()
+    api_port = harness.free_port()
+    overrides = {("subscriptions", k): v for k, v in {
+        "api_port": str(api_port), "public_url": f"http://127.0.0.1:{api_port}",
+        "allowed_networks": "127.0.0.1/32", "allow_http": "true",
+        "refresh_interval": "1", "confirmation_interval": "2",
+        "webhook_timeout": "2"}.items()}
+    for line in ks.authtoken_conf().splitlines()[1:]:
+        if "=" in line:
+            k, v = (x.strip() for x in line.split("=", 1))
+            overrides[("keystone_authtoken", k)] = v
+    dep = Deployment(run, "hostile_api", overrides=overrides)
+    _set_conf(dep.scn, "subscriptions", "index", f"{dep.scn.group}-subscriptions")
+    # The demo project of the simulated cloud is Keystone's: the member's search and
+    # webhook see its resources.
+    cloud = Cloud(types.SimpleNamespace(project_ids=dict(run.project_ids, demo=demo)),
+                  seed=19, per_type=15)
+    for z in dep.scn.zaqar:
+        if "{project_id}" in z["project"]:
+            run.zaqar_queues.update((demo, z["queue"].replace("{priority}", p))
+                                    for p in ("error", "critical", "warn", "info"))
+    publisher = _publisher(run.transport_url)
+    api = None
+    try:
+        dep.start()
+        api = harness.start_api(dep.scn, {"HTTP_PROXY": counter.url,
+                                          "http_proxy": counter.url,
+                                          "NO_PROXY": "", "no_proxy": ""})
+        dep.children["api"] = api
+        url = f"http://127.0.0.1:{api_port}"
+        ps = psutil.Process(api.proc.pid)
+        requests.get(url + "/v1/subscriptions", headers={"X-Auth-Token": member},
+                     timeout=30)
+        rss_before = ps.memory_info().rss
+        peak = [rss_before]
+        threads_peak = [ps.num_threads()]
+        watching = threading.Event()
+
+        def watch():
+            while not watching.wait(0.2):
+                with contextlib.suppress(psutil.Error):
+                    peak[0] = max(peak[0], ps.memory_info().rss)
+                    threads_peak[0] = max(threads_peak[0], ps.num_threads())
+        threading.Thread(target=watch, daemon=True).start()
+        keystone0 = counter.validations()
+        good = GoodClient(url, member, receiver)
+        good.start()
+        attacks = ApiAttacks(url, api_port, member, flooder, receiver.url)
+        jobs = attacks.jobs()
+        t0 = time.monotonic()
+        with tqdm.tqdm(total=len(cloud.notes), desc=f"hostile_api: {len(jobs)} requests",
+                       unit="msg", leave=False) as bar:
+            pacer = Pacer(publisher, cloud.notes, len(cloud.notes) / 60.0, bar)
+            pacer.start()
+            slow_pool = ThreadPoolExecutor(API_SLOWLORIS)
+            slow = [slow_pool.submit(j) for j in attacks.slowloris()]
+            with ThreadPoolExecutor(12) as pool:
+                done = [pool.submit(j) for j in jobs]
+                for f in done:
+                    with contextlib.suppress(Exception):
+                        f.result(timeout=max(1.0, t0 + 150 - time.monotonic()))
+            for f in slow:
+                with contextlib.suppress(Exception):
+                    f.result(timeout=max(1.0, t0 + 150 - time.monotonic()))
+            slow_pool.shutdown(wait=False)
+            attack_s = time.monotonic() - t0
+            pacer.join()
+        keystone_calls = counter.validations() - keystone0
+        time.sleep(3.0)                    # the good client past the attacks
+        good.stop_event.set()
+        good.join(60)
+        watching.set()
+        flood_stored = len(requests.get(url + "/v1/subscriptions", timeout=30,
+                                        headers={"X-Auth-Token": flooder}).json()[
+                                            "subscriptions"])
+        dep.settle(cloud, args.drain)
+        rss_after = ps.memory_info().rss
+        alive = api.alive() and api.proc.pid == ps.pid
+        mb = 2 ** 20
+        kinds = "; ".join(
+            f"{k} x{sum(v.values())}: " + ", ".join(f"{o} x{n}" for o, n in sorted(
+                v.items(), key=str)) + (f" (longest {attacks.seconds[k]:.0f} s)"
+                                         if attacks.seconds[k] >= 5 else "")
+            for k, v in sorted(attacks.seen.items()))
+        distinct = len(attacks.garbage_tokens)
+        note = (f"API: {'alive, not restarted' if alive else 'DIED'}, RSS "
+                f"{rss_before / mb:.0f} MB before, {peak[0] / mb:.0f} MB peak, "
+                f"{rss_after / mb:.0f} MB after, {threads_peak[0]} threads at most; "
+                f"good client: {good.ok} ok, {sum(good.failed.values())} failed"
+                f"{' ' + str(dict(good.failed)) if good.failed else ''}, p99 "
+                f"{good.p99() * 1000:.0f} ms (reads {good.p99(good.read_latencies) * 1000:.0f}"
+                f" ms, creates and deletes {good.p99(good.write_latencies) * 1000:.0f} ms), "
+                f"webhook deliveries {receiver.changes}; "
+                f"Keystone: {keystone_calls} token validations during the attacks "
+                f"({distinct} distinct garbage tokens, each sent 1 or 11 times); flood: "
+                f"{flood_stored} stored (max_per_project 100); attacks {attack_s:.0f} s: "
+                + kinds)
+        out = row("hostile_api", dep, cloud, pacer.sent, None,
+                  restarted=0 if alive else 1, note=note)
+        out["api"] = {"alive": alive, "rss_before_mb": round(rss_before / mb, 1),
+                      "rss_peak_mb": round(peak[0] / mb, 1),
+                      "rss_after_mb": round(rss_after / mb, 1),
+                      "threads_peak": threads_peak[0],
+                      "good_ok": good.ok, "good_failed": dict(good.failed),
+                      "good_p99_ms": round(good.p99() * 1000),
+                      "good_read_p99_ms": round(good.p99(good.read_latencies) * 1000),
+                      "good_write_p99_ms": round(good.p99(good.write_latencies) * 1000),
+                      "webhook_deliveries": receiver.changes,
+                      "keystone_validations": keystone_calls,
+                      "keystone_requests": {f"{m} {p}": n for (m, p), n in
+                                            counter.snapshot().items()},
+                      "distinct_garbage_tokens": distinct, "flood_stored": flood_stored,
+                      "attacks": {k: dict(v) for k, v in attacks.seen.items()}}
+        broken = ([] if alive else ["the API died"]) + (
+            [f"{flood_stored} subscriptions in one project"] if flood_stored > 100 else []
+        ) + ([f"{sum(good.failed.values())} good calls failed"] if good.failed else [])
+        if broken:
+            out["note"] = "BROKEN: " + ", ".join(broken) + "; " + out["note"]
+        return [out]
+    finally:
+        publisher.close()
+        dep.stop()
+        receiver.stop()
+        counter.stop()
+
+
 SCENARIOS = {"es_down": es_down, "zaqar_down": zaqar_down, "rabbitmq": rabbitmq,
-             "kill9": kill9, "malformed": malformed, "hostile": hostile}
+             "kill9": kill9, "malformed": malformed, "hostile": hostile,
+             "hostile_api": hostile_api}
 
 
 # -- output ----------------------------------------------------------------------------
@@ -633,8 +1139,9 @@ def table(rows: list[dict]) -> str:
 
 
 def scenario_of(row: dict) -> str:
-    return next(k for k in SCENARIOS if row["scenario"] == k
-                or row["scenario"].startswith(k + "_"))
+    if row["scenario"] in SCENARIOS:          # hostile_api is not a row of hostile
+        return row["scenario"]
+    return next(k for k in SCENARIOS if row["scenario"].startswith(k + "_"))
 
 
 def merged(rows: list[dict], ran: list[str]) -> list[dict]:

@@ -1050,3 +1050,103 @@ def run_scenarios(ctx, fns: dict, names, desc: str, results: dict, log,
                 log(f"{name}: FAILED:\n{traceback.format_exc()}")
             results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
             outer.update(1)
+
+
+# -- the subscriptions API and its Keystone --------------------------------------------
+
+class KeystoneCounter:
+    """A plain-HTTP forward proxy on 127.0.0.1 that counts the requests passing through
+    it by (method, path): give it to a child as ``HTTP_PROXY`` and every Keystone call
+    of its keystoneauth1 sessions (auth_token's token validations included) is
+    counted, whatever URL the service catalog gives."""
+
+    def __init__(self):
+        import collections
+        import http.client
+        import http.server
+        import urllib.parse
+        counter = self
+        self.counts: collections.Counter = collections.Counter()
+        self.lock = threading.Lock()
+        hop = {"connection", "proxy-connection", "keep-alive", "transfer-encoding",
+               "te", "trailer", "upgrade", "proxy-authorization"}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                parts = urllib.parse.urlsplit(self.path)
+                with counter.lock:
+                    counter.counts[(self.command, parts.path)] += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                conn = http.client.HTTPConnection(parts.hostname, parts.port or 80,
+                                                  timeout=60)
+                try:
+                    conn.request(self.command, parts.path + (f"?{parts.query}"
+                                                             if parts.query else ""),
+                                 body=body or None, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status, resp.reason)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in hop and k.lower() != "content-length":
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_POST = do_HEAD = do_DELETE = do_PUT = do_PATCH = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return dict(self.counts)
+
+    def validations(self) -> int:
+        """Token validations (GET /v3/auth/tokens) so far."""
+        with self.lock:
+            return sum(n for (method, path), n in self.counts.items()
+                       if method == "GET" and path.rstrip("/").endswith("/auth/tokens"))
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def start_api(scn: Scenario, env: dict | None = None, timeout: float = 60.0) -> Child:
+    """``searchlight-forward-api`` on the scenario's config ([subscriptions] api_port),
+    with ``env`` added to ours; returns once /healthz answers."""
+    import configparser as _cp
+    parser = _cp.RawConfigParser()
+    parser.read(scn.conf)
+    port = parser.getint("subscriptions", "api_port")
+    saved = os.environ.copy()
+    try:
+        os.environ.update(env or {})
+        child = Child(_command(scn, "api"), os.path.join(scn.dir, "api.log"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise BenchError(f"searchlight-forward-api exited:\n{child.tail()}")
+        try:
+            if (http_json(f"http://127.0.0.1:{port}/healthz", timeout=2) or {}).get(
+                    "status") == "ok":
+                return child
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    child.stop()
+    raise BenchError(f"searchlight-forward-api did not come up:\n{child.tail()}")

@@ -14,6 +14,23 @@ opts = [
                        help="Address searchlight-forward-api binds to (put a TLS-"
                             "terminating proxy in front of it)."),
     cfg.PortOpt("api_port", default=8785, help="Port of searchlight-forward-api."),
+    cfg.IntOpt("api_max_body_size", default=1048576, min=1024,
+               help="Largest request body, in bytes, the API accepts; a larger one is "
+                    "refused with 413 before it is read (and before its token is "
+                    "validated)."),
+    cfg.FloatOpt("api_client_timeout", default=30.0, min=0.1,
+                 help="Seconds a client has to send its whole request (headers and "
+                      "body) to searchlight-forward-api, and to take each write of the "
+                      "answer; a slower one gets 408 and is disconnected."),
+    cfg.IntOpt("api_refused_token_cache_time", default=60, min=0,
+               help="Seconds searchlight-forward-api answers a token Keystone refused "
+                    "(401) without asking Keystone again (keystonemiddleware caches "
+                    "valid tokens only); at most 10,000 tokens are remembered, by "
+                    "hash. 0: ask Keystone every time. A Keystone outage is never "
+                    "remembered."),
+    cfg.IntOpt("api_max_connections", default=100, min=1,
+               help="Most connections searchlight-forward-api serves at once (one "
+                    "thread each); more are answered 503 at once and closed."),
     cfg.URIOpt("public_url", default="http://127.0.0.1:8785",
                help="The API's URL as endpoints reach it: confirmation links point "
                     "there."),

@@ -11,7 +11,7 @@ import time
 import requests
 
 from forwarders.subscriptions.api import wsgi
-from tests.functional.conftest import load_conf
+from tests.functional.conftest import load_conf, write_pipelines
 
 SUBSCRIPTIONS_PIPELINE = """
 [forwarding]
@@ -43,6 +43,26 @@ def subscriptions_conf(names, keystone, api_port: int, **extra) -> str:
                "confirmation_interval": "0.5", "webhook_timeout": "2", **extra}
     return ("\n[subscriptions]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
             + "\n[smtp]\ntimeout = 2\n\n" + keystone.authtoken_conf())
+
+
+def started_apis(config_file, names, keystone, es):
+    """The body of a fixture: yields ``start(**[subscriptions] options)``, which
+    starts the API on the test's config (a cursor lease that outlasts two endpoint
+    calls of 2 x 2 + 6 s); every API started is stopped and the store deleted at the
+    end."""
+    port = free_port()
+    base = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
+    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
+    started = []
+
+    def start(**options):
+        config_file.write_text(base + subscriptions_conf(names, keystone, port, **options))
+        started.append(API(config_file, port))
+        return started[-1]
+    yield start
+    for api in started:
+        api.stop()
+    es.indices.delete(index=f"{names['state']}-subscriptions", ignore_unavailable=True)
 
 
 class API:

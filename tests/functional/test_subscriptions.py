@@ -17,10 +17,8 @@ import standardwebhooks
 
 from searchlight_forward import metrics
 from searchlight_forward.commands import subscriptions as cli
-from tests.functional.conftest import load_conf, wait_for, write_pipelines
-from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
-                                                     Receiver, free_port,
-                                                     subscriptions_conf)
+from tests.functional.conftest import load_conf, wait_for
+from tests.functional.subscriptions_support import Receiver, started_apis
 from tests.functional.websocket_support import ADMIN_ONLY, SERVER, document_change
 
 ADMIN_FIELD = "OS-EXT-SRV-ATTR:host"
@@ -29,22 +27,9 @@ assert any(fnmatch.fnmatchcase(ADMIN_FIELD, p) for p in ADMIN_ONLY[SERVER])
 
 @pytest.fixture
 def stack(config_file, names, keystone, es):
-    """(api, configure): the API on the test's config; ``configure(**options)`` adds
-    [subscriptions] options before anything starts."""
-    port = free_port()
-    # Endpoint calls may take 2 x 2 + 6 s: the cursor lease must outlast two.
-    base = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
-    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
-    started = []
-
-    def start(**options):
-        config_file.write_text(base + subscriptions_conf(names, keystone, port, **options))
-        started.append(API(config_file, port))
-        return started[-1]
-    yield start
-    for api in started:
-        api.stop()
-    es.indices.delete(index=f"{names['state']}-subscriptions", ignore_unavailable=True)
+    """``start(**options)``: the API on the test's config, with those [subscriptions]
+    options."""
+    yield from started_apis(config_file, names, keystone, es)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import io
 import json
 import logging
 import re
@@ -78,6 +79,58 @@ def _error(status: int, message: str, field: str | None = None) -> webob.Respons
 
 def _json(data, status: int = 200) -> webob.Response:
     return webob.Response(json_body=data, status=status, charset="utf-8")
+
+
+class BodyLimit:
+    """WSGI middleware, outermost (before ``auth_token``): a request body larger than
+    ``max_size`` bytes is refused with 413 before any of it is read or its token is
+    validated; a body within the limit is read here, whole, so that nothing behind
+    reads from the client's socket (a client too slow to send it gets 408).
+    ``server_limits``: what ``wsgi.APIServer`` needs of the configuration."""
+
+    def __init__(self, app, max_size: int, server_limits: dict | None = None):
+        self._app = app                 # as auth_token names what it wraps
+        self.max_size = max_size
+        self.server_limits = dict(server_limits or {})
+
+    def __call__(self, environ, start_response):
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(400, "Content-Length is not a number")(environ, start_response)
+        if length < 0:
+            return _error(400, "Content-Length is negative")(environ, start_response)
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if length > self.max_size:
+            return _error(413, f"the body has {length} bytes; the most accepted is "
+                          f"{self.max_size}")(environ, start_response)
+        if chunked:
+            return _error(411, "send a Content-Length (chunked bodies are not "
+                          "accepted)")(environ, start_response)
+        body = b""
+        if length:
+            try:
+                body = _read(environ["wsgi.input"], length)
+            except OSError:             # the server's deadline (TimeoutError) or a reset
+                return _error(408, "the request body did not arrive in time")(
+                    environ, start_response)
+            if len(body) < length:
+                return _error(400, f"the body ended after {len(body)} of {length} "
+                              "bytes")(environ, start_response)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return self._app(environ, start_response)
+
+
+def _read(stream, length: int) -> bytes:
+    parts, left = [], length
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 class Refused(Exception):
@@ -239,6 +292,15 @@ class SubscriptionsAPI:
             token = model.new_token()
             sub = sub.replace(feed_token_hash=feed_tokens.token_hash(token))
         stored = self.store.create(sub)
+        if sub.project_id is not None and \
+                self.store.count(sub.project_id) > self.settings.max_per_project:
+            # Creates running at once (in this process or another) all passed the
+            # count above: each looks again now that its own is searchable, and gives
+            # way if the project is over. The last one written always sees all the
+            # others, so the cap holds (at worst several give way at once).
+            self._withdraw(stored)
+            raise Refused(409, f"the project has {self.settings.max_per_project} "
+                          "subscriptions, the most allowed; delete one first")
         LOG.info("subscription %s created by user %s for project %s (%s %s)", sub.id,
                  caller.user_id, sub.project_id or "*", sub.protocol, sub.endpoint)
         view = model.public_view(stored.subscription)
@@ -249,6 +311,18 @@ class SubscriptionsAPI:
         resp = _json({"subscription": view}, 201)
         resp.location = f"/v1/subscriptions/{sub.id}"
         return resp
+
+    def _withdraw(self, stored: Stored) -> None:
+        for _ in range(5):
+            try:
+                self.store.delete(stored)
+                return
+            except KeyError:
+                return
+            except Conflict:        # the delivery service touched it meanwhile
+                stored = self.store.get(stored.subscription.id)
+                if stored is None:
+                    return
 
     def show(self, req, caller: Caller, sub_id: str) -> webob.Response:
         stored = self._load(caller, sub_id, "subscriptions:get")
@@ -333,9 +407,15 @@ class SubscriptionsAPI:
         if req.content_type not in ("application/json", ""):
             raise Refused(415, "send application/json")
         try:
-            return json.loads(req.body or b"{}")
+            body = json.loads(req.body or b"{}")
         except ValueError as exc:
             raise Refused(400, f"the body is not JSON: {exc}") from None
+        except RecursionError:          # e.g. 100,000 '[': the decoder gives up
+            raise Refused(400, "the body is not JSON we accept: nested too deeply") \
+                from None
+        if not isinstance(body, dict):
+            raise Invalid("body", "must be a JSON object")
+        return body
 
     def _secrets(self, sub: Subscription) -> list[dict]:
         now = time.time()

@@ -6,12 +6,20 @@ configuration files named by ``SEARCHLIGHT_FORWARD_CONFIG``, comma-separated).
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import hashlib
+import io
+import json
 import logging
 import os
+import socket
 import socketserver
 import threading
+import time
 import wsgiref.simple_server
 
+from keystoneauth1 import exceptions as ks_exceptions
 from keystonemiddleware import auth_token
 from oslo_config import cfg
 
@@ -22,7 +30,7 @@ from forwarders.pipeline import loader
 from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
-from forwarders.subscriptions.api.app import Settings, SubscriptionsAPI
+from forwarders.subscriptions.api.app import BodyLimit, Settings, SubscriptionsAPI
 from forwarders.subscriptions.model import Rules
 from forwarders.subscriptions.store import SubscriptionStore
 from forwarders.websocket.protocol import Renderer
@@ -75,8 +83,54 @@ def build(conf: cfg.ConfigOpts):
                            searcher=searcher(conf, es, deployment), feeds=feed_api,
                            hub=Hub(store, feed_api, heads, allowed, s.allow_http,
                                    s.webhook_timeout))
-    return auth_token.AuthProtocol(app, {"oslo_config_config": conf,
-                                         "delay_auth_decision": True})
+    authenticated = _AuthToken(app, {"oslo_config_config": conf,
+                                     "delay_auth_decision": True},
+                               s.api_refused_token_cache_time)
+    return BodyLimit(authenticated, s.api_max_body_size,
+                     {"client_timeout": s.api_client_timeout,
+                      "max_connections": s.api_max_connections})
+
+
+# What keystonemiddleware turns into "invalid token" when Keystone did not answer.
+_UNAVAILABLE = (ks_exceptions.ConnectFailure, ks_exceptions.DiscoveryFailure,
+                ks_exceptions.RequestTimeout, auth_token.ServiceError)
+
+
+class _AuthToken(auth_token.AuthProtocol):
+    """``auth_token`` that also remembers, for ``refused_ttl`` seconds, the tokens
+    Keystone refused: keystonemiddleware caches only valid tokens, so a client
+    repeating a bad token would cost a Keystone call per request. Bounded (LRU,
+    ``REFUSED_MAX`` hashes); a refusal because Keystone was unreachable is never
+    remembered."""
+
+    REFUSED_MAX = 10_000
+
+    def __init__(self, app, conf: dict, refused_ttl: float):
+        super().__init__(app, conf)
+        self._refused_ttl = refused_ttl
+        self._refused: collections.OrderedDict = collections.OrderedDict()
+        self._refused_lock = threading.Lock()
+
+    def fetch_token(self, token, **kwargs):
+        if not self._refused_ttl:
+            return super().fetch_token(token, **kwargs)
+        key = (hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest(),
+               tuple(sorted(kwargs.items())))
+        now = time.monotonic()
+        with self._refused_lock:
+            until = self._refused.get(key)
+            if until is not None and until > now:
+                raise auth_token.InvalidToken("refused by Keystone a moment ago")
+            self._refused.pop(key, None)
+        try:
+            return super().fetch_token(token, **kwargs)
+        except auth_token.InvalidToken as exc:
+            if not isinstance(exc.__context__, _UNAVAILABLE):
+                with self._refused_lock:
+                    self._refused[key] = now + self._refused_ttl
+                    while len(self._refused) > self.REFUSED_MAX:
+                        self._refused.popitem(last=False)
+            raise
 
 
 def searcher(conf: cfg.ConfigOpts, es, deployment: Deployment) -> Searcher:
@@ -113,21 +167,146 @@ def feeds(conf: cfg.ConfigOpts, es, deployment: Deployment, store: SubscriptionS
                  conf.subscriptions.public_url, allowed)
 
 
+def _canned(status: str, message: str) -> bytes:
+    code, title = status.split(" ", 1)
+    body = json.dumps({"error": {"code": int(code), "title": title,
+                                 "message": message}}).encode()
+    return (f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+_TOO_MANY = _canned("503 Service Unavailable", "too many connections; try again")
+_TOO_SLOW = _canned("408 Request Timeout", "the request did not arrive in time")
+
+
 class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    """One thread per connection, at most ``max_connections`` at once (more are
+    answered 503 from the accepting thread and closed)."""
+
     daemon_threads = True
+    max_connections = 100
+    client_timeout = 30.0
+
+    def server_activate(self):
+        self._lock = threading.Lock()
+        self.active = 0
+        self.refused = 0
+        super().server_activate()
+
+    def process_request(self, request, client_address):
+        with self._lock:
+            full = self.active >= self.max_connections
+            if full:
+                self.refused += 1
+            else:
+                self.active += 1
+        if full:                     # the accepting thread: never wait here
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_TOO_MANY)
+                request.shutdown(socket.SHUT_WR)
+            self.close_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            with self._lock:
+                self.active -= 1
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def shutdown_request(self, request):
+        """Close without a reset: a client still sending (a refused oversized body)
+        must be able to read the answer. At most 1 s and 1 MiB are read and dropped."""
+        with contextlib.suppress(OSError):
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.2)
+            deadline, drained = time.monotonic() + 1.0, 0
+            while time.monotonic() < deadline and drained < 2 ** 20:
+                chunk = request.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        self.close_request(request)
+
+    def handle_error(self, request, client_address):
+        LOG.debug("connection from %s failed", client_address, exc_info=True)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The client's socket for reading, every read bounded by one deadline for the
+    whole request: a client sending a byte a second (slowloris) is cut off."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the client did not send its request in time")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+
+class _Writer(io.RawIOBase):
+    """The client's socket for writing, each write bounded by ``timeout``."""
+
+    def __init__(self, sock: socket.socket, timeout: float):
+        self.sock, self.timeout = sock, timeout
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(data)
+        return len(data)
 
 
 class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
+    def setup(self):
+        timeout = self.server.client_timeout
+        self.connection = self.request
+        self.rfile = io.BufferedReader(_DeadlineReader(self.request,
+                                                       time.monotonic() + timeout))
+        self.wfile = _Writer(self.request, timeout)
+
+    def handle(self):
+        try:
+            super().handle()
+        except TimeoutError:
+            with contextlib.suppress(OSError):
+                self.wfile.write(_TOO_SLOW)
+            LOG.debug("%s - too slow: disconnected", self.address_string())
+        except OSError as exc:
+            LOG.debug("%s - %s", self.address_string(), exc)
+
     def log_message(self, fmt, *args):          # oslo.log, not stderr
         LOG.debug("%s - %s", self.address_string(), fmt % args)
 
 
 class APIServer:
-    """The application on a threaded HTTP server (``serve_forever`` in a thread)."""
+    """The application on a threaded HTTP server (``serve_forever`` in a thread).
+    Its limits are the application's ``server_limits`` (``build`` sets them from
+    [subscriptions]) unless given here."""
 
-    def __init__(self, app, host: str, port: int):
+    def __init__(self, app, host: str, port: int, client_timeout: float | None = None,
+                 max_connections: int | None = None):
+        limits = dict(getattr(app, "server_limits", {}))
+        server = type("Server", (_Server,), {
+            "client_timeout": client_timeout or limits.get("client_timeout", 30.0),
+            "max_connections": max_connections or limits.get("max_connections", 100)})
         self.httpd = wsgiref.simple_server.make_server(host, port, app,
-                                                       server_class=_Server,
+                                                       server_class=server,
                                                        handler_class=_Quiet)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,

@@ -1,0 +1,180 @@
+"""Hostile clients of the subscriptions API, on the real servers and the local
+Keystone (keystonemiddleware's auth_token validating real tokens): bodies too large
+or nested too deeply, bodies that are not objects, a client sending its headers a
+byte at a time (slowloris), more connections than the server serves at once, and a
+flood of concurrent creates from one project. Each is refused with a clear 4xx/503,
+in bounded time, and a member's ordinary calls keep working (bench/faults.py
+``hostile_api`` runs the same attacks, and more, against the real process)."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import select
+import socket
+import time
+import uuid
+
+import pytest
+
+from tests.functional.subscriptions_support import started_apis
+
+
+@pytest.fixture
+def api_with(config_file, names, keystone, es):
+    """api_with(**[subscriptions] options) -> the API in this process."""
+    yield from started_apis(config_file, names, keystone, es)
+
+
+def exchange(port: int, head: bytes, body_size: int = 0, trickle: float = 0.0,
+             limit: float = 20.0) -> tuple[bytes, float]:
+    """Raw HTTP: ``head``, a byte every ``trickle`` s if set, then ``body_size`` spaces,
+    stopping as soon as the server answers. (The answer's first bytes, seconds.)"""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as sock:
+        try:
+            for i in range(len(head) if trickle else 1):
+                sock.sendall(head[i:i + 1] if trickle else head)
+                if trickle and select.select([sock], [], [], trickle)[0]:
+                    break
+                if time.monotonic() - t0 > limit:
+                    return b"", time.monotonic() - t0
+            chunk, sent = b" " * 65536, 0
+            while sent < body_size and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(chunk[:body_size - sent])
+                sent += len(chunk)
+        except OSError:
+            pass
+        answer = b""
+        try:                             # the whole answer: the server closes after it
+            while True:
+                sock.settimeout(max(0.1, limit - (time.monotonic() - t0)))
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except (socket.timeout, OSError):
+            pass
+        return answer, time.monotonic() - t0
+
+
+def status_of(answer: bytes) -> int | None:
+    parts = answer.split(b"\r\n", 1)[0].split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def test_a_50_mb_body_is_refused_413_before_it_is_read(api_with, keystone):
+    api = api_with()
+    member = keystone.token("demo")
+    port = int(api.url.rsplit(":", 1)[1])
+    size = 50 * 2 ** 20
+    head = (f"POST /v1/subscriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"X-Auth-Token: {member}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode()
+    answer, seconds = exchange(port, head, body_size=size)
+    assert status_of(answer) == 413, answer[:300]
+    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["code"] == 413 and "1048576" in error["message"], error
+    assert seconds < 10
+    # Within the limit, the same request is an ordinary one.
+    ok = api.call("POST", "/v1/subscriptions", member, {"protocol": "webhook",
+                                                          "endpoint": "http://127.0.0.1:9/h",
+                                                          "name": "n" * 300})
+    assert ok.status_code == 400 and ok.json()["error"]["field"] == "name"
+
+
+def test_json_nested_too_deeply_or_not_an_object_is_a_400(api_with, keystone):
+    api = api_with()
+    member = keystone.token("demo")
+    headers = {"X-Auth-Token": member, "Content-Type": "application/json"}
+    import requests
+    for path in ("/v1/subscriptions", "/v1/search"):
+        for body in (b"[" * 100_000, b'{"a":' * 50_000):
+            resp = requests.post(api.url + path, data=body, headers=headers, timeout=30)
+            assert resp.status_code == 400, (path, resp.status_code, resp.text[:200])
+            assert "nested too deeply" in resp.json()["error"]["message"]
+    # A rotation's body must be an object too (it was read with .get: a 500).
+    rotate = f"/v1/subscriptions/{uuid.uuid4()}/secret/rotate"
+    for body in (b"[]", b'"x"', b"1"):
+        resp = requests.post(api.url + rotate, data=body, headers=headers, timeout=30)
+        assert resp.status_code == 400, (body, resp.status_code, resp.text[:200])
+        assert resp.json()["error"]["field"] == "body", resp.text
+    assert api.call("GET", "/v1/subscriptions", member).status_code == 200
+
+
+def test_a_slowloris_client_is_cut_off_and_others_are_served(api_with, keystone):
+    api = api_with(api_client_timeout="2")
+    member = keystone.token("demo")
+    port = int(api.url.rsplit(":", 1)[1])
+    head = (f"GET /v1/subscriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"X-Auth-Token: {member}\r\nX-Slow: {'s' * 100}\r\n\r\n").encode()
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        slow = [pool.submit(exchange, port, head, 0, 0.3, 15.0) for _ in range(5)]
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert api.call("GET", "/v1/subscriptions", member).status_code == 200
+        assert time.monotonic() - t0 < 5
+        for f in slow:
+            answer, seconds = f.result(timeout=30)
+            assert status_of(answer) == 408, answer[:200]
+            assert seconds < 6, seconds
+
+
+def test_connections_beyond_the_cap_get_503_at_once(api_with, keystone):
+    api = api_with(api_max_connections="3", api_client_timeout="5")
+    member = keystone.token("demo")
+    port = int(api.url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        answer, seconds = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                                   limit=4)
+        assert status_of(answer) == 503, answer[:200]
+        assert seconds < 1
+    finally:
+        for s in idle:
+            s.close()
+    time.sleep(0.5)
+    assert api.call("GET", "/v1/subscriptions", member).status_code == 200
+
+
+def test_concurrent_creates_from_one_project_stay_within_the_cap(api_with, keystone):
+    api = api_with(max_per_project="5")
+    member = keystone.token("alt")
+
+    def create(i):
+        return api.call("POST", "/v1/subscriptions", member,
+                        {"protocol": "webhook", "endpoint": "http://127.0.0.1:9/hook",
+                         "name": f"flood {i}"}).status_code
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(create, range(40)))
+    stored = api.call("GET", "/v1/subscriptions", member).json()["subscriptions"]
+    assert set(statuses) <= {201, 409}, statuses
+    assert len(stored) <= 5, (len(stored), statuses.count(201))
+    assert len(stored) == statuses.count(201)
+    # Sequentially, the cap is reached exactly.
+    while len(api.call("GET", "/v1/subscriptions", member).json()["subscriptions"]) < 5:
+        assert create(-1) == 201
+    assert create(-2) == 409
+
+
+def test_a_token_keystone_refused_is_not_sent_to_keystone_again(api_with, keystone,
+                                                                monkeypatch):
+    """keystonemiddleware caches valid tokens only: without the API's own memory of
+    refused tokens, every request with a bad token is a Keystone call."""
+    from keystonemiddleware.auth_token import _identity
+    calls = []
+    real = _identity.IdentityServer.verify_token
+
+    def counted(self, token, *args, **kwargs):
+        calls.append(token)
+        return real(self, token, *args, **kwargs)
+    monkeypatch.setattr(_identity.IdentityServer, "verify_token", counted)
+    api = api_with()
+    bad = [f"gAAAAA-not-a-token-{uuid.uuid4().hex}" for _ in range(3)]
+    for token in bad * 10:
+        assert api.call("GET", "/v1/subscriptions", token).status_code == 401
+    assert sorted(calls) == sorted(bad)              # one Keystone call per token
+    member = keystone.token("demo")
+    assert api.call("GET", "/v1/subscriptions", member).status_code == 200
+    assert api.call("GET", "/v1/subscriptions", member).status_code == 200
+    assert calls.count(member) == 1                  # auth_token's own cache
