@@ -680,53 +680,20 @@ class _Receiver:
         self.httpd.server_close()
 
 
-def _raw_http(port: int, head: bytes, body_size: int = 0, body_byte: bytes = b"a",
-              trickle: float = 0.0, limit_s: float = 60.0) -> tuple[str, float]:
-    """One raw HTTP exchange: ``head`` (request line and headers; ``trickle`` > 0
-    sends it a byte every ``trickle`` s), then ``body_size`` bytes, stopping as soon
-    as the server answers. Returns (status or what happened, seconds)."""
-    import select
-    t0 = time.monotonic()
-    deadline = t0 + limit_s
-
-    def answer(sock) -> str:
-        sock.settimeout(max(0.1, min(10.0, deadline - time.monotonic())))
-        try:
-            data = sock.recv(4096)
-        except socket.timeout:
-            return "no answer"
-        except OSError as exc:
-            return type(exc).__name__
-        if not data:
-            return "closed"
-        line = data.split(b"\r\n", 1)[0].split()
-        return line[1].decode() if len(line) > 1 else "garbled"
-
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        try:
-            if trickle:
-                for i in range(len(head)):
-                    if time.monotonic() > deadline:
-                        return f"still open after {limit_s:g} s", time.monotonic() - t0
-                    sock.sendall(head[i:i + 1])
-                    if select.select([sock], [], [], trickle)[0]:
-                        return answer(sock), time.monotonic() - t0
-            else:
-                sock.sendall(head)
-            chunk = body_byte * 65536
-            sent = 0
-            while sent < body_size:
-                if select.select([sock], [], [], 0)[0]:
-                    return answer(sock), time.monotonic() - t0
-                n = min(len(chunk), body_size - sent)
-                sock.settimeout(10)
-                sock.sendall(chunk[:n])
-                sent += n
-        except OSError as exc:              # reset while sending: read what came
-            status = answer(sock)
-            return (status if status[0].isdigit() else type(exc).__name__,
-                    time.monotonic() - t0)
-        return answer(sock), time.monotonic() - t0
+def _raw_http(port: int, head: bytes, body_size: int = 0, trickle: float = 0.0,
+              limit_s: float = 60.0) -> tuple[str, float]:
+    """One raw HTTP exchange (tests/functional/raw_http.py): the answer's status, or
+    what happened instead, and the seconds it took."""
+    from tests.functional.raw_http import exchange, status_of
+    answer, seconds = exchange(port, head, body_size, trickle, limit_s)
+    status = status_of(answer)
+    if status is not None:
+        return str(status), seconds
+    if answer:
+        return "garbled", seconds
+    if seconds >= limit_s:
+        return (f"still open after {limit_s:g} s" if trickle else "no answer"), seconds
+    return "closed", seconds
 
 
 class ApiAttacks:
@@ -822,8 +789,7 @@ class ApiAttacks:
                     f"X-Auth-Token: {member}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {size}\r\n\r\n").encode()
             jobs.append(lambda h=head: self.record(
-                f"{API_OVERSIZED_MB} MB body", *_raw_http(port, h, size, b" ",
-                                                           limit_s=60)))
+                f"{API_OVERSIZED_MB} MB body", *_raw_http(port, h, size, limit_s=60)))
         # Wrong content types.
         for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/xml",
                       "multipart/form-data; boundary=x", "application/json-patch+json"):
@@ -990,7 +956,6 @@ def hostile_api(run: Run, args) -> list[dict]:
     ks = LocalKeystone()
     demo = ks.users["demo"]["project_id"]
     member, flooder = ks.token("demo"), ks.token("alt")
-    flood_project = ks.users["alt"]["project_id"]
     counter = harness.KeystoneCounter()
     receiver = _Receiver()
     api_port = harness.free_port()

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         fail(COMMAND, str(exc))
     server = wsgi.APIServer(app, conf.subscriptions.api_host,
-                            conf.subscriptions.api_port).start()
+                            conf.subscriptions.api_port, conf).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -69,8 +69,8 @@ class API:
     """The subscriptions API on 127.0.0.1, built from the test's config file."""
 
     def __init__(self, config_file, port: int):
-        self.server = wsgi.APIServer(wsgi.build(load_conf(config_file)), "127.0.0.1",
-                                     port).start()
+        conf = load_conf(config_file)
+        self.server = wsgi.APIServer(wsgi.build(conf), "127.0.0.1", port, conf).start()
         self.url = f"http://127.0.0.1:{port}"
 
     def call(self, method: str, path: str, token: str | None = None, body=None,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import select
 import socket
 import time
 import uuid
 
 import pytest
 
+from tests.functional.raw_http import exchange, status_of
 from tests.functional.subscriptions_support import started_apis
 
 
@@ -23,43 +23,6 @@ from tests.functional.subscriptions_support import started_apis
 def api_with(config_file, names, keystone, es):
     """api_with(**[subscriptions] options) -> the API in this process."""
     yield from started_apis(config_file, names, keystone, es)
-
-
-def exchange(port: int, head: bytes, body_size: int = 0, trickle: float = 0.0,
-             limit: float = 20.0) -> tuple[bytes, float]:
-    """Raw HTTP: ``head``, a byte every ``trickle`` s if set, then ``body_size`` spaces,
-    stopping as soon as the server answers. (The answer's first bytes, seconds.)"""
-    t0 = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=limit) as sock:
-        try:
-            for i in range(len(head) if trickle else 1):
-                sock.sendall(head[i:i + 1] if trickle else head)
-                if trickle and select.select([sock], [], [], trickle)[0]:
-                    break
-                if time.monotonic() - t0 > limit:
-                    return b"", time.monotonic() - t0
-            chunk, sent = b" " * 65536, 0
-            while sent < body_size and not select.select([sock], [], [], 0)[0]:
-                sock.sendall(chunk[:body_size - sent])
-                sent += len(chunk)
-        except OSError:
-            pass
-        answer = b""
-        try:                             # the whole answer: the server closes after it
-            while True:
-                sock.settimeout(max(0.1, limit - (time.monotonic() - t0)))
-                data = sock.recv(65536)
-                if not data:
-                    break
-                answer += data
-        except (socket.timeout, OSError):
-            pass
-        return answer, time.monotonic() - t0
-
-
-def status_of(answer: bytes) -> int | None:
-    parts = answer.split(b"\r\n", 1)[0].split()
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
 def test_a_50_mb_body_is_refused_413_before_it_is_read(api_with, keystone):

@@ -85,13 +85,11 @@ class BodyLimit:
     """WSGI middleware, outermost (before ``auth_token``): a request body larger than
     ``max_size`` bytes is refused with 413 before any of it is read or its token is
     validated; a body within the limit is read here, whole, so that nothing behind
-    reads from the client's socket (a client too slow to send it gets 408).
-    ``server_limits``: what ``wsgi.APIServer`` needs of the configuration."""
+    reads from the client's socket (a client too slow to send it gets 408)."""
 
-    def __init__(self, app, max_size: int, server_limits: dict | None = None):
+    def __init__(self, app, max_size: int):
         self._app = app                 # as auth_token names what it wraps
         self.max_size = max_size
-        self.server_limits = dict(server_limits or {})
 
     def __call__(self, environ, start_response):
         try:

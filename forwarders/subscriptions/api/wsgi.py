@@ -86,9 +86,7 @@ def build(conf: cfg.ConfigOpts):
     authenticated = _AuthToken(app, {"oslo_config_config": conf,
                                      "delay_auth_decision": True},
                                s.api_refused_token_cache_time)
-    return BodyLimit(authenticated, s.api_max_body_size,
-                     {"client_timeout": s.api_client_timeout,
-                      "max_connections": s.api_max_connections})
+    return BodyLimit(authenticated, s.api_max_body_size)
 
 
 # What keystonemiddleware turns into "invalid token" when Keystone did not answer.
@@ -181,11 +179,12 @@ _TOO_SLOW = _canned("408 Request Timeout", "the request did not arrive in time")
 
 class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
     """One thread per connection, at most ``max_connections`` at once (more are
-    answered 503 from the accepting thread and closed)."""
+    answered 503 from the accepting thread and closed); ``max_connections`` and
+    ``client_timeout`` are set by ``APIServer`` from the configuration."""
 
     daemon_threads = True
-    max_connections = 100
-    client_timeout = 30.0
+    max_connections: int
+    client_timeout: float
 
     def server_activate(self):
         self._lock = threading.Lock()
@@ -295,16 +294,14 @@ class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
 
 
 class APIServer:
-    """The application on a threaded HTTP server (``serve_forever`` in a thread).
-    Its limits are the application's ``server_limits`` (``build`` sets them from
-    [subscriptions]) unless given here."""
+    """The application on a threaded HTTP server (``serve_forever`` in a thread),
+    with the connection limits of [subscriptions] (``api_client_timeout``,
+    ``api_max_connections``)."""
 
-    def __init__(self, app, host: str, port: int, client_timeout: float | None = None,
-                 max_connections: int | None = None):
-        limits = dict(getattr(app, "server_limits", {}))
+    def __init__(self, app, host: str, port: int, conf: cfg.ConfigOpts):
         server = type("Server", (_Server,), {
-            "client_timeout": client_timeout or limits.get("client_timeout", 30.0),
-            "max_connections": max_connections or limits.get("max_connections", 100)})
+            "client_timeout": conf.subscriptions.api_client_timeout,
+            "max_connections": conf.subscriptions.api_max_connections})
         self.httpd = wsgiref.simple_server.make_server(host, port, app,
                                                        server_class=server,
                                                        handler_class=_Quiet)
