@@ -67,6 +67,9 @@ class Tombstones:
         young = _millis(now - datetime.timedelta(seconds=min_age))
         old = _millis(now - datetime.timedelta(seconds=retention))
         horizon = self.horizon(head.index) or Position.start(head.index, head.shards)
+        # Make every tombstone up to ``head`` searchable: otherwise those written in
+        # the last refresh interval wait for the next purge (one refresh per purge).
+        self.es.indices.refresh(index=head.index)
         purged = 0
         for shard in range(head.shards):
             expired = [{"range": {WRITTEN_AT_FIELD: {"lt": old}}}]
