@@ -165,7 +165,7 @@ class Indexer:
 
     def _round(self, by_key, result: BatchResult, failures: dict[Key, tuple[int, int]],
                took_before: int) -> set[Key]:
-        stored, removals, foreign, unavailable = self._read(by_key)
+        stored, removals, foreign, unavailable, absent = self._read(by_key)
         admin_writes: list[tuple[Key, dict, dict]] = []
         user_rewrites: list[tuple[Key, dict]] = []
         folded: dict[Key, list[tuple[Hashable, merge.ChangeResult]]] = {}
@@ -202,13 +202,19 @@ class Indexer:
         user_writes = list(user_rewrites)
         # ``unavailable``: keys answered 429/5xx (or not readable) in this round.
         written = False
-        for (key, admin, user), (status, info) in zip(
-                admin_writes, self._bulk([a for _, a, _ in admin_writes])):
+        answers = self._bulk([a for _, a, _ in admin_writes])
+        arrived = self._removals_since({key: absent[key] for (key, _, _), (status, _)
+                                        in zip(admin_writes, answers)
+                                        if status in (200, 201) and absent.get(key)})
+        for (key, admin, user), (status, info) in zip(admin_writes, answers):
             if status in (200, 201):
                 written = True
-                user_writes.append((key, user))
                 self._states.put(key, Stored(admin["_state"], info["_seq_no"],
                                              info["_primary_term"]))
+                if key in arrived:
+                    self.counters["late_item_removals"] += 1   # fold it in next round
+                else:
+                    user_writes.append((key, user))
                 continue
             self._states.drop(key)               # read it afresh next round
             if status == 409:
@@ -292,17 +298,19 @@ class Indexer:
         return admin, user
 
     def _read(self, by_key) -> tuple[dict[Key, "Stored"], dict[Key, list], dict[Key, str],
-                                     dict[Key, str]]:
+                                     dict[Key, str], dict[Key, list[str]]]:
         """One mget per group: the stored admin copies (with the ``_seq_no`` and
         ``_primary_term`` the writes are conditional on), the item removals that
         must be folded in before late upserts of removed items (see below), the
-        keys whose id another resource type already uses (refused), and the keys
-        Elasticsearch could not read now (their shard is unavailable: try again)."""
+        keys whose id another resource type already uses (refused), the keys
+        Elasticsearch could not read now (their shard is unavailable: try again),
+        and the ids of the item removals looked for and not found, per key."""
         wanted = self._wanted_removals(by_key)
         states: dict[Key, Stored] = {}
         foreign: dict[Key, str] = {}
         unreadable: dict[Key, str] = {}
         removals: dict[Key, list] = collections.defaultdict(list)
+        absent: dict[Key, list[str]] = collections.defaultdict(list)
         ids_by_group: dict[str, list[tuple[str, object]]] = collections.defaultdict(list)
         for key in by_key:
             known = self._states.get(key)
@@ -323,6 +331,8 @@ class Indexer:
                     unreadable[key] = f"{_reason(doc['error'])} to a read"
                     continue
                 if not doc.get("found"):
+                    if doc_id in wanted:
+                        absent[what[0]].append(doc_id)
                     continue
                 if doc_id in wanted:
                     key, (list_field, item_key, value) = what
@@ -339,7 +349,7 @@ class Indexer:
                     continue
                 states[what] = Stored(state, doc["_seq_no"], doc["_primary_term"])
                 self._states.put(what, states[what])
-        return states, removals, foreign, unreadable
+        return states, removals, foreign, unreadable, absent
 
     # -- list items removed before the owner was known -----------------------------
     #
@@ -410,34 +420,57 @@ class Indexer:
         if not lookups:
             return plain
         # Search is near-real-time: the owner is almost always visible already (the
-        # announcer refreshes every announce_interval); refresh only for those not
-        # found, in case they were written moments ago.
+        # announcer refreshes every announce_interval); those not found are looked
+        # for again below, after a refresh.
         responses = self._search_owners(lookups)
-        missing = [i for i, resp in enumerate(responses)
-                   if "error" not in resp and not resp["hits"]["hits"]]
-        if missing:
-            for group in {self.groups[lookups[i][1].resource_type] for i in missing}:
-                self.es.indices.refresh(index=layout.listener_alias(group))
-            again = self._search_owners([lookups[i] for i in missing])
-            for i, resp in zip(missing, again):
-                responses[i] = resp
-        orphans: list[DocumentChange] = []
+        orphans = []
         for (origin, change), resp in zip(lookups, responses):
             if "error" in resp:
                 raise TransientError(f"lookup failed: {resp['error']}")
             hits = resp["hits"]["hits"]
-            if not hits:
-                # The owner is not known yet (or is gone): remember removals.
-                self.counters["unlocated"] += 1
-                orphans.append(change)
-                result.results.append((origin, merge.ChangeResult(
-                    change, merge.Outcome.STALE, None)))
+            if hits:
+                plain.append((origin, _located(change, hits[0])))
+            else:
+                orphans.append((origin, change))
+        if not orphans:
+            return plain
+        # The owner is not visible yet, or unknown, or gone: remember the removals,
+        # then refresh and look once more. Another listener process may be writing
+        # the owner right now: it reads the removals after its write
+        # (``_removals_since``), this one searches after writing them, so one of
+        # the two sees the other.
+        self._write_item_removals([change for _, change in orphans])
+        for group in {self.groups[change.resource_type] for _, change in orphans}:
+            self.es.indices.refresh(index=layout.listener_alias(group))
+        for (origin, change), resp in zip(orphans, self._search_owners(orphans)):
+            if "error" in resp:
+                raise TransientError(f"lookup failed: {resp['error']}")
+            hits = resp["hits"]["hits"]
+            if hits:
+                plain.append((origin, _located(change, hits[0])))
                 continue
-            resource_id = hits[0]["_id"].rsplit("_", 1)[0]
-            plain.append((origin, dataclasses.replace(change, id=resource_id,
-                                                      locate_by=None)))
-        self._write_item_removals(orphans)
+            self.counters["unlocated"] += 1
+            result.results.append((origin, merge.ChangeResult(
+                change, merge.Outcome.STALE, None)))
         return plain
+
+    def _removals_since(self, absent: dict[Key, list[str]]) -> set[Key]:
+        """The keys for which an item removal looked for at the read is there now:
+        written by another process between this round's read and its write."""
+        ids = [(doc_id, key) for key, doc_ids in absent.items() for doc_id in doc_ids]
+        if not ids:
+            return set()
+        arrived: set[Key] = set()
+        by_group: dict[str, list[tuple[str, Key]]] = collections.defaultdict(list)
+        for doc_id, key in ids:
+            by_group[self.groups[key[0]]].append((doc_id, key))
+        for group, entries in by_group.items():
+            resp = self.es.mget(index=layout.listener_alias(group),
+                                ids=[doc_id for doc_id, _ in entries])
+            for (_, key), doc in zip(entries, resp["docs"]):
+                if doc.get("found") or "error" in doc:   # unreadable: read it again
+                    arrived.add(key)
+        return arrived
 
     def _search_owners(self, lookups) -> list[dict]:
         searches: list[dict] = []
@@ -453,6 +486,11 @@ class Indexer:
                 holds, {"term": {ROLE_FIELD: ADMIN}},
                 {"term": {"resource_type": change.resource_type}}]}}})
         return self.es.msearch(searches=searches)["responses"]
+
+
+def _located(change: DocumentChange, hit: dict) -> DocumentChange:
+    """The change addressed to the resource the search found."""
+    return dataclasses.replace(change, id=hit["_id"].rsplit("_", 1)[0], locate_by=None)
 
 
 class StateCache:
