@@ -36,7 +36,8 @@ Faults (loopback only; each ends by itself):
     .venv/bin/python bench/faults.py [--only es_down,kill9] [--short]
 
 Figures are printed and written to bench/results/faults.{json,md}, and the table into
-docs/reliability.md.
+docs/reliability.md; its rows are kept in docs/reliability-faults.json, so a run of
+some scenarios keeps the others' rows.
 """
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ from bench.harness import BenchError, Run, Scenario  # noqa: E402
 ROOT = harness.ROOT
 RESULTS = os.path.join(ROOT, "bench", "results")
 DOC = os.path.join(ROOT, "docs", "reliability.md")
+# The rows behind the published table, kept in the repository: a run of some
+# scenarios replaces their rows and keeps the others' (bench/results/ is not kept).
+RECORD = os.path.join(ROOT, "docs", "reliability-faults.json")
 COLUMNS = ("scenario", "published", "indexed correctly", "Zaqar (hold)", "WebSocket",
            "duplicates", "older after newer", "lost", "restarted", "recovery s")
 
@@ -1110,12 +1114,11 @@ def scenario_of(row: dict) -> str:
 
 
 def merged(rows: list[dict], ran: list[str]) -> list[dict]:
-    """This run's rows, and the previous run's rows of the scenarios not run now (each
-    row says when it was measured)."""
-    path = os.path.join(RESULTS, "faults.json")
+    """This run's rows, and the recorded rows of the scenarios not run now (each row
+    says when it was measured)."""
     previous = []
     with contextlib.suppress(OSError, ValueError, KeyError):
-        with open(path) as f:
+        with open(RECORD) as f:
             previous = [r for r in json.load(f)["rows"] if scenario_of(r) not in ran]
     order = list(SCENARIOS)
     return sorted(previous + rows, key=lambda r: order.index(scenario_of(r)))
@@ -1123,8 +1126,9 @@ def merged(rows: list[dict], ran: list[str]) -> list[dict]:
 
 def write(rows: list[dict], meta: dict) -> str:
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "faults.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)
+    for path in (os.path.join(RESULTS, "faults.json"), RECORD):
+        with open(path, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)
     runs = sorted({r.get("measured", "") for r in rows})
     md = (f"{meta['machine']}; rows measured {', '.join(runs)} (UTC, commit), "
           f"latest `{meta['command']}`, {meta['wall_s']:.0f} s.\n\n" + table(rows) + "\n")
