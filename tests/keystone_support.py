@@ -6,6 +6,12 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
+import sqlite3
+import subprocess
+import time
+import urllib.parse
+import urllib.request
 import uuid
 
 from keystoneauth1 import session as ks_session
@@ -122,3 +128,81 @@ class LocalKeystone:
         conf = cfg.ConfigOpts()
         conf([], project="searchlight-forward", default_config_files=[str(path)])
         return load_validator("keystone", {"conf": conf})
+
+
+class PrivateKeystone:
+    """A Keystone of one test's own, to stop and start at will without touching the
+    one other tests use: a consistent copy of the local Keystone's database and keys
+    (so its users, projects and tokens are the same), served by the local Keystone's
+    own virtualenv and launcher on another port, its catalog pointing at itself.
+    ``accounts`` is a ``LocalKeystone`` whose sessions and tokens come from it."""
+
+    def __init__(self, directory: pathlib.Path, port: int, python: pathlib.Path | None = None,
+                 state: pathlib.Path = ACCOUNTS.parent):
+        self.dir, self.port = directory, port
+        self.url = f"http://127.0.0.1:{port}/v3"
+        self.python = python or state / "venv" / "bin" / "python"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # The backup API copies a consistent snapshot while the other Keystone writes.
+        with sqlite3.connect(state / "keystone.db") as source, \
+                sqlite3.connect(self.dir / "keystone.db") as target:
+            source.backup(target)
+        for repo in ("fernet-keys", "credential-keys", "receipt-keys"):
+            shutil.copytree(state / repo, self.dir / repo, dirs_exist_ok=True)
+        self.conf = self.dir / "keystone.conf"
+        self.conf.write_text((state / "keystone.conf").read_text().replace(
+            str(state), str(self.dir)))
+        accounts = json.loads(ACCOUNTS.read_text())
+        accounts["auth_url"] = self.url
+        (self.dir / "accounts.json").write_text(json.dumps(accounts))
+        self.log = self.dir / "keystone.log"
+        self._process: subprocess.Popen | None = None
+        self.accounts: LocalKeystone | None = None
+
+    def start(self, timeout: float = 90.0) -> "PrivateKeystone":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env["OS_KEYSTONE_CONFIG_FILES"] = str(self.conf)
+        with open(self.log, "ab") as log:
+            self._process = subprocess.Popen(
+                [str(self.python), str(REPO / "scripts" / "keystone_launcher.py"),
+                 "--port", str(self.port)], env=env, stdout=log, stderr=log,
+                cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the private Keystone did not start; see {self.log}")
+            time.sleep(0.2)
+        if self.accounts is None:
+            self.accounts = LocalKeystone(self.dir / "accounts.json")
+            self._point_catalog_here()
+        return self
+
+    def stop(self) -> None:
+        """As a restart begins: the process ends, its port refuses connections."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(10)
+        self._process = None
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def _point_catalog_here(self) -> None:
+        # The copy's catalog names the other Keystone's address: validations would
+        # go there and never notice this one's restart.
+        other = urllib.parse.urlsplit(json.loads(ACCOUNTS.read_text())["auth_url"]).netloc
+        admin = self.accounts.session("admin")
+        for endpoint in admin.get(f"{self.url}/endpoints").json()["endpoints"]:
+            url = urllib.parse.urlsplit(endpoint["url"])
+            if url.netloc == other:
+                here = url._replace(netloc=f"127.0.0.1:{self.port}").geturl()
+                admin.patch(f"{self.url}/endpoints/{endpoint['id']}",
+                            json={"endpoint": {"url": here}})

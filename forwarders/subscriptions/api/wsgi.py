@@ -22,6 +22,7 @@ import wsgiref.simple_server
 from keystoneauth1 import exceptions as ks_exceptions
 from keystonemiddleware import auth_token
 from oslo_config import cfg
+import webob.exc
 
 from forwarders.feeds.api import Feeds
 from forwarders.feeds.websub import Hub
@@ -89,6 +90,8 @@ def build(conf: cfg.ConfigOpts):
     return BodyLimit(authenticated, s.api_max_body_size)
 
 
+# Seconds a client is asked to wait when Keystone did not answer (Retry-After).
+KEYSTONE_RETRY_AFTER = 5
 # What keystonemiddleware turns into "invalid token" when Keystone did not answer.
 _UNAVAILABLE = (ks_exceptions.ConnectFailure, ks_exceptions.DiscoveryFailure,
                 ks_exceptions.RequestTimeout, auth_token.ServiceError)
@@ -98,8 +101,8 @@ class _AuthToken(auth_token.AuthProtocol):
     """``auth_token`` that also remembers, for ``refused_ttl`` seconds, the tokens
     Keystone refused: keystonemiddleware caches only valid tokens, so a client
     repeating a bad token would cost a Keystone call per request. Bounded (LRU,
-    ``REFUSED_MAX`` hashes); a refusal because Keystone was unreachable is never
-    remembered."""
+    ``REFUSED_MAX`` hashes). When Keystone does not answer, the caller gets 503
+    with Retry-After, not 401, and nothing is remembered."""
 
     REFUSED_MAX = 10_000
 
@@ -111,7 +114,7 @@ class _AuthToken(auth_token.AuthProtocol):
 
     def fetch_token(self, token, **kwargs):
         if not self._refused_ttl:
-            return super().fetch_token(token, **kwargs)
+            return self._fetch(token, **kwargs)
         key = (hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest(),
                tuple(sorted(kwargs.items())))
         now = time.monotonic()
@@ -121,14 +124,33 @@ class _AuthToken(auth_token.AuthProtocol):
                 raise auth_token.InvalidToken("refused by Keystone a moment ago")
             self._refused.pop(key, None)
         try:
+            return self._fetch(token, **kwargs)
+        except auth_token.InvalidToken:
+            with self._refused_lock:
+                self._refused[key] = now + self._refused_ttl
+                while len(self._refused) > self.REFUSED_MAX:
+                    self._refused.popitem(last=False)
+            raise
+
+    def _fetch(self, token, **kwargs):
+        """Keystone's answer; 503 when it did not answer. (With delay_auth_decision,
+        which the feeds' secret URLs need, keystonemiddleware marks the token invalid
+        instead, and the caller would be told 401: log in again.)"""
+        try:
             return super().fetch_token(token, **kwargs)
         except auth_token.InvalidToken as exc:
-            if not isinstance(exc.__context__, _UNAVAILABLE):
-                with self._refused_lock:
-                    self._refused[key] = now + self._refused_ttl
-                    while len(self._refused) > self.REFUSED_MAX:
-                        self._refused.popitem(last=False)
+            if isinstance(exc.__context__, _UNAVAILABLE):
+                raise _keystone_unavailable() from None
             raise
+
+
+def _keystone_unavailable() -> webob.exc.HTTPServiceUnavailable:
+    body = json.dumps({"error": {
+        "code": 503, "title": "Service Unavailable",
+        "message": "Keystone cannot validate the token now; try again"}}).encode()
+    return webob.exc.HTTPServiceUnavailable(
+        body=body, content_type="application/json", charset="utf-8",
+        headers={"Retry-After": str(KEYSTONE_RETRY_AFTER)})
 
 
 def searcher(conf: cfg.ConfigOpts, es, deployment: Deployment) -> Searcher:
