@@ -7,7 +7,6 @@ after fixing a plugin or a mapping, feed them back with ``dead-letters replay``.
 """
 from __future__ import annotations
 
-import collections
 
 import dataclasses
 import datetime
@@ -18,6 +17,7 @@ import uuid
 from typing import Any, Iterable
 
 from searchlight_forward import search
+from searchlight_forward.counters import Counters
 from searchlight_forward.search import helpers
 from searchlight_forward.retry import TRANSIENT_STATUSES, TransientError
 
@@ -98,7 +98,7 @@ class DeadLetterIndex:
         self.es = es
         self.index = index
         #: records this process stored, by stage (a fixed set: bounded metric labels)
-        self.written: collections.Counter = collections.Counter()
+        self.written: Counters = Counters()
 
     def ensure(self) -> None:
         search.ensure_index(self.es, self.index, MAPPING, {"number_of_replicas": 0})
@@ -122,7 +122,7 @@ class DeadLetterIndex:
                 raise TransientError(message)
             raise DeadLetterWriteError(message)
         for action in actions:
-            self.written[action["_source"]["stage"]] += 1
+            self.written.add(action["_source"]["stage"])
         return ok
 
     def forward(self, consumer: str, reason: str, payload: dict, key: str,

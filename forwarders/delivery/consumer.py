@@ -25,7 +25,6 @@ delivered again, which consumers ignore by version.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import queue
@@ -40,6 +39,7 @@ from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, IndexGone, Page, Selection
 from searchlight_forward.changelog.tombstones import Tombstones
+from searchlight_forward.counters import Counters
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.logs import Throttled
 from searchlight_forward.model.envelope import RESYNC_BEGIN, RESYNC_END, Envelope, control
@@ -93,7 +93,7 @@ class Consumer:
         self._idle_wait = max(0.2, settings.lease_seconds / 6)
         # When it last moved or had nothing pending (set by its own thread only).
         self.last_progress = time.monotonic()
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
         self.last_error: str | None = self.state.last_error
         self._committed: Position | None = self.position
         self._last_commit = time.monotonic()
@@ -154,7 +154,7 @@ class Consumer:
             self.queue.put_nowait(page)
             return True
         except queue.Full:
-            self.counters["fell_behind"] += 1
+            self.counters.add("fell_behind")
             self._dropped.set()
             return False
 
@@ -283,7 +283,7 @@ class Consumer:
 
     def _restart(self, target: Position, reason: str) -> None:
         LOG.warning("pipeline %s (%s): resynchronising: %s", self.name, self.group, reason)
-        self.counters["resyncs"] += 1
+        self.counters.add("resyncs")
         self.position = Position.start(target.index, target.shards)
         self._send_control(RESYNC_BEGIN, reason)
         self.state.resyncing = True
@@ -331,7 +331,7 @@ class Consumer:
                 for r in exc.rejected:
                     self._record(r.reason, r.envelope.to_dict(),
                                  f"{r.envelope.id}-{r.envelope.version}", r.envelope.event_type)
-                self.counters["rejected"] += len(refused)
+                self.counters.add("rejected", len(refused))
                 self._delivered([p for i, p in enumerate(pending) if i not in refused])
                 self._advance(pending)
                 pending = []
@@ -346,7 +346,7 @@ class Consumer:
             self._send_retry.call(attempt)
         except SinkUnavailable as exc:
             if self.pipeline.failure.on_failure == HOLD:
-                self.counters["held"] += 1
+                self.counters.add("held")
                 raise
             self._skip(pending, str(exc))
 
@@ -364,7 +364,7 @@ class Consumer:
               classify=lambda e: isinstance(e, SinkUnavailable), log=self._log).call(attempt)
 
     def _delivered(self, items) -> None:
-        self.counters["delivered"] += len(items)
+        self.counters.add("delivered", len(items))
         self.state.delivered += len(items)
         if items:
             self.state.failing_since = None
@@ -386,12 +386,12 @@ class Consumer:
                       "resources": [f"{e.resource_type} {e.id} v{e.version}"
                                     for _, e in items[:20]]},
                      f"skip-{first.shard}-{first.seq_no}-{last.seq_no}")
-        self.counters["skipped"] += len(items)
+        self.counters.add("skipped", len(items))
         self.state.skipped += len(items)
         self._advance(items)
 
     def _withhold(self, entry: Entry, exc: FilterFailed) -> None:
-        self.counters["withheld"] += 1
+        self.counters.add("withheld")
         self._log.failure(f"pipeline {self.name}: filter", exc,
                           "the change is withheld from this pipeline and recorded",
                           with_traceback=True)
@@ -411,7 +411,7 @@ class Consumer:
     def _failed(self, reason: str) -> None:
         """Count a failed sink call; ``SinkGone`` once the destination has failed
         for longer than the policy's ``give_up_after``."""
-        self.counters["failures"] += 1
+        self.counters.add("failures")
         self.last_error = reason[:300]
         self.state.last_error = self.last_error
         self.state.last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -458,7 +458,7 @@ class Consumer:
             return
         self.state.position = self.position
         self.lease.write(CursorState(**vars(self.state)))
-        self.counters["commits"] += 1
+        self.counters.add("commits")
         self._committed = self.position
         self._last_commit = now
 

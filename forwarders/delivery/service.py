@@ -44,6 +44,7 @@ from searchlight_forward.changelog.feed import ChangeFeed
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex, Selection
 from searchlight_forward.changelog.tombstones import Tombstones
+from searchlight_forward.counters import Counters
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.logs import Throttled, describe
 from searchlight_forward.model.documents import ADMIN, ROLES
@@ -94,7 +95,7 @@ class DeliveryService:
         self._last_refresh = -math.inf
         self._last_forget = -math.inf
         self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
         self.members: list[str] = [store.owner]
         self.doorbell: DoorbellListener | None = None
         self._log = Throttled(LOG)
@@ -193,7 +194,7 @@ class DeliveryService:
             except Stopping:
                 return
             except Exception as exc:  # noqa: BLE001 - leases run on; try next turn
-                self.counters["rebalance_failures"] += 1
+                self.counters.add("rebalance_failures")
                 self._log.failure("delivery rebalance", exc,
                                   f"trying again in {interval:.0f}s")
             self.stop_event.wait(interval)
@@ -236,7 +237,7 @@ class DeliveryService:
                 consumer.lease.write(release=True)
             except LeaseLost:
                 pass
-            self.counters["released"] += 1
+            self.counters.add("released")
             LOG.info("released %s (share %d of %d pipelines among %d processes)", key,
                      fair, len(wanted), len(self.members))
         # Claim what nobody holds, up to our share.
@@ -255,7 +256,7 @@ class DeliveryService:
                             g.tombstones, self.dead_letters, self.settings,
                             threading.Event(), probe=pipeline.sink.probe)
         self.consumers[key] = consumer.start()
-        self.counters["claimed"] += 1
+        self.counters.add("claimed")
         LOG.info("delivering %s (%s) from %s", name, group,
                  lease.state.position or "a new cursor")
 
@@ -269,7 +270,7 @@ class DeliveryService:
                 self._forget(consumer.name)    # its owner was told (a subscription:
                 continue                       # disabled); not claimed again
             if consumer.crashed is not None or not consumer.lease.lost:
-                self.counters["consumer_restarts"] += 1
+                self.counters.add("consumer_restarts")
                 group, name = consumer.group, consumer.name
                 LOG.warning("pipeline %s (%s) stopped (%s); restarting it", name, group,
                             consumer.crashed or "lease")
@@ -364,7 +365,7 @@ class DeliveryService:
                 passed = passed.lowest(found)
             purged = group.tombstones.purge(head.position, passed, settings["min_age"],
                                             settings["retention"])
-            self.counters["tombstones_purged"] += purged
+            self.counters.add("tombstones_purged", purged)
 
     # -- status --------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from searchlight_forward.changelog.reader import (PAGE_SIZE, ChangeLog, IndexGon
                                                   Selection)
 from searchlight_forward.changelog.snapshot import TooBroad, take as take_snapshot
 from searchlight_forward.changelog.tombstones import Tombstones
+from searchlight_forward.counters import Counters
 from searchlight_forward.model.documents import ROLES
 from searchlight_forward.status import health
 
@@ -142,8 +143,8 @@ class WebSocketServer:
         self._resuming_searches: set[_Client] = set()
         self._server = None
         self.port: int | None = None
-        self.counters: collections.Counter = collections.Counter()
-        self.closes: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
+        self.closes: Counters = Counters()
         self._background: set[asyncio.Task] = set()
         self._recheck: asyncio.Task | None = None
         self.unauthenticated = 0                      # connections without a token yet
@@ -211,7 +212,7 @@ class WebSocketServer:
                 and self.unauthenticated >= self.settings.max_unauthenticated):
             # Sockets that never authenticate cost a file descriptor each until
             # auth_timeout: refuse more before the handshake.
-            self.counters["refused_unauthenticated"] += 1
+            self.counters.add("refused_unauthenticated")
             response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
                                           "too many connections awaiting "
                                           "authentication; retry later\n")
@@ -318,7 +319,7 @@ class WebSocketServer:
                     raise
                 except Exception as exc:  # noqa: BLE001 - keep connections, say so
                     unavailable += 1
-                    self.counters["recheck_unavailable"] += 1
+                    self.counters.add("recheck_unavailable")
                     if unavailable == 1:
                         LOG.warning("cannot re-check tokens (%s); open connections keep "
                                     "theirs until they expire", exc)
@@ -328,11 +329,11 @@ class WebSocketServer:
                         continue
                     actions = client.session.token_revoked(reason)
                     if actions:
-                        self.counters["revoked"] += 1
+                        self.counters.add("revoked")
                         LOG.info("closing %s: token no longer valid (%s)", client.peer,
                                  reason)
                         client.perform(actions)
-            self.counters["rechecks"] += 1
+            self.counters.add("rechecks")
 
     def _fresh(self, token: str):
         return self.validator.validate(token, fresh=True)
@@ -343,7 +344,7 @@ class WebSocketServer:
         client = _Client(self, ws)
         self.clients.add(client)
         self.unauthenticated += 1
-        self.counters["connections"] += 1
+        self.counters.add("connections")
         try:
             await client.run()
         finally:
@@ -359,7 +360,7 @@ class WebSocketServer:
     def admit(self, client: "_Client", user: str | None) -> bool:
         """Count a newly authenticated connection against its user's limit."""
         if self.per_user[user] >= self.settings.max_connections_per_user:
-            self.counters["refused_per_user"] += 1
+            self.counters.add("refused_per_user")
             return False
         self.unauthenticated -= 1
         client.user = user
@@ -482,7 +483,7 @@ class _Client:
                 sent = getattr(self.ws.protocol, "close_sent", None)
                 code = sent.code if sent is not None else self.ws.close_code
                 if code is not None:
-                    self.server.closes[code] += 1
+                    self.server.closes.add(code)
             self.session.closed()
             self.token = None
             for timer in [self.auth_timer, *self.expiry_timers]:
@@ -518,7 +519,7 @@ class _Client:
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
-            self.server.counters["overflows"] += 1
+            self.server.counters.add("overflows")
             LOG.info("closing %s: outgoing queue full (%d frames)", self.peer,
                      self.queue.qsize())
             self.perform(self.session.overflow(self.queue.qsize()))
@@ -530,7 +531,7 @@ class _Client:
             return
         self.closing = True
         self.session.closed()
-        self.server.closes[code] += 1
+        self.server.closes.add(code)
         if flush:
             try:
                 self.queue.put_nowait((_CLOSE, code, reason))
@@ -554,7 +555,7 @@ class _Client:
                     await self.ws.close(item[1], item[2])
                     return
                 await self.ws.send(item)
-                self.server.counters["frames_sent"] += 1
+                self.server.counters.add("frames_sent")
         except websockets.ConnectionClosed:
             pass
 
@@ -566,7 +567,7 @@ class _Client:
             identity = await loop.run_in_executor(self.server._auth_executor,
                                                   self.server.validator.validate, token)
         except InvalidToken as exc:
-            self.server.counters["auth_failures"] += 1
+            self.server.counters.add("auth_failures")
             LOG.info("authentication failed for %s: %s", self.peer, exc)
             self.perform(self.session.token_rejected(str(exc)))
             return
@@ -588,7 +589,7 @@ class _Client:
         actions = self.session.token_accepted(identity)
         self.perform(actions)
         if self.session.identity is identity and not self.closing:
-            self.server.counters["renewed" if renewal else "authenticated"] += 1
+            self.server.counters.add("renewed" if renewal else "authenticated")
             self.token = token
             if self.auth_timer is not None:
                 self.auth_timer.cancel()
@@ -615,7 +616,7 @@ class _Client:
     def _expire(self) -> None:
         actions = self.session.token_expired()
         if actions:
-            self.server.counters["expired"] += 1
+            self.server.counters.add("expired")
             self.perform(actions)
         elif not self.closing and self.session.identity is not None:
             # The timer fired a hair early (a renewal would have cancelled it).
@@ -747,7 +748,7 @@ class _Client:
         else:
             self.perform(session.overflow(server.settings.queue_size))
             return
-        server.counters["resumes"] += 1
+        server.counters.add("resumes")
         for action in session.resumed(position, count, full_any):
             if isinstance(action, Send):
                 await self._put(action.text)

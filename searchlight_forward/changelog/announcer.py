@@ -17,7 +17,6 @@ Elasticsearch is busy instead of making it busier (measured: docs/benchmarks.md)
 """
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Mapping
 
 from searchlight_forward.changelog.doorbell import Doorbell, DoorbellError, Ring
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
+from searchlight_forward.counters import Counters
 from searchlight_forward.logs import Throttled
 from searchlight_forward.retry import Policy, Retry, Stopping
 
@@ -39,7 +39,7 @@ class Announcer:
         self.changelogs = dict(changelogs)
         self.doorbell = doorbell
         self.interval = interval
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
         self._dirty: set[str] = set()
         self._cond = threading.Condition()
         self._stopping = False
@@ -106,16 +106,16 @@ class Announcer:
         except NoIndex:
             return None
         except Exception:
-            self.counters["refresh_failures"] += 1
+            self.counters.add("refresh_failures")
             raise
-        self.counters["refreshes"] += 1
+        self.counters.add("refreshes")
         ring = Ring(group, head.index, head.checkpoints)
         if self.doorbell is not None:
             try:
                 self.doorbell.ring(ring)
-                self.counters["rings"] += 1
+                self.counters.add("rings")
             except DoorbellError as exc:
-                self.counters["ring_failures"] += 1
+                self.counters.add("ring_failures")
                 self._log.failure("doorbell ring", exc, "readers catch up at their next "
                                   "poll", with_traceback=False)
         return ring

@@ -20,7 +20,6 @@ the feed.
 """
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import (ChangeLog, Head, IndexGone, NoIndex,
                                                   Page, Selection)
 from searchlight_forward import search
+from searchlight_forward.counters import Counters
 from searchlight_forward.logs import Throttled
 from searchlight_forward.retry import Policy, Retry, Stopping
 
@@ -52,7 +52,7 @@ class ChangeFeed:
         self.position: Position | None = None
         #: every write at or below it is searchable
         self.visible: Position | None = None
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
         self.last_error: str | None = None
         self.last_progress = time.monotonic()
         self._ring: Ring | None = None
@@ -120,7 +120,7 @@ class ChangeFeed:
         """A doorbell ring (or None: "look now"); thread-safe, never blocks."""
         with self._lock:
             if ring is not None:
-                self.counters["rings"] += 1
+                self.counters.add("rings")
                 if self._ring is None or self._ring.index != ring.index:
                     self._ring = ring
                 else:
@@ -150,7 +150,7 @@ class ChangeFeed:
         try:
             found = self.poll(rung)
         except Exception as exc:
-            self.counters["failures"] += 1
+            self.counters.add("failures")
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             raise
         self.last_error = None
@@ -158,7 +158,7 @@ class ChangeFeed:
 
     def poll(self, rung: bool = False) -> int:
         """Read what became visible; returns the number of entries handed over."""
-        self.counters["polls"] += 1
+        self.counters.add("polls")
         if self._unlocated:
             self._locate()
             return 0
@@ -194,7 +194,7 @@ class ChangeFeed:
         elif now - self._unseen_since >= self.poll_interval:
             # Written, but no ring made it visible: refresh for ourselves.
             self.changelog.refresh(head.index)
-            self.counters["own_refreshes"] += 1
+            self.counters.add("own_refreshes")
             self.visible = self.visible.merged(head.checkpoints)
             self._unseen_since = None
 
@@ -223,8 +223,8 @@ class ChangeFeed:
             for page in self.changelog.pages(self.position, upto, self.selection,
                                              resync=resync):
                 count += len(page.entries)
-                self.counters["entries"] += len(page.entries)
-                self.counters["pages"] += 1
+                self.counters.add("entries", len(page.entries))
+                self.counters.add("pages")
                 try:
                     self.on_page(page)
                 finally:

@@ -35,6 +35,7 @@ from typing import Any, Hashable, Iterable
 import cachetools
 
 from searchlight_forward import search
+from searchlight_forward.counters import Counters
 from searchlight_forward.search import helpers
 from searchlight_forward.model.change import (DocumentChange, Operation, RemoveItem,
                                         SetFields, UpsertItem, chain, remove_item,
@@ -93,7 +94,7 @@ class Indexer:
         self.admin_only = admin_only    # resource_type -> fnmatch patterns
         self.item_lists = item_lists or {}  # resource_type -> {list field: item key}
         self._gate = ReadWriteLock()
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
         stop_event = stop_event or threading.Event()
         self._lookup_retry = Retry(retry, "Elasticsearch lookup", RETRY_HINT, stop_event, probe)
         self._write_retry = Retry(retry, "Elasticsearch write", RETRY_HINT, stop_event, probe)
@@ -123,8 +124,8 @@ class Indexer:
         with (self._gate.exclusive() if needs_lookup else self._gate.shared()):
             self._apply(pending, result)
         for _, r in result.results:
-            self.counters[r.outcome.value] += 1
-        self.counters["rejected"] += len(result.rejected)
+            self.counters.add(r.outcome.value)
+        self.counters.add("rejected", len(result.rejected))
         return result
 
     def _apply(self, pending, result: BatchResult) -> None:
@@ -146,7 +147,7 @@ class Indexer:
             for key in done:
                 del by_key[key]
             if by_key:
-                self.counters["conflict_rounds"] += 1
+                self.counters.add("conflict_rounds")
                 if rounds >= MAX_CONFLICT_ROUNDS:
                     # Someone keeps writing these resources: treat as contention.
                     LOG.warning("%d resources still conflicting after %d rounds; backing off",
@@ -212,13 +213,13 @@ class Indexer:
                 self._states.put(key, Stored(admin["_state"], info["_seq_no"],
                                              info["_primary_term"]))
                 if key in arrived:
-                    self.counters["late_item_removals"] += 1   # fold it in next round
+                    self.counters.add("late_item_removals")   # fold it in next round
                 else:
                     user_writes.append((key, user))
                 continue
             self._states.drop(key)               # read it afresh next round
             if status == 409:
-                self.counters["conflicts"] += 1   # another writer got there: fold again
+                self.counters.add("conflicts")   # another writer got there: fold again
             elif status in TRANSIENT_STATUSES:
                 unavailable[key] = f"{status} {_reason(info.get('error'))}"
             else:
@@ -249,7 +250,7 @@ class Indexer:
             failures[key] = (count, mark)
             if count >= self.max_item_attempts:
                 done.add(key)
-                self.counters["rejected_after_attempts"] += 1
+                self.counters.add("rejected_after_attempts")
                 for origin, change in by_key[key]:
                     result.rejected.append(Rejection(origin, change, (
                         f"Elasticsearch answered {answer} {count} times while it "
@@ -449,7 +450,7 @@ class Indexer:
             if hits:
                 plain.append((origin, _located(change, hits[0])))
                 continue
-            self.counters["unlocated"] += 1
+            self.counters.add("unlocated")
             result.results.append((origin, merge.ChangeResult(
                 change, merge.Outcome.STALE, None)))
         return plain

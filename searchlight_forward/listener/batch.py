@@ -18,13 +18,13 @@ dead-lettered at once instead of being processed again.
 """
 from __future__ import annotations
 
-import collections
 import logging
 from typing import Callable, Hashable, Iterable
 
 import cachetools
 
 from searchlight_forward import deadletter
+from searchlight_forward.counters import Counters
 from searchlight_forward.deadletter import DeadLetter, DeadLetterIndex
 from searchlight_forward.indexer.indexer import BatchResult, Indexer, Rejection
 from searchlight_forward.listener.messages import UnreadableMessage, to_notification
@@ -74,7 +74,7 @@ class BatchProcessor:
         self.on_indexed = on_indexed
         self.max_failures = max_failures
         self.failures = FailedMessages()
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
         self._log = Throttled(LOG)
 
     def handle(self, priority: str, messages: list[dict]) -> None:
@@ -83,7 +83,7 @@ class BatchProcessor:
         except Stopping:
             raise
         except Exception as exc:
-            self.counters["failed_batches"] += 1
+            self.counters.add("failed_batches")
             self.failures.failed(messages, exc)
             raise
 
@@ -105,11 +105,11 @@ class BatchProcessor:
                 if plugin is None:
                     # Services publish many events no plugin is about (metrics,
                     # scheduler, ...): they are not errors.
-                    self.counters["ignored"] += 1
+                    self.counters.add("ignored")
                     continue
                 changes = plugin.changes(notification)
                 if not changes:
-                    self.counters["ignored"] += 1   # e.g. image.send: nothing changed
+                    self.counters.add("ignored")   # e.g. image.send: nothing changed
                 pairs.extend((position, change) for change in changes)
             except UnreadableMessage as exc:
                 dead.append(DeadLetter(deadletter.PARSE, str(exc), message, priority))
@@ -131,8 +131,8 @@ class BatchProcessor:
                 LOG.warning("dead-lettered %s (%s): %s",
                             str(letter.message.get("event_type"))[:100], letter.stage,
                             letter.reason.splitlines()[0][:300])
-        self.counters["notifications"] += len(messages)
-        self.counters["dead_lettered"] += len(dead)
+        self.counters.add("notifications", len(messages))
+        self.counters.add("dead_lettered", len(dead))
         written = {self.groups.get(change.resource_type) for _, change in pairs}
         written.discard(None)
         if written:
@@ -147,8 +147,8 @@ class BatchProcessor:
             [DeadLetter(deadletter.DISPATCH, reason, m, priority) for m in messages]))
         self._log.failure("dispatch", ValueError(reason), "dead-lettered",
                           with_traceback=False)
-        self.counters["bad_priority"] += len(messages)
-        self.counters["dead_lettered"] += len(messages)
+        self.counters.add("bad_priority", len(messages))
+        self.counters.add("dead_lettered", len(messages))
 
     def _index(self, pairs: list[tuple[Hashable, DocumentChange]]) -> BatchResult:
         """The indexer's result for ``pairs``; the notifications whose changes make it
@@ -162,11 +162,11 @@ class BatchProcessor:
         except Exception as exc:  # noqa: BLE001 - content-caused: isolate, never requeue
             origins = sorted({origin for origin, _ in pairs})
             if len(origins) == 1:
-                self.counters["isolated"] += 1
+                self.counters.add("isolated")
                 self._log.failure("indexing one notification", exc, "dead-lettered")
                 reason = f"cannot be indexed: {describe(exc)}"
                 return BatchResult(rejected=[Rejection(o, c, reason) for o, c in pairs])
-            self.counters["bisections"] += 1
+            self.counters.add("bisections")
             half = set(origins[:len(origins) // 2])
             result = BatchResult()
             for part in ([p for p in pairs if p[0] in half],

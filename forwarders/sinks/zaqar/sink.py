@@ -18,7 +18,6 @@ The sink classifies what happened; the pipeline's policy decides what to do:
 """
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import threading
@@ -36,6 +35,7 @@ from forwarders.sinks.zaqar.client import Transport as _Transport
 from forwarders.sinks.zaqar.client import post_encoded
 from forwarders.sinks.zaqar.config import (KNOWN_OPTIONS, ZaqarConfig, project_problem,
                                            queue_name_problem, render)
+from searchlight_forward.counters import Counters
 from searchlight_forward.model.envelope import Envelope
 
 LOG = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class ZaqarSink(Sink):
                                                getattr(context, "zaqar_url", ""))
         # a post is one HTTP request; a deliver() makes a few
         self.call_timeout = self.config.timeout * 3
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: Counters = Counters()
         self._lock = threading.RLock()
         self._transport: _Transport | None = None
         self._clients: dict[str, _Client] = {}
@@ -134,7 +134,7 @@ class ZaqarSink(Sink):
                 continue
             if route is None:
                 done[index] = True
-                self.counters["skipped_no_project"] += 1
+                self.counters.add("skipped_no_project")
                 continue
             try:
                 message, size = self._encode(envelope)
@@ -162,7 +162,7 @@ class ZaqarSink(Sink):
                                   delivered=delivered) from exc.__cause__
 
         if rejected:
-            self.counters["rejected"] += len(rejected)
+            self.counters.add("rejected", len(rejected))
             rejections = [Rejection(i, envelopes[i], rejected[i]) for i in sorted(rejected)]
             for r in rejections:
                 LOG.warning("sink %s: rejected %s %s version %s: %s", self.name,
@@ -228,7 +228,7 @@ class ZaqarSink(Sink):
                 # Zaqar validates a whole post before storing any of it: nothing of
                 # this batch is stored. Halve it to isolate what it refuses (a queue
                 # with a smaller _max_messages_post_size halves down to what fits).
-                self.counters["split_posts"] += 1
+                self.counters.add("split_posts")
                 middle = len(items) // 2
                 self._post(project, queue, items[:middle], done, rejected)
                 self._post(project, queue, items[middle:], done, rejected)
@@ -243,5 +243,5 @@ class ZaqarSink(Sink):
                                f"{len(items)} messages: {str(result)[:200]}")
         for index, _, _ in items:
             done[index] = True
-        self.counters["posts"] += 1
-        self.counters["posted"] += len(items)
+        self.counters.add("posts")
+        self.counters.add("posted", len(items))
