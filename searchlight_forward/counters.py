@@ -40,6 +40,3 @@ class Counters(collections.Counter):
 
     def items(self):
         return self.snapshot().items()
-
-    def __reduce__(self):
-        return self.__class__, (self.snapshot(),)
