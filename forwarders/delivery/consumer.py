@@ -35,6 +35,7 @@ from typing import Callable
 from forwarders.delivery.cursors import CursorState, Lease, LeaseLost
 from forwarders.pipeline.pipeline import HOLD, BEGINNING, FilterFailed, Pipeline
 from forwarders.sinks.base import SinkGone, SinkNotDue, SinkRejected, SinkUnavailable
+from searchlight_forward import search
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, IndexGone, Page, Selection
@@ -112,6 +113,11 @@ class Consumer:
             classify=lambda e: is_transient(e) or (
                 failure.on_failure == HOLD and isinstance(e, SinkUnavailable)),
             probe=probe, log=self._log)
+        self._commit_retry = Retry(
+            settings.es_retry, f"pipeline {self.name}: cursor write",
+            "is Elasticsearch up? `curl $ES/_cluster/health`", stop_event=self.stop_event,
+            probe=lambda: search.reachable(lease.store.es), log=self._log,
+            on_retry=self._commit_failed)
         self._thread: threading.Thread | None = None
         self.crashed: BaseException | None = None
         self.gone: str | None = None       # why the sink is gone for good (SinkGone)
@@ -434,6 +440,12 @@ class Consumer:
                 raise LeaseLost(f"lease has {self.lease.remaining():.1f}s left, a sink "
                                 f"call may take {needed:.0f}s")
 
+    def _commit_failed(self, exc: BaseException, attempt: int, wait: float) -> None:
+        self.counters.add("commit_retries")
+        self._log.failure(f"pipeline {self.name}: cursor write", exc,
+                          f"retry {attempt} in {wait:.1f}s; the pipeline goes on once "
+                          "Elasticsearch answers", with_traceback=False)
+
     def stalled(self, target: Position | None) -> str | None:
         """Why this pipeline is not making progress with changes pending (for
         readiness), or None."""
@@ -457,7 +469,15 @@ class Consumer:
         if not (force or due):
             return
         self.state.position = self.position
-        self.lease.write(CursorState(**vars(self.state)))
+        state = CursorState(**vars(self.state))
+        # Elasticsearch away is a transient error like any other: the one retry
+        # policy waits for it (probing), the thread keeps going. The lease itself
+        # guards the sink: _check_lease stops deliveries once it runs short, and the
+        # write is conditional, so a cursor someone else took meanwhile is LeaseLost.
+        if self.stop_event.is_set():          # the last write, stopping: one try
+            self.lease.write(state)
+        else:
+            self._commit_retry.call(lambda: self.lease.write(state))
         self.counters.add("commits")
         self._committed = self.position
         self._last_commit = now
