@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import urllib.parse
 from typing import Callable
 
@@ -60,6 +61,7 @@ class ConsumerThread:
         self._log = Throttled(LOG)
         self.connected = False
         self.connections = 0
+        self.heartbeat_checks = 0
 
     def start(self, wait: float | None = 5.0) -> bool:
         """Start consuming; returns whether the queues are consumed within ``wait`` s."""
@@ -82,6 +84,29 @@ class ConsumerThread:
             raise
         return conn
 
+    def _drain(self, conn: kombu.Connection) -> None:
+        """Consume until stopped, checking heartbeats on a clock: every
+        ``heartbeat / 4`` seconds whether messages keep coming or not (checked only
+        when ``drain_events`` timed out, a steady stream of messages meant the
+        client never sent a heartbeat, and the broker dropped the connection for
+        "missed heartbeats from client" every two intervals)."""
+        # The interval negotiated with the broker (the lower of both sides).
+        negotiated = getattr(conn.connection, "heartbeat", None) or self.heartbeat
+        every = max(0.05, negotiated / 4) if negotiated else None
+        wait = min(1.0, every) if every else 1.0
+        last_check = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                conn.drain_events(timeout=wait)
+            except TimeoutError:
+                pass
+            if every is not None and time.monotonic() - last_check >= every:
+                last_check = time.monotonic()
+                # py-amqp sends a heartbeat frame when nothing went out for half
+                # the interval (rate 2), and fails if nothing came in for two.
+                conn.heartbeat_check(rate=2)
+                self.heartbeat_checks += 1
+
     def _run(self) -> None:
         while not self._stop.is_set():
             # A fresh retry per connection: the backoff starts small after each outage.
@@ -100,11 +125,7 @@ class ConsumerThread:
                     self.connections += 1
                     self._ready.set()
                     self.on_connect()
-                    while not self._stop.is_set():
-                        try:
-                            conn.drain_events(timeout=1.0)
-                        except TimeoutError:
-                            conn.heartbeat_check()
+                    self._drain(conn)
             except Exception as exc:  # noqa: BLE001 - any trouble: reconnect
                 self._log.failure(self.what, exc, "reconnecting", with_traceback=False)
             finally:
