@@ -36,7 +36,7 @@ import enum
 import json
 import logging
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -163,10 +163,21 @@ class Renderer:
     """
 
     def __init__(self, filters: Sequence[Any] = (),
-                 admin_only: Mapping[str, Iterable[str]] | None = None):
+                 admin_only: Mapping[str, Iterable[str]] | None = None,
+                 on_failure: Callable[[Entry, str], None] | None = None):
         self.filters = list(filters)
         self.admin_only = {k: tuple(v) for k, v in (admin_only or {}).items()}
         self.failures = 0
+        #: told of each entry withheld because a filter or its document failed
+        self.on_failure = on_failure
+
+    def _failed(self, entry: Entry, exc: Exception) -> None:
+        self.failures += 1
+        if self.on_failure is None:
+            LOG.exception("withholding %r: a filter or the document failed", entry)
+        else:
+            self.on_failure(entry, f"a filter or the document failed: "
+                                   f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def envelope(self, entry: Entry) -> Envelope:
         envelope = entry.envelope(self.admin_only.get(entry.resource_type, ()))
@@ -184,9 +195,8 @@ class Renderer:
             try:
                 envelope = self.envelope(entry)
                 entry.shared = (envelope, _dumps(envelope.to_dict()))
-            except Exception:  # noqa: BLE001 - a filter bug must not leak or kill
-                self.failures += 1
-                LOG.exception("withholding %r: a filter or the document failed", entry)
+            except Exception as exc:  # noqa: BLE001 - a filter bug must not leak or kill
+                self._failed(entry, exc)
                 entry.shared = False
         return entry.shared or None
 
@@ -198,9 +208,8 @@ class Renderer:
                 entry.memo = _dumps(
                     {"type": "change", "cursor": str(entry.after) if entry.after else None,
                      "envelope": envelope.to_dict()})
-            except Exception:  # noqa: BLE001 - a filter bug must not leak or kill
-                self.failures += 1
-                LOG.exception("withholding %r: a filter or the document failed", entry)
+            except Exception as exc:  # noqa: BLE001 - a filter bug must not leak or kill
+                self._failed(entry, exc)
                 entry.memo = False
         return entry.memo or None
 

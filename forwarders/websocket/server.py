@@ -43,7 +43,9 @@ from searchlight_forward.changelog.reader import (PAGE_SIZE, ChangeLog, IndexGon
                                                   Selection)
 from searchlight_forward.changelog.snapshot import TooBroad, take as take_snapshot
 from searchlight_forward.changelog.tombstones import Tombstones
+from searchlight_forward.changelog.unhandled import UnhandledEntries
 from searchlight_forward.counters import Counters
+from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.model.documents import ROLES
 from searchlight_forward.status import health
 
@@ -109,13 +111,18 @@ class WebSocketServer:
                  doorbell_url: str | None = None, settings: Settings | None = None,
                  state_index: str | None = None,
                  mappings: Mapping[str, Mapping[str, Any]] | None = None,
+                 dead_letters: DeadLetterIndex | None = None,
                  **overrides: Any):
         self.settings = dataclasses.replace(settings or Settings(), **overrides)
         self.es = es
         self.group = group
         self.validator = validator
         self.resource_types = frozenset(resource_types)
-        self.renderer = Renderer(filters, admin_only)
+        #: entries that cannot be handed on: each a dead letter, the rest go on
+        self.unhandled = UnhandledEntries(f"websocket/{group}", dead_letters)
+        self._record_executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="ws-dead-letter")
+        self.renderer = Renderer(filters, admin_only, on_failure=self.entry_failed)
         #: live search (subscriptions with a query) needs the plugins' search mappings
         self.vocabularies = Vocabularies(
             {t: m for t, m in mappings.items() if t in self.resource_types},
@@ -191,6 +198,7 @@ class WebSocketServer:
         await asyncio.get_running_loop().run_in_executor(None, self.feed.stop)
         self._auth_executor.shutdown(wait=False, cancel_futures=True)
         self._resume_executor.shutdown(wait=False, cancel_futures=True)
+        self._record_executor.shutdown(wait=True)    # dead letters being written
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         await self.start()
@@ -274,6 +282,8 @@ class WebSocketServer:
             "connections closed by the server, by close code")
         out += metrics.counters("websocket", dict(self.counters), "WebSocket server counter")
         out += metrics.counters("websocket_feed", dict(self.feed.counters), "change feed")
+        out += metrics.counters("websocket_entries", dict(self.unhandled.counters),
+                                "change-log entries not handed on (each a dead letter)")
         out += metrics.counters("websocket_validator", self.validator.stats(),
                                 "token validator")
         out += self.validator.metric_families()
@@ -288,6 +298,7 @@ class WebSocketServer:
                 "position": str(self.dispatched()) if self.dispatched() else None,
                 "doorbell": None if self.doorbell is None else self.doorbell.stats(),
                 "filter_failures": self.renderer.failures,
+                "unhandled_entries": dict(self.unhandled.counters),
                 "validator": self.validator.stats()}
 
     # -- token re-checks -----------------------------------------------------------
@@ -409,29 +420,46 @@ class WebSocketServer:
         self.dispatch(page.entries)
         self.position = page.end
 
+    def entry_failed(self, entry: Entry, reason: str) -> None:
+        """An entry that could not be handed on (to one connection or to all): a
+        dead letter, written off the loop, once per entry."""
+        if self.unhandled.first(entry):
+            self._record_executor.submit(self.unhandled.record, entry, reason)
+
     def dispatch(self, entries: list[Entry]) -> None:
         """Offer each entry to the connections that may see it.
 
         Synchronous, in the loop: no connection is attached or detached meanwhile,
-        and a resume's snapshot of ``position`` is taken between two pages.
+        and a resume's snapshot of ``position`` is taken between two pages. An entry
+        that cannot be handled is recorded alone; the next ones are dispatched.
         """
-        by_project, everyone = self._by_project, self._all_projects
         for entry in entries:
-            if entry.role not in ROLES:
+            problem = entry.problem
+            if problem is not None:
+                self.entry_failed(entry, problem)
                 continue
-            for client in everyone:
+            try:
+                self._dispatch_entry(entry)
+            except Exception as exc:  # noqa: BLE001 - one entry, never the page
+                LOG.exception("dispatching %r failed", entry)
+                self.entry_failed(entry, f"dispatch failed: {type(exc).__name__}: {exc}")
+
+    def _dispatch_entry(self, entry: Entry) -> None:
+        if entry.role not in ROLES:
+            return
+        for client in self._all_projects:
+            client.feed(entry)
+        members = self._by_project.get(entry.project_id)
+        if members:
+            for client in members:
                 client.feed(entry)
-            members = by_project.get(entry.project_id)
-            if members:
-                for client in members:
-                    client.feed(entry)
-            # Live searches of other projects holding the resource (it moved).
-            others = self.holders.get(entry.key) if len(self.holders) else ()
-            if self._resuming_searches:
-                others = {*others, *self._resuming_searches}
-            for client in others:
-                if members is None or client not in members:
-                    client.feed(entry)
+        # Live searches of other projects holding the resource (it moved).
+        others = self.holders.get(entry.key) if len(self.holders) else ()
+        if self._resuming_searches:
+            others = {*others, *self._resuming_searches}
+        for client in others:
+            if members is None or client not in members:
+                client.feed(entry)
 
 
 class _Client:
@@ -631,7 +659,12 @@ class _Client:
         if self.closing:
             return
         if self.held is not None:
-            if self.held_overflow or not self.session.concerns(entry):
+            try:
+                concerned = self.session.concerns(entry)
+            except Exception as exc:  # noqa: BLE001 - this entry only
+                self._failed(entry, exc)
+                return
+            if self.held_overflow or not concerned:
                 return
             if len(self.held) >= self.server.settings.queue_size:
                 self.held_overflow = True     # the resume will run again past these
@@ -639,9 +672,23 @@ class _Client:
                 return
             self.held.append(entry)
             return
-        text = self.session.offer(entry)
+        text = self.offer(entry)
         if text is not None:
             self.enqueue(text)
+
+    def offer(self, entry: Entry) -> str | None:
+        """The session's frame for ``entry``; an entry the session fails on is
+        recorded (a dead letter) and skipped alone: this connection, and every
+        other, goes on with the next."""
+        try:
+            return self.session.offer(entry)
+        except Exception as exc:  # noqa: BLE001 - this entry only, never the stream
+            self._failed(entry, exc)
+            return None
+
+    def _failed(self, entry: Entry, exc: Exception) -> None:
+        LOG.exception("handling %r for %s failed", entry, self.peer)
+        self.server.entry_failed(entry, f"{type(exc).__name__}: {str(exc)[:300]}")
 
     async def _put(self, text: str) -> None:
         """Queue a frame, waiting for room (resumes are paced by their client)."""
@@ -717,7 +764,11 @@ class _Client:
                     if page is None:
                         break
                     for entry in page.entries:
-                        text = session.offer(entry)
+                        problem = entry.problem
+                        if problem is not None:
+                            server.entry_failed(entry, problem)
+                            continue
+                        text = self.offer(entry)
                         if text is not None:
                             count += 1
                             await self._put(text)
@@ -755,7 +806,7 @@ class _Client:
         # Hand over: the held live entries, then live. No await between the last
         # emptiness check and going live.
         while self.held:
-            text = session.offer(self.held.popleft())
+            text = self.offer(self.held.popleft())
             if text is not None:
                 await self._put(text)
             if self.closing:

@@ -18,6 +18,7 @@ from forwarders.pipeline.pipeline import Pipeline
 from forwarders.websocket import auth
 from forwarders.websocket.server import Settings, WebSocketServer
 from searchlight_forward import search
+from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
 
 LOG = logging.getLogger(__name__)
@@ -91,4 +92,5 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
         admin_only={t: deployment.admin_only.get(t, ()) for t in types},
         doorbell_url=conf.transport_url if ws.doorbell else None, settings=settings,
         state_index=conf.changelog.state_index,
+        dead_letters=DeadLetterIndex(es, conf.elasticsearch.dead_letter_index),
         mappings={p.resource_type: p.search_mapping() for p in deployment.plugins.plugins})

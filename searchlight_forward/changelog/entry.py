@@ -64,6 +64,29 @@ class Entry:
     def resource_type(self) -> str:
         return self.source.get("resource_type") or ""
 
+    @property
+    def problem(self) -> str | None:
+        """Why no reader can hand this entry on, or None: the fields every reader
+        routes by (type, id, project, role) are not what the indexer writes. The
+        listener refuses such documents; one written before it did (or by another
+        writer) is recorded as a dead letter by each reader, which goes on."""
+        source = self.source
+        for field, ok, expected in (
+                ("resource_type", _text, "a non-empty string"),
+                ("id", _text, "a non-empty string"),
+                ("project_id", _text_or_null, "a string or null"),
+                (ROLE_FIELD, _text, "a non-empty string")):
+            value = source.get(field)
+            if not ok(value):
+                return (f"stored field {field!r} is {type(value).__name__} "
+                        f"{repr(value)[:80]}, expected {expected}")
+        return None
+
+    @property
+    def where(self) -> str:
+        """Where it was read: index[shard]:seq_no."""
+        return f"{self.index}[{self.shard}]:{self.seq_no}"
+
     def within(self, position: Position | None) -> bool:
         """Was this entry read already by a reader at ``position``?"""
         return (position is not None and position.index == self.index
@@ -81,3 +104,11 @@ class Entry:
     def __repr__(self) -> str:
         return (f"Entry({self.index}[{self.shard}]:{self.seq_no} {self.key} "
                 f"v{self.version} {self.role}{' deleted' if self.deleted else ''})")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _text_or_null(value: Any) -> bool:
+    return value is None or isinstance(value, str)

@@ -225,11 +225,11 @@ class ChangeFeed:
                 count += len(page.entries)
                 self.counters.add("entries", len(page.entries))
                 self.counters.add("pages")
-                try:
-                    self.on_page(page)
-                finally:
-                    self.position = page.end
-                    self.last_progress = time.monotonic()
+                # Past the page only once it was handed on: a page whose handling
+                # failed is read and offered again (followers ignore what they had).
+                self.on_page(page)
+                self.position = page.end
+                self.last_progress = time.monotonic()
                 if self.stop_event.is_set():
                     break
         except IndexGone:

@@ -30,7 +30,7 @@ from searchlight_forward.indexer.indexer import BatchResult, Indexer, Rejection
 from searchlight_forward.listener.messages import UnreadableMessage, to_notification
 from searchlight_forward.logs import Throttled, brief_traceback, describe, short
 from searchlight_forward.model.change import DocumentChange
-from searchlight_forward.plugins import PayloadError, PluginSet
+from searchlight_forward.plugins import PayloadError, PluginSet, validation
 from searchlight_forward.retry import Retry, Stopping
 
 LOG = logging.getLogger(__name__)
@@ -108,6 +108,9 @@ class BatchProcessor:
                     self.counters.add("ignored")
                     continue
                 changes = plugin.changes(notification)
+                for change in changes:
+                    # Before anything is written: what readers route on must hold.
+                    validation.check(change, plugin.mapping)
                 if not changes:
                     self.counters.add("ignored")   # e.g. image.send: nothing changed
                 pairs.extend((position, change) for change in changes)

@@ -92,6 +92,7 @@ class ResourcePlugin:
         doc["resource_type"] = self.resource_type
         if not doc.get("id"):
             raise PayloadError(f"{notification.event_type}: document has no id")
+        _string_id(notification, doc["id"])
         doc.setdefault("project_id", None)
         doc.setdefault("updated_at", None)
         return DocumentChange(
@@ -107,6 +108,8 @@ class ResourcePlugin:
         """Some fields of a stored document (a state change, a member, a rule)."""
         if not resource_id and locate_by is None:
             raise PayloadError(f"{notification.event_type}: no resource id")
+        if resource_id:
+            _string_id(notification, resource_id)
         return DocumentChange(
             resource_type=self.resource_type, id=str(resource_id or ""),
             project_id=project_id, operation=Operation.UPDATE, version=version,
@@ -117,11 +120,19 @@ class ResourcePlugin:
                project_id: str | None, version: int) -> DocumentChange:
         if not resource_id:
             raise PayloadError(f"{notification.event_type}: no resource id")
+        _string_id(notification, resource_id)
         return DocumentChange(
             resource_type=self.resource_type, id=str(resource_id),
             project_id=project_id, operation=Operation.DELETE, version=version,
             event_type=notification.event_type, timestamp=notification.timestamp,
             priority=notification.priority)
+
+
+def _string_id(notification: Notification, value: Any) -> None:
+    # str() would make 12345 and "12345" (and every payload saying 12345) one resource.
+    if not isinstance(value, str):
+        raise PayloadError(f"{notification.event_type}: the resource id "
+                           f"{repr(value)[:60]} is not a string")
 
 
 def exchanges_and_topics(plugins: Iterable[ResourcePlugin]) -> list[tuple[str, str]]:
