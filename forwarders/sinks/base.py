@@ -19,11 +19,18 @@ either returns, having delivered all of them, or raises:
   e-mail digest collects an interval's changes): the cursor waits until then.
 
 A sink must not keep envelopes for later: once ``deliver`` returns they are
-considered delivered and the pipeline's cursor moves past them.
+considered delivered and the pipeline's cursor moves past them. ``deliver`` may
+return how many of them it did not send because it had already sent that version
+of the resource, or a newer one (``Sent``); the consumer counts those apart
+(``already_sent``), never as delivered.
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Mapping, NamedTuple, Sequence
+
+import cachetools
 
 from forwarders.options import OptionError, SectionOptions
 from searchlight_forward.model.envelope import Envelope
@@ -76,6 +83,67 @@ class SinkRejected(Exception):
                             f"{r.reason}" for r in self.rejected[:3])
         more = f" (and {len(self.rejected) - 3} more)" if len(self.rejected) > 3 else ""
         super().__init__(f"{len(self.rejected)} envelope(s) rejected: {reasons}{more}")
+
+
+#: resources whose newest delivered version a sink remembers (per memory)
+REMEMBERED = 10000
+
+
+class Sent:
+    """What a sink sent of each resource: it never sends a version older than one it
+    sent (in this process), nor one version twice in one consumer's run.
+
+    Two memories, newest version per ``(resource_type, id)``:
+
+    * the sink's, shared by every consumer of the pipeline: a change older than one
+      sent is never sent (a batch resent after a partial failure, an old consumer
+      that has not yet noticed it lost its cursor);
+    * each consumer run's (a claimed cursor: one consumer thread): a version it sent
+      is not sent again in that run (the change log may hold one version twice: a
+      redelivered notification rewrites the user copy). A new run starts from its
+      cursor and sends what it reads, so an operator's replay resends everything.
+
+    ``for_caller()`` (on the consumer's thread) gives the run's ``Memory``.
+    """
+
+    def __init__(self, size: int = REMEMBERED):
+        self._size = size
+        self._lock = threading.Lock()
+        self._shared: cachetools.LRUCache = cachetools.LRUCache(size)
+        self._runs: "weakref.WeakKeyDictionary[threading.Thread, cachetools.LRUCache]" = \
+            weakref.WeakKeyDictionary()
+
+    def for_caller(self) -> "Sent.Memory":
+        thread = threading.current_thread()
+        with self._lock:
+            run = self._runs.get(thread)
+            if run is None:
+                run = self._runs[thread] = cachetools.LRUCache(self._size)
+        return Sent.Memory(self, run)
+
+    class Memory:
+        def __init__(self, sent: "Sent", run: cachetools.LRUCache):
+            self._sent = sent
+            self._run = run
+
+        def wanted(self, envelope: Envelope) -> bool:
+            """Send it? (Control envelopes always go.)"""
+            if envelope.is_control:
+                return True
+            key = (envelope.resource_type, envelope.id)
+            with self._sent._lock:
+                shared, run = self._sent._shared.get(key), self._run.get(key)
+            return (shared is None or envelope.version >= shared) and (
+                run is None or envelope.version > run)
+
+        def record(self, envelope: Envelope) -> None:
+            if envelope.is_control:
+                return
+            key = (envelope.resource_type, envelope.id)
+            with self._sent._lock:
+                for memory in (self._sent._shared, self._run):
+                    if memory.get(key, -1) < envelope.version:
+                        memory[key] = envelope.version
 
 
 class Sink:

@@ -155,6 +155,13 @@ class Subscription:
         return tuple(s.value for s in self.secrets
                      if s.expires_at is None or s.expires_at > now)
 
+    def signing_secrets(self, now: float | None = None) -> tuple[str, ...]:
+        """The current secrets as the webhook sink's ``secrets`` option takes them:
+        ``whsec_...`` or, for one that expires, ``whsec_...@<epoch seconds>``."""
+        now = time.time() if now is None else now
+        return tuple(s.value if s.expires_at is None else f"{s.value}@{s.expires_at!r}"
+                     for s in self.secrets if s.expires_at is None or s.expires_at > now)
+
     def replace(self, **changes) -> "Subscription":
         return dataclasses.replace(self, **changes)
 

@@ -27,6 +27,21 @@ def key_of(secret: str) -> bytes:
         raise ValueError("a webhook secret is whsec_ and base64") from None
 
 
+def parse_secret(text: str) -> tuple[str, float | None]:
+    """``whsec_...`` or ``whsec_...@<epoch seconds>`` (it signs until then) ->
+    (secret, expiry or None); ValueError saying what is wrong."""
+    secret, at, until = text.strip().partition("@")
+    key_of(secret)
+    if not at:
+        return secret, None
+    try:
+        expiry = float(until)
+    except ValueError:
+        raise ValueError(f"{secret[:10]}...@{until}: after @ give when the secret "
+                         "stops signing, in epoch seconds") from None
+    return secret, expiry
+
+
 def signature(secrets: Iterable[str], msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value: one ``v1,`` signature per secret."""
     content = f"{msg_id}.{timestamp}.".encode() + body

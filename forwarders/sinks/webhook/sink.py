@@ -3,7 +3,8 @@
 Options (an ini section, or a subscription's settings):
 
 * ``url`` (required), ``secrets`` (``whsec_...``; several during a rotation: each
-  signs), ``timeout`` (seconds for a 2xx, default 10), ``concurrency`` (requests in
+  signs; ``whsec_...@<epoch seconds>`` signs only until then, so a rotated secret
+  stops signing at its expiry without the sink being rebuilt), ``timeout`` (seconds for a 2xx, default 10), ``concurrency`` (requests in
   flight, default 4), ``rate_limit`` (requests per second, 0: none),
   ``allowed_networks`` (addresses a tenant's URL may resolve to although private),
   ``id_salt`` (mixed into ``webhook-id``; a subscription's id).
@@ -16,8 +17,10 @@ The body is ``{"type", "timestamp", "data"}`` where ``data`` is the envelope and
 Order: a batch is split into lanes by resource; lanes run concurrently, each in
 the batch's order, and a lane stops at its first failure. The cursor moves past the
 longest delivered prefix; what follows is sent again later. The sink remembers the
-newest version delivered per resource, so a resent change never arrives after a
-newer one of the same resource (nor twice in a process's life).
+newest version delivered per resource (``base.Sent``), so a resent change never
+arrives after a newer one of the same resource, nor twice in one consumer's run;
+``deliver`` returns how many it did not send for that reason. A new run (an
+operator's replay, a cursor taken over) sends everything it reads again.
 
 Classification: a 2xx is delivered; ``410 Gone`` means the receiver wants nothing
 more (``SinkGone``: a subscription is disabled); any other answer, a timeout, a
@@ -29,17 +32,18 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import hashlib
+import re
 import threading
 import time
 from typing import Sequence
 
-import cachetools
 import orjson
 import urllib3
 
 from forwarders.options import Float, Integer
 from forwarders.sinks import destinations
-from forwarders.sinks.base import Sink, SinkConfigError, SinkGone, SinkUnavailable
+from forwarders.sinks.base import (Sent, Sink, SinkConfigError, SinkGone,
+                                   SinkUnavailable)
 from forwarders.sinks.ratelimit import Stopped, TokenBucket
 from forwarders.sinks.webhook import signing
 from forwarders.sinks.webhook.client import WebhookClient
@@ -48,7 +52,6 @@ from searchlight_forward.model.envelope import (DELETE, RESYNC_BEGIN, RESYNC_END
 
 TYPES = {DELETE: "resource.deleted", RESYNC_BEGIN: "resync.begin",
          RESYNC_END: "resync.end"}
-REMEMBERED = 10000        # resources whose last delivered version a sink keeps
 PACING = 2.0              # seconds of rate-limited sending per call at most
 
 
@@ -74,6 +77,12 @@ def body_of(kind: str, data: dict) -> bytes:
                          .replace("+00:00", "Z"), "data": data}, default=str)
 
 
+def _urllib3_reason(exc: Exception) -> str:
+    """urllib3's message without the connection object's repr it starts with."""
+    text = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>: ", "", str(exc)).strip()
+    return text or type(exc).__name__
+
+
 class Failed(Exception):
     """One POST did not get a 2xx (the reason is the message)."""
 
@@ -87,14 +96,14 @@ class WebhookSink(Sink):
         super().__init__(name, options, context)
         o = self.options
         url = o.text("url", required=True)
-        self.secrets = tuple(o.listing("secrets", []) or [])
+        try:
+            #: (secret, epoch seconds it stops signing at or None), newest first
+            self.secrets = tuple(signing.parse_secret(s)
+                                 for s in o.listing("secrets", []) or [])
+        except ValueError as exc:
+            raise SinkConfigError("secrets", str(exc)) from None
         if not self.secrets and self.signs_with_secrets:
             raise SinkConfigError("secrets", "give at least one whsec_ secret")
-        for secret in self.secrets:
-            try:
-                signing.key_of(secret)
-            except ValueError as exc:
-                raise SinkConfigError("secrets", str(exc)) from None
         timeout = o.typed("timeout", Float(min=0.1, max=120), 10.0)
         self.concurrency = o.typed("concurrency", Integer(min=1, max=64), 4)
         rate = o.typed("rate_limit", Float(min=0), 0.0)
@@ -113,8 +122,7 @@ class WebhookSink(Sink):
         # cursor lease (lanes fail fast: one timeout ends the call).
         self.batch_size = max(1, min(100, int(rate * PACING))) if rate else 100
         self.call_timeout = call_timeout(timeout)
-        self._delivered = cachetools.LRUCache(REMEMBERED)
-        self._lock = threading.Lock()
+        self._sent = Sent()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- one POST ----------------------------------------------------------------------
@@ -122,7 +130,16 @@ class WebhookSink(Sink):
     def post(self, msg_id: str, kind: str, data: dict) -> None:
         """POST one message, signed; ``Failed``, or ``SinkGone`` on 410."""
         body = body_of(kind, data)
-        self.send(body, signing.headers(self.secrets, msg_id, int(time.time()), body))
+        now = time.time()
+        self.send(body, signing.headers(self.signing_secrets(now), msg_id, int(now), body))
+
+    def signing_secrets(self, now: float) -> tuple[str, ...]:
+        """The secrets that sign now (an expired one never does)."""
+        current = tuple(s for s, until in self.secrets if until is None or until > now)
+        if not current:
+            raise Failed("every signing secret has expired: give a current one "
+                         "in secrets")
+        return current
 
     def send_change(self, envelope: Envelope) -> None:
         """One change (or control envelope) as this sink's request."""
@@ -140,7 +157,7 @@ class WebhookSink(Sink):
         except destinations.DestinationRefused as exc:
             raise Failed(f"destination refused: {exc}") from None
         except urllib3.exceptions.HTTPError as exc:
-            raise Failed(f"{type(exc).__name__}: {exc}"[:300]) from None
+            raise Failed(f"{self.client.url}: {_urllib3_reason(exc)}"[:300]) from None
         if resp.status == 410:
             raise SinkGone(f"{self.client.url} answered 410 Gone")
         if not 200 <= resp.status < 300:
@@ -150,24 +167,23 @@ class WebhookSink(Sink):
 
     # -- a batch -----------------------------------------------------------------------
 
-    def deliver(self, envelopes: Sequence[Envelope]) -> None:
+    def deliver(self, envelopes: Sequence[Envelope]) -> int:
         lanes: dict[tuple, list[int]] = {}
         for i, e in enumerate(envelopes):
             lanes.setdefault((e.resource_type, e.id), []).append(i)
         done = [False] * len(envelopes)
+        not_sent = [False] * len(envelopes)
         failures: list[str] = []
         gone: list[SinkGone] = []
         abandon = threading.Event()
+        memory = self._sent.for_caller()        # the calling consumer's run
 
         def run_lane(indexes: list[int]) -> None:
             for i in indexes:
                 if abandon.is_set():
                     return
                 e = envelopes[i]
-                key = (e.resource_type, e.id)
-                with self._lock:
-                    newest = self._delivered.get(key)
-                if e.is_control or newest is None or e.version > newest:
+                if memory.wanted(e):
                     try:
                         self.send_change(e)
                     except Failed as exc:
@@ -178,9 +194,9 @@ class WebhookSink(Sink):
                         gone.append(exc)
                         abandon.set()
                         return
-                    if not e.is_control:
-                        with self._lock:
-                            self._delivered[key] = e.version
+                    memory.record(e)
+                else:
+                    not_sent[i] = True
                 done[i] = True
 
         if len(lanes) == 1 or self.concurrency == 1:
@@ -193,6 +209,7 @@ class WebhookSink(Sink):
         if failures:
             prefix = next((i for i, ok in enumerate(done) if not ok), len(done))
             raise SinkUnavailable(failures[0], delivered=prefix)
+        return sum(not_sent)
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
