@@ -7,6 +7,12 @@ traceback. None of that may drown the operator's log: failures are logged throug
 ``TRACEBACK_FRAMES`` frames) only the first time a (what, exception type) pair is
 seen in ``interval`` seconds. Messages are cut to ``MAX_TEXT`` characters, so a
 payload quoted in an exception never becomes a payload-sized log entry.
+
+Every command's one logging set-up (``commands.common.setup``) also installs
+``install_hygiene`` on the root handlers: every record, ours or a library's, keeps
+at most ``MAX_LINES`` lines, and no line written (prefix included) is longer than
+``MAX_LINE`` characters; and it sets the client libraries' loggers
+(``LIBRARY_LEVELS``) so that a search server outage or every request is not a line.
 """
 from __future__ import annotations
 
@@ -17,6 +23,19 @@ import traceback
 
 MAX_TEXT = 300
 TRACEBACK_FRAMES = 12
+MAX_LINE = 2000          # characters of one written line, the formatter's prefix included
+MAX_LINES = 40           # lines of one record (a brief traceback fits)
+PREFIX_ROOM = 400        # of MAX_LINE, kept for a line's prefix and an exception's text
+
+# Client libraries' loggers, for oslo.log's ``default_log_levels``. elastic_transport
+# and opensearch-py log every request at INFO and every failed attempt at WARNING
+# (opensearch-py also every 404 and 409, which this project expects as answers), with
+# the exception; during an outage that was ~30 lines a second per process. Our own
+# code logs each failure once, with its reason (``Throttled``), so theirs are noise
+# below ERROR.
+LIBRARY_LEVELS = ["elastic_transport=ERROR", "elasticsearch=WARN", "opensearch=ERROR",
+                  "opensearchpy=ERROR", "kombu=WARN", "amqp=WARN", "websockets=WARN",
+                  "stevedore=WARN"]
 
 
 def short(value: object, limit: int = MAX_TEXT) -> str:
@@ -27,6 +46,16 @@ def short(value: object, limit: int = MAX_TEXT) -> str:
         text = f"<unprintable {type(value).__name__}>"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def cap_lines(text: str, limit: int = MAX_LINE, lines: int = MAX_LINES) -> str:
+    """``text`` with each line cut to ``limit`` characters and at most ``lines``
+    lines (the last kept line says how many were left out)."""
+    parts = text.split("\n")
+    if len(parts) > lines:
+        left = len(parts) - lines + 1
+        parts = parts[:lines - 1] + [f"... ({left} more lines)"]
+    return "\n".join(p if len(p) <= limit else p[:limit - 3] + "..." for p in parts)
 
 
 def describe(exc: BaseException) -> str:
@@ -77,13 +106,16 @@ class LibraryHygiene(logging.Filter):
     full traceback for every message it cannot decode, with the payload in it).
 
     Installed on the root handlers by the commands: a record's message is cut to
-    ``limit`` characters, and its traceback is cut to ``TRACEBACK_FRAMES`` frames and
-    kept only the first time its (logger, exception type) is seen in ``interval`` s.
+    ``limit`` characters (each line, and ``MAX_LINES`` lines), and its traceback is
+    cut to ``TRACEBACK_FRAMES`` frames and kept only the first time its (logger,
+    exception type) is seen in ``interval`` s.
     """
 
-    def __init__(self, interval: float = 300.0, limit: int = 2000):
+    def __init__(self, interval: float = 300.0, limit: int = MAX_LINE):
         super().__init__()
-        self.limit = limit
+        # Room on the line for the formatter's prefix and the exception's
+        # description (``LineCap`` cuts whatever still exceeds ``limit``).
+        self.limit = max(100, limit - PREFIX_ROOM)
         self._due = Throttled(logging.getLogger(__name__), interval)._traceback_due
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -95,18 +127,36 @@ class LibraryHygiene(logging.Filter):
             else:
                 text = f"{short(text, self.limit)} ({describe(exc)}; traceback shown earlier)"
             record.exc_info, record.exc_text = None, None
-        elif len(text) > self.limit:
-            text = short(text, self.limit)
         else:
-            return True
+            capped = cap_lines(text, self.limit)
+            if capped == text:
+                return True
+            text = capped
         record.msg, record.args = text, ()
         return True
 
 
+class LineCap(logging.Formatter):
+    """A handler's formatter, whose every written line (the formatter's prefix
+    included) is cut to ``limit`` characters: the documented bound holds whatever
+    a record or a formatter's context adds."""
+
+    def __init__(self, inner: logging.Formatter | None, limit: int = MAX_LINE):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.limit = limit
+
+    def format(self, record: logging.LogRecord) -> str:
+        return cap_lines(self.inner.format(record), self.limit, lines=10 * MAX_LINES)
+
+
 def install_hygiene(logger: logging.Logger | None = None,
-                    interval: float = 300.0) -> LibraryHygiene:
-    """Put one ``LibraryHygiene`` on every handler of ``logger`` (the root)."""
-    hygiene = LibraryHygiene(interval)
+                    interval: float = 300.0, limit: int = MAX_LINE) -> LibraryHygiene:
+    """Put one ``LibraryHygiene`` on every handler of ``logger`` (the root), and
+    cap every line those handlers write at ``limit`` characters (``LineCap``)."""
+    hygiene = LibraryHygiene(interval, limit)
     for handler in (logger or logging.getLogger()).handlers:
         handler.addFilter(hygiene)
+        if not isinstance(handler.formatter, LineCap):
+            handler.setFormatter(LineCap(handler.formatter, limit))
     return hygiene

@@ -9,8 +9,9 @@ done. The wait is:
 * probe-aware: with a ``probe`` (a cheap call that says whether the peer answers),
   the wait is cut short as soon as the peer is back, so recovery takes about
   ``probe_interval`` seconds, not the rest of a 30 s backoff;
-* logged through ``logs.Throttled``: one line per failure with its reason, the
-  traceback at most once per kind per interval.
+* logged through ``logs.Throttled``: one line per failure with its reason and no
+  traceback (a failure the caller classified as worth waiting for is expected:
+  an outage, a tenant's 503); what is not classified is raised to the caller.
 
 What counts as transient (worth waiting for) is ``is_transient``, one classification
 for Elasticsearch and RabbitMQ; a caller with its own kind of failure (a sink) gives
@@ -145,5 +146,7 @@ class Retry:
         if self.on_retry is not None:
             self.on_retry(exc, state.attempt_number, wait)
         else:
+            # classified (transient: an outage, a peer's 503): the line says it all
             self.log.failure(self.what, exc, f"retry {state.attempt_number} in "
-                             f"{wait:.1f}s{'; ' + self.hint if self.hint else ''}")
+                             f"{wait:.1f}s{'; ' + self.hint if self.hint else ''}",
+                             with_traceback=False)

@@ -12,9 +12,8 @@ from searchlight_forward import opts as core_opts
 
 PROJECT = "searchlight-forward"
 
-# Client libraries that log every request at INFO.
-QUIET = ["elastic_transport=WARN", "elasticsearch=WARN", "kombu=WARN", "amqp=WARN",
-         "websockets=WARN", "stevedore=WARN"]
+# Client libraries that log every request at INFO (and every failed attempt).
+QUIET = logs.LIBRARY_LEVELS
 
 
 def register(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

@@ -131,6 +131,18 @@ def main(argv: list[str] | None = None) -> None:
         dl.ensure()
 
 
+def _no_dead_letters(stage: str | None, event_type: str | None) -> str:
+    """What ``dead-letters list`` says when nothing matched, and how to filter."""
+    chosen = [f"--stage {stage}" if stage else "", f"--event-type {event_type}"
+              if event_type else ""]
+    chosen = [c for c in chosen if c]
+    if chosen:
+        return (f"no dead letters match {' '.join(chosen)} (`dead-letters list` without "
+                "them lists every stage and event type)")
+    return (f"no dead letters (when there are, filter with --stage "
+            f"{'|'.join(STAGES)} or --event-type TYPE; --limit N, default 20)")
+
+
 def _dead_letters(conf, es, deployment: Deployment) -> int:
     cmd = conf.command
     dl = DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)
@@ -139,10 +151,13 @@ def _dead_letters(conf, es, deployment: Deployment) -> int:
         return 0
     if cmd.action == "list":
         es.indices.refresh(index=dl.index)
-        for rec in dl.search(cmd.limit, cmd.event_type, cmd.stage):
+        records = dl.search(cmd.limit, cmd.event_type, cmd.stage)
+        for rec in records:
             reason = rec["reason"].splitlines()[0]
             print(f"{rec['id']}  {rec['dead_at'][:19]}  {rec['stage']:<6}  "
                   f"{rec.get('event_type') or '-':<32}  {reason}")
+        if not records:
+            print(_no_dead_letters(cmd.stage, cmd.event_type))
         return 0
     if not cmd.ids:
         print(f"dead-letters {cmd.action} needs record ids (see `dead-letters list`)")

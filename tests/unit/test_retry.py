@@ -1,4 +1,5 @@
 """The one retry policy: attempts, classification, stop-aware and probe-aware waits."""
+import logging
 import threading
 
 import elasticsearch
@@ -50,6 +51,24 @@ def test_a_caller_classifies_its_own_failures():
         pass
     fn = Flaky(2, error=Down())
     assert Retry(FAST, "sink", classify=lambda e: isinstance(e, Down)).call(fn) == "done"
+
+
+def test_a_classified_failure_is_one_line_without_a_traceback(caplog):
+    # A tenant's endpoint answering 503 is expected: the line names it, no traceback.
+    class Unavailable(Exception):
+        pass
+    fn = Flaky(3, error=Unavailable("http://example.com/hook answered 503"))
+    with caplog.at_level(logging.WARNING, logger="tenant-sink"):
+        Retry(FAST, "pipeline subscription-1: sink subscriptions",
+              classify=lambda e: isinstance(e, Unavailable),
+              logger=logging.getLogger("tenant-sink")).call(fn)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert all(m.startswith("pipeline subscription-1: sink subscriptions failed: "
+                            "Unavailable: http://example.com/hook answered 503. retry ")
+               for m in messages), messages
+    assert not any("Traceback" in m or "\n" in m for m in messages)
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 @pytest.mark.timeout(30)     # the 60 s backoff would outlast it
