@@ -706,5 +706,10 @@ class Session:
         self.start_at(position)
         self.state = State.LIVE
         cursor = self.position or position
+        # A live search's full state is its ``results`` frame (sent whenever one is
+        # due): the resume after it only brings changes, so it is never "full" (a
+        # client that drops what a full resume did not mention would drop the
+        # results it just received).
+        full = full and self.subscription.query is None
         return [Send(frame("resumed", cursor=str(cursor) if cursor else None,
                            count=count, full=full))]

@@ -342,3 +342,58 @@ def test_a_resource_moved_to_another_project_leaves_and_enters(writer, ws_server
     finally:
         for client in clients.values():
             client.close()
+
+
+class DocsClient:
+    """A live search client written only from docs/websocket.md: ``results``
+    replaces the table, ``entered``/``updated`` put a resource in, ``left`` takes it
+    out, ``change`` frames are what a resync mentions, and a ``resumed`` with
+    ``full: true`` drops what the resync did not mention (the Clients section)."""
+
+    def __init__(self, url: str):
+        from websockets.sync.client import connect
+        self.ws = connect(url, open_timeout=10, close_timeout=5)
+        self.table: dict[str, dict] = {}
+        self.mentioned: set[str] = set()
+        self.resumed: dict | None = None
+
+    def send(self, message: dict) -> None:
+        import json
+        self.ws.send(json.dumps(message))
+
+    def handle(self, timeout: float = 10.0) -> dict:
+        import json
+        f = json.loads(self.ws.recv(timeout=timeout))
+        if f["type"] == "results":
+            self.table = {h["id"]: h for h in f["hits"]}
+        elif f["type"] in ("entered", "updated", "change"):
+            self.table[f["envelope"]["id"]] = f["envelope"]
+            self.mentioned.add(f["envelope"]["id"])
+        elif f["type"] == "left":
+            self.table.pop(f["id"], None)
+        elif f["type"] == "resumed":
+            self.resumed = f
+            if f["full"]:
+                self.table = {k: v for k, v in self.table.items() if k in self.mentioned}
+        return f
+
+
+def test_a_client_written_from_the_docs_keeps_the_results_it_was_sent(writer, ws_server):
+    writer(A, ["d1", "d2", "d3"], 1, status="ACTIVE")
+    writer(A, ["d4"], 1, status="ERROR")
+    server = ws_server()
+    client = DocsClient(server.url)
+    try:
+        client.send({"action": "authenticate", "token": "tok-a"})
+        client.send({"action": "subscribe", "resource_types": [SERVER],
+                     "query": {"term": {"status": "ACTIVE"}}, "cursor": None})
+        while client.resumed is None:
+            client.handle()
+        assert sorted(client.table) == ["d1", "d2", "d3"], client.resumed
+        writer(A, ["d5"], 2, status="ACTIVE")
+        writer(A, ["d1"], 2, status="ERROR")
+        while "d5" not in client.table or "d1" in client.table:
+            client.handle()
+        assert sorted(client.table) == ["d2", "d3", "d5"]
+    finally:
+        client.ws.close()

@@ -296,6 +296,7 @@
 
   function subscribe(ws) {
     state.resuming = {ids: new Set()};
+    state.fromResults = false;
     setConn("resuming", state.cursor ? "connected, resuming\u2026" : "connected, loading\u2026");
     ws.send(JSON.stringify(Object.assign({
       action: "subscribe", resource_types: [state.type],
@@ -321,6 +322,7 @@
       : "connected \u00b7 live");
     el.conn.dataset.full = "true";
     el.conn.dataset.count = String(shown);
+    state.fromResults = true;
     updateFooter();
   }
 
@@ -434,6 +436,11 @@
   }
 
   function onResumed(frame) {
+    if (state.fromResults) {     // a live search: "results" was the full load
+      state.fromResults = false;
+      if (frame.cursor) state.cursor = frame.cursor;
+      return;
+    }
     const resume = state.resuming;
     state.resuming = null;
     if (frame.full && resume) {          // drop what the full resync did not mention
