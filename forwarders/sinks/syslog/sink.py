@@ -22,6 +22,13 @@ fails (the server does not speak TLS there, or its certificate is not trusted) i
 failure policy decides what follows; a message too big for one UDP datagram is
 ``SinkRejected`` (a dead letter with the reason).
 
+Like the webhook sink, it remembers the newest version sent per resource
+(``base.Sent``): a version is not sent twice in one consumer's run, nor one older
+than a version sent (the change log can hold one version twice: a redelivered
+notification, such as Glance's ``image.activate`` right after ``image.upload`` with
+the same ``updated_at``, rewrites the user copy). ``deliver`` returns how many it
+did not send; a replay (a new run) sends everything again.
+
 TCP and TLS have no acknowledgements: a change written into a connection the server
 drops at that moment can be lost (RFC 6587's known limit; RELP would close it). The
 sink checks the connection before every batch, so a server that went away is
@@ -36,8 +43,8 @@ from typing import Sequence
 
 from forwarders.options import Float, Integer
 from forwarders.sinks import destinations
-from forwarders.sinks.base import (Rejection, Sink, SinkConfigError, SinkRejected,
-                                   SinkUnavailable)
+from forwarders.sinks.base import (Rejection, Sent, Sink, SinkConfigError,
+                                   SinkRejected, SinkUnavailable)
 from forwarders.sinks.syslog.message import (FACILITIES, SD_ID, format_message,
                                              octet_counted)
 from forwarders.sinks.syslog.url import parse_url
@@ -74,6 +81,7 @@ class SyslogSink(Sink):
         self.server_name = o.text("server_name", self.host)
         self.call_timeout = 2 * self.timeout + 1.0       # connect (with TLS), then send
         self._sock: socket.socket | None = None
+        self._sent = Sent()
 
     @staticmethod
     def _tls_context(o) -> ssl.SSLContext:
@@ -171,9 +179,14 @@ class SyslogSink(Sink):
         else:
             self._sock.sendall(octet_counted(data))
 
-    def deliver(self, envelopes: Sequence[Envelope]) -> None:
+    def deliver(self, envelopes: Sequence[Envelope]) -> int:
         rejected: list[Rejection] = []
+        memory = self._sent.for_caller()        # the calling consumer's run
+        not_sent = 0
         for i, envelope in enumerate(envelopes):
+            if not memory.wanted(envelope):
+                not_sent += 1
+                continue
             data = self.message(envelope)
             if self.transport == "udp" and len(data) > self.max_udp:
                 rejected.append(Rejection(i, envelope, f"{len(data)} octets: more than "
@@ -187,8 +200,10 @@ class SyslogSink(Sink):
                 self._drop()
                 raise SinkUnavailable(f"syslog server {self.host}:{self.port} "
                                       f"({self.transport}): {exc}", delivered=i) from None
+            memory.record(envelope)
         if rejected:
             raise SinkRejected(rejected, delivered=len(envelopes))
+        return not_sent
 
     def close(self) -> None:
         self._drop()
