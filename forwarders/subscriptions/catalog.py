@@ -28,14 +28,15 @@ from typing import Mapping
 
 from forwarders.pipeline.pipeline import HOLD, FailurePolicy, Pipeline
 from forwarders.feeds.websub_sink import WebSubSink
-from forwarders.sinks.base import Sink, SinkContext
+from forwarders.sinks.base import Sink, SinkContext, SinkGone, SinkUnavailable
 from forwarders.sinks.email.sink import EmailSink
 from forwarders.sinks.syslog.sink import SyslogSink
-from forwarders.sinks.webhook.sink import WebhookSink
+from forwarders.sinks.webhook.sink import Failed as WebhookFailed, WebhookSink
 from forwarders.subscriptions import confirmation
 from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, FEED, PENDING,
                                             SYSLOG, WEBSUB, Subscription)
 from forwarders.subscriptions.store import Stored, SubscriptionStore
+from searchlight_forward.logs import describe
 from searchlight_forward.retry import Policy
 
 LOG = logging.getLogger(__name__)
@@ -140,7 +141,9 @@ class Catalog:
                 "timeout": str(self.settings.webhook_timeout),
                 "sd_id": "change@32473"}, SinkContext())
         return WebhookSink(name, {
-            "url": sub.endpoint, "secrets": ",".join(sub.current_secrets()),
+            # Each with its expiry: a rotated secret stops signing then, whenever
+            # this sink was built.
+            "url": sub.endpoint, "secrets": ",".join(sub.signing_secrets()),
             "timeout": str(self.settings.webhook_timeout),
             "concurrency": str(self.settings.webhook_concurrency),
             "rate_limit": str(sub.rate_limit),
@@ -238,16 +241,21 @@ class Catalog:
 
     def _confirm(self, sub: Subscription) -> None:
         try:
-            error = None
+            error, permanent = None, False
             sink = self.sink_for(sub, name=f"confirm-{sub.id}")
             try:
                 confirmation.send(sink, sub, self.settings.public_url)
+            except SinkGone as exc:
+                # A permanent refusal (410 Gone, an SMTP 5xx): asking again is no use.
+                error, permanent = (str(exc) or "the endpoint is gone")[:500], True
+            except (SinkUnavailable, WebhookFailed) as exc:   # say what happened
+                error = (str(exc) or "the endpoint did not take it")[:500]
             except Exception as exc:  # noqa: BLE001 - recorded on the subscription
-                error = f"{type(exc).__name__}: {exc}"[:500]
+                error = describe(exc)[:500]
             finally:
                 sink.close()
-            give_up = error is not None and \
-                sub.confirmation_attempts + 1 >= self.settings.confirmation_attempts
+            give_up = error is not None and (permanent or sub.confirmation_attempts + 1
+                                             >= self.settings.confirmation_attempts)
 
             def change(current: Subscription):
                 if current.state != PENDING or current.endpoint != sub.endpoint:
@@ -257,9 +265,11 @@ class Catalog:
                     confirmation_attempts=current.confirmation_attempts + 1,
                     confirmation_error=error)
                 if give_up:
+                    tries = "" if permanent else \
+                        f" in {changed.confirmation_attempts} attempts"
                     changed = changed.replace(
                         state=DISABLED, state_reason="the confirmation request could not "
-                        f"be delivered in {changed.confirmation_attempts} attempts: {error}")
+                        f"be delivered{tries}: {error}")
                 return changed
             self.store.change(sub.id, change)
             if error is None:

@@ -12,8 +12,10 @@ A digest does not keep changes in memory: the sink answers ``SinkNotDue`` until 
 interval is over, so the changes wait in the change log behind the cursor and are
 read (coalesced to each resource's latest state) when the digest is due.
 
-Classification: every recipient refused (5xx) is ``SinkGone`` (a subscription is
-disabled); a connection failure, a timeout or a 4xx answer is ``SinkUnavailable``.
+Classification: the recipient refused with a permanent answer (5xx, at ``RCPT`` or
+after ``DATA``) is ``SinkGone`` (a subscription is disabled; a confirmation request
+fails at once); a connection failure, a timeout, a 4xx answer or a refused sender
+(the operator's ``[smtp] from_address``) is ``SinkUnavailable``.
 """
 from __future__ import annotations
 
@@ -117,11 +119,27 @@ class EmailSink(Sink):
                 smtp.send_message(message)
                 sent += 1
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            if all(code >= 500 for code in codes):
-                raise SinkGone(f"the SMTP server refuses {self.to}: "
-                               f"{list(exc.recipients.values())[0]}") from None
-            raise SinkUnavailable(f"SMTP refused {self.to} for now: {exc}", sent) from None
+            answers = list(exc.recipients.values())
+            if all(code >= 500 for code, _ in answers):
+                raise SinkGone(f"the SMTP server refused {self.to} permanently: "
+                               f"{_answer(*answers[0])}") from None
+            raise SinkUnavailable(f"the SMTP server refused {self.to} for now: "
+                                  f"{_answer(*answers[0])}", sent) from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise SinkUnavailable(f"the SMTP server refused the sender {self.sender}: "
+                                  f"{_answer(exc.smtp_code, exc.smtp_error)}; check "
+                                  "[smtp] from_address", sent) from None
+        except smtplib.SMTPDataError as exc:
+            if exc.smtp_code >= 500:
+                raise SinkGone(f"the SMTP server refused a message to {self.to} "
+                               f"permanently: {_answer(exc.smtp_code, exc.smtp_error)}"
+                               ) from None
+            raise SinkUnavailable(f"the SMTP server refused a message to {self.to} for "
+                                  f"now: {_answer(exc.smtp_code, exc.smtp_error)}",
+                                  sent) from None
+        except smtplib.SMTPResponseException as exc:
+            raise SinkUnavailable(f"SMTP {self.host}:{self.port} answered "
+                                  f"{_answer(exc.smtp_code, exc.smtp_error)}", sent) from None
         except (OSError, smtplib.SMTPException, Stopped, socket.timeout) as exc:
             raise SinkUnavailable(f"SMTP {self.host}:{self.port}: {exc}", sent) from None
         finally:
@@ -163,6 +181,13 @@ class EmailSink(Sink):
 
     def close(self) -> None:
         self.limiter.close()
+
+
+def _answer(code: int, text: bytes | str) -> str:
+    """An SMTP answer as a person reads it: ``550 5.1.1 no such user``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(str(text).split())}"
 
 
 def _body(envelopes: Sequence[Envelope]) -> str:
