@@ -175,11 +175,16 @@ class Renderer:
         self.failures += 1
         if self.on_failure is None:
             LOG.exception("withholding %r: a filter or the document failed", entry)
+        elif entry.problem is not None:
+            self.on_failure(entry, entry.problem)
         else:
             self.on_failure(entry, f"a filter or the document failed: "
                                    f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def envelope(self, entry: Entry) -> Envelope:
+        problem = entry.problem
+        if problem is not None:
+            raise ValueError(problem)       # withheld and recorded, never sent
         envelope = entry.envelope(self.admin_only.get(entry.resource_type, ()))
         document = envelope.document
         if document is not None:
