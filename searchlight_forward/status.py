@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import socket
 import threading
 from typing import Callable
 
@@ -33,7 +34,10 @@ class StatusServer:
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict],
                  metrics: CollectorRegistry | None = None,
                  live: Callable[[], list[str]] = list,
-                 ready: Callable[[], list[str]] = list):
+                 ready: Callable[[], list[str]] = list,
+                 sock: socket.socket | None = None):
+        """Serve on ``host:port``, or on ``sock``, a listening socket bound already
+        (by a cotyledon master for its worker: ``worker.StatusPorts``)."""
         snapshot_fn = snapshot
         checks = {"/healthz": live, "/readyz": ready}
 
@@ -61,7 +65,15 @@ class StatusServer:
             def log_message(self, *args):  # keep the process log for the process
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        if sock is None:
+            self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        else:
+            self.httpd = http.server.ThreadingHTTPServer(sock.getsockname()[:2], Handler,
+                                                         bind_and_activate=False)
+            self.httpd.socket.close()
+            self.httpd.socket = sock
+            self.httpd.server_address = sock.getsockname()[:2]
+            self.httpd.server_name, self.httpd.server_port = self.httpd.server_address
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
                                        name="status")
 

@@ -32,7 +32,9 @@ opts = [
                        help="Address of the delivery service's status endpoint."),
     cfg.PortOpt("status_port", default=8791,
                 help="Port of the status endpoint (GET /status, /metrics, /healthz, "
-                     "/readyz); worker N uses status_port + N. 0 turns it off."),
+                     "/readyz); worker N uses status_port + N. 0 turns it off. A "
+                     "second delivery process on the same host needs ports of its own "
+                     "(docs/operations.md, \"Several processes on one host\")."),
 ]
 
 

@@ -29,6 +29,7 @@ import collections
 import concurrent.futures
 import logging
 import math
+import socket
 import threading
 import time
 from typing import Iterable
@@ -75,7 +76,7 @@ class DeliveryService:
                  transport_url: str | None = None, poll_interval: float = 1.0,
                  page_size: int = 500, purge: dict | None = None,
                  stop_event: threading.Event | None = None,
-                 status: tuple[str, int] | None = None,
+                 status: tuple[str, int] | socket.socket | None = None,
                  catalog: Catalog | None = None):
         self.es = es
         self.store = store
@@ -102,9 +103,14 @@ class DeliveryService:
         self._thread = threading.Thread(target=self._run, daemon=True, name="delivery")
         self._last_purge = 0.0
         self._sinks_started = False
-        self.status = StatusServer(*status, self.stats, metrics.registry(self.metrics),
-                                   live=self.liveness, ready=self.readiness) \
-            if status else None
+        self.status = None
+        if isinstance(status, socket.socket):       # bound by the worker's master
+            self.status = StatusServer("", 0, self.stats, metrics.registry(self.metrics),
+                                       live=self.liveness, ready=self.readiness,
+                                       sock=status)
+        elif status:
+            self.status = StatusServer(*status, self.stats, metrics.registry(self.metrics),
+                                       live=self.liveness, ready=self.readiness)
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -3,7 +3,10 @@ cotyledon (``[delivery] workers`` per host, each replaced if it dies)."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 
 from oslo_config import cfg
 
@@ -19,7 +22,7 @@ from forwarders.subscriptions.store import SubscriptionStore
 from searchlight_forward import search
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
-from searchlight_forward.worker import Worker, run_workers
+from searchlight_forward.worker import StatusPorts, StatusPortInUse, Worker, run_workers
 
 LOG = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ class ConfigError(ValueError):
 
 
 def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
-          owner: str | None = None, status: tuple[str, int] | None = None
+          owner: str | None = None, status: tuple[str, int] | socket.socket | None = None
           ) -> DeliveryService:
     deployment = Deployment.from_conf(conf)
     try:
@@ -82,15 +85,40 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
                "retention": c.tombstone_retention})
 
 
+#: This host's delivery process (the cotyledon master), set before its workers fork:
+#: its pid and a token of its own, so that owner ids of two runs never meet.
+_MASTER: tuple[int, str] | None = None
+
+
+def slot_owner_id(worker_id: int) -> str:
+    """The owner id of worker slot ``worker_id`` of this master process.
+
+    A worker that cotyledon starts in place of a dead one has its predecessor's
+    owner id, so it takes the cursors its slot held at once (``CursorStore.claim``
+    lets an owner claim its own cursors whatever their lease says): a worker kill
+    costs the time to fork, not a lease. This is safe because cotyledon starts the
+    replacement only once the dead worker is reaped (its threads are gone with it).
+    Another process's cursors (a dead host's, a killed master's) still wait for
+    their lease to run out."""
+    pid, token = _MASTER or (os.getpid(), uuid.uuid4().hex[:8])
+    return f"{socket.gethostname()}:{pid}:{token}:worker-{worker_id}"
+
+
 class DeliveryWorker(Worker):
     name = "searchlight-forward-delivery"
 
     def start_work(self) -> DeliveryService:
-        d = self.conf.delivery
-        status = (d.status_host, d.status_port + self.worker_id) if d.status_port else None
-        return build(self.conf, self.stop_event, status=status).start()
+        return build(self.conf, self.stop_event, owner=slot_owner_id(self.worker_id),
+                     status=self.status_socket).start()
 
 
 def run(conf: cfg.ConfigOpts) -> None:
+    global _MASTER
     build(conf)              # fail fast, in the parent, on a configuration error
-    run_workers(DeliveryWorker, conf.delivery.workers, conf)
+    _MASTER = (os.getpid(), uuid.uuid4().hex[:8])
+    d = conf.delivery
+    try:
+        run_workers(DeliveryWorker, d.workers, conf,
+                    status=StatusPorts(d.status_host, d.status_port, "delivery"))
+    except StatusPortInUse as exc:
+        raise ConfigError(str(exc)) from None

@@ -9,6 +9,7 @@ it wrote visible and rings the doorbell for the readers.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -32,7 +33,7 @@ from searchlight_forward.logs import Throttled, describe
 from searchlight_forward.plugins.base import exchanges_and_topics
 from searchlight_forward.retry import Policy, Retry, Stopping
 from searchlight_forward.status import StatusServer
-from searchlight_forward.worker import Worker, run_workers
+from searchlight_forward.worker import StatusPorts, Worker, run_workers
 from searchlight_forward.model.priority import PRIORITIES
 
 LOG = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Listener:
     """One listener process's worth of machinery, startable and stoppable."""
 
     def __init__(self, conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
-                 worker_index: int = 0):
+                 worker_index: int = 0, status_socket: socket.socket | None = None):
         self.conf = conf
         self.stop_event = stop_event or threading.Event()
         self._stopped = False
@@ -114,7 +115,11 @@ class Listener:
             self.rejected = RejectedReader(conf.transport_url, conf.listener.rejected_queue,
                                            dead_letters, self.stop_event)
         self.status = None
-        if conf.listener.status_port:
+        if status_socket is not None:       # bound by the cotyledon master
+            self.status = StatusServer("", 0, self.snapshot, metrics.registry(self.metrics),
+                                       live=self.liveness, ready=self.readiness,
+                                       sock=status_socket)
+        elif conf.listener.status_port:
             self.status = StatusServer(conf.listener.status_host,
                                        conf.listener.status_port + worker_index,
                                        self.snapshot, metrics.registry(self.metrics),
@@ -233,11 +238,15 @@ class ListenerWorker(Worker):
     name = "searchlight-forward-listener"
 
     def start_work(self) -> Listener:
-        listener = Listener(self.conf, self.stop_event, self.worker_id)
+        listener = Listener(self.conf, self.stop_event, self.worker_id,
+                            self.status_socket)
         listener.start()
         return listener
 
 
 def run(conf: cfg.ConfigOpts) -> None:
-    """``[listener] workers`` processes until SIGTERM or SIGINT."""
-    run_workers(ListenerWorker, conf.listener.workers, conf)
+    """``[listener] workers`` processes until SIGTERM or SIGINT (``StatusPortInUse``
+    before any starts if their status ports are taken)."""
+    listener = conf.listener
+    run_workers(ListenerWorker, listener.workers, conf,
+                status=StatusPorts(listener.status_host, listener.status_port, "listener"))
