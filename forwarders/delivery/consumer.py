@@ -43,6 +43,7 @@ from searchlight_forward.changelog.tombstones import Tombstones
 from searchlight_forward.counters import Counters
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.logs import Throttled
+from searchlight_forward.model.documents import EVENT_TYPE_FIELD
 from searchlight_forward.model.envelope import RESYNC_BEGIN, RESYNC_END, Envelope, control
 from searchlight_forward.retry import Policy, Retry, Stopping, is_transient
 
@@ -304,9 +305,15 @@ class Consumer:
                     self.project_id is not None and entry.project_id != self.project_id):
                 continue
             try:
+                problem = entry.problem
+                if problem is not None:
+                    raise FilterFailed(problem)
                 prepared = self.pipeline.prepare(entry.envelope())
             except FilterFailed as exc:
                 self._withhold(entry, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - this entry alone, never the page
+                self._withhold(entry, FilterFailed(f"{type(exc).__name__}: {exc}"))
                 continue
             if prepared is None:
                 continue
@@ -329,8 +336,8 @@ class Consumer:
             nonlocal pending
             self._check_lease()
             try:
-                self.pipeline.sink.deliver([e for _, e in pending])
-                self._delivered(pending)
+                not_sent = self.pipeline.sink.deliver([e for _, e in pending])
+                self._delivered(pending, not_sent or 0)
                 pending = []
             except SinkRejected as exc:
                 refused = {r.index for r in exc.rejected}
@@ -369,9 +376,11 @@ class Consumer:
               f"pipeline {self.name}: {operation}", stop_event=self.stop_event,
               classify=lambda e: isinstance(e, SinkUnavailable), log=self._log).call(attempt)
 
-    def _delivered(self, items) -> None:
-        self.counters.add("delivered", len(items))
-        self.state.delivered += len(items)
+    def _delivered(self, items, already_sent: int = 0) -> None:
+        # (already_sent: the sink had sent those versions: not delivered again)
+        self.counters.add("delivered", len(items) - already_sent)
+        self.counters.add("already_sent", already_sent)
+        self.state.delivered += len(items) - already_sent
         if items:
             self.state.failing_since = None
         self._advance(items)
@@ -401,11 +410,13 @@ class Consumer:
         self._log.failure(f"pipeline {self.name}: filter", exc,
                           "the change is withheld from this pipeline and recorded",
                           with_traceback=True)
-        envelope = entry.envelope()
-        self._record(str(exc), {"resource_type": envelope.resource_type, "id": envelope.id,
-                                "version": envelope.version,
-                                "project_id": envelope.project_id},
-                     f"withheld-{envelope.id}-{envelope.version}", envelope.event_type)
+        source = entry.source        # not entry.envelope(): it may be what failed
+        self._record(f"cannot hand on {entry.where}: {exc}",
+                     {"position": entry.where, "resource_type": source.get("resource_type"),
+                      "id": source.get("id"), "version": entry.version,
+                      "project_id": source.get("project_id")},
+                     f"withheld-{entry.index}-{entry.shard}-{entry.seq_no}",
+                     str(source.get(EVENT_TYPE_FIELD) or ""))
         self.position = self.position.advanced(entry.shard, entry.seq_no)
 
     def _record(self, reason: str, payload: dict, key: str, event_type: str = "") -> None:
