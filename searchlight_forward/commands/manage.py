@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import tqdm
 from oslo_config import cfg
@@ -22,6 +23,7 @@ from forwarders.delivery import replay
 from forwarders.delivery.cursors import CursorStore
 from forwarders.pipeline import loader
 from forwarders.pipeline.pipeline import FilterFailed
+from forwarders.subscriptions import catalog as catalog_mod
 from forwarders.subscriptions.catalog import Catalog
 from forwarders.subscriptions.catalog import Settings as CatalogSettings
 from forwarders.subscriptions.store import SubscriptionStore
@@ -69,7 +71,8 @@ def _add_parsers(subparsers):
                                               "last error")
     p.add_argument("--group", help="resource group (default: every configured one)")
     p = subparsers.add_parser("replay", help="move a pipeline's cursor; its sink receives "
-                                             "the latest state of what changed since")
+                                             "the latest state of what changed since, "
+                                             "even what it had sent before")
     p.add_argument("pipeline", help="pipeline name, as in forwarders.ini")
     p.add_argument("--to", required=True,
                    help="start | now | an ISO 8601 time | <index>:<seq_no>[,...]")
@@ -266,12 +269,11 @@ def _cursors(conf, es, deployment: Deployment, cmd) -> int:
     store = CursorStore(es, conf.changelog.state_index, owner="searchlight-forward-manage")
     groups = [cmd.group] if cmd.group else deployment.group_names()
     if cmd.name == "cursors":
+        subscriptions = _subscriptions(conf, es)
         for group in groups:
             for doc in sorted(store.cursors(group), key=lambda d: d["consumer"]):
-                position = Position.from_dict(doc.get("position"))
-                print(f"{group} {doc['consumer']}: at {position or 'no position yet'}, "
-                      f"owner {doc.get('owner') or 'none'}"
-                      + (f", last error: {doc['last_error']}" if doc.get("last_error") else ""))
+                for line in describe_cursor(group, doc, subscriptions):
+                    print(line)
         return 0
     status = 0
     for group in groups:
@@ -290,8 +292,62 @@ def _cursors(conf, es, deployment: Deployment, cmd) -> int:
         print(f"{group} {cmd.pipeline}: moved from "
               f"{Position.from_dict(before.get('position')) or 'nowhere'} to {position}; "
               f"its owner lets go at its next cursor write and the pipeline reads on "
-              f"from there (GET /status of the delivery service shows it)")
+              f"from there, sending every change again, even those its sink had sent "
+              f"(GET /status of the delivery service shows it: delivered)")
     return status
+
+
+def _subscriptions(conf, es) -> dict[str, object]:
+    """Pipeline name (``subscription-<id>``) -> the stored subscription, for
+    ``cursors``; empty if there is no subscription index."""
+    try:
+        stored = SubscriptionStore(es, conf.subscriptions.index).all()
+    except search.NotFoundError:
+        return {}
+    return {catalog_mod.pipeline_name(s.subscription.id): s.subscription for s in stored}
+
+
+def describe_cursor(group: str, doc: dict, subscriptions: dict,
+                    now: float | None = None) -> list[str]:
+    """What ``cursors`` prints for one cursor document: where it is, who owns it
+    now (an owner whose lease ran out owns nothing), which subscription it is, its
+    last error and the last time an operator moved it."""
+    now = time.time() if now is None else now
+    name = doc["consumer"]
+    position = Position.from_dict(doc.get("position"))
+    owner, until = doc.get("owner"), float(doc.get("lease_until") or 0)
+    if owner and until > now:
+        held = f"owner {owner} (lease {until - now:.0f} s left)"
+    elif owner:
+        held = f"no owner ({owner}'s lease ran out {_ago(now - until)} ago)"
+    else:
+        held = "no owner"
+    lines = [f"{group} {name}: at {position or 'no position yet'}, {held}"]
+    if name.startswith(catalog_mod.PREFIX):
+        sub = subscriptions.get(name)
+        if sub is None:
+            lines.append("    subscription: deleted (its cursor is forgotten soon)")
+        else:
+            state = sub.state + (f" ({sub.state_reason})" if getattr(sub, "state_reason", None)
+                                 and sub.state != "active" else "")
+            lines.append(f"    subscription: {sub.protocol}, project {sub.project_id}, {state}")
+    if doc.get("last_error"):
+        lines.append(f"    last error{_at(doc.get('last_error_at'))}: {doc['last_error']}")
+    if doc.get("last_move"):
+        lines.append(f"    last moved{_at(doc.get('last_move_at'))}: {doc['last_move']}")
+    return lines
+
+
+def _at(stamp: str | None) -> str:
+    return f" at {stamp[:19].replace('T', ' ')}" if stamp else ""
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _push(conf, es, deployment: Deployment, cmd) -> int:
