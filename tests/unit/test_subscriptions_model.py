@@ -101,3 +101,11 @@ def test_during_a_rotation_every_unexpired_secret_signs_newest_first():
                  model.Secret("whsec_older", expires_at=1500.0)))
     assert sub.current_secrets(now=1600.0) == ("whsec_new", "whsec_old")
     assert sub.current_secrets(now=2000.0) == ("whsec_new",)
+
+
+def test_the_webhook_sink_gets_each_current_secret_with_its_expiry():
+    sub = create({"protocol": "webhook", "endpoint": "https://a.example/"}).replace(
+        secrets=(model.Secret("whsec_new"), model.Secret("whsec_old", expires_at=2000.5),
+                 model.Secret("whsec_older", expires_at=1500.0)))
+    assert sub.signing_secrets(now=1600.0) == ("whsec_new", "whsec_old@2000.5")
+    assert sub.signing_secrets(now=2000.5) == ("whsec_new",)

@@ -48,3 +48,25 @@ def test_a_secret_must_be_whsec_base64():
     for bad in ("abc", "whsec_***"):
         with pytest.raises(ValueError):
             signing.key_of(bad)
+
+
+def test_a_secret_with_an_expiry_signs_only_until_then():
+    from forwarders.sinks.base import SinkContext
+    from forwarders.sinks.webhook.sink import Failed, WebhookSink
+    new, old = new_secret(), new_secret()
+    assert signing.parse_secret(f"{old}@1500.5") == (old, 1500.5)
+    assert signing.parse_secret(new) == (new, None)
+    with pytest.raises(ValueError, match="epoch seconds"):
+        signing.parse_secret(f"{old}@tomorrow")
+    sink = WebhookSink("w", {"url": "http://127.0.0.1:9/hook",
+                             "secrets": f"{new},{old}@1500.5"}, SinkContext())
+    try:
+        assert sink.signing_secrets(1500.0) == (new, old)
+        assert sink.signing_secrets(1500.5) == (new,)
+        lone = WebhookSink("w", {"url": "http://127.0.0.1:9/hook",
+                                 "secrets": f"{old}@1500.5"}, SinkContext())
+        with pytest.raises(Failed, match="every signing secret has expired"):
+            lone.signing_secrets(1600.0)
+        lone.close()
+    finally:
+        sink.close()
