@@ -70,6 +70,13 @@ class Group:
                                Selection(roles=roles), poll_interval, stop_event)
 
 
+# Exported at 0 before they are first counted (metrics.py): alerts see 0, not "no data".
+SERVICE_COUNTERS = ("claimed", "released", "consumer_restarts", "rebalance_failures",
+                    "tombstones_purged")
+PIPELINE_COUNTERS = ("delivered", "failures", "skipped", "held", "rejected", "withheld",
+                     "fell_behind", "resyncs", "commits", "commit_retries")
+
+
 class DeliveryService:
     def __init__(self, es: search.Client, pipelines_by_group: dict[str, list[Pipeline]],
                  store: CursorStore, dead_letters: DeadLetterIndex, settings: Settings,
@@ -408,11 +415,13 @@ class DeliveryService:
         consumers = [c for c in every if c.name not in self.subscriptions]
         # Subscriptions are summed (their number is the tenants' choice: unbounded).
         subscribed = [c for c in every if c.name in self.subscriptions]
-        out = metrics.counters("delivery", dict(self.counters), "delivery service counter")
+        out = metrics.counters("delivery", dict(self.counters), "delivery service counter",
+                               known=SERVICE_COUNTERS)      # at 0 before they count
         out += metrics.counters("delivery_subscriptions",
                                 dict(sum((c.counters for c in subscribed),
                                          collections.Counter())),
-                                "sum over the subscriptions this process delivers")
+                                "sum over the subscriptions this process delivers",
+                                known=PIPELINE_COUNTERS)
         owned = metrics.GaugeMetricFamily(
             metrics.metric_name("delivery_subscriptions", "owned"),
             "subscription cursors this process owns, by mode", labels=["mode"])
@@ -422,7 +431,7 @@ class DeliveryService:
         out += metrics.labelled_counters(
             "delivery_pipeline",
             [({"group": c.group, "pipeline": c.name}, dict(c.counters)) for c in consumers],
-            "pipeline counter")
+            "pipeline counter", known=PIPELINE_COUNTERS)
         live = metrics.GaugeMetricFamily(
             metrics.metric_name("delivery_pipeline", "live"),
             "1 while the pipeline reads the shared feed, 0 while it catches up",

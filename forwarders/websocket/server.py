@@ -26,7 +26,7 @@ import threading
 from typing import Any, Iterable, Mapping, Sequence
 
 import websockets
-from prometheus_client import generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import ServerConnection, serve
 
 from forwarders.livesearch.query import Vocabularies
@@ -215,6 +215,12 @@ class WebSocketServer:
     # -- HTTP side ---------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request):
+        def _typed(response, content_type: str):
+            # connection.respond says text/plain; Headers is a multidict
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = content_type
+            return response
+
         path = request.path.split("?", 1)[0]
         if ("websocket" in request.headers.get("Upgrade", "").lower()
                 and self.unauthenticated >= self.settings.max_unauthenticated):
@@ -227,13 +233,17 @@ class WebSocketServer:
             response.headers["Retry-After"] = str(max(1, int(self.settings.auth_timeout)))
             return response
         if path == "/status":
-            return connection.respond(http.HTTPStatus.OK, json.dumps(self.stats()) + "\n")
+            return _typed(connection.respond(http.HTTPStatus.OK,
+                                             json.dumps(self.stats()) + "\n"),
+                          "application/json")
         if path == "/metrics":
-            return connection.respond(http.HTTPStatus.OK,
-                                      generate_latest(self._metrics).decode())
+            return _typed(connection.respond(http.HTTPStatus.OK,
+                                             generate_latest(self._metrics).decode()),
+                          CONTENT_TYPE_LATEST)
         if path in ("/healthz", "/readyz"):
             code, body = health(self.liveness if path == "/healthz" else self.readiness)
-            return connection.respond(http.HTTPStatus(code), body)
+            return _typed(connection.respond(http.HTTPStatus(code), body),
+                          "application/json")
         static = STATIC_FILES.get(path)
         if static is not None and "websocket" not in request.headers.get(
                 "Upgrade", "").lower():
@@ -242,9 +252,7 @@ class WebSocketServer:
                 text = (STATIC_DIR / name).read_text(encoding="utf-8")
             except OSError:
                 return connection.respond(http.HTTPStatus.NOT_FOUND, "not installed\n")
-            response = connection.respond(http.HTTPStatus.OK, text)
-            del response.headers["Content-Type"]      # Headers is a multidict
-            response.headers["Content-Type"] = content_type
+            response = _typed(connection.respond(http.HTTPStatus.OK, text), content_type)
             response.headers.update(STATIC_HEADERS)
             return response
         return None
@@ -270,16 +278,17 @@ class WebSocketServer:
                metrics.gauge("websocket", "open_unauthenticated",
                              "open connections that have not authenticated yet",
                              self.unauthenticated)]
-        by_state = metrics.GaugeMetricFamily(
-            metrics.metric_name("websocket", "open_connections_by_state"),
-            "open connections by protocol state", labels=["state"])
-        for state, count in sorted(states.items()):
-            by_state.add_metric([state], count)
-        out.append(by_state)
-        out += metrics.labelled_counters(
-            "websocket", [({"code": str(code)}, {"closes": n})
-                          for code, n in sorted(self.closes.items())],
-            "connections closed by the server, by close code")
+        # Known states and close codes at 0 before they occur (alerts see 0).
+        out.append(metrics.labelled_gauge(
+            "websocket", "open_connections_by_state", "open connections by protocol state",
+            "state", states, [s.value for s in protocol.State]))
+        out.append(metrics.by_label(
+            "websocket", "closes", "connections closed by the server, by close code",
+            "code", self.closes, (
+                protocol.GOING_AWAY, protocol.MESSAGE_TOO_BIG, protocol.INTERNAL_ERROR,
+                protocol.TRY_AGAIN_LATER, protocol.AUTH_FAILED, protocol.PROTOCOL_VIOLATION,
+                protocol.TOKEN_EXPIRED, protocol.TOKEN_REVOKED, protocol.TOO_SLOW,
+                protocol.RATE_LIMITED)))
         out += metrics.counters("websocket", dict(self.counters), "WebSocket server counter")
         out += metrics.counters("websocket_feed", dict(self.feed.counters), "change feed")
         out += metrics.counters("websocket_entries", dict(self.unhandled.counters),

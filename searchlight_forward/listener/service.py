@@ -212,12 +212,12 @@ class Listener:
     def metrics(self) -> list:
         """Prometheus families: every counter of ``/status``, the rejected-queue
         reader's, and whether it is connected."""
-        out = metrics.counters("listener", self.counters(), "listener counter")
+        out = metrics.counters("listener", self.counters(), "listener counter",
+                               known=LISTENER_COUNTERS)     # at 0 before they count
         out += list(self.batch_seconds.collect())
-        out += metrics.labelled_counters(
-            "listener", [({"stage": stage}, {"dead_letters": n})
-                         for stage, n in sorted(self.dead_letters.written.items())],
-            "dead-letter records written, by stage")
+        out.append(metrics.by_label("listener", "dead_letters",
+                                    "dead-letter records written, by stage", "stage",
+                                    self.dead_letters.written, LISTENER_STAGES))
         if self.rejected is not None:
             stats = self.rejected.stats()
             out += metrics.counters("listener_rejected_queue",
@@ -230,6 +230,15 @@ class Listener:
 
     def stats_line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in sorted(self.counters().items()))
+
+
+# Exported at 0 before they are first counted (metrics.py): alerts see 0, not "no data".
+LISTENER_COUNTERS = ("notifications", "applied", "duplicate", "stale", "ignored",
+                     "dead_lettered", "rejected", "conflicts", "transient_retries",
+                     "failed_batches", "bad_priority", "announcer_refreshes",
+                     "announcer_rings", "announcer_refresh_failures",
+                     "announcer_ring_failures")
+LISTENER_STAGES = ("parse", "plugin", "index", "batch", "dispatch", "rejected")
 
 
 class ListenerWorker(Worker):
