@@ -1,5 +1,7 @@
 """The API as a WSGI application behind ``auth_token``, built from the configuration,
-and the small threaded server ``searchlight-forward-api`` runs it in.
+and the small threaded server ``searchlight-forward-api`` runs it in. The operator
+endpoints (``/status``, ``/metrics``, ``/healthz``, ``/readyz``: ``api.status``) are
+in front of both and need no token.
 
 Under uWSGI or mod_wsgi, point the server at ``init_application`` (it reads the
 configuration files named by ``SEARCHLIGHT_FORWARD_CONFIG``, comma-separated).
@@ -32,6 +34,7 @@ from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
 from forwarders.subscriptions.api.app import BodyLimit, Settings, SubscriptionsAPI
+from forwarders.subscriptions.api.status import StatusRoutes
 from forwarders.subscriptions.model import Rules
 from forwarders.subscriptions.store import SubscriptionStore
 from forwarders.websocket.protocol import Renderer
@@ -39,6 +42,8 @@ from forwarders.websocket.service import ConfigError, find_pipeline
 from searchlight_forward import search
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.deployment import Deployment
+from searchlight_forward.deadletter import DeadLetterIndex
+from searchlight_forward.changelog.unhandled import UnhandledEntries
 
 LOG = logging.getLogger(__name__)
 
@@ -87,7 +92,8 @@ def build(conf: cfg.ConfigOpts):
     authenticated = _AuthToken(app, {"oslo_config_config": conf,
                                      "delay_auth_decision": True},
                                s.api_refused_token_cache_time)
-    return BodyLimit(authenticated, s.api_max_body_size)
+    # /status, /metrics, /healthz and /readyz answer first, without a token.
+    return StatusRoutes(BodyLimit(authenticated, s.api_max_body_size), es)
 
 
 # Seconds a client is asked to wait when Keystone did not answer (Retry-After).
@@ -165,7 +171,8 @@ def searcher(conf: cfg.ConfigOpts, es, deployment: Deployment) -> Searcher:
         es, dict(deployment.groups),
         Vocabularies({p.resource_type: p.search_mapping()
                       for p in deployment.plugins.plugins}, deployment.admin_only, filters),
-        Renderer(filters, deployment.admin_only))
+        Renderer(filters, deployment.admin_only, on_failure=UnhandledEntries(
+            "search", DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)).report))
 
 
 def feeds(conf: cfg.ConfigOpts, es, deployment: Deployment, store: SubscriptionStore,
@@ -183,7 +190,11 @@ def feeds(conf: cfg.ConfigOpts, es, deployment: Deployment, store: SubscriptionS
         return enforcer.authorize(rule, {"project_id": project_id},
                                   {"user_id": caller.user_id, "roles": list(caller.roles),
                                    "project_id": caller.project_id})
-    return Feeds(store, es, dict(deployment.groups), Renderer(filters, deployment.admin_only),
+    # Entries a feed cannot render are dead letters; the page goes on without them.
+    unhandled = UnhandledEntries(
+        "feeds", DeadLetterIndex(es, conf.elasticsearch.dead_letter_index))
+    return Feeds(store, es, dict(deployment.groups),
+                 Renderer(filters, deployment.admin_only, on_failure=unhandled.report),
                  conf.subscriptions.public_url, allowed)
 
 
@@ -328,6 +339,9 @@ class APIServer:
                                                        server_class=server,
                                                        handler_class=_Quiet)
         self.port = self.httpd.server_address[1]
+        if isinstance(app, StatusRoutes):
+            httpd = self.httpd
+            app.connections = lambda: {"open": httpd.active, "refused": httpd.refused}
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
                                         name="api")
 
