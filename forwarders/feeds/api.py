@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import quote
 
 import webob
+import webob.exc
 
 from forwarders.feeds import atom, tokens
 from forwarders.subscriptions.model import DISABLED, FEED, Subscription
@@ -33,6 +34,13 @@ from searchlight_forward.model.priority import selects
 
 LOG = logging.getLogger(__name__)
 MAX_PAGE = 200
+
+
+def error_response(status: int, message: str) -> webob.Response:
+    """The API's documented error shape (docs/subscriptions.md, "The API")."""
+    return webob.Response(json_body={"error": {
+        "code": status, "title": webob.exc.status_map[status].title,
+        "message": message}}, status=status, charset="utf-8")
 
 
 class FeedError(Exception):
@@ -106,9 +114,7 @@ class Feeds:
                 feed_id=f"tag:searchlight-forward,2026:feed/{caller.project_id}/{rtype}",
                 base=f"{self.public_url}/v1/feeds?resource_type={quote(rtype)}")
         except FeedError as exc:
-            return webob.Response(json_body={"error": {"code": exc.status,
-                                                       "message": exc.message}},
-                                  status=exc.status, charset="utf-8")
+            return error_response(exc.status, exc.message)
 
     # -- the document --------------------------------------------------------------------
 

@@ -30,19 +30,26 @@ def networks(values: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
 
 
-def refusal(address: Address, allowed: Sequence[Network]) -> str | None:
-    """Why ``address`` may not be connected to, or None if it may."""
+def _kind(address: Address, allowed: Sequence[Network]) -> str | None:
+    """What kind of refused address ``address`` is, or None if it may be used."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if any(address in net for net in allowed):
         return None
     if address.is_global and not address.is_multicast:
         return None
-    kind = ("loopback" if address.is_loopback else "link-local" if address.is_link_local
+    return ("loopback" if address.is_loopback else "link-local" if address.is_link_local
             else "private" if address.is_private else "multicast" if address.is_multicast
             else "reserved or not globally routable")
-    return (f"{address} is a {kind} address; an operator may allow it in "
-            f"[subscriptions] allowed_networks")
+
+
+_ALLOW = "an operator may allow it in [subscriptions] allowed_networks"
+
+
+def refusal(address: Address, allowed: Sequence[Network]) -> str | None:
+    """Why ``address`` may not be connected to, or None if it may."""
+    kind = _kind(address, allowed)
+    return None if kind is None else f"{address} is a {kind} address; {_ALLOW}"
 
 
 def resolve(host: str, port: int, allowed: Sequence[Network]) -> list[str]:
@@ -56,11 +63,22 @@ def resolve(host: str, port: int, allowed: Sequence[Network]) -> list[str]:
     found: list[str] = []
     for info in infos:
         text = info[4][0]
-        why = refusal(ipaddress.ip_address(text.split("%")[0]), allowed)
-        if why:
-            raise DestinationRefused(f"{host} resolves to {why}")
+        address = ipaddress.ip_address(text.split("%")[0])
+        kind = _kind(address, allowed)
+        if kind is not None:      # an address is named once; a name says where it points
+            said = (f"{host} is" if _is_literal(host, address)
+                    else f"{host} resolves to {address}, which is")
+            raise DestinationRefused(f"{said} a {kind} address; {_ALLOW}")
         if text not in found:
             found.append(text)
     if not found:
         raise DestinationRefused(f"{host} has no address")
     return found
+
+
+def _is_literal(host: str, address: Address) -> bool:
+    """Is ``host`` the address itself (``127.0.0.1``, ``::1``, ``[::1]``)?"""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0]) == address
+    except ValueError:
+        return False

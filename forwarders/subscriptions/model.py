@@ -377,6 +377,9 @@ def _patterns(body: Mapping[str, Any], field: str) -> tuple[str, ...] | None:
 
 def _endpoint(protocol: str, value: Any) -> str:
     """The endpoint's syntax (where it resolves to is ``destinations``' business)."""
+    if value is None or value == "":
+        raise Invalid("endpoint", f"required: the {protocol} subscription's "
+                      f"{'address' if protocol == EMAIL else 'URL'}")
     if not isinstance(value, str) or not value or len(value) > MAX_ENDPOINT:
         raise Invalid("endpoint", f"must be a string of at most {MAX_ENDPOINT} characters")
     if protocol == EMAIL:

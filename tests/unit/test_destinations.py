@@ -1,5 +1,6 @@
 """The destination guard (pure part): which addresses a tenant's endpoint may use."""
 import ipaddress
+import socket
 
 import pytest
 
@@ -39,3 +40,26 @@ def test_a_name_with_any_inside_address_is_refused_whole():
         destinations.resolve("localhost", 80, ())
     assert destinations.resolve("127.0.0.1", 80, destinations.networks(["127.0.0.0/8"])) \
         == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("host, message", [
+    ("127.0.0.1", "127.0.0.1 is a loopback address; an operator may allow it in "
+                  "[subscriptions] allowed_networks"),
+    ("::1", "::1 is a loopback address; an operator may allow it in "
+            "[subscriptions] allowed_networks"),
+    ("10.1.2.3", "10.1.2.3 is a private address; an operator may allow it in "
+                 "[subscriptions] allowed_networks"),
+])
+def test_a_refused_address_is_named_once(host, message):
+    with pytest.raises(destinations.DestinationRefused) as refused:
+        destinations.resolve(host, 80, ())
+    assert str(refused.value) == message
+
+
+def test_a_refused_name_says_where_it_points():
+    first = socket.getaddrinfo("localhost", 80, proto=socket.IPPROTO_TCP)[0][4][0]
+    with pytest.raises(destinations.DestinationRefused) as refused:
+        destinations.resolve("localhost", 80, ())
+    assert str(refused.value) == (
+        f"localhost resolves to {first}, which is a loopback address; an operator "
+        "may allow it in [subscriptions] allowed_networks")
