@@ -25,6 +25,10 @@ Faults (loopback only; each ends by itself):
                server at random instants, --kills times
   malformed    --malformed bad messages of many kinds (Notifier and raw AMQP) among
                good ones: every bad one must be a dead letter or counted as ignored
+  malformed_live  --malformed/10 notifications of valid JSON and the wrong shape (a list
+               or number where an id or project goes) among good ones, while an admin
+               and a member of every project follow live tables: no live client may
+               miss another resource's change
   hostile      215 hostile WebSocket clients (silent, bad tokens, floods, garbage,
                oversized frames, junk TCP, slow readers) while the cloud works
   hostile_api  985 bounded hostile HTTP requests to a real searchlight-forward-api on the
@@ -509,6 +513,59 @@ def malformed(run: Run, args) -> list[dict]:
         out["ignored"] = counters.get("ignored", 0)
         out["bad_unaccounted"] = bad_total - accounted
         out["lost"] += max(0, bad_total - accounted)
+        return [out]
+    finally:
+        publisher.close()
+        dep.stop()
+
+
+def malformed_live(run: Run, args) -> list[dict]:
+    """Notifications of valid JSON and the wrong shape (a list or number where an id
+    or project goes, an object where a string goes: devtools/hostile.py) among a
+    cloud's good ones, while an admin and a member of every project follow live
+    tables. The oracle: the good cloud's final states, and for every live client what
+    Elasticsearch finally holds for its role and project (the wrong-shaped ones that
+    were valid included); each must have the newest version of every such resource."""
+    from devtools import hostile as hostile_notes
+    from devtools.simulator import CloudSimulator
+    rng = random.Random(23)
+    clients = run.clients(4)
+    dep = Deployment(run, "malformed_live", clients=clients)
+    cloud = Cloud(run, seed=23, per_type=20)
+    victims = CloudSimulator(seed=123, project_ids=run.project_ids).stream(10)
+    bad_total = max(1, args.malformed // 10)
+    bad = hostile_notes.wrong_shapes(rng, victims, bad_total)
+    stream = hostile_notes.interleave(rng, cloud.notes, [note for _, note in bad])
+    publisher = _publisher(run.transport_url)
+    try:
+        dep.start()
+        with tqdm.tqdm(total=len(stream), desc="malformed_live: publishing", unit="msg",
+                       leave=False) as bar:
+            Pacer(publisher, stream, 0, bar).run()
+        dep.settle(cloud, args.drain)
+        tokens = json.load(open(run.tokens_path))
+        dep.clients.ask("expect", harness.expected_views(run.es, dep.scn.group, clients,
+                                                         tokens))
+        deadline = time.monotonic() + args.drain
+        converged = dep.clients.ask("converged")
+        while any(c["missing"] for c in converged) and time.monotonic() < deadline:
+            time.sleep(1.0)
+            converged = dep.clients.ask("converged")
+        missed = sum(c["missing"] for c in converged)
+        letters = _dead_letter_stages(run.es, dep.scn)
+        status = harness.listener_status(dep.scn) or {}
+        out = row("malformed_live", dep, cloud, len(stream), None,
+                  note=f"{bad_total} of the wrong shape: {sum(letters.values())} dead "
+                       f"letters ({', '.join(f'{k} {v}' for k, v in sorted(letters.items()))}"
+                       f"), the rest valid; {len(clients)} live clients (an admin on all "
+                       f"projects, a member of each) missed {missed} of "
+                       f"{sum(c['expected'] for c in converged)} resources' newest versions")
+        out["live clients missed"] = missed
+        out["live clients"] = converged
+        out["bad"] = dict(collections.Counter(kind for kind, _ in bad))
+        out["dead_letters"] = letters
+        out["listener"] = status.get("listener", {})
+        out["lost"] += missed
         return [out]
     finally:
         publisher.close()
@@ -1088,7 +1145,8 @@ def hostile_api(run: Run, args) -> list[dict]:
 
 
 SCENARIOS = {"es_down": es_down, "zaqar_down": zaqar_down, "rabbitmq": rabbitmq,
-             "kill9": kill9, "malformed": malformed, "hostile": hostile,
+             "kill9": kill9, "malformed": malformed, "malformed_live": malformed_live,
+             "hostile": hostile,
              "hostile_api": hostile_api}
 
 
