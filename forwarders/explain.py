@@ -79,7 +79,12 @@ def explain(pipelines: Iterable[Pipeline], mappings: Mapping[str, Mapping[str, A
     """Per pipeline, resource type it selects and role: what its sink receives."""
     out = []
     for pipeline in pipelines:
-        tenant_facing = bool(getattr(pipeline.sink, "tenant_facing", False))
+        # A tenant's subscription (its project's changes, to its own endpoint) and
+        # the pipeline subscriptions are made from are read by tenants too.
+        subscription = pipeline.project_id is not None or \
+            bool(getattr(pipeline.sink, "serves_subscriptions", False))
+        queue_per_tenant = bool(getattr(pipeline.sink, "tenant_facing", False))
+        tenant_facing = queue_per_tenant or subscription
         roles = (pipeline.role,) if pipeline.delivered else (ADMIN, USER)
         for rtype in sorted(mappings):
             if pipeline.resource_types is not None and rtype not in pipeline.resource_types:
@@ -92,8 +97,10 @@ def explain(pipelines: Iterable[Pipeline], mappings: Mapping[str, Mapping[str, A
                 for f in pipeline.filters:
                     document = f.apply(rtype, document)
                 fields = tuple(field_paths(document))
+                # (A subscription's admin copy goes to an admin who subscribed.)
+                checked = queue_per_tenant or (subscription and role == USER)
                 leaks = tuple(p for p in fields if _admin_only(p, patterns)) \
-                    if tenant_facing else ()
+                    if checked else ()
                 out.append(Received(pipeline.name, pipeline.sink_name, tenant_facing,
                                     rtype, role, fields, leaks))
     return out

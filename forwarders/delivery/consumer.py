@@ -382,8 +382,19 @@ class Consumer:
         self.counters.add("already_sent", already_sent)
         self.state.delivered += len(items) - already_sent
         if items:
-            self.state.failing_since = None
+            self._recovered()
         self._advance(items)
+
+    def _recovered(self) -> None:
+        """The sink took changes: a past failure is no longer this pipeline's state,
+        so /status and ``cursors`` stop showing its error (the ``failures`` counter
+        and the log keep the history)."""
+        if self.last_error is not None or self.state.failing_since is not None:
+            if self.last_error is not None:
+                LOG.info("pipeline %s (%s): delivering again (last error was: %s)",
+                         self.name, self.group, self.last_error)
+            self.last_error = self.state.last_error = self.state.last_error_at = None
+            self.state.failing_since = None
 
     def _advance(self, items) -> None:
         for entry, _ in items:
@@ -500,7 +511,10 @@ class Consumer:
                 "position": str(self.position) if self.position else None,
                 "committed": str(self._committed) if self._committed else None,
                 "queued_pages": self.queue.qsize(), "lease_left": round(self.lease.remaining(), 1),
-                "last_error": self.last_error, "counters": dict(self.counters),
+                "last_error": self.last_error,
+                "last_error_at": self.state.last_error_at if self.last_error else None,
+                "last_move": self.state.last_move, "last_move_at": self.state.last_move_at,
+                "counters": dict(self.counters),
                 "crashed": repr(self.crashed) if self.crashed else None}
 
 

@@ -72,12 +72,15 @@ class CursorState:
     last_error: str | None = None
     last_error_at: str | None = None
     failing_since: float | None = None     # epoch seconds of the first failure in a row
+    last_move: str | None = None           # an operator moved the cursor (replay): how
+    last_move_at: str | None = None
 
     def to_source(self) -> dict:
         return {"position": self.position.to_dict() if self.position else None,
                 "resyncing": self.resyncing, "delivered": self.delivered,
                 "skipped": self.skipped, "last_error": self.last_error,
-                "last_error_at": self.last_error_at, "failing_since": self.failing_since}
+                "last_error_at": self.last_error_at, "failing_since": self.failing_since,
+                "last_move": self.last_move, "last_move_at": self.last_move_at}
 
     @classmethod
     def from_source(cls, source: dict) -> "CursorState":
@@ -87,7 +90,9 @@ class CursorState:
                    skipped=int(source.get("skipped") or 0),
                    last_error=source.get("last_error"),
                    last_error_at=source.get("last_error_at"),
-                   failing_since=source.get("failing_since"))
+                   failing_since=source.get("failing_since"),
+                   last_move=source.get("last_move"),
+                   last_move_at=source.get("last_move_at"))
 
 
 class CursorStore:
@@ -132,7 +137,8 @@ class CursorStore:
                 raise KeyError(doc_id)
             state = CursorState.from_source(found["_source"])
             state.position, state.resyncing = position, False
-            state.last_error, state.last_error_at = reason[:300], _now()
+            # Not an error: the pipeline's last error stays what its sink said.
+            state.last_move, state.last_move_at = reason[:300], _now()
             try:
                 self.es.index(index=self.index, id=doc_id,
                               document=self._source(group, consumer, state, 0, owner=None),

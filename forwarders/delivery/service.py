@@ -100,6 +100,7 @@ class DeliveryService:
                        for name, pipelines in pipelines_by_group.items()
                        if pipelines or catalog is not None}
         self.subscriptions: dict[str, tuple] = {}    # pipeline name -> revision
+        self._subscription_info: dict[str, dict] = {}   # pipeline name -> for /status
         self._last_refresh = -math.inf
         self._last_forget = -math.inf
         self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
@@ -280,6 +281,7 @@ class DeliveryService:
                 continue
             del self.consumers[key]
             if consumer.gone is not None:
+                self._release(consumer)        # no owner shown for a stopped pipeline
                 self._forget(consumer.name)    # its owner was told (a subscription:
                 continue                       # disabled); not claimed again
             if consumer.crashed is not None or not consumer.lease.lost:
@@ -289,6 +291,14 @@ class DeliveryService:
                             consumer.crashed or "lease")
                 if not consumer.lease.lost and consumer.lease.remaining() > 0:
                     self._start_consumer(key, group, name, consumer.lease)
+
+    @staticmethod
+    def _release(consumer: Consumer) -> None:
+        if not consumer.lease.lost:
+            try:
+                consumer.lease.write(release=True)
+            except Exception:  # noqa: BLE001 - the lease runs out by itself
+                pass
 
     # -- subscriptions ---------------------------------------------------------------
 
@@ -325,11 +335,16 @@ class DeliveryService:
                 if group in self.groups:
                     self.groups[group].pipelines[name] = pipeline
             self.subscriptions[name] = revision
+            sub = found.subscription
+            self._subscription_info[name] = {"id": sub.id, "protocol": sub.protocol,
+                                             "project_id": sub.project_id,
+                                             "state": sub.state}
 
     def _forget(self, name: str) -> None:
         """Stop delivering pipeline ``name`` (a subscription deleted, disabled or
         changed): its consumers stop and give their cursors back."""
         self.subscriptions.pop(name, None)
+        self._subscription_info.pop(name, None)
         sinks = []
         for group in self.groups.values():
             pipeline = group.pipelines.pop(name, None)
@@ -462,10 +477,18 @@ class DeliveryService:
                                      int(bool(self.doorbell.connected))))
         return out
 
+    def _pipeline_stats(self, consumer: Consumer) -> dict:
+        stats = consumer.stats()
+        info = self._subscription_info.get(consumer.name)
+        if info is not None:      # a tenant's: which one, not only its id
+            stats["subscription"] = dict(info)
+        return stats
+
     def stats(self) -> dict:
         return {"owner": self.store.owner, "members": self.members,
                 "counters": dict(self.counters),
                 "feeds": {g.name: dict(g.feed.stats(), live=g.hub.live_count())
                           for g in self.groups.values()},
-                "pipelines": {key: c.stats() for key, c in sorted(self.consumers.items())},
+                "pipelines": {key: self._pipeline_stats(c)
+                              for key, c in sorted(self.consumers.items())},
                 "doorbell": None if self.doorbell is None else self.doorbell.stats()}
