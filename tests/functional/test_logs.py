@@ -3,6 +3,7 @@ a second, not the client library's line per attempt; no line is longer than 2,00
 characters; on OpenSearch, `manage` prints its answer and no request lines."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.test_dead_letters import image_payload
 from tests.functional.test_poison import publish_image, set_options
 from tests.functional.test_status_endpoints import free_port, ready
+from tests.functional.test_subscriptions import hooked, receivers, stack  # noqa: F401 - fixtures
 
 OPENSEARCH_URL = os.environ.get("SF_OPENSEARCH_URL", "http://127.0.0.1:9201")
 AUDIT = """
@@ -111,3 +113,20 @@ def test_manage_on_opensearch_prints_its_answer_and_no_request_lines(config_file
         for index in (f"{names['group']}-*", names["dead_letters"]):
             client.indices.delete(index=index, ignore_unavailable=True,
                                   allow_no_indices=True)
+
+
+def test_a_tenants_503_is_a_line_without_a_traceback(hooked, writer, caplog):
+    # A tenant's endpoint answering 503 is the tenant's ordinary trouble: the delivery
+    # service retries it and says so in one line each time, never with a traceback.
+    h = hooked()
+    h.receiver.status = 503
+    with caplog.at_level(logging.INFO):
+        writer(h.project, ["t503"], 1)
+        wait_for(lambda: len(h.receiver.refused) >= 3, 30, "three refused attempts")
+    h.receiver.status = 200
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("forwarders")]
+    about = [m for m in lines if "answered 503" in m]
+    assert about, lines
+    assert not [m for m in about if "Traceback" in m or "\n" in m], about
+    assert all(r.exc_info is None for r in caplog.records
+               if r.name.startswith("forwarders")), [r.getMessage() for r in caplog.records]
