@@ -8,7 +8,6 @@ other request goes on and its answer is counted (by status code and duration).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Callable
 
@@ -43,7 +42,6 @@ class StatusRoutes:
             "time to answer one API request (token validation included)",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=None)
-        self._lock = threading.Lock()
         self.registry = metrics.registry(self.metrics)
 
     # -- WSGI -------------------------------------------------------------------------
