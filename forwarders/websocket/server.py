@@ -292,7 +292,8 @@ class WebSocketServer:
         out += metrics.counters("websocket", dict(self.counters), "WebSocket server counter")
         out += metrics.counters("websocket_feed", dict(self.feed.counters), "change feed")
         out += metrics.counters("websocket_entries", dict(self.unhandled.counters),
-                                "change-log entries not handed on (each a dead letter)")
+                                "change-log entries not handed on (each a dead letter)",
+                                known=("unhandled", "recorded", "record_failures"))
         out += metrics.counters("websocket_validator", self.validator.stats(),
                                 "token validator")
         out += self.validator.metric_families()
