@@ -66,7 +66,9 @@ opts = [
                        help="Address of the listener's status endpoint (GET /status)."),
     cfg.PortOpt("status_port", default=8790,
                 help="Port of the status endpoint; worker N of a multi-process "
-                     "listener uses status_port + N. 0 turns it off."),
+                     "listener uses status_port + N. 0 turns it off. A second "
+                     "listener process on the same host needs ports of its own "
+                     "(docs/operations.md, \"Several processes on one host\")."),
 ]
 
 

@@ -27,8 +27,13 @@ def test_bad_notifications_are_dead_lettered_with_reasons_and_good_ones_indexed(
         ("image.update", "this is not json {", "not JSON"),
         ("image.update", [1, 2, 3], "expected an object"),
         ("image.update", image_payload(id=None), "id"),
+        # The wrong type for its mapping: refused before anything is written.
         ("image.update", image_payload(image_id="8c3b1b0e-0000-4000-8000-000000000001",
-                                       size="very big"), "Elasticsearch refused"),
+                                       size="very big"),
+         "field 'size' is a string 'very big', expected an integer (long)"),
+        # Right type, but Elasticsearch will not take it (a keyword over 32 KB).
+        ("image.update", image_payload(image_id="8c3b1b0e-0000-4000-8000-000000000002",
+                                       name="x" * 40000), "Elasticsearch refused"),
     ]
     for event_type, payload, _ in bad[:2]:
         publisher.publish("glance", "notifications", "image.localhost", event_type, payload)
@@ -39,8 +44,8 @@ def test_bad_notifications_are_dead_lettered_with_reasons_and_good_ones_indexed(
     publisher.publish("glance", "notifications", "image.localhost", "image.send",
                       {"image_id": IMAGE_ID, "bytes_sent": 10})
 
-    wait_for(lambda: listener.processor.counters["notifications"] >= 6, 30,
-             "the listener to take all six notifications")
+    wait_for(lambda: listener.processor.counters["notifications"] >= 7, 30,
+             "the listener to take all seven notifications")
     es.indices.refresh(index=names["dead_letters"])
     records = [h["_source"] for h in es.search(index=names["dead_letters"], size=10)["hits"]["hits"]]
     assert len(records) == len(bad)
