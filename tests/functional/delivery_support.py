@@ -43,6 +43,19 @@ class CrashingSink(Sink):
             CrashingSink.received += [e.to_dict() for e in envelopes]
 
 
+#: one pipeline, ``audit``, to the logger sink (ChangeLines collects its lines)
+AUDIT_PIPELINE = """
+[forwarding]
+pipelines = audit
+
+[pipeline:audit]
+pipeline = logger
+
+[sink:logger]
+use = egg:searchlight-forward#logger
+"""
+
+
 def pipelines_ini(zaqar_project: str, queue: str, tenant_prefix: str,
                   ops_url: str = ZAQAR_URL, ops_policy: str = "hold",
                   extra_pipelines: str = "", extra_sections: str = "") -> str:

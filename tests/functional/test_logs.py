@@ -14,6 +14,7 @@ import uuid
 from devtools.faultproxy import FaultProxy
 from searchlight_forward import search
 from tests.conftest import ES_URL, ROOT
+from tests.functional.delivery_support import AUDIT_PIPELINE
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.test_dead_letters import image_payload
 from tests.functional.test_poison import publish_image, set_options
@@ -21,16 +22,6 @@ from tests.functional.test_status_endpoints import free_port, ready
 from tests.functional.test_subscriptions import hooked, receivers, stack  # noqa: F401 - fixtures
 
 OPENSEARCH_URL = os.environ.get("SF_OPENSEARCH_URL", "http://127.0.0.1:9201")
-AUDIT = """
-[forwarding]
-pipelines = audit
-
-[pipeline:audit]
-pipeline = logger
-
-[sink:logger]
-use = egg:searchlight-forward#logger
-"""
 OUTAGE = 15.0          # seconds Elasticsearch is away
 LEVEL = re.compile(r"^\S+ \S+ \d+ (WARNING|ERROR|CRITICAL) (\S+) ")
 
@@ -51,7 +42,7 @@ def test_an_elasticsearch_outage_is_a_few_lines_a_second_per_process(
         set_options(config_file, "listener", f"status_port = {listener_port}")
         set_options(config_file, "delivery", f"status_port = {delivery_port}")
         set_options(config_file, "elasticsearch", f"hosts = {proxy.url}")
-        write_pipelines(config_file, AUDIT)
+        write_pipelines(config_file, AUDIT_PIPELINE)
         procs = {"listener": processes("listener", config_file),
                  "delivery": processes("delivery", config_file)}
         for port in (listener_port, delivery_port):

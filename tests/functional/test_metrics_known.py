@@ -10,20 +10,11 @@ import urllib.error
 import urllib.request
 
 from forwarders.delivery import worker as delivery_worker
+from tests.functional.delivery_support import AUDIT_PIPELINE
 from tests.functional.conftest import load_conf, wait_for, write_pipelines
 from tests.functional.test_poison import set_options
 from tests.functional.test_status_endpoints import free_port, scrape
 
-AUDIT = """
-[forwarding]
-pipelines = audit
-
-[pipeline:audit]
-pipeline = logger
-
-[sink:logger]
-use = egg:searchlight-forward#logger
-"""
 STAGES = ("parse", "plugin", "index", "batch", "dispatch", "rejected")
 
 
@@ -43,7 +34,7 @@ def test_a_fresh_listener_exports_every_stage_and_counter_at_zero(
 def test_a_fresh_delivery_service_exports_each_pipelines_counters_at_zero(
         config_file, names):
     port = free_port()
-    write_pipelines(config_file, AUDIT)
+    write_pipelines(config_file, AUDIT_PIPELINE)
     service = delivery_worker.build(load_conf(config_file), threading.Event(),
                                     status=("127.0.0.1", port)).start()
     try:

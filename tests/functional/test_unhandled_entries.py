@@ -19,7 +19,7 @@ from devtools.oracle import differences, stored
 from devtools.simulator import CloudSimulator
 from searchlight_forward.deadletter import DeadLetterIndex
 from tests.functional.conftest import wait_for, write_pipelines
-from tests.functional.delivery_support import ChangeLines, wait_caught_up
+from tests.functional.delivery_support import AUDIT_PIPELINE, ChangeLines, wait_caught_up
 from tests.functional.websocket_support import (A, B, SERVER, SIM_PROJECTS, TYPES,
                                                 converge, document_change, es_view)
 
@@ -87,22 +87,11 @@ def test_a_malformed_entry_is_recorded_and_every_other_change_reaches_live_clien
     assert server.server.stats()["unhandled_entries"]["unhandled"] == 2
 
 
-AUDIT_ONLY = """
-[forwarding]
-pipelines = audit
-
-[pipeline:audit]
-pipeline = logger
-
-[sink:logger]
-use = egg:searchlight-forward#logger
-fields = resource_type, id, project_id, version, operation
-"""
 
 
 def test_the_delivery_service_records_a_malformed_entry_and_delivers_the_rest(
         config_file, start_delivery, writer, es, names):
-    write_pipelines(config_file, AUDIT_ONLY)
+    write_pipelines(config_file, AUDIT_PIPELINE)
     writer(A, ["first"], 1000)
     with ChangeLines() as audit:
         start_delivery()

@@ -24,6 +24,7 @@ from searchlight_forward.indexer import merge
 from searchlight_forward.model import documents
 from searchlight_forward.model.change import Notification
 from searchlight_forward.plugins import PayloadError, load_plugins, validation
+from devtools.hostile import paths
 from tests.unit.conftest import fixture_paths
 
 PLUGINS = load_plugins()
@@ -39,18 +40,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8),
                                                                  inner, max_size=3),
     max_leaves=8)
-
-
-def paths(node, prefix=()):
-    """Every path to a value inside a payload (dict keys and list positions)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield prefix + (key,)
-            yield from paths(value, prefix + (key,))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield prefix + (i,)
-            yield from paths(value, prefix + (i,))
 
 
 def put(node, path, value):
