@@ -8,7 +8,9 @@ catching up whenever it cannot keep up (its queue is full) or its sink fails on 
 ``hold`` policy, so a slow or dead sink only ever holds back its own cursor. A
 consumer that catches up reads the index as it is now: it gets the latest state of
 every resource changed meanwhile (intermediate states coalesced, never reordered)
-and every delete.
+and every delete. What to read, when to resynchronise and when to join is the
+follower core's (``searchlight_forward.changelog.follower``, the "join" way): this
+module carries out its actions with threads, Elasticsearch and the sink.
 
 The failure policy (``FailurePolicy``) is carried out here with the one retry policy:
 
@@ -25,6 +27,7 @@ delivered again, which consumers ignore by version.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import queue
@@ -36,6 +39,7 @@ from forwarders.delivery.cursors import CursorState, Lease, LeaseLost
 from forwarders.pipeline.pipeline import HOLD, BEGINNING, FilterFailed, Pipeline
 from forwarders.sinks.base import SinkGone, SinkNotDue, SinkRejected, SinkUnavailable
 from searchlight_forward import search
+from searchlight_forward.changelog import follower as core
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import ChangeLog, IndexGone, Page, Selection
@@ -85,8 +89,15 @@ class Consumer:
         self.settings = settings
         self.stop_event = stop_event or threading.Event()
         self.state = CursorState(**vars(lease.state))
-        self.position: Position | None = self.state.position
-        self.mode = CATCHING_UP
+        starts = pipeline.start_positions
+        #: where the cursor is and what to do next (catch up, resync, join): the core
+        self.follower = core.Follower(
+            self.state.position, resyncing=self.state.resyncing,
+            fresh=core.BEGINNING if (starts is not None
+                                     or pipeline.start_from == BEGINNING) else core.NOW,
+            # (given starts but none for this index: it was created after them, so
+            # everything in it is news)
+            given=Position.from_dict(starts.get(group)) if starts is not None else None)
         self.queue: queue.Queue[Page] = queue.Queue(maxsize=settings.queue_pages)
         # Set when the hub drops this consumer (a page it could not take): once the
         # queued pages are delivered, it reads the log itself from its position.
@@ -97,7 +108,7 @@ class Consumer:
         self.last_progress = time.monotonic()
         self.counters: Counters = Counters()
         self.last_error: str | None = self.state.last_error
-        self._committed: Position | None = self.position
+        self._committed: Position | None = self.follower.position
         self._last_commit = time.monotonic()
         self._log = Throttled(LOG)
         failure = pipeline.failure
@@ -122,6 +133,14 @@ class Consumer:
         self._thread: threading.Thread | None = None
         self.crashed: BaseException | None = None
         self.gone: str | None = None       # why the sink is gone for good (SinkGone)
+
+    @property
+    def position(self) -> Position | None:
+        return self.follower.position
+
+    @property
+    def mode(self) -> str:
+        return LIVE if self.follower.live_now else CATCHING_UP
 
     # -- control (the service's thread) --------------------------------------------
 
@@ -153,7 +172,7 @@ class Consumer:
     def offer(self, page: Page) -> bool:
         """A page from the shared feed (the hub's lock is held); False if this
         consumer cannot take it and must catch up instead."""
-        if self.position is None or not page.end.same_log(self.position):
+        if not self.follower.accepts(page.end):      # another index: resync
             self._dropped.set()
             self._wake()
             return False
@@ -196,7 +215,7 @@ class Consumer:
         while not self.stop_event.is_set():
             if self.mode == LIVE:
                 if self._dropped.is_set() and self.queue.empty():
-                    self.mode = CATCHING_UP         # no more pages will come
+                    self.follower.overflow("dropped by the feed")   # no more pages
                     continue
                 try:
                     # Blocks while idle: offer(), a drop and stop() wake it. (The queue
@@ -232,7 +251,7 @@ class Consumer:
 
     def _fall_back(self) -> None:
         self.hub.leave(self)
-        self.mode = CATCHING_UP
+        self.follower.overflow("the sink holds")
         while True:
             try:
                 self.queue.get_nowait()
@@ -240,68 +259,63 @@ class Consumer:
                 return
 
     def _catch_up_round(self) -> None:
-        target = self.hub.snapshot()
-        if target is None:                    # no index yet
-            self.stop_event.wait(self.hub.poll_interval)
-            return
-        if self.position is None:
-            self._begin(target)
-        elif not self.position.same_log(target):
-            self._restart(target, f"the group's index is now {target.index} "
-                                  f"(was {self.position.index}): a rebuild")
-        else:
-            horizon = self.tombstones.horizon(target.index)
-            if horizon is not None and self.position.behind(horizon):
-                self._restart(target, "the cursor is older than the tombstone "
-                                      "retention: deletes it never read were purged")
-        selection = Selection(roles=(self.role,), project_id=self.project_id)
-        try:
-            for page in self.changelog.pages(self.position, target, selection,
-                                             resync=self.state.resyncing):
-                self._deliver_page(page)
-                if self.stop_event.is_set():
-                    raise Stopping()
-        except IndexGone:
-            return                             # the hub finds the new index
-        if self.state.resyncing:
-            self._send_control(RESYNC_END, "the current state of every resource was sent")
-            self.state.resyncing = False
-            self._commit(force=True)
-        self._dropped.clear()
-        if self.hub.join(self):
-            self.mode = LIVE
-            self.last_progress = time.monotonic()
+        """One round of the core: snapshot, (horizon, resync), read, join."""
+        self._perform(self.follower.snapshot(self.hub.snapshot()))
 
-    def _begin(self, target: Position) -> None:
-        """A new cursor: the whole index (every current state), or from now on."""
-        starts = self.pipeline.start_positions
-        given = Position.from_dict(starts.get(self.group)) if starts is not None else None
-        if given is not None and given.same_log(target):
-            self.position = given
-        elif starts is not None or self.pipeline.start_from == BEGINNING:
-            # (Given starts but none for this index: it was created after them, so
-            # everything in it is news.)
-            self.position = Position.start(target.index, target.shards)
-        else:
-            self.position = target
-        LOG.info("pipeline %s (%s): new cursor from %s", self.name, self.group,
-                 self.position)
-        self._commit(force=True)
-
-    def _restart(self, target: Position, reason: str) -> None:
-        LOG.warning("pipeline %s (%s): resynchronising: %s", self.name, self.group, reason)
-        self.counters.add("resyncs")
-        self.position = Position.start(target.index, target.shards)
-        self._send_control(RESYNC_BEGIN, reason)
-        self.state.resyncing = True
-        self._commit(force=True)
+    def _perform(self, actions: list) -> None:
+        pending = collections.deque(actions)
+        while pending:
+            action = pending.popleft()
+            if isinstance(action, core.Wait):              # no index yet
+                self.stop_event.wait(self.hub.poll_interval)
+            elif isinstance(action, core.NewCursor):
+                LOG.info("pipeline %s (%s): new cursor from %s", self.name, self.group,
+                         action.position)
+                self._commit(force=True)
+            elif isinstance(action, core.CheckHorizon):
+                pending.extendleft(reversed(self.follower.horizon(
+                    self.tombstones.horizon(action.index))))
+            elif isinstance(action, core.ResyncBegin):
+                LOG.warning("pipeline %s (%s): resynchronising: %s", self.name,
+                            self.group, action.reason)
+                self.counters.add("resyncs")
+                self._send_control(RESYNC_BEGIN, action.reason)
+                self.state.resyncing = True
+                self._commit(force=True)
+            elif isinstance(action, core.Read):
+                selection = Selection(roles=(self.role,), project_id=self.project_id)
+                try:
+                    for page in self.changelog.pages(action.after, action.upto, selection,
+                                                     resync=action.resync):
+                        self._deliver_page(page)
+                        if self.stop_event.is_set():
+                            raise Stopping()
+                except IndexGone:
+                    pending.extend(self.follower.index_gone())   # the hub finds the new
+                    continue                                      # index
+                pending.extend(self.follower.read_done())
+            elif isinstance(action, core.ResyncEnd):
+                self._send_control(RESYNC_END, "the current state of every resource was sent")
+                self.state.resyncing = False
+                self._commit(force=True)
+            elif isinstance(action, core.GoLive):
+                self._dropped.clear()
+                if self.hub.join(self):
+                    self.follower.joined()
+                    self.last_progress = time.monotonic()
+                else:
+                    self.follower.join_refused()
+            elif isinstance(action, core.StartOver):
+                return                                  # the next round
+            else:
+                raise AssertionError(f"unexpected {action!r}")
 
     # -- delivering ------------------------------------------------------------------
 
     def _deliver_page(self, page: Page) -> None:
         batch: list[tuple[Entry, Envelope]] = []
-        for entry in page.entries:
-            if entry.role != self.role or entry.within(self.position) or (
+        for entry in self.follower.fresh_entries(page.entries):
+            if entry.role != self.role or (
                     self.project_id is not None and entry.project_id != self.project_id):
                 continue
             try:
@@ -323,11 +337,10 @@ class Consumer:
                 batch = []
         if batch:
             self._send(batch)
-        if self.position is not None and page.end.same_log(self.position):
-            moved = self.position.merged(page.end)
-            if moved != self.position:
-                self.last_progress = time.monotonic()
-            self.position = moved
+        before = self.position
+        self.follower.page_done(page)
+        if self.position != before:
+            self.last_progress = time.monotonic()
 
     def _send(self, batch: list[tuple[Entry, Envelope]]) -> None:
         pending = list(batch)
@@ -398,7 +411,7 @@ class Consumer:
 
     def _advance(self, items) -> None:
         for entry, _ in items:
-            self.position = self.position.advanced(entry.shard, entry.seq_no)
+            self.follower.handed(entry)
 
     def _skip(self, items, reason: str) -> None:
         """The policy gave up on ``items``: record the range, count it, move on."""
@@ -428,7 +441,7 @@ class Consumer:
                       "project_id": source.get("project_id")},
                      f"withheld-{entry.index}-{entry.shard}-{entry.seq_no}",
                      str(source.get(EVENT_TYPE_FIELD) or ""))
-        self.position = self.position.advanced(entry.shard, entry.seq_no)
+        self.follower.handed(entry)
 
     def _record(self, reason: str, payload: dict, key: str, event_type: str = "") -> None:
         consumer = f"{self.group}/{self.name}"
@@ -548,8 +561,7 @@ class Hub:
     def join(self, consumer: Consumer) -> bool:
         """Make ``consumer`` live if it is exactly at the shared position."""
         with self._lock:
-            if self._position is None or consumer.position is None or \
-                    consumer.position != self._position:
+            if not consumer.follower.can_join(self._position):
                 return False
             self._live.add(consumer)
             return True

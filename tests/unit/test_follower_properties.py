@@ -374,9 +374,10 @@ def run(scenario, hold: int, max_rounds: int | None) -> tuple[Log, Client, Drive
             # Tombstones are purged after days: long after the live stream read
             # them, and (a purge the horizon check cannot see) after the reader did.
             for reader in (feed, driver and driver.follower):
-                if reader and reader.position is not None \
-                        and reader.position.index == log.index:
-                    upto = [min(u, r) for u, r in zip(upto, reader.position.seq_nos)]
+                if reader and reader.position is not None:
+                    read = (reader.position.seq_nos if reader.position.index == log.index
+                            else [-1] * log.shards)
+                    upto = [min(u, r) for u, r in zip(upto, read)]
             log.purge(upto)
         elif op == "rebuild":
             old_cursor = Position.of(log.index, [
