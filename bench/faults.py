@@ -1013,7 +1013,7 @@ def hostile_api(run: Run, args) -> list[dict]:
 
     import psutil
     import requests
-    from tests.keystone_support import LocalKeystone
+    from devtools.keystone import LocalKeystone
     ks = LocalKeystone()
     demo = ks.users["demo"]["project_id"]
     member, flooder = ks.token("demo"), ks.token("alt")

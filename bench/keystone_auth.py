@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 from forwarders.websocket import protocol  # noqa: E402
 from forwarders.websocket.server import ServerThread, Settings, WebSocketServer  # noqa: E402
 from searchlight_forward import search  # noqa: E402
-from tests.conftest import ES_URL, SEARCH_BACKEND  # noqa: E402
-from tests.functional.websocket_support import close_code_of  # noqa: E402
-from tests.keystone_support import LocalKeystone  # noqa: E402
+from bench.harness import ES_URL, SEARCH_BACKEND  # noqa: E402
+from devtools.keystone import LocalKeystone  # noqa: E402
+from devtools.wsclient import close_code_of  # noqa: E402
 
 SERVER = "OS::Nova::Server"
 

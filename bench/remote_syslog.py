@@ -5,7 +5,7 @@ to a real rsyslog over TCP, TLS and UDP, against a bare socket sending the same 
     .venv/bin/python bench/remote_syslog.py --count 2000 # a smoke run
 
 A private rsyslogd (Debian's; `make test-servers` installs it) on 127.0.0.1 with its own
-certificates and files (tests/functional/syslog_support.py), in a temporary
+certificates and files (devtools/rsyslog.py), in a temporary
 directory removed at the end. For each transport: the sink's deliver() in batches of
 100 (the delivery service's default), then a bare socket (TLS wrapped the same way)
 sending the same framed bytes, in the same run; then a wait (bounded) until rsyslog
@@ -37,7 +37,7 @@ from forwarders.sinks.base import SinkContext  # noqa: E402
 from forwarders.sinks.syslog.message import octet_counted  # noqa: E402
 from forwarders.sinks.syslog.sink import SyslogSink  # noqa: E402
 from searchlight_forward.model.envelope import Envelope  # noqa: E402
-from tests.functional.syslog_support import Rsyslog  # noqa: E402
+from devtools.rsyslog import Rsyslog  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 BATCH = 100

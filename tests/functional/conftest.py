@@ -39,7 +39,7 @@ from tests.conftest import (AMQP_URL, ES_URL, ROOT, RUN, SEARCH_BACKEND, START_H
                             TRANSPORT_URL, ZAQAR_URL, zaqar_project)
 from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
                                                 Client, document_change)
-from tests.keystone_support import LocalKeystone
+from devtools.keystone import LocalKeystone
 
 
 @pytest.fixture(scope="session")

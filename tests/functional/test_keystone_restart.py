@@ -17,7 +17,7 @@ from forwarders.websocket import protocol
 from tests.functional.conftest import wait_for
 from tests.functional.subscriptions_support import free_port, started_apis
 from tests.functional.websocket_support import SERVER, Client
-from tests.keystone_support import PrivateKeystone
+from devtools.keystone import PrivateKeystone
 
 
 @pytest.fixture

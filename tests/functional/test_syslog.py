@@ -9,7 +9,7 @@ import pytest
 
 from searchlight_forward.model.change import DocumentChange, Operation
 from tests.functional.conftest import wait_for, write_pipelines
-from tests.functional.syslog_support import Rsyslog
+from devtools.rsyslog import Rsyslog
 from tests.functional.websocket_support import A, B, SERVER, document_change
 
 pytestmark = pytest.mark.timeout(120)

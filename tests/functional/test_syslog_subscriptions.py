@@ -14,7 +14,7 @@ from searchlight_forward.model import documents
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
                                                      free_port, subscriptions_conf)
-from tests.functional.syslog_support import Rsyslog
+from devtools.rsyslog import Rsyslog
 from tests.functional.test_replay import manage
 
 pytestmark = pytest.mark.timeout(180)

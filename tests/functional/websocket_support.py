@@ -16,6 +16,7 @@ from searchlight_forward.model.change import DocumentChange, Operation
 from searchlight_forward.model import documents
 from searchlight_forward.plugins import load_plugins
 from devtools.simulator import CloudSimulator
+from devtools.wsclient import STILL_OPEN, close_code_of  # noqa: F401 - tests import them here
 
 SERVER, PORT, VOLUME = "OS::Nova::Server", "OS::Neutron::Port", "OS::Cinder::Volume"
 TYPES = [SERVER, PORT, VOLUME]
@@ -25,23 +26,6 @@ ALL_TYPES = sorted(ADMIN_ONLY)
 SEED = 21
 SIM_PROJECTS = CloudSimulator(seed=SEED).projects    # demo, alt_demo, admin -> ids
 A, B, C = SIM_PROJECTS["demo"], SIM_PROJECTS["alt_demo"], SIM_PROJECTS["admin"]
-
-
-STILL_OPEN = "still open"
-
-
-def close_code_of(ws, timeout: float = 15.0):
-    """Read (and drop) frames until the server closes the connection: its close code,
-    or STILL_OPEN after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-    except websockets.ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else None
-    except TimeoutError:
-        pass
-    return STILL_OPEN
 
 
 class Client:

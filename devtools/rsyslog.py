@@ -13,7 +13,6 @@ import socket
 import subprocess
 import time
 
-import pytest
 from syslog_rfc5424_parser import SyslogMessage
 
 from tests.functional.subscriptions_support import free_port
@@ -100,7 +99,7 @@ class Certificates:
 class Rsyslog:
     def __init__(self, directory: pathlib.Path):
         if not pathlib.Path(RSYSLOGD).exists():
-            pytest.fail("rsyslogd is not installed: make test-servers (Debian's rsyslog and "
+            raise RuntimeError("rsyslogd is not installed: make test-servers (Debian's rsyslog and "
                         "rsyslog-gnutls)")
         self.dir = directory
         (directory / "work").mkdir(parents=True, exist_ok=True)
@@ -121,7 +120,7 @@ class Rsyslog:
         while not all(self._listening(p) for p in (self.tcp, self.tls, self.tls_open)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                pytest.fail("rsyslogd did not start: "
+                raise RuntimeError("rsyslogd did not start: "
                             + (directory / "rsyslogd.out").read_text()[-2000:])
             time.sleep(0.1)
 
