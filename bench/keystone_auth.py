@@ -37,7 +37,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from forwarders.websocket import protocol  # noqa: E402
-from forwarders.websocket.server import ServerThread, Settings, WebSocketServer  # noqa: E402
+from devtools.websocket_thread import ServerThread  # noqa: E402
+from forwarders.websocket.server import Settings, WebSocketServer  # noqa: E402
 from searchlight_forward import search  # noqa: E402
 from bench.harness import ES_URL, SEARCH_BACKEND  # noqa: E402
 from devtools.keystone import LocalKeystone  # noqa: E402

@@ -26,7 +26,8 @@ from oslo_log import log
 from devtools.publisher import NotificationPublisher
 from forwarders.delivery import worker as delivery_worker
 from forwarders.websocket.auth import TokenFileValidator
-from forwarders.websocket.server import ServerThread, WebSocketServer
+from devtools.websocket_thread import ServerThread
+from forwarders.websocket.server import WebSocketServer
 from searchlight_forward import search
 from searchlight_forward.changelog.announcer import Announcer
 from searchlight_forward.changelog.doorbell import Doorbell
@@ -256,13 +257,10 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
 
 WEBSOCKET_PIPELINE = """
 [forwarding]
-pipelines = horizon
+pipelines =
 
-[pipeline:horizon]
-pipeline = websocket
-
-[sink:websocket]
-use = egg:searchlight-forward#websocket
+[view:websocket]
+filters =
 """
 
 

@@ -183,19 +183,27 @@ class Client:
     def __init__(self, state: dict, cursor: Position | None):
         self.state = dict(state)
         self.cursor = cursor
-        self.initial_cursor = cursor
+        self.initial_cursor = self.first_cursor = cursor
         self.newest = dict(state)           # rid -> highest version handed (or had)
         self.seen: set = set()              # (index, shard, seq) handed
         self.deletes: set = set()           # rids handed a delete
         self.mentioned: set | None = None
         self.resyncs = 0
+        self.connection_resyncs = 0
+
+    def reconnect(self) -> None:
+        """A new connection from ``cursor``: what it sends again of what the last one
+        sent (a frame's cursor is the live stream's) is a duplicate, not an error."""
+        self.seen = set()
+        self.initial_cursor = self.cursor
+        self.connection_resyncs = 0
 
     def hand(self, entry: Entry) -> None:
         where = (entry.index, entry.shard, entry.seq_no)
         assert where not in self.seen, f"{entry!r} handed twice"
         self.seen.add(where)
         c = self.initial_cursor
-        if self.resyncs == 0 and c is not None and entry.within(c):
+        if self.connection_resyncs == 0 and c is not None and entry.within(c):
             raise AssertionError(f"{entry!r} is covered by the cursor {c}")
         rid = entry.source["id"]
         assert entry.version >= self.newest.get(rid, 0), (
@@ -213,6 +221,7 @@ class Client:
 
     def resync_begin(self) -> None:
         self.resyncs += 1
+        self.connection_resyncs += 1
         self.mentioned = set()
 
     def resync_end(self) -> None:
@@ -316,6 +325,7 @@ class Driver:
             # 4008: the client reconnects with the cursor of what it processed.
             self.reconnects += 1
             assert self.reconnects < 50, "reconnecting forever"
+            client.reconnect()
             self.connect(client.cursor)
 
     def live_page(self, page: Page) -> None:
@@ -426,9 +436,9 @@ def run(scenario, hold: int, max_rounds: int | None) -> tuple[Log, Client, Drive
 
 def check(log: Log, client: Client) -> None:
     assert client.state == log.truth()
-    if client.resyncs == 0 and client.initial_cursor is not None:
+    if client.resyncs == 0 and client.first_cursor is not None:
         # Every delete after the cursor (whose tombstone lives) was handed on.
-        cursor = client.initial_cursor
+        cursor = client.first_cursor
         for rid, (shard, seq, _, deleted) in log.docs.items():
             if deleted and log.index == cursor.index and not cursor.covers(shard, seq):
                 assert rid in client.deletes, f"the delete of {rid} was not handed on"
