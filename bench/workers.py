@@ -256,8 +256,7 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
                       item_lists=deployment.item_lists)
     announcer = Announcer({g: ChangeLog(es, g) for g in deployment.group_names()},
                           Doorbell(conf.transport_url))
-    pipelines = [p for p in loader.load_from_conf(conf, deployment)
-                 if p.delivered]
+    pipelines = loader.load_from_conf(conf, deployment).pipelines
     for pipeline in pipelines:
         pipeline.sink.start()
     lock = threading.Lock()

@@ -14,6 +14,7 @@ from forwarders.delivery.consumer import Settings
 from forwarders.delivery.cursors import CursorStore, new_owner_id
 from forwarders.delivery.service import DeliveryService
 from forwarders.pipeline import loader
+from forwarders.pipeline.view import SUBSCRIPTIONS
 from forwarders.sinks.email import sink as email
 from forwarders.sinks.webhook import sink as webhook
 from forwarders.subscriptions.catalog import Catalog
@@ -37,13 +38,11 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
     deployment = Deployment.from_conf(conf)
     try:
         loaded = loader.load_from_conf(conf, deployment, required=True)
-    except loader.ForwardingConfigError as exc:
+        # what every subscription passes through; none: they are not delivered
+        view = loaded.view_for(SUBSCRIPTIONS, conf.subscriptions.view)
+    except ValueError as exc:        # the file, or the choice of view
         raise ConfigError(str(exc)) from None
-    pipelines = [p for p in loaded if p.delivered]
-    templates = [p for p in loaded if p.sink.serves_subscriptions]
-    if len(templates) > 1:
-        raise ConfigError(f"pipelines {', '.join(p.name for p in templates)} all end in "
-                          "the subscriptions sink; keep one")
+    pipelines = loaded.pipelines
     d = conf.delivery
     for pipeline in pipelines:
         if d.lease_seconds < 2 * pipeline.sink.call_timeout:
@@ -52,7 +51,7 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
                 f"the longest call of pipeline {pipeline.name}'s sink "
                 f"({pipeline.sink.call_timeout:g}s): raise lease_seconds or lower the "
                 f"sink's timeout")
-    if templates:
+    if view is not None:
         longest = max(webhook.call_timeout(conf.subscriptions.webhook_timeout),
                       email.call_timeout(conf.smtp.timeout))
         if d.lease_seconds < 2 * longest:
@@ -67,10 +66,10 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
                            if p.resource_types is None or p.resource_types & types]
     es = search.client(conf)
     search.log_server(es, "delivery")
-    catalog = Catalog(SubscriptionStore(es, conf.subscriptions.index), templates[0],
+    catalog = Catalog(SubscriptionStore(es, conf.subscriptions.index), view,
                       CatalogSettings.from_conf(conf),
                       {g: deployment.types_of(g) for g in deployment.group_names()}
-                      ) if templates else None
+                      ) if view is not None else None
     store = CursorStore(es, conf.changelog.state_index, owner or new_owner_id(),
                         d.lease_seconds)
     c = conf.changelog

@@ -131,6 +131,7 @@ class Feeds:
             except ValueError as exc:
                 raise FeedError(400, f"before: {exc}") from None
         changelog = ChangeLog(self.es, groups.pop())
+        role = self.renderer.role_for(role)          # the view's role rule
         selection = Selection(roles=(role,), project_id=project_id,
                               resource_types=frozenset(types))
         limit = req.params.get("limit", str(self.page_size))

@@ -35,6 +35,7 @@ class Searcher:
     def search(self, body: Any, role: str, project_id: str | None) -> dict:
         """The answer to a search body; ``QueryError`` (a 400) names what is wrong,
         ``snapshot.TooBroad`` too; ``project_id`` None searches every project."""
+        role = self.renderer.role_for(role)          # the view's role rule
         if not isinstance(body, Mapping):
             raise QueryError("body", "a JSON object")
         unknown = set(body) - {"resource_types", "query", "sort", "page_size",

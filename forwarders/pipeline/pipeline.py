@@ -69,19 +69,6 @@ class Pipeline:
     #: told why, when the sink is gone for good (``SinkGone``)
     on_gone: Callable[[str], None] | None = None
 
-    @property
-    def served_by_websocket(self) -> bool:
-        """Pipelines ending in the websocket sink are served by the WebSocket server
-        (it applies their filters per connection), not by the delivery service."""
-        return self.sink.served_by_websocket
-
-    @property
-    def delivered(self) -> bool:
-        """Does the delivery service run this pipeline as it is? (Not the templates:
-        the websocket's, served per connection, and the subscriptions', one copy per
-        subscription.)"""
-        return not (self.sink.served_by_websocket or self.sink.serves_subscriptions)
-
     def wants(self, envelope: Envelope) -> bool:
         if envelope.is_control:
             return True

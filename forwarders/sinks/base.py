@@ -151,14 +151,10 @@ class Sink:
 
     #: the failure policy used when the ini section does not name one
     default_policy = "retry"
-    #: True for the websocket sink: the WebSocket server serves its pipeline
-    served_by_websocket = False
-    #: True for the subscriptions sink: its pipeline's filters apply to every
-    #: subscription; the delivery service makes one pipeline per subscription
-    serves_subscriptions = False
-    #: True when tenants read what this sink sends (per-project destinations): a
+    #: True when each change goes to a destination of its resource's own project
+    #: (a Zaqar queue in that project), which that project's tenants read: a
     #: pipeline ending here must not pass admin-only fields (`manage check`)
-    tenant_facing = False
+    destination_per_project = False
     #: longest a deliver() call may take (seconds); the delivery service delivers
     #: only while its cursor lease outlasts it
     call_timeout = 30.0

@@ -5,9 +5,10 @@ Every ``refresh_interval`` the service reads the subscriptions (``Catalog.read``
 and asks ``Catalog.pipelines`` for what it should deliver: a pipeline named
 ``subscription-<id>`` per group the subscription's types touch, made of
 
-* the template pipeline's filters (``[pipeline:...]`` ending in ``subscriptions``);
+* the filters of the view subscriptions serve (``[subscriptions] view``);
 * the subscription's selection (types, event types, priorities), its creator's
-  role copy and its project (or every project, made by an admin);
+  role copy as the view's role rule gives it, and its project (or every project,
+  made by an admin);
 * a webhook, e-mail or syslog sink with ``[subscriptions]``' and ``[smtp]``'s
   settings;
 * a hold policy with ``retry_schedule``, given up after ``disable_after`` seconds
@@ -27,6 +28,7 @@ import time
 from typing import Mapping
 
 from forwarders.pipeline.pipeline import HOLD, FailurePolicy, Pipeline
+from forwarders.pipeline.view import View
 from forwarders.feeds.websub_sink import WebSubSink
 from forwarders.sinks.base import Sink, SinkContext, SinkGone, SinkUnavailable
 from forwarders.sinks.email.sink import EmailSink
@@ -37,6 +39,7 @@ from forwarders.subscriptions.model import (ACTIVE, DISABLED, EMAIL, FEED, PENDI
                                             SYSLOG, WEBSUB, Subscription)
 from forwarders.subscriptions.store import Stored, SubscriptionStore
 from searchlight_forward.logs import describe
+from searchlight_forward.model.documents import ADMIN
 from searchlight_forward.retry import Policy
 
 LOG = logging.getLogger(__name__)
@@ -83,7 +86,7 @@ class Settings:
 
 
 class Catalog:
-    def __init__(self, store: SubscriptionStore, template: Pipeline, settings: Settings,
+    def __init__(self, store: SubscriptionStore, template: View, settings: Settings,
                  types_by_group: Mapping[str, frozenset[str]]):
         self.store = store
         self.template = template
@@ -160,7 +163,8 @@ class Catalog:
             resource_types=frozenset(sub.resource_types) if sub.resource_types else None,
             event_types=sub.event_types,
             priorities=frozenset(sub.priorities) if sub.priorities else None,
-            start_from=sub.start_from, role=sub.role, project_id=sub.project_id,
+            start_from=sub.start_from, role=t.copy_for(sub.role == ADMIN),
+            project_id=sub.project_id,
             start_positions=(dict(sub.start_positions)
                              if sub.start_positions is not None else None),
             on_gone=lambda reason, sub_id=sub.id: self.disable(sub_id, reason))

@@ -10,6 +10,12 @@ SMTP_GROUP = "smtp"
 opts = [
     cfg.StrOpt("index", default="searchlight-forward-subscriptions",
                help="Elasticsearch index holding the subscriptions."),
+    cfg.StrOpt("view", default="",
+               help="View of [forwarding] config_file (forwarders.ini: [view:NAME]) "
+                    "whose filters and role rule every subscription and Atom feed "
+                    "passes through (then its own selection, its creator's role copy "
+                    "and project). Empty: the view named subscriptions, else the only "
+                    "view. 'none': subscriptions are not delivered."),
     cfg.HostAddressOpt("api_host", default="127.0.0.1",
                        help="Address searchlight-forward-api binds to (put a TLS-"
                             "terminating proxy in front of it)."),

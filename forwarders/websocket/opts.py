@@ -54,11 +54,12 @@ opts = [
                help="Largest client frame in bytes; bigger ones close with 1009."),
     cfg.FloatOpt("ping_interval", default=20.0, min=0,
                  help="Seconds between keepalive pings (0: none)."),
-    cfg.StrOpt("pipeline", default="",
-               help="Pipeline of [forwarding] config_file (forwarders.ini) whose filters "
-                    "and resource_types apply to every document sent. Empty: the one "
-                    "pipeline ending in a websocket sink, if there is exactly one. "
-                    "'none': no pipeline (role separation still applies)."),
+    cfg.StrOpt("view", default="", deprecated_name="pipeline",
+               help="View of [forwarding] config_file (forwarders.ini: [view:NAME]) "
+                    "whose filters, resource_types and role rule apply to every "
+                    "document the WebSocket server and POST /v1/search send. Empty: "
+                    "the view named websocket, else the only view. 'none': no view "
+                    "(role separation still applies)."),
     cfg.BoolOpt("doorbell", default=True,
                 help="Listen for the listeners' doorbell on [DEFAULT] transport_url; "
                      "without it changes arrive every [changelog] poll_interval."),

@@ -164,12 +164,19 @@ class Renderer:
 
     def __init__(self, filters: Sequence[Any] = (),
                  admin_only: Mapping[str, Iterable[str]] | None = None,
-                 on_failure: Callable[[Entry, str], None] | None = None):
+                 on_failure: Callable[[Entry, str], None] | None = None,
+                 admin_copies: bool = True):
         self.filters = list(filters)
         self.admin_only = {k: tuple(v) for k, v in (admin_only or {}).items()}
+        #: the view's role rule: False (role = user) serves admins the user copy
+        self.admin_copies = admin_copies
         self.failures = 0
         #: told of each entry withheld because a filter or its document failed
         self.on_failure = on_failure
+
+    def role_for(self, role: str) -> str:
+        """The role copy served to a reader entitled to ``role``'s."""
+        return role if self.admin_copies else USER
 
     def _failed(self, entry: Entry, exc: Exception) -> None:
         self.failures += 1
@@ -429,7 +436,7 @@ class Session:
         if not all_projects and not self.identity.project_id:
             return self._bad("forbidden", "the token is not scoped to a project",
                              "subscribe")
-        role = ADMIN if admin else USER
+        role = self.renderer.role_for(ADMIN if admin else USER)
         query = None
         if any(k in message for k in ("query", "sort", "page_size")):
             if self.vocabularies is None:

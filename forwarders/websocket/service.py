@@ -1,10 +1,10 @@
 """The WebSocket server as a process: built from the configuration.
 
 Its settings are ``[websocket]`` (forwarders/websocket/opts.py), their one source of
-truth. The forwarders.ini pipeline ending in the ``websocket`` sink (``[websocket]
-pipeline``, found automatically when there is exactly one) gives the filters
-applied to every document sent and the ``resource_types`` served. Role separation
-and admin-only redaction apply whatever the pipeline says.
+truth. The forwarders.ini view it serves (``[websocket] view``; empty: the view
+named ``websocket``, else the only one) gives the filters applied to every document
+sent, the ``resource_types`` served and the role rule. Role separation and
+admin-only redaction apply whatever the view says.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from oslo_config import cfg
 
 from forwarders.pipeline import loader
 from forwarders.pipeline.opts import beside_config
-from forwarders.pipeline.pipeline import Pipeline
+from forwarders.pipeline.view import CALLER, WEBSOCKET, View
 from forwarders.websocket import auth
 from forwarders.websocket.server import Settings, WebSocketServer
 from searchlight_forward import search
@@ -28,30 +28,12 @@ class ConfigError(ValueError):
     """The configuration cannot run: the message says what to change."""
 
 
-def find_pipeline(conf: cfg.ConfigOpts, deployment: Deployment) -> Pipeline | None:
-    """The forwarders.ini pipeline ending in a websocket sink, or None."""
-    wanted = conf.websocket.pipeline.strip()
-    if wanted.lower() == "none":
-        return None
+def find_view(conf: cfg.ConfigOpts, deployment: Deployment) -> View | None:
+    """The forwarders.ini view the WebSocket server (and search) serves, or None."""
     try:
-        pipelines = loader.load_from_conf(conf, deployment, required=bool(wanted))
-    except loader.ForwardingConfigError as exc:
+        return loader.view_from_conf(conf, deployment, WEBSOCKET)
+    except ValueError as exc:        # the file, or the choice of view
         raise ConfigError(str(exc)) from None
-    ours = [p for p in pipelines if p.served_by_websocket]
-    if wanted:
-        chosen = [p for p in pipelines if p.name == wanted]
-        if not chosen:
-            raise ConfigError(f"[websocket] pipeline = {wanted}: no such active pipeline "
-                              f"(active: {', '.join(p.name for p in pipelines) or 'none'})")
-        if chosen[0] not in ours:
-            raise ConfigError(f"[websocket] pipeline = {wanted}: it does not end in a "
-                              "websocket sink")
-        return chosen[0]
-    if len(ours) > 1:
-        raise ConfigError(f"several pipelines end in a websocket sink "
-                          f"({', '.join(p.name for p in ours)}): name one with "
-                          "[websocket] pipeline")
-    return ours[0] if ours else None
 
 
 def build(conf: cfg.ConfigOpts) -> WebSocketServer:
@@ -62,14 +44,14 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
     if not types:
         raise ConfigError(f"no enabled resource plugin uses the resource group {group!r}; "
                           f"groups: {', '.join(deployment.group_names())}")
-    filters = ()
-    pipeline = find_pipeline(conf, deployment)
-    if pipeline is not None:
-        filters = tuple(pipeline.filters)
-        if pipeline.resource_types is not None:
-            types &= set(pipeline.resource_types)
-        LOG.info("pipeline %s: %d filters (%s)", pipeline.name, len(filters),
-                 ", ".join(f.name for f in filters) or "none")
+    filters, admin_copies = (), True
+    view = find_view(conf, deployment)
+    if view is not None:
+        filters, admin_copies = view.filters, view.role == CALLER
+        if view.resource_types is not None:
+            types &= set(view.resource_types)
+        LOG.info("view %s: %d filters (%s), role = %s", view.name, len(filters),
+                 ", ".join(f.name for f in filters) or "none", view.role)
     try:
         token_file = beside_config(conf, ws.token_file) if ws.token_file else None
         validator = auth.load_validator(ws.auth, {"token_file": token_file, "conf": conf})
@@ -87,10 +69,12 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
                         page_size=conf.changelog.page_size)
     es = search.client(conf)
     search.log_server(es, f"WebSocket server ({group})")
-    return WebSocketServer(
+    server = WebSocketServer(
         es, group, validator, sorted(types), filters=filters,
         admin_only={t: deployment.admin_only.get(t, ()) for t in types},
         doorbell_url=conf.transport_url if ws.doorbell else None, settings=settings,
         state_index=conf.changelog.state_index,
         dead_letters=DeadLetterIndex(es, conf.elasticsearch.dead_letter_index),
         mappings={p.resource_type: p.search_mapping() for p in deployment.plugins.plugins})
+    server.renderer.admin_copies = admin_copies       # the view's role rule
+    return server

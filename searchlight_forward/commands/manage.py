@@ -2,8 +2,8 @@
 
     searchlight-forward-manage --config-file FILE create|show|delete|rebuild [--group G]
     searchlight-forward-manage --config-file FILE dead-letters list|show|delete|replay [ID ...]
-    searchlight-forward-manage --config-file FILE explain [--pipeline P] [--type T]
-                                                          [--subscription ID]
+    searchlight-forward-manage --config-file FILE explain [--pipeline P] [--view V]
+                                                          [--type T] [--subscription ID]
     searchlight-forward-manage --config-file FILE check
     searchlight-forward-manage --config-file FILE cursors [--group G]
     searchlight-forward-manage --config-file FILE replay PIPELINE --to start|now|TIME|POS
@@ -23,6 +23,7 @@ from forwarders.delivery import replay
 from forwarders.delivery.cursors import CursorStore
 from forwarders.pipeline import loader
 from forwarders.pipeline.pipeline import FilterFailed
+from forwarders.pipeline.view import SUBSCRIPTIONS, WEBSOCKET
 from forwarders.subscriptions import catalog as catalog_mod
 from forwarders.subscriptions.catalog import Catalog
 from forwarders.subscriptions.catalog import Settings as CatalogSettings
@@ -58,15 +59,18 @@ def _add_parsers(subparsers):
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--event-type")
     p.add_argument("--stage", choices=STAGES)
-    p = subparsers.add_parser("explain", help="the fields each pipeline's sink receives, "
-                                              "per resource type and role")
-    p.add_argument("--pipeline", help="only this pipeline")
+    p = subparsers.add_parser("explain", help="the fields each pipeline's sink and each "
+                                              "view's readers receive, per resource "
+                                              "type and role")
+    p.add_argument("--pipeline", help="only this pipeline (or view)")
+    p.add_argument("--view", help="only this view")
     p.add_argument("--type", help="only this resource type, e.g. OS::Nova::Server")
     p.add_argument("--subscription", metavar="ID",
                    help="a tenant's subscription: its role copy and selection through the "
                         "subscriptions pipeline's filters")
-    subparsers.add_parser("check", help="refuse pipelines whose tenant-facing sink would "
-                                        "receive an admin-only field (exit 1)")
+    subparsers.add_parser("check", help="refuse pipelines whose tenant-facing sink (and "
+                                        "views whose readers) would receive an "
+                                        "admin-only field (exit 1)")
     p = subparsers.add_parser("cursors", help="every pipeline's cursor: position, owner, "
                                               "last error")
     p.add_argument("--group", help="resource group (default: every configured one)")
@@ -199,8 +203,9 @@ def _dead_letters(conf, es, deployment: Deployment) -> int:
 
 
 
-def _pipelines(conf, deployment: Deployment) -> list | None:
-    """The pipelines of forwarders.ini, or None after saying what is wrong."""
+def _pipelines(conf, deployment: Deployment):
+    """The pipelines and views of forwarders.ini (``loader.Forwarding``), or None
+    after saying what is wrong."""
     try:
         return loader.load_from_conf(conf, deployment, required=True)
     except loader.ForwardingConfigError as exc:
@@ -208,55 +213,91 @@ def _pipelines(conf, deployment: Deployment) -> list | None:
         return None
 
 
+def _served_by(conf, loaded) -> dict[str, str] | None:
+    """View name -> the ways out that serve it (``[websocket] view``,
+    ``[subscriptions] view``), or None after saying what is wrong."""
+    served: dict[str, list[str]] = {}
+    for way, who in ((WEBSOCKET, "websocket, search"), (SUBSCRIPTIONS, "subscriptions, feeds")):
+        try:
+            view = loaded.view_for(way, conf[way].view)
+        except ValueError as exc:
+            print(f"searchlight-forward-manage: {exc}", file=sys.stderr)
+            return None
+        if view is not None:
+            served.setdefault(view.name, []).append(who)
+    return {name: ", ".join(whos) for name, whos in served.items()}
+
+
 def _explain(conf, es, deployment: Deployment, cmd) -> int:
-    pipelines = _pipelines(conf, deployment)
-    if pipelines is None:
+    loaded = _pipelines(conf, deployment)
+    if loaded is None:
         return 2
+    served_by = _served_by(conf, loaded)
+    if served_by is None:
+        return 2
+    pipelines, views = loaded.pipelines, list(loaded.views.values())
     if getattr(cmd, "subscription", None):
-        pipelines = _subscription_pipeline(conf, es, pipelines, cmd.subscription)
+        pipelines = _subscription_pipeline(conf, es, loaded, cmd.subscription)
         if pipelines is None:
             return 1
+        views = []
     received = explain.explain(
         pipelines, {p.resource_type: p.mapping for p in deployment.plugins.plugins},
-        deployment.admin_only)
+        deployment.admin_only, views, served_by)
     if cmd.name == "check":
         bad = explain.leaks(received)
         for r in bad:
-            print(f"pipeline {r.pipeline}: sink {r.sink} is tenant-facing and would receive "
-                  f"admin-only field(s) of {r.resource_type}: {', '.join(r.leaks)}")
+            what = (f"pipeline {r.name}: sink {r.sink} is tenant-facing" if r.kind == "pipeline"
+                    else f"view {r.name} ({r.sink}) is read by tenants")
+            print(f"{what} and would receive admin-only field(s) of {r.resource_type}: "
+                  f"{', '.join(r.leaks)}")
         if bad:
             print("add the admin_only_fields filter to these pipelines (or remove the "
                   "fields with a regex_fields filter) before their sinks", file=sys.stderr)
             return 1
-        print(f"ok: {len({r.pipeline for r in received})} pipeline(s); no tenant-facing "
-              f"sink receives an admin-only field")
+        print(f"ok: {len({r.name for r in received if r.kind == 'pipeline'})} pipeline(s), "
+              f"{len({r.name for r in received if r.kind == 'view'})} view(s); no "
+              f"tenant-facing sink or view receives an admin-only field")
         return 0
-    shown = [r for r in received if (not cmd.pipeline or r.pipeline == cmd.pipeline)
+    wanted = getattr(cmd, "view", None) or cmd.pipeline
+    shown = [r for r in received if (not wanted or r.name == wanted)
+             and (not getattr(cmd, "view", None) or r.kind == "view")
              and (not cmd.type or r.resource_type == cmd.type)]
     if not shown:
-        print("nothing matches; pipelines: " + ", ".join(sorted({r.pipeline for r in received})))
+        print("nothing matches; pipelines: "
+              + ", ".join(sorted({r.name for r in received if r.kind == "pipeline"}))
+              + "; views: "
+              + (", ".join(sorted({r.name for r in received if r.kind == "view"})) or "none"))
         return 1
     for r in shown:
-        who = "tenants" if r.tenant_facing else "operator"
-        print(f"{r.pipeline} -> {r.sink} ({who}), {r.resource_type}, {r.role} copy: "
-              f"{len(r.fields)} field(s)")
+        if r.kind == "view":
+            print(f"view {r.name} (served by: {r.sink}), {r.resource_type}, {r.role} copy: "
+                  f"{len(r.fields)} field(s)")
+        else:
+            who = "tenants" if r.tenant_facing else "operator"
+            print(f"{r.name} -> {r.sink} ({who}), {r.resource_type}, {r.role} copy: "
+                  f"{len(r.fields)} field(s)")
         print("    " + ", ".join(r.fields))
     return 0
 
 
-def _subscription_pipeline(conf, es, pipelines, sub_id: str):
+def _subscription_pipeline(conf, es, loaded, sub_id: str):
     """[the pipeline a delivery service makes of subscription ``sub_id``], or None."""
-    templates = [p for p in pipelines if p.sink.serves_subscriptions]
-    if not templates:
-        print("no pipeline of forwarders.ini ends in the subscriptions sink: "
-              "subscriptions are not delivered", file=sys.stderr)
+    try:
+        view = loaded.view_for(SUBSCRIPTIONS, conf.subscriptions.view)
+    except ValueError as exc:
+        print(f"searchlight-forward-manage: {exc}", file=sys.stderr)
+        return None
+    if view is None:
+        print("no view for subscriptions ([subscriptions] view = none, or forwarders.ini "
+              "has no [view:...]): subscriptions are not delivered", file=sys.stderr)
         return None
     store = SubscriptionStore(es, conf.subscriptions.index)
     stored = store.get(sub_id)
     if stored is None:
         print(f"no subscription {sub_id} in {store.index}", file=sys.stderr)
         return None
-    catalog = Catalog(store, templates[0], CatalogSettings.from_conf(conf), {})
+    catalog = Catalog(store, view, CatalogSettings.from_conf(conf), {})
     try:
         pipeline = catalog.pipeline_for(stored.subscription)
     finally:
@@ -356,12 +397,13 @@ def _push(conf, es, deployment: Deployment, cmd) -> int:
     loaded = _pipelines(conf, deployment)
     if loaded is None:
         return 2
-    pipelines = {p.name: p for p in loaded}
+    pipelines = {p.name: p for p in loaded.pipelines}
     pipeline = pipelines.get(cmd.pipeline)
-    if pipeline is None or not pipeline.delivered:
-        print(f"no delivery pipeline {cmd.pipeline!r}; pipelines: "
-              f"{', '.join(sorted(n for n, p in pipelines.items() if not p.served_by_websocket))}"
-              " (WebSocket clients resume by cursor; subscriptions: replay them)", file=sys.stderr)
+    if pipeline is None:
+        view = (f" ({cmd.pipeline} is a view: WebSocket clients resume by cursor; "
+                f"subscriptions: replay them)") if cmd.pipeline in loaded.views else ""
+        print(f"no delivery pipeline {cmd.pipeline!r}{view}; pipelines: "
+              f"{', '.join(sorted(pipelines))}", file=sys.stderr)
         return 2
     status, envelopes = 0, []
     for ref in cmd.resources:

@@ -1,6 +1,7 @@
-"""explain and check: what each pipeline's sink receives, computed from the plugins
-and the filters, and the refusal of a tenant-facing sink that would get admin-only
-fields (no server: the command only reads the configuration)."""
+"""explain and check: what each pipeline's sink and each view's readers receive,
+computed from the plugins and the filters, and the refusal of a tenant-facing sink
+that would get admin-only fields (no server: the command only reads the
+configuration)."""
 import pathlib
 import subprocess
 import sys
@@ -17,20 +18,28 @@ HOST = "OS-EXT-SRV-ATTR:host"          # Nova's admin-only field, as the API nam
 def received(conf=None):
     conf = conf or shipped_conf()
     deployment = Deployment.from_conf(conf)
-    return explain.explain(loader.load_from_conf(conf, deployment, required=True),
+    loaded = loader.load_from_conf(conf, deployment, required=True)
+    return explain.explain(loaded.pipelines,
                            {p.resource_type: p.mapping for p in deployment.plugins.plugins},
-                           deployment.admin_only)
+                           deployment.admin_only, loaded.views.values(),
+                           {"websocket": "websocket, search"})
 
 
-def row(rows, pipeline, rtype=SERVER, role="admin"):
-    return next(r for r in rows if (r.pipeline, r.resource_type, r.role)
-                == (pipeline, rtype, role))
+def row(rows, name, rtype=SERVER, role="admin"):
+    return next(r for r in rows if (r.name, r.resource_type, r.role)
+                == (name, rtype, role))
 
 
 def test_the_shipped_pipelines_pass_the_check():
     rows = received()
     assert explain.leaks(rows) == []
     assert row(rows, "tenants").tenant_facing and not row(rows, "telco").tenant_facing
+    # Views are explained as views, for the role copies they serve.
+    assert {(r.kind, r.name) for r in rows} == {
+        ("pipeline", n) for n in ("telco", "tenants", "alerts", "audit")} | {
+        ("view", "websocket"), ("view", "subscriptions")}
+    assert row(rows, "websocket", role="user").sink == "websocket, search"
+    assert row(rows, "subscriptions", role="user").sink == "unused"
 
 
 def test_explain_shows_each_filter_at_work():
@@ -39,10 +48,10 @@ def test_explain_shows_each_filter_at_work():
     assert HOST in row(rows, "telco").fields
     # ... the tenants' queues get it redacted, and so do WebSocket users; admins not.
     assert HOST not in row(rows, "tenants").fields
-    assert HOST not in row(rows, "horizon", role="user").fields
-    assert HOST in row(rows, "horizon", role="admin").fields
+    assert HOST not in row(rows, "websocket", role="user").fields
+    assert HOST in row(rows, "websocket", role="admin").fields
     # A pipeline that selects types is explained for those only.
-    assert {r.resource_type for r in rows if r.pipeline == "tenants"} == {
+    assert {r.resource_type for r in rows if r.name == "tenants"} == {
         SERVER, "OS::Cinder::Volume", "OS::Neutron::Port", "OS::Heat::Stack"}
 
 
@@ -77,7 +86,7 @@ def test_explain_runs_the_pipelines_own_regex_filters(tmp_path):
     conf(["--config-file", str(path)], project="searchlight-forward")
     rows = received(conf)
     assert not any(p.startswith("flavor.") for p in row(rows, "telco").fields)
-    assert {"flavor.ram", "flavor.vcpus"} <= set(row(rows, "horizon").fields)
+    assert {"flavor.ram", "flavor.vcpus"} <= set(row(rows, "websocket").fields)
 
 
 def test_check_refuses_a_tenant_queue_without_the_admin_only_filter(tmp_path):
@@ -96,4 +105,22 @@ def test_check_accepts_the_shipped_configuration():
                            "--config-file", str(ROOT / "etc" / "searchlight-forward.conf"),
                            "check"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("ok: 6 pipeline(s)")
+    assert done.stdout.startswith("ok: 4 pipeline(s), 2 view(s)"), done.stdout
+
+
+def test_explain_shows_views_as_views(tmp_path):
+    """A view with role = user is explained for the user copy only, as a view, with
+    who serves it."""
+    path = config_with(tmp_path, "[view:websocket]\nfilters = unsearchable secrets\n"
+                       "role = caller\n", "[view:websocket]\nfilters = unsearchable "
+                       "secrets\nrole = user\n")
+    tokens = ROOT / "etc" / "websocket-tokens.json"
+    (tmp_path / tokens.name).write_text(tokens.read_text())
+    done = subprocess.run([sys.executable, "-m", "searchlight_forward.commands.manage",
+                           "--config-file", str(path), "explain", "--view", "websocket",
+                           "--type", SERVER], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    headers = [line for line in done.stdout.splitlines() if not line.startswith(" ")]
+    assert headers == [f"view websocket (served by: websocket, search), {SERVER}, "
+                       f"user copy: {headers[0].split(': ')[-1]}"], done.stdout
+    assert HOST not in done.stdout

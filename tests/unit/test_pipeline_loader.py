@@ -41,6 +41,7 @@ fields = id, document.name, here_is=%(here)s
 """
 
 
+# An old-form pipeline ending in the websocket "sink", with an option of the server.
 WS_PIPELINE = """
 [pipeline:ws]
 pipeline = ws
@@ -63,7 +64,7 @@ def load_text(tmp_path, text):
 
 def test_a_good_file_builds_pipelines_with_defaults_inherited(tmp_path):
     text = GOOD.replace("level = %(level)s\n", "")
-    audit, ops = load_text(tmp_path, text)
+    audit, ops = load_text(tmp_path, text).pipelines
     assert audit.name == "audit" and audit.filters == [] and audit.failure.on_failure == "drop"
     assert audit.failure.retry.attempts == 7              # from [DEFAULT]
     assert audit.failure.attempts == 1                    # drop: one attempt
@@ -92,6 +93,12 @@ def test_a_good_file_builds_pipelines_with_defaults_inherited(tmp_path):
      "filter:secrets", "patterns", "at least one regular expression"),
     (lambda t: t.replace("use = regex_fields", "use = egg:searchlight-forward#regexp"),
      "filter:secrets", "use", "no searchlight_forward.filters entry point"),
+    # egg:<dist>#: the entry point must come from that distribution
+    (lambda t: t.replace("use = regex_fields", "use = egg:someone-else#regex_fields"),
+     "filter:secrets", "use", "no searchlight_forward.filters entry point "
+     "'egg:someone-else#regex_fields'; installed: admin_only_fields, regex_fields"),
+    (lambda t: t.replace("use = regex_fields", "use = call:forwarders.filters.nosuch:X"),
+     "filter:secrets", "use", "cannot load 'call:forwarders.filters.nosuch:X'"),
     (lambda t: t.replace("resource_types = OS::Nova::Server", "resource_types = OS::Nova::Sever"),
      "pipeline:ops", "resource_types", "unknown resource type(s) OS::Nova::Sever"),
     (lambda t: t.replace("pipelines = audit ops", "pipelines = audit opps"),
@@ -140,7 +147,7 @@ def test_not_an_ini_file_and_bad_interpolation_are_explained(tmp_path):
 def test_priorities_select_envelopes(tmp_path):
     text = GOOD.replace("level = %(level)s\n", "").replace(
         "[pipeline:audit]\n", "[pipeline:audit]\npriorities = error, CRITICAL\n")
-    audit, _ = load_text(tmp_path, text)
+    audit, _ = load_text(tmp_path, text).pipelines
     error = Envelope("OS::Nova::Server", "s1", "p1", 5, "index", "compute.instance.create.error",
                      "", {}, priority="error")
     assert audit.wants(error)

@@ -10,12 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forwarders.filters.base import Filter, FilterContext
-from forwarders.sinks.base import SinkConfigError
 from forwarders.websocket import auth, protocol
 from forwarders.websocket.auth import Identity, InvalidToken, TokenFileValidator
 from forwarders.websocket.protocol import (Close, Renderer, Resume, Send, Session, State,
                                            Validate)
-from forwarders.websocket.sink import WebSocketSink
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.model import documents
@@ -602,14 +600,20 @@ def test_unknown_validator_and_registry():
     assert "fixed-test" in auth.available() and "token_file" in auth.available()
 
 
-# -- the websocket sink only marks its pipeline --------------------------------------
+# -- the view's role rule --------------------------------------------------------------
 
-def test_the_websocket_sink_takes_no_endpoint_options():
-    sink = WebSocketSink("ws", {"on_failure": "drop"}, None)
-    assert sink.served_by_websocket and sink.default_policy == "drop"
-    with pytest.raises(SinkConfigError) as exc:
-        WebSocketSink("ws", {"port": "9000"}, None)
-    assert exc.value.option == "port" and "[websocket]" in str(exc.value)
+def test_a_view_with_role_user_serves_admins_the_user_copy():
+    """[view:...] role = user: an admin's connection reads the user copy (no admin-only
+    field), and may still ask for every project; role = caller: the admin copy."""
+    admin = identity(roles=("admin",))
+    _, caller_rule = subscribed(admin, all_projects=True)
+    assert caller_rule.role == "admin"
+    s = Session(TYPES, Renderer((), ADMIN_ONLY, admin_copies=False))
+    s.receive(json.dumps({"action": "authenticate", "token": "t"}))
+    s.token_accepted(admin)
+    [resume] = s.receive(json.dumps({"action": "subscribe", "resource_types": [SERVER],
+                                     "all_projects": True}))
+    assert resume.subscription.role == "user" and resume.subscription.all_projects
 
 
 # -- live search: a resource moved to another project -------------------------------

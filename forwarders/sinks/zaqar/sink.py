@@ -66,8 +66,9 @@ class ZaqarSink(Sink):
         self._queues: dict[tuple[str, str], Any] = {}
 
     @property
-    def tenant_facing(self) -> bool:
-        """Queues in each resource's own project are read by its tenant."""
+    def destination_per_project(self) -> bool:
+        """Queues in each resource's own project (``project = {project_id}``) are
+        read by its tenants."""
         return self.config.per_project
 
     # -- lifecycle -----------------------------------------------------------------

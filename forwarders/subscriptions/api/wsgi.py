@@ -30,6 +30,7 @@ from forwarders.feeds.api import Feeds
 from forwarders.feeds.websub import Hub
 from forwarders.livesearch.endpoint import Searcher
 from forwarders.pipeline import loader
+from forwarders.pipeline.view import CALLER, SUBSCRIPTIONS, WEBSOCKET
 from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
@@ -38,7 +39,6 @@ from forwarders.subscriptions.api.status import StatusRoutes
 from forwarders.subscriptions.model import Rules
 from forwarders.subscriptions.store import SubscriptionStore
 from forwarders.websocket.protocol import Renderer
-from forwarders.websocket.service import ConfigError, find_pipeline
 from searchlight_forward import search
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.deployment import Deployment
@@ -161,30 +161,24 @@ def _keystone_unavailable() -> webob.exc.HTTPServiceUnavailable:
 
 def searcher(conf: cfg.ConfigOpts, es, deployment: Deployment) -> Searcher:
     """The search endpoint, redacting exactly as the WebSocket server does (the same
-    pipeline's filters, the same renderer)."""
-    try:
-        pipeline = find_pipeline(conf, deployment)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    filters = tuple(pipeline.filters) if pipeline is not None else ()
+    view: its filters and role rule, the same renderer)."""
+    view = loader.view_from_conf(conf, deployment, WEBSOCKET)   # ValueError: why not
+    filters = tuple(view.filters) if view is not None else ()
     return Searcher(
         es, dict(deployment.groups),
         Vocabularies({p.resource_type: p.search_mapping()
                       for p in deployment.plugins.plugins}, deployment.admin_only, filters),
         Renderer(filters, deployment.admin_only, on_failure=UnhandledEntries(
-            "search", DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)).report))
+            "search", DeadLetterIndex(es, conf.elasticsearch.dead_letter_index)).report,
+            admin_copies=view is None or view.role == CALLER))
 
 
 def feeds(conf: cfg.ConfigOpts, es, deployment: Deployment, store: SubscriptionStore,
           enforcer) -> Feeds:
-    """Atom feeds, through the subscriptions template pipeline's filters (what a
+    """Atom feeds, through the subscriptions' view (its filters and role rule: what a
     subscription's webhook would receive)."""
-    try:
-        pipelines = loader.load_from_conf(conf, deployment, required=False)
-    except loader.ForwardingConfigError as exc:
-        raise ValueError(str(exc)) from None
-    template = next((p for p in pipelines if p.sink.serves_subscriptions), None)
-    filters = tuple(template.filters) if template is not None else ()
+    view = loader.view_from_conf(conf, deployment, SUBSCRIPTIONS)  # ValueError: why not
+    filters = tuple(view.filters) if view is not None else ()
 
     def allowed(rule: str, caller, project_id) -> bool:
         return enforcer.authorize(rule, {"project_id": project_id},
@@ -194,7 +188,8 @@ def feeds(conf: cfg.ConfigOpts, es, deployment: Deployment, store: SubscriptionS
     unhandled = UnhandledEntries(
         "feeds", DeadLetterIndex(es, conf.elasticsearch.dead_letter_index))
     return Feeds(store, es, dict(deployment.groups),
-                 Renderer(filters, deployment.admin_only, on_failure=unhandled.report),
+                 Renderer(filters, deployment.admin_only, on_failure=unhandled.report,
+                          admin_copies=view is None or view.role == CALLER),
                  conf.subscriptions.public_url, allowed)
 
 
