@@ -127,9 +127,8 @@ def subscriptions_scenario(run: harness.Run, name: str, extra: dict | None = Non
     shipped.read(os.path.join(ROOT, "etc", "forwarders.ini"))
     fw = configparser.RawConfigParser()
     fw.optionxform = str
-    fw.read_dict({"forwarding": {"pipelines": "subscriptions"},
-                  "pipeline:subscriptions": {"pipeline": "unsearchable secrets subscriptions"},
-                  "sink:subscriptions": {"use": "egg:searchlight-forward#subscriptions"}})
+    fw.read_dict({"forwarding": {"pipelines": ""},
+                  "view:subscriptions": {"filters": "unsearchable secrets"}})
     for section in ("filter:unsearchable", "filter:secrets"):
         fw.add_section(section)
         for option in shipped.options(section):

@@ -15,17 +15,14 @@ from tests.functional.conftest import load_conf, write_pipelines
 
 SUBSCRIPTIONS_PIPELINE = """
 [forwarding]
-pipelines = subscriptions
+pipelines =
 
-[pipeline:subscriptions]
-pipeline = secrets subscriptions
+[view:subscriptions]
+filters = secrets
 
 [filter:secrets]
 use = egg:searchlight-forward#regex_fields
 patterns = ^secret_
-
-[sink:subscriptions]
-use = egg:searchlight-forward#subscriptions
 """
 
 

@@ -33,11 +33,8 @@ from tests.functional.subscriptions_support import Receiver
 
 # A tenant's webhook subscription beside the operator's pipelines.
 SUBSCRIPTIONS = """
-[pipeline:subscriptions]
-pipeline = subscriptions
-
-[sink:subscriptions]
-use = egg:searchlight-forward#subscriptions
+[view:subscriptions]
+filters =
 """
 
 
@@ -100,7 +97,6 @@ def test_a_broker_restart_with_a_backlog_loses_nothing_and_stops_nothing(
     suffix = uuid.uuid4().hex[:8]
     queue, ops, tenants = f"q-{suffix}", f"{names['zaqar']}-ops", f"{RUN}-{suffix}"
     write_pipelines(config_file, pipelines_ini(ops, queue, tenants,
-                                               extra_pipelines="subscriptions",
                                                extra_sections=SUBSCRIPTIONS))
     # The producers' side agrees on the queues (docs/reliability.md).
     publisher = NotificationPublisher(private_broker.url, conf=load_conf(config_file))

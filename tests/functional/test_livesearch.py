@@ -132,17 +132,14 @@ def test_every_connection_holds_what_its_query_returns_after_every_change(
 
 SEARCH_PIPELINES = """
 [forwarding]
-pipelines = horizon
+pipelines =
 
-[pipeline:horizon]
-pipeline = secrets websocket
+[view:websocket]
+filters = secrets
 
 [filter:secrets]
 use = egg:searchlight-forward#regex_fields
 patterns = ^secret_
-
-[sink:websocket]
-use = egg:searchlight-forward#websocket
 """
 ADMIN_FIELD = "OS-EXT-SRV-ATTR:host"
 
