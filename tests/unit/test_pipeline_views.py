@@ -229,3 +229,53 @@ def test_no_module_outside_a_sinks_package_implements_deliver():
                    for p in (root / top).rglob("*.py")
                    if re.search(r"^\s+def deliver\(", p.read_text(), re.M))
     assert found and all(p.startswith("forwarders/sinks/") for p in found), found
+
+
+def test_a_subscription_made_by_an_admin_reads_the_copy_its_view_gives(tmp_path):
+    """The subscriptions' view's role rule: role = caller keeps an admin's subscription
+    on the admin copy, role = user puts it on the user copy (and a user's stays
+    there whatever the rule); its filters are the subscription pipeline's."""
+    import base64
+
+    from forwarders.subscriptions.catalog import Catalog, Settings
+    from forwarders.subscriptions.model import ACTIVE, WEBHOOK, Secret, Subscription
+    loaded = load_text(tmp_path, VIEWS.replace("resource_types = OS::Nova::Server\n", ""))
+
+    def subscription(role):
+        return Subscription(id="s1", project_id=None, protocol=WEBHOOK,
+                            endpoint="https://hooks.example.com/x", role=role,
+                            created_by="u", created_at=0.0, updated_at=0.0, state=ACTIVE,
+                            secrets=(Secret("whsec_" + base64.b64encode(b"k" * 24).decode()),))
+    got = {}
+    for view in ("websocket", "public"):
+        catalog = Catalog(None, loaded.views[view], Settings(public_url="https://api"), {})
+        try:
+            for role in (ADMIN, USER):
+                pipeline = catalog.pipeline_for(subscription(role))
+                got[view, role] = pipeline.role
+                pipeline.sink.close()
+            assert [f.name for f in pipeline.filters] == \
+                [f.name for f in loaded.views[view].filters]
+        finally:
+            catalog.close()
+    assert got == {("websocket", ADMIN): ADMIN, ("websocket", USER): USER,
+                   ("public", ADMIN): USER, ("public", USER): USER}
+
+
+def test_search_reads_the_copy_the_views_role_rule_gives():
+    """POST /v1/search asks the view's Renderer for the copy to read: with role = user
+    an admin's search reads the user copy's vocabulary (and documents)."""
+    from forwarders.livesearch.endpoint import Searcher
+    from forwarders.websocket.protocol import Renderer
+
+    class Vocabularies:
+        def get(self, role, types):
+            asked.append(role)
+            raise RuntimeError("stop here")
+    for admin_copies, expected in ((True, ADMIN), (False, USER)):
+        asked = []
+        searcher = Searcher(None, {SERVER: "g"}, Vocabularies(),
+                            Renderer((), admin_copies=admin_copies))
+        with pytest.raises(RuntimeError, match="stop here"):
+            searcher.search({"resource_types": [SERVER]}, ADMIN, None)
+        assert asked == [expected]
