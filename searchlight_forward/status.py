@@ -1,22 +1,30 @@
 """A long-running process's HTTP endpoints for operators and probes:
 
 GET /status    every counter as JSON;
-GET /metrics   the same counters for Prometheus (when the process gives a registry);
+GET /metrics   the same counters for Prometheus (prometheus_client's WSGI app, when the
+               process gives a registry);
 GET /healthz   liveness: 200, or 503 with the problems (restart the process);
 GET /readyz    readiness: 200, or 503 with the problems (its peers, its progress).
+
+A small WSGI application on waitress (the server searchlight-forward-api runs on too,
+docs/operations.md), in a thread of the process.
 """
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import socket
 import threading
 from typing import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+import waitress.server
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from waitress import wasyncore
 
 LOG = logging.getLogger(__name__)
+
+# Worker threads of a status server: probes and scrapes are few and quick.
+STATUS_THREADS = 2
 
 
 def health(check: Callable[[], list[str]]) -> tuple[int, str]:
@@ -30,6 +38,76 @@ def health(check: Callable[[], list[str]]) -> tuple[int, str]:
     return (503 if problems else 200), body + "\n"
 
 
+def answer(start_response, code: int, body: bytes, kind: str = "application/json"):
+    """A complete WSGI answer (``code`` 200, 404 or 503)."""
+    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
+              503: "Service Unavailable"}[code]
+    start_response(f"{code} {reason}", [("Content-Type", kind),
+                                        ("Content-Length", str(len(body))),
+                                        ("Cache-Control", "no-store")])
+    return [body]
+
+
+class StatusApp:
+    """The endpoints as a WSGI application."""
+
+    def __init__(self, snapshot: Callable[[], dict],
+                 metrics: CollectorRegistry | None = None,
+                 live: Callable[[], list[str]] = list,
+                 ready: Callable[[], list[str]] = list):
+        self.snapshot = snapshot
+        self.metrics = make_wsgi_app(metrics) if metrics is not None else None
+        self.checks = {"/healthz": live, "/readyz": ready}
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "").rstrip("/")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return answer(start_response, 405, b'{"error": "use GET"}\n')
+        if path == "/metrics" and self.metrics is not None:
+            return self.metrics(environ, start_response)
+        if path in ("/status", ""):
+            body = json.dumps(self.snapshot(), indent=2, default=str).encode()
+            return answer(start_response, 200, body)
+        if path in self.checks:
+            code, text = health(self.checks[path])
+            return answer(start_response, code, text.encode())
+        return answer(start_response, 404, b'{"error": "try /status, /metrics, '
+                                            b'/healthz or /readyz"}\n')
+
+
+class Served:
+    """A waitress server run by a daemon thread of this process. ``stop`` closes
+    it from waitress's own loop (its trigger), then ends its worker threads."""
+
+    def __init__(self, server: waitress.server.BaseWSGIServer, name: str):
+        self.server = server
+        self.host, self.port = server.effective_host, int(server.effective_port)
+        self.thread = threading.Thread(target=server.run, daemon=True, name=name)
+
+    def start(self) -> "Served":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Idempotent; a server never started is closed here."""
+        server, self.server = self.server, None
+        if server is None:
+            return
+        if self.thread.is_alive():
+            # close_all in the loop's thread (its trigger's thunks): the loop ends
+            # once its map is empty. Under the trigger's lock, which the loop holds
+            # to run thunks: another thread's pull could wake it, and close_all
+            # close the trigger's pipe, before this pull writes to it.
+            trigger = server.trigger
+            with trigger.lock:
+                trigger.thunks.append(lambda: wasyncore.close_all(server._map))
+                trigger.pull_trigger()
+            self.thread.join(10)
+        else:
+            wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown(timeout=5)
+
+
 class StatusServer:
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict],
                  metrics: CollectorRegistry | None = None,
@@ -37,55 +115,23 @@ class StatusServer:
                  ready: Callable[[], list[str]] = list,
                  sock: socket.socket | None = None):
         """Serve on ``host:port``, or on ``sock``, a listening socket bound already
-        (by a cotyledon master for its worker: ``worker.StatusPorts``)."""
-        snapshot_fn = snapshot
-        checks = {"/healthz": live, "/readyz": ready}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0].rstrip("/")
-                code = 200
-                if path == "/metrics" and metrics is not None:
-                    body, kind = generate_latest(metrics), CONTENT_TYPE_LATEST
-                elif path in ("/status", ""):
-                    body = json.dumps(snapshot_fn(), indent=2, default=str).encode()
-                    kind = "application/json"
-                elif path in checks:
-                    code, text = health(checks[path])
-                    body, kind = text.encode(), "application/json"
-                else:
-                    self.send_error(404, "try /status, /metrics, /healthz or /readyz")
-                    return
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):  # keep the process log for the process
-                pass
-
-        if sock is None:
-            self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
-        else:
-            self.httpd = http.server.ThreadingHTTPServer(sock.getsockname()[:2], Handler,
-                                                         bind_and_activate=False)
-            self.httpd.socket.close()
-            self.httpd.socket = sock
-            self.httpd.server_address = sock.getsockname()[:2]
-            self.httpd.server_name, self.httpd.server_port = self.httpd.server_address
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                       name="status")
+        (by a cotyledon master for its worker: ``worker.StatusPorts``; waitress
+        serves it as it is, ``sockets=``)."""
+        app = StatusApp(snapshot, metrics, live, ready)
+        where = {"sockets": [sock]} if sock is not None else {
+            "host": host or "0.0.0.0", "port": port}
+        server = waitress.server.create_server(
+            app, threads=STATUS_THREADS, ident="searchlight-forward", **where)
+        self.served = Served(server, "status")
+        self.httpd = server
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/status"
+        return f"http://{self.served.host}:{self.served.port}/status"
 
     def start(self) -> None:
-        self.thread.start()
+        self.served.start()
         LOG.info("status at %s", self.url)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.served.stop()
