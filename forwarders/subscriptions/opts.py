@@ -21,13 +21,20 @@ opts = [
                             "terminating proxy in front of it)."),
     cfg.PortOpt("api_port", default=8785, help="Port of searchlight-forward-api."),
     cfg.IntOpt("api_max_body_size", default=1048576, min=1024,
-               help="Largest request body, in bytes, the API accepts; a larger one is "
-                    "refused with 413 before it is read (and before its token is "
-                    "validated)."),
+               help="Largest request body, in bytes, the API accepts (waitress's "
+                    "max_request_body_size); a larger one is refused with 413 as soon "
+                    "as its Content-Length is read, before its token is validated."),
+    cfg.IntOpt("api_max_header_size", default=65536, min=4096,
+               help="Largest request line and headers together, in bytes (waitress's "
+                    "max_request_header_size); larger is refused with 431, or 414 "
+                    "when the request line alone is. More than 100 header fields are "
+                    "refused with 431 too."),
     cfg.FloatOpt("api_client_timeout", default=30.0, min=0.1,
                  help="Seconds a client has to send its whole request (headers and "
-                      "body) to searchlight-forward-api, and to take each write of the "
-                      "answer; a slower one gets 408 and is disconnected."),
+                      "body) to searchlight-forward-api from its first byte; a slower "
+                      "one gets 408 and is disconnected. Also waitress's "
+                      "channel_timeout (rounded up to whole seconds): a connection "
+                      "idle that long is closed."),
     cfg.IntOpt("api_refused_token_cache_time", default=60, min=0,
                help="Seconds searchlight-forward-api answers a token Keystone refused "
                     "(401) without asking Keystone again (keystonemiddleware caches "
@@ -35,8 +42,14 @@ opts = [
                     "hash. 0: ask Keystone every time. A Keystone outage is never "
                     "remembered."),
     cfg.IntOpt("api_max_connections", default=100, min=1,
-               help="Most connections searchlight-forward-api serves at once (one "
-                    "thread each); more are answered 503 at once and closed."),
+               help="Most connections searchlight-forward-api keeps open at once "
+                    "(waitress's connection_limit); more are answered 503 at once and "
+                    "closed."),
+    cfg.IntOpt("api_threads", default=16, min=1,
+               help="Worker threads of searchlight-forward-api (waitress's threads): "
+                    "requests answered at once (each may wait on Keystone or "
+                    "Elasticsearch). Slow clients do not hold one: waitress reads "
+                    "every request whole before a thread takes it."),
     cfg.URIOpt("public_url", default="http://127.0.0.1:8785",
                help="The API's URL as endpoints reach it: confirmation links point "
                     "there."),

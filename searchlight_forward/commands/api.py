@@ -1,7 +1,8 @@
 """searchlight-forward-api --config-file FILE
 
 The subscriptions API (docs/subscriptions.md): Keystone-authenticated JSON at
-/v1/subscriptions, on [subscriptions] api_host:api_port. Tokens are validated by
+/v1/subscriptions, on [subscriptions] api_host:api_port, served by waitress with the
+limits of [subscriptions] api_* (forwarders/subscriptions/api/server.py). Tokens are validated by
 keystonemiddleware ([keystone_authtoken]); rules are oslo.policy's ([oslo_policy]).
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ def main(argv: list[str] | None = None) -> None:
         app = wsgi.build(conf)
     except ValueError as exc:
         fail(COMMAND, str(exc))
-    server = wsgi.APIServer(app, conf.subscriptions.api_host,
-                            conf.subscriptions.api_port, conf).start()
+    server = wsgi.serve(app, conf.subscriptions.api_host, conf.subscriptions.api_port,
+                        conf)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -67,7 +67,8 @@ class API:
 
     def __init__(self, config_file, port: int):
         conf = load_conf(config_file)
-        self.server = wsgi.APIServer(wsgi.build(conf), "127.0.0.1", port, conf).start()
+        self.app = wsgi.build(conf)
+        self.server = wsgi.serve(self.app, "127.0.0.1", port, conf)
         self.url = f"http://127.0.0.1:{port}"
 
     def call(self, method: str, path: str, token: str | None = None, body=None,

@@ -80,6 +80,51 @@ def test_a_slowloris_client_is_cut_off_and_others_are_served(api_with, keystone)
             answer, seconds = f.result(timeout=30)
             assert status_of(answer) == 408, answer[:200]
             assert seconds < 6, seconds
+    # One that goes silent in the middle of its head is answered 408 too.
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(head[:40])
+        t0 = time.monotonic()
+        answer = sock.recv(65536)
+    assert status_of(answer) == 408, answer[:200]
+    assert time.monotonic() - t0 < 6
+
+
+def error_of(answer: bytes) -> dict:
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/json" in head.lower(), head
+    return json.loads(body)["error"]
+
+
+def test_what_the_server_refuses_itself_has_the_apis_error_shape(api_with, keystone):
+    """Heads too large, too many header fields, a bad Content-Length: refused by the
+    HTTP server before the application, in the API's JSON error shape (was: the
+    server's HTML page); a chunked body is read like any other (was: 411)."""
+    api = api_with()
+    member = keystone.token("demo")
+    port = int(api.url.rsplit(":", 1)[1])
+    token = f"X-Auth-Token: {member}\r\n"
+    cases = [
+        (414, f"GET /v1/subscriptions?a={'x' * 70_000} HTTP/1.1\r\nHost: x\r\n{token}\r\n"),
+        (431, f"GET /v1/subscriptions HTTP/1.1\r\nHost: x\r\n{token}"
+              f"X-Big: {'y' * 70_000}\r\n\r\n"),
+        (431, f"GET /v1/subscriptions HTTP/1.1\r\nHost: x\r\n{token}"
+              + "".join(f"X-H{i}: {i}\r\n" for i in range(300)) + "\r\n"),
+        (400, f"POST /v1/subscriptions HTTP/1.1\r\nHost: x\r\n{token}"
+              "Content-Length: -1\r\n\r\n"),
+    ]
+    for code, head in cases:
+        answer, seconds = exchange(port, head.encode(), limit=10)
+        assert status_of(answer) == code, (head[:60], answer[:300])
+        error = error_of(answer)
+        assert error["code"] == code and error["title"] and error["message"], error
+        assert seconds < 5
+    chunked = (f"POST /v1/subscriptions HTTP/1.1\r\nHost: x\r\n{token}"
+               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+               "Connection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n").encode()
+    answer, _ = exchange(port, chunked, limit=10)
+    assert status_of(answer) == 400, answer[:300]
+    assert error_of(answer)["field"] == "protocol"
+    assert api.call("GET", "/v1/subscriptions", member).status_code == 200
 
 
 def test_connections_beyond_the_cap_get_503_at_once(api_with, keystone):

@@ -119,7 +119,7 @@ def test_an_expired_feed_url_says_so(api, keystone, writer):
 
 def _expire(api, sub_id: str) -> None:
     """Move a feed's expiry into the past through the API process's own store."""
-    app = api.server.httpd.get_app()
+    app = api.app
     while not hasattr(app, "store"):
         app = app._app                       # auth_token wraps the application
     app.store.change(sub_id, lambda s: s.replace(expires_at=time.time() - 1))

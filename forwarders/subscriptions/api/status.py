@@ -1,7 +1,6 @@
 """The API's operator endpoints, as every other process has them (README, "Operating
-it"): ``/status`` (JSON counters), ``/metrics`` (Prometheus text from
-prometheus_client), ``/healthz`` and ``/readyz`` (``searchlight_forward.status``'s
-JSON answers). A WSGI middleware, outermost: these answer without a token, before
+it"): ``/status`` (JSON counters), ``/metrics`` (prometheus_client's WSGI app),
+``/healthz`` and ``/readyz`` (``searchlight_forward.status``'s JSON answers). A WSGI middleware, outermost: these answer without a token, before
 the body limit and keystonemiddleware, like the other processes' status ports; every
 other request goes on and its answer is counted (by status code and duration).
 """
@@ -11,25 +10,27 @@ import json
 import time
 from typing import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import make_wsgi_app
 
 from searchlight_forward import metrics, search
 from searchlight_forward.counters import Counters
 from searchlight_forward.logs import describe
-from searchlight_forward.status import health
+from searchlight_forward.status import answer, health
 
-# The status codes the API answers (app.py, wsgi.py, keystonemiddleware): each is
-# exported at 0 before it is first answered, so an alert on 5xx sees 0, not no data.
-STATUS_CODES = (200, 201, 204, 400, 401, 403, 404, 405, 408, 409, 410, 411, 413, 415,
-                500, 503)
+# The status codes the API answers (app.py, wsgi.py, keystonemiddleware, and waitress
+# in server.py): each is exported at 0 before it is first answered, so an alert on 5xx
+# sees 0, not no data.
+STATUS_CODES = (200, 201, 204, 400, 401, 403, 404, 405, 408, 409, 410, 411, 413, 414,
+                415, 431, 500, 501, 503)
 ROUTES = ("/status", "/metrics", "/healthz", "/readyz")
 
 
 class StatusRoutes:
     """WSGI middleware: the operator endpoints, and counters of everything else.
 
-    ``connections`` (set by ``wsgi.APIServer``) reports the threaded server's
-    connection counts; under uWSGI or mod_wsgi there is none."""
+    ``connections`` (set by ``wsgi.serve``) reports waitress's connection counts;
+    under uWSGI or mod_wsgi there is none. ``responses.add`` is also told of the
+    answers waitress makes itself (``server.JSONError``)."""
 
     def __init__(self, app, es: search.Client | None = None):
         self._app = app
@@ -43,13 +44,14 @@ class StatusRoutes:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=None)
         self.registry = metrics.registry(self.metrics)
+        self.metrics_app = make_wsgi_app(self.registry)
 
     # -- WSGI -------------------------------------------------------------------------
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "").rstrip("/")
         if path in ROUTES and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            return self._answer(path, start_response)
+            return self._answer(path, environ, start_response)
         begun = time.monotonic()
         seen: list[int] = []
 
@@ -62,21 +64,14 @@ class StatusRoutes:
             self.responses.add(seen[-1] if seen else 500)
             self.seconds.observe(time.monotonic() - begun)
 
-    def _answer(self, path: str, start_response):
-        code = 200
+    def _answer(self, path: str, environ, start_response):
         if path == "/metrics":
-            body, kind = generate_latest(self.registry), CONTENT_TYPE_LATEST
-        elif path == "/status":
+            return self.metrics_app(environ, start_response)
+        if path == "/status":
             body = (json.dumps(self.stats(), indent=2) + "\n").encode()
-            kind = "application/json"
-        else:
-            code, text = health(self.liveness if path == "/healthz" else self.readiness)
-            body, kind = text.encode(), "application/json"
-        reason = {200: "OK", 503: "Service Unavailable"}[code]
-        start_response(f"{code} {reason}", [("Content-Type", kind),
-                                            ("Content-Length", str(len(body))),
-                                            ("Cache-Control", "no-store")])
-        return [body]
+            return answer(start_response, 200, body)
+        code, text = health(self.liveness if path == "/healthz" else self.readiness)
+        return answer(start_response, code, text.encode())
 
     # -- what they say ----------------------------------------------------------------
 

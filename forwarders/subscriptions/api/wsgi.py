@@ -1,5 +1,5 @@
-"""The API as a WSGI application behind ``auth_token``, built from the configuration,
-and the small threaded server ``searchlight-forward-api`` runs it in. The operator
+"""The API as a WSGI application behind ``auth_token``, built from the configuration
+(``searchlight-forward-api`` serves it on waitress: ``api.server``). The operator
 endpoints (``/status``, ``/metrics``, ``/healthz``, ``/readyz``: ``api.status``) are
 in front of both and need no token.
 
@@ -9,17 +9,12 @@ configuration files named by ``SEARCHLIGHT_FORWARD_CONFIG``, comma-separated).
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
-import socket
-import socketserver
 import threading
 import time
-import wsgiref.simple_server
 
 from keystoneauth1 import exceptions as ks_exceptions
 from keystonemiddleware import auth_token
@@ -34,7 +29,8 @@ from forwarders.pipeline.view import CALLER, SUBSCRIPTIONS, WEBSOCKET
 from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
-from forwarders.subscriptions.api.app import BodyLimit, Settings, SubscriptionsAPI
+from forwarders.subscriptions.api.app import Settings, SubscriptionsAPI
+from forwarders.subscriptions.api.server import APIServer
 from forwarders.subscriptions.api.status import StatusRoutes
 from forwarders.subscriptions.model import Rules
 from forwarders.subscriptions.store import SubscriptionStore
@@ -92,8 +88,9 @@ def build(conf: cfg.ConfigOpts):
     authenticated = _AuthToken(app, {"oslo_config_config": conf,
                                      "delay_auth_decision": True},
                                s.api_refused_token_cache_time)
-    # /status, /metrics, /healthz and /readyz answer first, without a token.
-    return StatusRoutes(BodyLimit(authenticated, s.api_max_body_size), es)
+    # /status, /metrics, /healthz and /readyz answer first, without a token. Bodies
+    # over [subscriptions] api_max_body_size never get here: the server answers 413.
+    return StatusRoutes(authenticated, es)
 
 
 # Seconds a client is asked to wait when Keystone did not answer (Retry-After).
@@ -193,164 +190,18 @@ def feeds(conf: cfg.ConfigOpts, es, deployment: Deployment, store: SubscriptionS
                  conf.subscriptions.public_url, allowed)
 
 
-def _canned(status: str, message: str) -> bytes:
-    code, title = status.split(" ", 1)
-    body = json.dumps({"error": {"code": int(code), "title": title,
-                                 "message": message}}).encode()
-    return (f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-
-
-_TOO_MANY = _canned("503 Service Unavailable", "too many connections; try again")
-_TOO_SLOW = _canned("408 Request Timeout", "the request did not arrive in time")
-
-
-class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
-    """One thread per connection, at most ``max_connections`` at once (more are
-    answered 503 from the accepting thread and closed); ``max_connections`` and
-    ``client_timeout`` are set by ``APIServer`` from the configuration."""
-
-    daemon_threads = True
-    max_connections: int
-    client_timeout: float
-
-    def server_activate(self):
-        self._lock = threading.Lock()
-        self.active = 0
-        self.refused = 0
-        super().server_activate()
-
-    def process_request(self, request, client_address):
-        with self._lock:
-            full = self.active >= self.max_connections
-            if full:
-                self.refused += 1
-            else:
-                self.active += 1
-        if full:                     # the accepting thread: never wait here
-            with contextlib.suppress(OSError):
-                request.setblocking(False)
-                request.send(_TOO_MANY)
-                request.shutdown(socket.SHUT_WR)
-            self.close_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except Exception:
-            with self._lock:
-                self.active -= 1
-            raise
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._lock:
-                self.active -= 1
-
-    def shutdown_request(self, request):
-        """Close without a reset: a client still sending (a refused oversized body)
-        must be able to read the answer. At most 1 s and 1 MiB are read and dropped."""
-        with contextlib.suppress(OSError):
-            request.shutdown(socket.SHUT_WR)
-            request.settimeout(0.2)
-            deadline, drained = time.monotonic() + 1.0, 0
-            while time.monotonic() < deadline and drained < 2 ** 20:
-                chunk = request.recv(65536)
-                if not chunk:
-                    break
-                drained += len(chunk)
-        self.close_request(request)
-
-    def handle_error(self, request, client_address):
-        LOG.debug("connection from %s failed", client_address, exc_info=True)
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The client's socket for reading, every read bounded by one deadline for the
-    whole request: a client sending a byte a second (slowloris) is cut off."""
-
-    def __init__(self, sock: socket.socket, deadline: float):
-        self.sock, self.deadline = sock, deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the client did not send its request in time")
-        self.sock.settimeout(left)
-        return self.sock.recv_into(buffer)
-
-
-class _Writer(io.RawIOBase):
-    """The client's socket for writing, each write bounded by ``timeout``."""
-
-    def __init__(self, sock: socket.socket, timeout: float):
-        self.sock, self.timeout = sock, timeout
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.sock.settimeout(self.timeout)
-        self.sock.sendall(data)
-        return len(data)
-
-
-class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
-    def setup(self):
-        timeout = self.server.client_timeout
-        self.connection = self.request
-        self.rfile = io.BufferedReader(_DeadlineReader(self.request,
-                                                       time.monotonic() + timeout))
-        self.wfile = _Writer(self.request, timeout)
-
-    def handle(self):
-        try:
-            super().handle()
-        except TimeoutError:
-            with contextlib.suppress(OSError):
-                self.wfile.write(_TOO_SLOW)
-            LOG.debug("%s - too slow: disconnected", self.address_string())
-        except OSError as exc:
-            LOG.debug("%s - %s", self.address_string(), exc)
-
-    def log_message(self, fmt, *args):          # oslo.log, not stderr
-        LOG.debug("%s - %s", self.address_string(), fmt % args)
-
-
-class APIServer:
-    """The application on a threaded HTTP server (``serve_forever`` in a thread),
-    with the connection limits of [subscriptions] (``api_client_timeout``,
-    ``api_max_connections``)."""
-
-    def __init__(self, app, host: str, port: int, conf: cfg.ConfigOpts):
-        server = type("Server", (_Server,), {
-            "client_timeout": conf.subscriptions.api_client_timeout,
-            "max_connections": conf.subscriptions.api_max_connections})
-        self.httpd = wsgiref.simple_server.make_server(host, port, app,
-                                                       server_class=server,
-                                                       handler_class=_Quiet)
-        self.port = self.httpd.server_address[1]
-        if isinstance(app, StatusRoutes):
-            httpd = self.httpd
-            app.connections = lambda: {"open": httpd.active, "refused": httpd.refused}
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                        name="api")
-
-    def start(self) -> "APIServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def serve(app, host: str, port: int, conf: cfg.ConfigOpts) -> APIServer:
+    """``app`` on waitress at ``host:port`` with [subscriptions]' limits, started; the
+    answers waitress makes itself are counted with the API's."""
+    count = app.responses.add if isinstance(app, StatusRoutes) else None
+    server = APIServer(app, host, port, conf, count=count)
+    if isinstance(app, StatusRoutes):
+        app.connections = server.connections
+    return server.start()
 
 
 def init_application():
-    """For uWSGI / mod_wsgi."""
+    """For uWSGI / mod_wsgi (their own limits apply, not [subscriptions]' api_*)."""
     from searchlight_forward.commands.common import setup
     files = [f for f in os.environ.get("SEARCHLIGHT_FORWARD_CONFIG", "").split(",") if f]
     conf = setup([arg for f in files for arg in ("--config-file", f)])
