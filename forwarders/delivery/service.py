@@ -12,11 +12,12 @@ feed's pages reach the live consumers. Every ``lease_seconds / 3`` it
 * renews the leases of its consumers (which also renew them as they commit) and
   restarts any consumer whose thread died, counting it.
 
-With subscriptions (``forwarders.subscriptions.catalog``), every
-``[subscriptions] refresh_interval`` it also reads the subscriptions and adds,
-replaces or removes their pipelines; they are claimed like any other. The live
-process with the smallest id sends pending confirmation requests and forgets the
-cursors of deleted subscriptions.
+Its pipelines come from sources (``forwarders.pipeline.source``): the pipelines of
+forwarders.ini, read once, and tenants' subscriptions, read again every
+``refresh_interval``; it adds, replaces or removes what they offer, and claims
+them like any other. The live process with the smallest id does each source's
+leader duties (a subscription's confirmation request, forgetting the cursors of
+deleted subscriptions).
 
 The live process with the smallest id also purges tombstones every
 ``[changelog] purge_interval`` (``changelog.tombstones``): those older than
@@ -37,8 +38,7 @@ from typing import Iterable
 from forwarders.delivery.consumer import Consumer, Hub, Settings
 from forwarders.delivery.cursors import CursorStore, Lease, LeaseLost, cursor_id
 from forwarders.pipeline.pipeline import Pipeline
-from forwarders.subscriptions import catalog as catalog_mod
-from forwarders.subscriptions.catalog import Catalog
+from forwarders.pipeline.source import PipelineSource
 from searchlight_forward import metrics, search
 from searchlight_forward.changelog.doorbell import DoorbellListener, Ring
 from searchlight_forward.changelog.feed import ChangeFeed
@@ -78,13 +78,13 @@ PIPELINE_COUNTERS = ("delivered", "failures", "skipped", "held", "rejected", "wi
 
 
 class DeliveryService:
-    def __init__(self, es: search.Client, pipelines_by_group: dict[str, list[Pipeline]],
-                 store: CursorStore, dead_letters: DeadLetterIndex, settings: Settings,
+    def __init__(self, es: search.Client, groups: list[str],
+                 sources: list[PipelineSource], store: CursorStore,
+                 dead_letters: DeadLetterIndex, settings: Settings,
                  transport_url: str | None = None, poll_interval: float = 1.0,
                  page_size: int = 500, purge: dict | None = None,
                  stop_event: threading.Event | None = None,
-                 status: tuple[str, int] | socket.socket | None = None,
-                 catalog: Catalog | None = None):
+                 status: tuple[str, int] | socket.socket | None = None):
         self.es = es
         self.store = store
         self.dead_letters = dead_letters
@@ -92,17 +92,26 @@ class DeliveryService:
         self.transport_url = transport_url
         self.stop_event = stop_event or threading.Event()
         self.purge_settings = purge or {}
-        self.catalog = catalog
-        # Subscriptions read their creator's role copy: the feed reads both then.
-        roles = ROLES if catalog is not None else (ADMIN,)
-        self.groups = {name: Group(es, name, pipelines, store.index, poll_interval,
-                                   page_size, self.stop_event, roles)
-                       for name, pipelines in pipelines_by_group.items()
-                       if pipelines or catalog is not None}
-        self.subscriptions: dict[str, tuple] = {}    # pipeline name -> revision
-        self._subscription_info: dict[str, dict] = {}   # pipeline name -> for /status
-        self._last_refresh = -math.inf
-        self._last_forget = -math.inf
+        self.sources = list(sources)
+        # Sources read once (forwarders.ini) are in place from the start; the others
+        # are read by the delivery thread (``_refresh``).
+        self.changing = [s for s in self.sources if s.refresh_interval is not None]
+        fixed = {name: (source, offer) for source in self.sources
+                 if source.refresh_interval is None
+                 for name, offer in source.offers().items()}
+        wanted = set(groups) if self.changing else \
+            {g for _, offer in fixed.values() for g in offer.groups}
+        # The feeds read every role copy some source's pipelines read.
+        roles = tuple(r for r in ROLES if any(r in s.roles for s in self.sources))
+        self.groups = {name: Group(es, name, [], store.index, poll_interval, page_size,
+                                   self.stop_event, roles or (ADMIN,))
+                       for name in groups if name in wanted}
+        #: pipeline name -> (its source, the revision running)
+        self.offered: dict[str, tuple[PipelineSource, object]] = {}
+        self._info: dict[str, dict] = {}     # pipeline name -> what /status shows
+        for name, (source, offer) in fixed.items():
+            self._add(name, source, offer, offer.build())
+        self._last_refresh: dict[int, float] = {id(s): -math.inf for s in self.changing}
         self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
         self.counters: Counters = Counters()
         self.members: list[str] = [store.owner]
@@ -128,8 +137,8 @@ class DeliveryService:
                       stop_event=self.stop_event, probe=lambda: search.reachable(self.es))
         setup.call(self.store.ensure)
         setup.call(self.dead_letters.ensure)
-        if self.catalog is not None:
-            setup.call(self.catalog.store.ensure)
+        for source in self.sources:
+            setup.call(source.ensure)
         for group in self.groups.values():
             setup.call(group.feed.locate)
             group.hub.located(group.feed.position)
@@ -179,8 +188,8 @@ class DeliveryService:
             self.doorbell.stop()
         for pipeline in self._pipelines():
             pipeline.sink.close()
-        if self.catalog is not None:
-            self.catalog.close()
+        for source in self.sources:
+            source.close()
         try:
             self.store.leave()
         except Exception:  # noqa: BLE001 - the heartbeat runs out by itself
@@ -199,8 +208,8 @@ class DeliveryService:
 
     def _run(self) -> None:
         interval = self.store.lease_seconds / 3
-        if self.catalog is not None:      # new subscriptions are claimed this often
-            interval = min(interval, self.catalog.settings.refresh_interval)
+        for source in self.changing:      # what they offer anew is claimed this often
+            interval = min(interval, source.refresh_interval)
         while not self.stop_event.is_set():
             try:
                 self.rebalance()
@@ -225,7 +234,8 @@ class DeliveryService:
         self._reap()
         self.store.heartbeat(sorted(self.consumers))
         self.members = self.store.members()
-        self._refresh_subscriptions()
+        for source in self.changing:
+            self._refresh(source)
         wanted = self.wanted()
         fair = math.ceil(len(wanted) / max(1, len(self.members)))
         # Only cursors it may claim are read (none once it holds its share).
@@ -300,51 +310,50 @@ class DeliveryService:
             except Exception:  # noqa: BLE001 - the lease runs out by itself
                 pass
 
-    # -- subscriptions ---------------------------------------------------------------
+    # -- sources -----------------------------------------------------------------------
 
-    def _refresh_subscriptions(self) -> None:
-        if self.catalog is None or \
-                time.monotonic() - self._last_refresh < self.catalog.settings.refresh_interval:
+    def _refresh(self, source: PipelineSource) -> None:
+        """Read what ``source`` offers now (when due): start the new, replace the
+        revised, stop what it no longer offers."""
+        if time.monotonic() - self._last_refresh[id(source)] < source.refresh_interval:
             return
-        stored = self.catalog.read()
-        self._last_refresh = time.monotonic()
-        wanted = self.catalog.wanted(stored)
+        offers = source.offers()
+        self._last_refresh[id(source)] = time.monotonic()
         if self.members[0] == self.store.owner:
-            self.catalog.confirm_pending(stored)
-            self.catalog.end_websub(stored)
-            if time.monotonic() - self._last_forget >= catalog_mod.REREAD:
-                self._last_forget = time.monotonic()
-                self._forget_cursors({catalog_mod.pipeline_name(s.subscription.id)
-                                      for s in stored})
-        for name, revision in list(self.subscriptions.items()):
-            if name not in wanted or wanted[name][0] != revision:
+            source.lead(self._forget_cursors)
+        for name, (owner, revision) in list(self.offered.items()):
+            if owner is source and (name not in offers or offers[name].revision != revision):
                 self._forget(name)
-        for name, (revision, found, groups) in wanted.items():
-            if name in self.subscriptions:
+        for name, offer in offers.items():
+            if name in self.offered:
                 continue
             try:
-                pipeline = self.catalog.pipeline_for(found.subscription)
+                pipeline = offer.build()
                 pipeline.sink.start()
-            except Exception as exc:  # noqa: BLE001 - one bad subscription, not all
-                LOG.error("subscription %s cannot be delivered: %s", found.subscription.id,
-                          exc)
-                self.catalog.disable(found.subscription.id,
-                                     f"cannot be delivered: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one bad offer, not all
+                reason = str(exc) or type(exc).__name__
+                LOG.error("pipeline %s cannot be delivered: %s", name, reason)
+                source.refused(name, reason)
                 continue
-            for group in groups:
-                if group in self.groups:
-                    self.groups[group].pipelines[name] = pipeline
-            self.subscriptions[name] = revision
-            sub = found.subscription
-            self._subscription_info[name] = {"id": sub.id, "protocol": sub.protocol,
-                                             "project_id": sub.project_id,
-                                             "state": sub.state}
+            self._add(name, source, offer, pipeline)
+
+    def _add(self, name: str, source: PipelineSource, offer, pipeline: Pipeline) -> None:
+        for group in offer.groups:
+            if group in self.groups:
+                self.groups[group].pipelines[name] = pipeline
+        self.offered[name] = (source, offer.revision)
+        if offer.info is not None:
+            self._info[name] = dict(offer.info)
+
+    def _tenants(self, name: str) -> bool:
+        offered = self.offered.get(name)
+        return offered is not None and offered[0].tenants
 
     def _forget(self, name: str) -> None:
         """Stop delivering pipeline ``name`` (a subscription deleted, disabled or
         changed): its consumers stop and give their cursors back."""
-        self.subscriptions.pop(name, None)
-        self._subscription_info.pop(name, None)
+        self.offered.pop(name, None)
+        self._info.pop(name, None)
         sinks = []
         for group in self.groups.values():
             pipeline = group.pipelines.pop(name, None)
@@ -361,12 +370,13 @@ class DeliveryService:
         for sink in {id(s): s for s in sinks}.values():
             sink.close()
 
-    def _forget_cursors(self, existing: set[str]) -> None:
-        """Delete the cursors of subscriptions that no longer exist."""
+    def _forget_cursors(self, prefix: str, existing: set[str]) -> None:
+        """Delete the cursors named ``prefix...`` whose pipeline no longer exists
+        (a deleted subscription's)."""
         for group in self.groups:
             for doc in self.store.cursors(group):
                 name = doc.get("consumer") or ""
-                if name.startswith(catalog_mod.PREFIX) and name not in existing:
+                if name.startswith(prefix) and name not in existing:
                     self.store.delete(group, name)
                     LOG.info("forgot the cursor of deleted %s (%s)", name, group)
 
@@ -415,7 +425,7 @@ class DeliveryService:
             problems.append(f"Elasticsearch: {describe(exc)}")
         for key, consumer in sorted(self.consumers.items()):
             group = self.groups.get(consumer.group)
-            if consumer.name in self.subscriptions and consumer.crashed is None:
+            if self._tenants(consumer.name) and consumer.crashed is None:
                 continue    # a tenant's failing endpoint is not the service's health
             why = consumer.stalled(group.hub.snapshot() if group else None)
             if why:
@@ -427,9 +437,9 @@ class DeliveryService:
         and whether it reads live (labels: group and pipeline, from the configuration),
         and the doorbell's connection."""
         every = sorted(self.consumers.values(), key=lambda c: (c.group, c.name))
-        consumers = [c for c in every if c.name not in self.subscriptions]
+        consumers = [c for c in every if not self._tenants(c.name)]
         # Subscriptions are summed (their number is the tenants' choice: unbounded).
-        subscribed = [c for c in every if c.name in self.subscriptions]
+        subscribed = [c for c in every if self._tenants(c.name)]
         out = metrics.counters("delivery", dict(self.counters), "delivery service counter",
                                known=SERVICE_COUNTERS)      # at 0 before they count
         out += metrics.counters("delivery_subscriptions",
@@ -479,7 +489,7 @@ class DeliveryService:
 
     def _pipeline_stats(self, consumer: Consumer) -> dict:
         stats = consumer.stats()
-        info = self._subscription_info.get(consumer.name)
+        info = self._info.get(consumer.name)
         if info is not None:      # a tenant's: which one, not only its id
             stats["subscription"] = dict(info)
         return stats

@@ -17,8 +17,10 @@ from forwarders.pipeline import loader
 from forwarders.pipeline.view import SUBSCRIPTIONS
 from forwarders.sinks.email import sink as email
 from forwarders.sinks.webhook import sink as webhook
+from forwarders.pipeline.source import FixedPipelines
 from forwarders.subscriptions.catalog import Catalog
 from forwarders.subscriptions.catalog import Settings as CatalogSettings
+from forwarders.subscriptions.source import SubscriptionPipelines
 from forwarders.subscriptions.store import SubscriptionStore
 from searchlight_forward import search
 from searchlight_forward.deadletter import DeadLetterIndex
@@ -66,20 +68,25 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
                            if p.resource_types is None or p.resource_types & types]
     es = search.client(conf)
     search.log_server(es, "delivery")
-    catalog = Catalog(SubscriptionStore(es, conf.subscriptions.index), view,
-                      CatalogSettings.from_conf(conf),
-                      {g: deployment.types_of(g) for g in deployment.group_names()}
-                      ) if view is not None else None
+    # The two sources of pipelines: forwarders.ini's, and tenants' subscriptions
+    # (through the view every subscription passes; none: they are not delivered).
+    sources = [FixedPipelines(by_group)]
+    if view is not None:
+        sources.append(SubscriptionPipelines(Catalog(
+            SubscriptionStore(es, conf.subscriptions.index), view,
+            CatalogSettings.from_conf(conf),
+            {g: deployment.types_of(g) for g in deployment.group_names()})))
     store = CursorStore(es, conf.changelog.state_index, owner or new_owner_id(),
                         d.lease_seconds)
     c = conf.changelog
     return DeliveryService(
-        es, by_group, store, DeadLetterIndex(es, conf.elasticsearch.dead_letter_index),
+        es, deployment.group_names(), sources, store,
+        DeadLetterIndex(es, conf.elasticsearch.dead_letter_index),
         Settings(batch_size=d.batch_size, queue_pages=d.queue_pages,
                  commit_interval=d.commit_interval, lease_seconds=d.lease_seconds,
                  stall_seconds=d.stall_seconds),
         transport_url=conf.transport_url or None, poll_interval=c.poll_interval,
-        page_size=c.page_size, stop_event=stop_event, status=status, catalog=catalog,
+        page_size=c.page_size, stop_event=stop_event, status=status,
         purge={"interval": c.purge_interval, "min_age": c.tombstone_min_age,
                "retention": c.tombstone_retention})
 

@@ -35,8 +35,8 @@ def test_the_shipped_pipelines_build_a_delivery_service():
     service = worker.build(shipped_conf())
     names = {name for group in service.groups.values() for name in group.pipelines}
     assert names == {"telco", "tenants", "alerts", "audit"}      # views have no cursor
-    assert service.catalog.template.name == "subscriptions"
-    assert [f.name for f in service.catalog.template.filters] == ["unsearchable", "secrets"]
+    assert service.sources[1].catalog.template.name == "subscriptions"
+    assert [f.name for f in service.sources[1].catalog.template.filters] == ["unsearchable", "secrets"]
 
 
 def test_the_shipped_views_give_the_websocket_server_its_filters():
@@ -86,7 +86,7 @@ def test_the_old_form_of_the_shipped_file_still_runs_every_process(tmp_path, cap
         server = websocket_service.build(conf)
     names = {name for group in service.groups.values() for name in group.pipelines}
     assert names == {"telco", "tenants", "alerts", "audit"}
-    assert service.catalog.template.name == "subscriptions"
+    assert service.sources[1].catalog.template.name == "subscriptions"
     assert [f.name for f in server.renderer.filters] == ["unsearchable", "secrets"]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("[pipeline:horizon]: a pipeline ending in the websocket sink" in w and
