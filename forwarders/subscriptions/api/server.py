@@ -108,8 +108,10 @@ class _Parser(HTTPRequestParser):
             self._fail(431, "the request's head is larger than the most accepted "
                             f"({self.adj.max_request_header_size} bytes)")
         elif isinstance(error, RequestEntityTooLarge):
-            self._fail(413, f"the body has {self.content_length} bytes; the most "
-                            f"accepted is {self.max_body}")
+            size = (f"more than {self.max_body}" if self.chunked
+                    else str(self.content_length))
+            self._fail(413, f"the body has {size} bytes; the most accepted is "
+                            f"{self.max_body}")
         elif error is not None and not isinstance(error, JSONError):
             self._fail(error.code, error.body)
         elif in_head and self.headers_finished and len(self.headers) > MAX_HEADERS:
