@@ -22,7 +22,8 @@ from urllib.parse import quote
 import webob
 import webob.exc
 
-from forwarders.feeds import atom, tokens
+from forwarders.feeds import tokens
+from forwarders.sinks.websub import atom
 from forwarders.subscriptions.model import DISABLED, FEED, Subscription
 from forwarders.subscriptions.store import SubscriptionStore
 from searchlight_forward import search

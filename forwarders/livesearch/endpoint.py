@@ -1,6 +1,6 @@
 """The search endpoint's work: a live search's first page and the stream cursor.
 
-``POST /v1/search`` (forwarders/subscriptions/api/app.py) answers with what a
+``POST /v1/search`` (forwarders/api/app.py) answers with what a
 WebSocket live search's ``results`` frame holds: the first page of matches as of
 one change-log position, redacted exactly as the WebSocket redacts (the caller's
 role copy, admin-only fields out of user copies, the WebSocket pipeline's filters),

@@ -29,7 +29,7 @@ from typing import Mapping
 
 from forwarders.pipeline.pipeline import HOLD, FailurePolicy, Pipeline
 from forwarders.pipeline.view import View
-from forwarders.feeds.websub_sink import WebSubSink
+from forwarders.sinks.websub.sink import WebSubSink
 from forwarders.sinks.base import Sink, SinkContext, SinkGone, SinkUnavailable
 from forwarders.sinks.email.sink import EmailSink
 from forwarders.sinks.syslog.sink import SyslogSink

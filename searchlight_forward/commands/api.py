@@ -2,7 +2,7 @@
 
 The subscriptions API (docs/subscriptions.md): Keystone-authenticated JSON at
 /v1/subscriptions, on [subscriptions] api_host:api_port, served by waitress with the
-limits of [subscriptions] api_* (forwarders/subscriptions/api/server.py). Tokens are validated by
+limits of [subscriptions] api_* (forwarders/api/server.py). Tokens are validated by
 keystonemiddleware ([keystone_authtoken]); rules are oslo.policy's ([oslo_policy]).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from forwarders.subscriptions.api import wsgi
+from forwarders.api import wsgi
 from searchlight_forward.commands.common import fail, setup
 
 COMMAND = "searchlight-forward-api"

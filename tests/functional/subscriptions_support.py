@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from forwarders.subscriptions.api import wsgi
+from forwarders.api import wsgi
 from tests.functional.conftest import load_conf, write_pipelines
 
 SUBSCRIPTIONS_PIPELINE = """

@@ -51,7 +51,7 @@ from forwarders.sinks import destinations
 from forwarders.sinks.destinations import DestinationRefused, Network
 from forwarders.sinks.syslog.url import parse_url
 from forwarders.subscriptions import model
-from forwarders.subscriptions.api import schemas
+from forwarders.api import schemas
 from forwarders.subscriptions.model import (ACTIVE, FEED, PENDING, SYSLOG, WEBHOOK,
                                             Caller, Invalid, Rules, Secret, Subscription)
 from forwarders.subscriptions.store import Conflict, Stored, SubscriptionStore

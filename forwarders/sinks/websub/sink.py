@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from forwarders.feeds import atom
+from forwarders.sinks.websub import atom
 from forwarders.sinks.webhook.sink import WebhookSink
 from searchlight_forward.model.envelope import Envelope
 

@@ -29,9 +29,9 @@ from forwarders.pipeline.view import CALLER, SUBSCRIPTIONS, WEBSOCKET
 from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
-from forwarders.subscriptions.api.app import Settings, SubscriptionsAPI
-from forwarders.subscriptions.api.server import APIServer
-from forwarders.subscriptions.api.status import StatusRoutes
+from forwarders.api.app import Settings, SubscriptionsAPI
+from forwarders.api.server import APIServer
+from forwarders.api.status import StatusRoutes
 from forwarders.subscriptions.model import Rules
 from forwarders.subscriptions.store import SubscriptionStore
 from forwarders.websocket.protocol import Renderer

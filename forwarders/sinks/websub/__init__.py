@@ -1,0 +1,1 @@
+"""The WebSub sink: content distribution of Atom entries to WebSub subscribers."""

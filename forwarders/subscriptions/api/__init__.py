@@ -1,2 +1,0 @@
-"""The subscriptions API (WSGI): ``app`` the application, ``wsgi`` how it is built
-and served."""
