@@ -25,7 +25,7 @@ import re
 import struct
 from typing import Any, Iterable, Mapping, Sequence
 
-from forwarders.explain import field_paths, probe_document
+from forwarders.pipeline.probe import field_paths, probe_document
 from searchlight_forward.model.documents import ADMIN, DELETED_FIELD, ROLE_FIELD, redact
 
 KEYWORD, INTEGER, LONG, BOOLEAN, DATE = "keyword", "integer", "long", "boolean", "date"
