@@ -14,5 +14,8 @@ intermediate states a rewrite replaced already coalesced away.
 * ``announcer``: the writer's side: make written changes visible, ring the doorbell;
 * ``doorbell``: the ring (RabbitMQ fanout) and its listener;
 * ``feed``: a follower that turns rings (or polls) into pages, for any consumer;
+* ``follower``: sans I/O, a reader's way from its cursor to the live stream (catch
+  up, full resync, hold or join, go live), driven by the delivery consumer and the
+  WebSocket server alike;
 * ``tombstones``: deleted resources' tombstones, their retention and the horizon.
 """

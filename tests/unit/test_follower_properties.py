@@ -220,9 +220,11 @@ class Client:
             self.cursor = entry.after
 
     def resync_begin(self) -> None:
+        """(What it re-sends, it may have sent before: the current state of all.)"""
         self.resyncs += 1
         self.connection_resyncs += 1
         self.mentioned = set()
+        self.seen = set()
 
     def resync_end(self) -> None:
         for rid in set(self.state) - self.mentioned:
@@ -357,15 +359,22 @@ OPS = st.sampled_from(["write", "write", "write", "delete", "feed", "feed", "ste
 
 
 @st.composite
-def scenarios(draw):
+def scenarios(draw, stale: bool = False):
+    """A log's past, the cursor, then what happens while the follower follows.
+    ``stale``: the cursor is older than the tombstone horizon (no rebuild since)."""
     shards = draw(st.integers(1, 3))
-    before = draw(st.lists(st.tuples(st.sampled_from(["write", "write", "delete", "purge",
-                                                      "rebuild"]),
-                                     st.integers(0, 7)), max_size=25))
-    after = draw(st.lists(st.tuples(OPS, st.integers(0, 7)), max_size=60))
-    cursor_kind = draw(st.sampled_from(["none", "current", "current", "old"]))
-    cursor_seqs = draw(st.lists(st.integers(-1, 30), min_size=3, max_size=3))
-    purge_at = draw(st.lists(st.integers(-1, 30), min_size=3, max_size=3))
+    ops = ["write", "write", "delete"] if stale else [
+        "write", "write", "write", "delete", "delete", "purge", "rebuild"]
+    before = draw(st.lists(st.tuples(st.sampled_from(ops), st.integers(0, 5)),
+                           max_size=25))
+    if stale or draw(st.booleans()):
+        before.append(("purge_all", 0))     # the cursor may be older than the horizon
+    after = draw(st.lists(st.tuples(OPS, st.integers(0, 5)), max_size=60))
+    cursor_kind = "current" if stale else draw(
+        st.sampled_from(["none", "current", "current", "old"]))
+    # (small numbers: cursors and purges inside the log, often before each other)
+    cursor_seqs = draw(st.lists(st.integers(0, 4), min_size=3, max_size=3))  # quarters
+    purge_at = draw(st.lists(st.integers(-1, 8), min_size=3, max_size=3))
     return shards, before, after, cursor_kind, cursor_seqs, purge_at
 
 
@@ -375,12 +384,22 @@ def run(scenario, hold: int, max_rounds: int | None) -> tuple[Log, Client, Drive
     old_cursor = None
     feed = driver = None
 
+    def within(head: Position) -> Position:
+        """A cursor 0 to 4 quarters of the way into the log, per shard."""
+        return Position.of(head.index, [(h + 1) * q // 4 - 1
+                                        for h, q in zip(head.seq_nos, cursor_seqs)])
+
     def apply(op: str, n: int) -> None:
         nonlocal old_cursor
-        if op in ("write", "delete"):
-            log.write(f"r{n}", op == "delete")
-        elif op == "purge":
+        if op == "write":
+            log.write(f"r{n}", False)
+        elif op == "delete":                # mostly of a resource that lives
+            live = sorted(log.truth())
+            log.write(live[n % len(live)] if live else f"r{n}", True)
+        elif op in ("purge", "purge_all"):
             upto = (purge_at + [-1] * log.shards)[:log.shards]
+            if op == "purge_all":
+                upto = list(log.head().seq_nos)
             # Tombstones are purged after days: long after the live stream read
             # them, and (a purge the horizon check cannot see) after the reader did.
             for reader in (feed, driver and driver.follower):
@@ -390,8 +409,7 @@ def run(scenario, hold: int, max_rounds: int | None) -> tuple[Log, Client, Drive
                     upto = [min(u, r) for u, r in zip(upto, read)]
             log.purge(upto)
         elif op == "rebuild":
-            old_cursor = Position.of(log.index, [
-                min(s, h) for s, h in zip(cursor_seqs, log.head().seq_nos)])
+            old_cursor = within(log.head())
             log.rebuild(1 + n % 3)
 
     for op, n in before:
@@ -401,8 +419,7 @@ def run(scenario, hold: int, max_rounds: int | None) -> tuple[Log, Client, Drive
         if op == "write":
             log.write(f"r{n + 1}", False)
     if cursor_kind == "current":
-        cursor = Position.of(log.index, [min(s, h) for s, h in
-                                         zip(cursor_seqs, log.head().seq_nos)])
+        cursor = within(log.head())
     elif cursor_kind == "old" and old_cursor is not None:
         cursor = old_cursor
     else:
@@ -462,6 +479,14 @@ def test_a_joining_consumer_meets_the_live_stream_without_gap_or_repeat(scenario
     """The delivery consumer's way: join only exactly at the live stream's position;
     a full queue, a held sink or another index mean catching up again."""
     log, client, _ = run(scenario, hold=0, max_rounds=None)
+    check(log, client)
+
+
+@SETTINGS
+@given(scenarios(stale=True), st.sampled_from([0, 1, 4]))
+def test_a_cursor_older_than_the_horizon_misses_no_delete(scenario, hold):
+    """Both ways, from a cursor whose deletes may have been purged since."""
+    log, client, _ = run(scenario, hold, max_rounds=3 if hold else None)
     check(log, client)
 
 
