@@ -5,7 +5,7 @@ build), it serves inside the command's own process (no separate process manager 
 run and configure, as uWSGI's master is), it is what this repository already runs
 Keystone on (scripts/keystone_launcher.py), and its event loop reads every request's
 head and body before a worker thread sees it, so a slow client holds a socket, never
-a thread. Under uWSGI or mod_wsgi, serve ``wsgi.init_application`` instead: that
+a thread. Under uWSGI or mod_wsgi, serve ``forwarders.cmd.api:init_application`` instead: that
 server's limits then apply.
 
 The limits are [subscriptions] options (forwarders/subscriptions/opts.py), handed to
@@ -33,7 +33,9 @@ the classes waitress lets a server replace (``parser_class``, ``channel_class``)
   request would be closed without an answer: a request not received whole within
   ``api_client_timeout`` of its first byte is answered 408 and the connection closed;
 - at ``connection_limit`` waitress stops accepting, and new clients wait in the
-  listen backlog without an answer: here they are accepted and answered 503 at once.
+  listen backlog without an answer: here the connection kept alive longest since
+  its last answer is closed to make room, and if none is idle the new client is
+  answered 503 at once.
 """
 from __future__ import annotations
 
@@ -126,6 +128,17 @@ class _Parser(HTTPRequestParser):
 
 class _Channel(HTTPChannel):
     parser_class = _Parser
+    answered = False        # has answered a request: idle now, it is keep-alive
+
+    def service(self):
+        super().service()
+        self.answered = True
+
+    def idle(self) -> bool:
+        """Kept alive after an answer, with no request in or out now."""
+        return (self.answered and not self.requests and self.request is None
+                and not self.total_outbufs_len and not self.will_close
+                and not self.close_when_flushed)
 
 
 class _Server(TcpWSGIServer):
@@ -156,6 +169,14 @@ class _Server(TcpWSGIServer):
         super().maintenance(now)
 
     def handle_accept(self):
+        if len(self.active_channels) >= self.adj.connection_limit:
+            # The connection kept alive longest without a request makes room: clients
+            # that keep connections open after their answer (a pool, a leak) must
+            # not lock others out until channel_timeout. Connections in the middle
+            # of a request, or that have sent none yet, are not closed.
+            idle = [c for c in self.active_channels.values() if c.idle()]
+            if idle:
+                min(idle, key=lambda c: c.last_activity).handle_close()
         if len(self.active_channels) < self.adj.connection_limit:
             return super().handle_accept()
         try:

@@ -3,8 +3,9 @@
 endpoints (``/status``, ``/metrics``, ``/healthz``, ``/readyz``: ``api.status``) are
 in front of both and need no token.
 
-Under uWSGI or mod_wsgi, point the server at ``init_application`` (it reads the
-configuration files named by ``SEARCHLIGHT_FORWARD_CONFIG``, comma-separated).
+Under uWSGI or mod_wsgi, point the server at ``forwarders.cmd.api:init_application``
+(it reads the configuration files named by ``SEARCHLIGHT_FORWARD_CONFIG``,
+comma-separated).
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import collections
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 
@@ -198,11 +198,3 @@ def serve(app, host: str, port: int, conf: cfg.ConfigOpts) -> APIServer:
     if isinstance(app, StatusRoutes):
         app.connections = server.connections
     return server.start()
-
-
-def init_application():
-    """For uWSGI / mod_wsgi (their own limits apply, not [subscriptions]' api_*)."""
-    from searchlight_forward.commands.common import setup
-    files = [f for f in os.environ.get("SEARCHLIGHT_FORWARD_CONFIG", "").split(",") if f]
-    conf = setup([arg for f in files for arg in ("--config-file", f)])
-    return build(conf)

@@ -6,7 +6,6 @@ import sys
 from oslo_config import cfg
 from oslo_log import log
 
-from forwarders import opts as forwarders_opts
 from searchlight_forward import logs
 from searchlight_forward import opts as core_opts
 
@@ -17,16 +16,18 @@ QUIET = logs.LIBRARY_LEVELS
 
 
 def register(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    """The core's options (the forwarders' commands add theirs: forwarders.cmd)."""
     core_opts.register(conf)
-    forwarders_opts.register(conf)
     return conf
 
 
 def setup(argv: list[str] | None, conf: cfg.ConfigOpts | None = None,
-          cli_opts=(), logs_to_stderr: bool = False) -> cfg.ConfigOpts:
+          cli_opts=(), logs_to_stderr: bool = False,
+          register=register) -> cfg.ConfigOpts:
     """Parse the command line and config files, set up oslo.log.
 
-    ``logs_to_stderr`` keeps stdout for the command's own output.
+    ``logs_to_stderr`` keeps stdout for the command's own output; ``register`` adds
+    the command's options.
     """
     conf = conf or cfg.ConfigOpts()
     log.register_options(conf)

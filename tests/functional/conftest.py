@@ -32,7 +32,7 @@ from searchlight_forward import search
 from searchlight_forward.changelog.announcer import Announcer
 from searchlight_forward.changelog.doorbell import Doorbell
 from searchlight_forward.changelog.reader import ChangeLog
-from searchlight_forward.commands.common import register
+from forwarders.cmd.common import register
 from searchlight_forward.indexer import indices, layout
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.service import Listener
@@ -186,7 +186,9 @@ class Process:
 
     def __init__(self, command: str, config_file, log_path):
         self.command = command
-        self.args = [sys.executable, "-m", f"searchlight_forward.commands.{command}",
+        module = ("searchlight_forward.commands.listener" if command == "listener"
+                  else f"forwarders.cmd.{command}")
+        self.args = [sys.executable, "-m", module,
                      "--config-file", str(config_file)]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None

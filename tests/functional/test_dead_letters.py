@@ -66,7 +66,7 @@ def test_bad_notifications_are_dead_lettered_with_reasons_and_good_ones_indexed(
 
     # Operators read them with the manage command.
     out = subprocess.run(
-        [sys.executable, "-m", "searchlight_forward.commands.manage", "--config-file",
+        [sys.executable, "-m", "forwarders.cmd.manage", "--config-file",
          str(config_file), "dead-letters", "list"], capture_output=True, text=True,
         timeout=120)
     assert out.returncode == 0, out.stderr
@@ -74,7 +74,7 @@ def test_bad_notifications_are_dead_lettered_with_reasons_and_good_ones_indexed(
     assert len(lines) == len(bad) and all("image.update" in line for line in lines)
     record_id = out.stdout.split()[0]
     shown = subprocess.run(
-        [sys.executable, "-m", "searchlight_forward.commands.manage", "--config-file",
+        [sys.executable, "-m", "forwarders.cmd.manage", "--config-file",
          str(config_file), "dead-letters", "show", record_id], capture_output=True,
         text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr

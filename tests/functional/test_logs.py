@@ -75,7 +75,7 @@ def test_an_elasticsearch_outage_is_a_few_lines_a_second_per_process(
 
 
 def manage(config_file, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "searchlight_forward.commands.manage",
+    return subprocess.run([sys.executable, "-m", "forwarders.cmd.manage",
                            "--config-file", str(config_file), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 

@@ -15,7 +15,7 @@ from tests.functional.test_poison import publish_image
 
 
 def manage(config_file, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "searchlight_forward.commands.manage",
+    return subprocess.run([sys.executable, "-m", "forwarders.cmd.manage",
                            "--config-file", str(config_file), *args],
                           capture_output=True, text=True, timeout=120)
 

@@ -16,7 +16,7 @@ import requests
 import standardwebhooks
 
 from searchlight_forward import metrics
-from searchlight_forward.commands import subscriptions as cli
+from forwarders.cmd import subscriptions as cli
 from tests.functional.conftest import load_conf, wait_for
 from tests.functional.subscriptions_support import Receiver, started_apis
 from tests.functional.websocket_support import ADMIN_ONLY, SERVER, document_change
@@ -401,7 +401,7 @@ def test_explain_shows_a_subscriptions_fields_for_its_creators_role(
 
     def explain(sub_id):
         done = subprocess.run(
-            [sys.executable, "-m", "searchlight_forward.commands.manage", "--config-file",
+            [sys.executable, "-m", "forwarders.cmd.manage", "--config-file",
              str(config_file), "explain", "--subscription", sub_id],
             capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

@@ -75,7 +75,7 @@ def leaking_config(tmp_path: pathlib.Path) -> pathlib.Path:
 def test_explain_runs_the_pipelines_own_regex_filters(tmp_path):
     from oslo_config import cfg
     from oslo_log import log
-    from searchlight_forward.commands.common import register
+    from forwarders.cmd.common import register
     path = config_with(tmp_path, "pipeline = unsearchable secrets zaqar_ops",
                        "pipeline = unsearchable secrets noflavor zaqar_ops",
                        "\n[filter:noflavor]\nuse = egg:searchlight-forward#regex_fields\n"
@@ -91,7 +91,7 @@ def test_explain_runs_the_pipelines_own_regex_filters(tmp_path):
 
 def test_check_refuses_a_tenant_queue_without_the_admin_only_filter(tmp_path):
     path = leaking_config(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "searchlight_forward.commands.manage",
+    done = subprocess.run([sys.executable, "-m", "forwarders.cmd.manage",
                            "--config-file", str(path), "check"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -101,7 +101,7 @@ def test_check_refuses_a_tenant_queue_without_the_admin_only_filter(tmp_path):
 
 
 def test_check_accepts_the_shipped_configuration():
-    done = subprocess.run([sys.executable, "-m", "searchlight_forward.commands.manage",
+    done = subprocess.run([sys.executable, "-m", "forwarders.cmd.manage",
                            "--config-file", str(ROOT / "etc" / "searchlight-forward.conf"),
                            "check"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -116,7 +116,7 @@ def test_explain_shows_views_as_views(tmp_path):
                        "secrets\nrole = user\n")
     tokens = ROOT / "etc" / "websocket-tokens.json"
     (tmp_path / tokens.name).write_text(tokens.read_text())
-    done = subprocess.run([sys.executable, "-m", "searchlight_forward.commands.manage",
+    done = subprocess.run([sys.executable, "-m", "forwarders.cmd.manage",
                            "--config-file", str(path), "explain", "--view", "websocket",
                            "--type", SERVER], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

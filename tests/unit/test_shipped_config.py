@@ -7,7 +7,7 @@ from oslo_log import log
 
 from forwarders.delivery import worker
 from forwarders.websocket import service as websocket_service
-from searchlight_forward.commands.common import register
+from forwarders.cmd.common import register
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

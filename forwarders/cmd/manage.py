@@ -31,7 +31,7 @@ from forwarders.subscriptions.store import SubscriptionStore
 from searchlight_forward import search
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
-from searchlight_forward.commands.common import setup
+from forwarders.cmd.common import setup
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
 from searchlight_forward.indexer import indices, layout

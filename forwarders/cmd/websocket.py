@@ -12,7 +12,7 @@ import logging
 import signal
 
 from forwarders.websocket import service
-from searchlight_forward.commands.common import fail, setup
+from forwarders.cmd.common import fail, setup
 
 COMMAND = "searchlight-forward-websocket"
 

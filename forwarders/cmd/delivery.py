@@ -7,7 +7,7 @@ you like, on any hosts: they share the pipelines. See docs/forwarding.md.
 from __future__ import annotations
 
 from forwarders.delivery import worker
-from searchlight_forward.commands.common import fail, setup
+from forwarders.cmd.common import fail, setup
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,11 +7,12 @@ keystonemiddleware ([keystone_authtoken]); rules are oslo.policy's ([oslo_policy
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
 from forwarders.api import wsgi
-from searchlight_forward.commands.common import fail, setup
+from forwarders.cmd.common import fail, setup
 
 COMMAND = "searchlight-forward-api"
 
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     while not stop.wait(1.0):
         pass
     server.stop()
+
+
+def init_application():
+    """For uWSGI / mod_wsgi (their own limits apply, not [subscriptions]' api_*)."""
+    files = [f for f in os.environ.get("SEARCHLIGHT_FORWARD_CONFIG", "").split(",") if f]
+    return wsgi.build(setup([arg for f in files for arg in ("--config-file", f)]))
 
 
 if __name__ == "__main__":
