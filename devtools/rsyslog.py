@@ -15,7 +15,7 @@ import time
 
 from syslog_rfc5424_parser import SyslogMessage
 
-from tests.functional.subscriptions_support import free_port
+from devtools.net import free_port
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 

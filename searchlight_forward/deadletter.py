@@ -19,7 +19,8 @@ from typing import Any, Iterable
 from searchlight_forward import search
 from searchlight_forward.counters import Counters
 from searchlight_forward.search import helpers
-from searchlight_forward.retry import TRANSIENT_STATUSES, TransientError
+from searchlight_forward.model.answers import TRANSIENT_STATUSES
+from searchlight_forward.retry import TransientError
 
 # Context keys worth keeping: never the caller's auth token.
 _CONTEXT_KEYS = ("request_id", "global_request_id", "project_id", "user_id",

@@ -31,12 +31,10 @@ import tenacity
 
 from searchlight_forward import search
 from searchlight_forward.logs import Throttled
+from searchlight_forward.model.answers import TRANSIENT_STATUSES  # noqa: F401 - re-exported
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: HTTP statuses a server answers when it may take the same request later.
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class TransientError(Exception):

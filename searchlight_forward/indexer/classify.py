@@ -18,7 +18,7 @@ import dataclasses
 from typing import Any
 
 from searchlight_forward.indexer.results import Key
-from searchlight_forward.retry import TRANSIENT_STATUSES
+from searchlight_forward.model.answers import TRANSIENT_STATUSES
 
 Answer = tuple[int, dict]   # (status, the bulk item's answer)
 OK = (200, 201)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import threading
 import time
 
 import requests
 
 from forwarders.api import wsgi
+from devtools.net import free_port  # noqa: F401 - tests import it from here
 from tests.functional.conftest import load_conf, write_pipelines
 
 SUBSCRIPTIONS_PIPELINE = """
@@ -24,12 +24,6 @@ filters = secrets
 use = egg:searchlight-forward#regex_fields
 patterns = ^secret_
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def subscriptions_conf(names, keystone, api_port: int, **extra) -> str:

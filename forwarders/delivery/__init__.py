@@ -1,0 +1,1 @@
+"""The delivery service: pipelines delivered from durable cursors (service, consumer, cursors, worker)."""
