@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from tests.functional.raw_http import exchange, status_of
 from tests.functional.subscriptions_support import started_apis
@@ -49,7 +50,6 @@ def test_json_nested_too_deeply_or_not_an_object_is_a_400(api_with, keystone):
     api = api_with()
     member = keystone.token("demo")
     headers = {"X-Auth-Token": member, "Content-Type": "application/json"}
-    import requests
     for path in ("/v1/subscriptions", "/v1/search"):
         for body in (b"[" * 100_000, b'{"a":' * 50_000):
             resp = requests.post(api.url + path, data=body, headers=headers, timeout=30)
@@ -143,6 +143,16 @@ def test_connections_beyond_the_cap_get_503_at_once(api_with, keystone):
             s.close()
     time.sleep(0.5)
     assert api.call("GET", "/v1/subscriptions", member).status_code == 200
+    # Clients that keep their connections open after an answer (keep-alive) do not
+    # lock others out: the one idle longest is closed to make room.
+    kept = [requests.Session() for _ in range(3)]
+    try:
+        for session in kept:
+            assert session.get(api.url + "/healthz", timeout=10).status_code == 200
+        assert api.call("GET", "/v1/subscriptions", member).status_code == 200
+    finally:
+        for session in kept:
+            session.close()
 
 
 def test_concurrent_creates_from_one_project_stay_within_the_cap(api_with, keystone):
