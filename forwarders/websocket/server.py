@@ -44,17 +44,11 @@ LOG = logging.getLogger(__name__)
 
 _Client = Connection      # the old name
 
-__all__ = ["WebSocketServer", "Settings", "ServerThread", "Connection",
-           "MAX_RESUME_ROUNDS", "STATIC_DIR", "STATIC_FILES", "STATIC_HEADERS"]
-
-
-def __getattr__(name: str):
-    # ServerThread (a WebSocketServer on a thread of its own, for tests, bench and
-    # embedding) lives in devtools/, which is not installed: imported on demand.
-    if name == "ServerThread":
-        from devtools.websocket_thread import ServerThread
-        return ServerThread
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# (ServerThread, a WebSocketServer on a thread of its own for tests, bench and
+# embedding, is devtools.websocket_thread.ServerThread: the package never imports
+# the tooling.)
+__all__ = ["WebSocketServer", "Settings", "Connection", "MAX_RESUME_ROUNDS",
+           "STATIC_DIR", "STATIC_FILES", "STATIC_HEADERS"]
 
 @dataclasses.dataclass
 class Settings:
