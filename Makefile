@@ -26,7 +26,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	tests/functional/test_livesearch_agreement.py \
 	tests/functional/test_livesearch.py::test_a_snapshot_reflects_exactly_its_position
 
-.PHONY: demo test test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch faults
+.PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it).
@@ -67,7 +67,13 @@ test-ready:
 # (the whole suite took 341 s that way, 196 s stealing, on the same machine).
 PYTEST := $(BIN)/pytest -q -n 4 --dist worksteal
 
+# The layers (.importlinter): the core below the ways out, the ways out in layers,
+# the pure parts without I/O, test tooling outside the packages.
+lint-imports: $(VENV)/.installed
+	$(BIN)/lint-imports
+
 test: test-ready
+	$(MAKE) --no-print-directory lint-imports
 	$(PYTEST) tests
 	$(MAKE) --no-print-directory test-opensearch
 

@@ -34,7 +34,7 @@ from forwarders.api.server import APIServer
 from forwarders.api.status import StatusRoutes
 from forwarders.subscriptions.model import Rules
 from forwarders.subscriptions.store import SubscriptionStore
-from forwarders.websocket.protocol import Renderer
+from forwarders.pipeline.render import Renderer
 from searchlight_forward import search
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.deployment import Deployment

@@ -27,7 +27,8 @@ from forwarders.websocket.auth import InvalidToken, TokenValidator
 from forwarders.websocket.connection import MAX_RESUME_ROUNDS, Connection
 from forwarders.websocket.endpoints import STATIC_DIR, STATIC_FILES, STATIC_HEADERS, Endpoints
 from forwarders.websocket.fanout import FanOut
-from forwarders.websocket.protocol import Renderer, Subscription
+from forwarders.pipeline.render import Renderer
+from forwarders.websocket.protocol import Subscription
 from searchlight_forward import search
 from searchlight_forward.changelog.doorbell import DoorbellListener
 from searchlight_forward.changelog.entry import Entry

@@ -266,7 +266,7 @@ def test_search_reads_the_copy_the_views_role_rule_gives():
     """POST /v1/search asks the view's Renderer for the copy to read: with role = user
     an admin's search reads the user copy's vocabulary (and documents)."""
     from forwarders.livesearch.endpoint import Searcher
-    from forwarders.websocket.protocol import Renderer
+    from forwarders.pipeline.render import Renderer
 
     class Vocabularies:
         def get(self, role, types):

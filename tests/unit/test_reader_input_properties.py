@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from forwarders.filters.base import FilterContext
 from forwarders.filters.fields import RegexFields
 from forwarders.pipeline.pipeline import Pipeline
-from forwarders.websocket.protocol import Renderer, Subscription
+from forwarders.pipeline.render import Renderer
+from forwarders.websocket.protocol import Subscription
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.indexer import merge
 from searchlight_forward.model import documents

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from forwarders.filters.base import Filter, FilterContext
 from forwarders.websocket import auth, protocol
 from forwarders.websocket.auth import Identity, InvalidToken, TokenFileValidator
-from forwarders.websocket.protocol import (Close, Renderer, Resume, Send, Session, State,
+from forwarders.pipeline.render import Renderer
+from forwarders.websocket.protocol import (Close, Resume, Send, Session, State,
                                            Validate)
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
