@@ -1,38 +1,35 @@
-"""A token bucket that paces one destination (thread-safe).
+"""Pacing one destination from several lanes at once (thread-safe).
 
-``limits`` and friends answer "allowed now?"; a sink needs "wait until allowed,
-unless we are stopping", from several lanes at once. Each caller reserves the next
-free slot under the lock and waits outside it, so lanes share the rate fairly.
+A sink needs "wait until allowed, unless we are stopping": each caller books the
+next token of the bucket (``searchlight_forward.tokenbucket``) under the lock and
+waits outside it, so lanes share the rate fairly.
 """
 from __future__ import annotations
 
 import threading
 import time
 
+from searchlight_forward.tokenbucket import TokenBucket
+
 
 class Stopped(Exception):
-    """The bucket was closed while a caller waited."""
+    """The pacer was closed while a caller waited."""
 
 
-class TokenBucket:
+class Pacer:
     def __init__(self, rate: float, burst: float | None = None):
-        self.rate = rate                       # tokens per second; 0: unlimited
-        self.burst = max(1.0, burst if burst is not None else rate)
-        self._tokens = self.burst
-        self._stamp = time.monotonic()
+        self.bucket = TokenBucket(rate, burst)
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
+    @property
+    def rate(self) -> float:
+        return self.bucket.rate
+
     def acquire(self) -> None:
         """Take one token, waiting as long as the rate needs."""
-        if self.rate <= 0:
-            return
         with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            self._tokens -= 1.0
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+            wait = self.bucket.take(time.monotonic())
         if wait > 0 and self._closed.wait(wait):
             raise Stopped()
 

@@ -19,13 +19,14 @@ from websockets.asyncio.server import ServerConnection
 
 from forwarders.websocket import protocol
 from forwarders.websocket.auth import InvalidToken, ValidatorUnavailable
-from forwarders.websocket.protocol import (Close, FrameRate, Resume, Send, Session,
+from forwarders.websocket.protocol import (Close, Resume, Send, Session,
                                            Subscription, Validate)
 from searchlight_forward.changelog import follower as core
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.changelog.reader import IndexGone, Page, Selection
 from searchlight_forward.changelog.snapshot import TooBroad, take as take_snapshot
+from searchlight_forward.tokenbucket import TokenBucket
 
 LOG = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Connection:
         s = server.settings
         self.session = Session(server.resource_types, server.renderer, s.admin_role,
                                s.max_errors,
-                               frame_rate=FrameRate(s.max_frame_rate, s.frame_burst),
+                               frame_rate=TokenBucket(s.max_frame_rate, s.frame_burst),
                                vocabularies=server.vocabularies,
                                holders=server.holders, owner=self)
         self.token: str | None = None        # the accepted token in force (re-checks)

@@ -22,7 +22,7 @@ token validated, a change read from Elasticsearch) and gets back what to do
 
 Client frames are JSON text objects with an ``action``; anything else gets an
 ``error`` frame, and a connection that keeps sending bad frames is closed, as is
-one that sends frames faster than ``FrameRate`` allows.
+one that sends frames faster than its ``frame_rate`` token bucket allows.
 
 Tokens have a lifetime: the server tells the session when one is about to expire
 (``token_expiring``), has expired or was revoked; the client may send a fresh
@@ -43,6 +43,7 @@ from forwarders.pipeline.render import Renderer, dumps as _dumps
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.changelog.position import Position
 from searchlight_forward.model.documents import ADMIN, ROLE_FIELD, USER
+from searchlight_forward.tokenbucket import TokenBucket
 
 LOG = logging.getLogger(__name__)
 
@@ -175,27 +176,6 @@ def close(code: int, reason: str | None = None) -> Close:
     return Close(code, text)
 
 
-class FrameRate:
-    """A token bucket: ``burst`` frames at once, refilled at ``rate`` per second.
-    A client needs two frames to start and one per token renewal, so a legitimate
-    one never comes near the defaults."""
-
-    def __init__(self, rate: float = 5.0, burst: int = 20):
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.last: float | None = None
-
-    def allow(self, now: float) -> bool:
-        if self.last is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 # -- the state machine -----------------------------------------------------------
 
 class State(str, enum.Enum):
@@ -218,7 +198,7 @@ class Session:
 
     def __init__(self, known_types: Iterable[str], renderer: Renderer,
                  admin_role: str = "admin", max_errors: int = 10, max_pending: int = 8,
-                 frame_rate: FrameRate | None = None, vocabularies=None,
+                 frame_rate: TokenBucket | None = None, vocabularies=None,
                  holders: Holders | None = None, owner: Any = None):
         self.known_types = frozenset(known_types)
         #: forwarders.livesearch.query.Vocabularies (None: no live search here)
@@ -232,7 +212,10 @@ class Session:
         #: not told about, so a non-matching change is a ``left`` until evaluated once
         self.uncertain = False
         self.evaluated: set[tuple] = set()
-        self.frame_rate = frame_rate or FrameRate()
+        # ``burst`` frames at once, refilled at ``rate`` a second: a client needs two
+        # frames to start and one per token renewal, so a legitimate one never comes
+        # near the defaults.
+        self.frame_rate = frame_rate or TokenBucket(5.0, 20)
         #: a fresh token is being validated while the current one stays in force
         self.renewing = False
         self.renderer = renderer

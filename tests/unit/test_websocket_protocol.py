@@ -13,6 +13,7 @@ from forwarders.filters.base import Filter, FilterContext
 from forwarders.websocket import auth, protocol
 from forwarders.websocket.auth import Identity, InvalidToken, TokenFileValidator
 from forwarders.pipeline.render import Renderer
+from searchlight_forward.tokenbucket import TokenBucket
 from forwarders.websocket.protocol import (Close, Resume, Send, Session, State,
                                            Validate)
 from searchlight_forward.changelog.entry import Entry
@@ -302,12 +303,12 @@ def test_subscribing_to_another_project_is_forbidden():
 
 
 def test_frame_flood_closes_4029_without_parsing():
-    s = session(frame_rate=protocol.FrameRate(rate=2.0, burst=3))
+    s = session(frame_rate=TokenBucket(rate=2.0, burst=3))
     for i in range(3):
         assert sent(s.receive("garbage", now=100.0))[0]["code"] == "bad_json"
     [c] = s.receive("garbage", now=100.0)
     assert c.code == protocol.RATE_LIMITED and s.state is State.CLOSED
-    s2 = session(frame_rate=protocol.FrameRate(rate=2.0, burst=3), max_errors=1000)
+    s2 = session(frame_rate=TokenBucket(rate=2.0, burst=3), max_errors=1000)
     for i in range(50):                                    # 2/s sustained is fine
         [a] = s2.receive("garbage", now=100.0 + i * 0.5)
         assert isinstance(a, Send)

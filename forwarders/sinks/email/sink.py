@@ -31,7 +31,7 @@ from typing import Sequence
 from forwarders.options import Boolean, Float, Integer
 from forwarders.sinks.base import (Sink, SinkConfigError, SinkGone, SinkNotDue,
                                    SinkUnavailable)
-from forwarders.sinks.ratelimit import Stopped, TokenBucket
+from forwarders.sinks.ratelimit import Pacer, Stopped
 from searchlight_forward.model.envelope import DELETE, Envelope
 
 EACH, DIGEST = "each", "digest"
@@ -78,7 +78,7 @@ class EmailSink(Sink):
         self.timeout = o.typed("timeout", Float(min=0.1), 5.0)
         self.subject_prefix = o.text("subject_prefix", "[searchlight-forward]")
         rate = o.typed("rate_limit", Float(min=0), 0.0)
-        self.limiter = TokenBucket(rate)
+        self.limiter = Pacer(rate)
         if self.mode == DIGEST:
             self.batch_size = DIGEST_BATCH
         elif rate:

@@ -44,7 +44,7 @@ from forwarders.options import Float, Integer
 from forwarders.sinks import destinations
 from forwarders.sinks.base import (Sent, Sink, SinkConfigError, SinkGone,
                                    SinkUnavailable)
-from forwarders.sinks.ratelimit import Stopped, TokenBucket
+from forwarders.sinks.ratelimit import Pacer, Stopped
 from forwarders.sinks.webhook import signing
 from forwarders.sinks.webhook.client import WebhookClient
 from searchlight_forward.model.envelope import (DELETE, RESYNC_BEGIN, RESYNC_END,
@@ -117,7 +117,7 @@ class WebhookSink(Sink):
         except ValueError as exc:
             raise SinkConfigError("url", str(exc)) from None
         self.salt = o.text("id_salt", name)
-        self.limiter = TokenBucket(rate)
+        self.limiter = Pacer(rate)
         # A batch takes at most ~2 s of pacing, so that a call stays well inside a
         # cursor lease (lanes fail fast: one timeout ends the call).
         self.batch_size = max(1, min(100, int(rate * PACING))) if rate else 100
