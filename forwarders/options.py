@@ -17,6 +17,12 @@ Boolean = types.Boolean
 String = types.String
 
 
+class ConfigError(ValueError):
+    """The configuration cannot run: the message says what to change (the file,
+    section and option when there is one). Every command answers it with its
+    message and a non-zero exit, never a traceback."""
+
+
 class OptionError(ValueError):
     """An option of a section is missing or invalid."""
 

@@ -7,6 +7,7 @@ you like, on any hosts: they share the pipelines. See docs/forwarding.md.
 from __future__ import annotations
 
 from forwarders.delivery import worker
+from forwarders.options import ConfigError
 from forwarders.cmd.common import fail, setup
 
 
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     conf = setup(argv)
     try:
         worker.run(conf)
-    except worker.ConfigError as exc:
+    except ConfigError as exc:
         fail("searchlight-forward-delivery", str(exc))
 
 

@@ -12,6 +12,7 @@ import logging
 import signal
 
 from forwarders.websocket import service
+from forwarders.options import ConfigError
 from forwarders.cmd.common import fail, setup
 
 COMMAND = "searchlight-forward-websocket"
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("websockets").setLevel(logging.WARNING)   # a line per connection
     try:
         server = service.build(conf)
-    except service.ConfigError as exc:
+    except ConfigError as exc:
         fail(COMMAND, str(exc))
 
     async def run():

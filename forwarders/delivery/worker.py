@@ -22,16 +22,13 @@ from forwarders.subscriptions.catalog import Catalog
 from forwarders.subscriptions.catalog import Settings as CatalogSettings
 from forwarders.subscriptions.source import SubscriptionPipelines
 from forwarders.subscriptions.store import SubscriptionStore
+from forwarders.options import ConfigError
 from searchlight_forward import search
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
 from searchlight_forward.worker import StatusPorts, StatusPortInUse, Worker, run_workers
 
 LOG = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """The configuration cannot run: the message says what to change."""
 
 
 def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,

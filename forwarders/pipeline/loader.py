@@ -31,7 +31,8 @@ import stevedore
 
 from forwarders.filters import base as filters_mod
 from forwarders.filters.base import Filter, FilterContext
-from forwarders.options import Float, Integer, OptionError, SectionOptions, split_list
+from forwarders.options import (ConfigError, Float, Integer, OptionError, SectionOptions,
+                                split_list)
 from forwarders.pipeline.opts import pipelines_path
 from forwarders.pipeline.pipeline import (BEGINNING, ON_FAILURE, START_FROM,
                                           FailurePolicy, Pipeline)
@@ -54,7 +55,7 @@ OLD_MARKER_CLASSES = {"call:forwarders.websocket.sink:WebSocketSink": WEBSOCKET,
                       "call:forwarders.subscriptions.sink:SubscriptionsSink": SUBSCRIPTIONS}
 
 
-class ForwardingConfigError(ValueError):
+class ForwardingConfigError(ConfigError):
     def __init__(self, path: str, section: str, option: str | None, message: str):
         where = f"{path} [{section}]" + (f" {option}" if option else "")
         super().__init__(f"{where}: {message}")

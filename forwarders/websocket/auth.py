@@ -26,6 +26,8 @@ import os
 import threading
 from typing import Any, Callable, Mapping
 
+from forwarders.options import ConfigError
+
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = "searchlight_forward.websocket_auth"
@@ -42,7 +44,7 @@ class ValidatorUnavailable(Exception):
     message says what to check. The token may be good or bad."""
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(ConfigError):
     """A validator cannot be built from its options; the message names the option."""
 
 

@@ -17,15 +17,12 @@ from forwarders.pipeline.opts import beside_config
 from forwarders.pipeline.view import CALLER, WEBSOCKET, View
 from forwarders.websocket import auth
 from forwarders.websocket.server import Settings, WebSocketServer
+from forwarders.options import ConfigError
 from searchlight_forward import search
 from searchlight_forward.deadletter import DeadLetterIndex
 from searchlight_forward.deployment import Deployment
 
 LOG = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """The configuration cannot run: the message says what to change."""
 
 
 def find_view(conf: cfg.ConfigOpts, deployment: Deployment) -> View | None:
