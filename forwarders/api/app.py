@@ -96,7 +96,7 @@ OPEN = {"versions", "healthz", "confirm"}          # no Keystone token needed
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class APISettings:
     rules: Rules
     allowed_networks: Sequence[Network] = ()
     allow_http: bool = False
@@ -123,12 +123,12 @@ def _json(data, status: int = 200) -> webob.Response:
 
 class SubscriptionsAPI:
     def __init__(self, store: SubscriptionStore, enforcer: oslo_policy.Enforcer,
-                 settings: Settings, heads: Callable[[], dict],
+                 settings: APISettings, heads: Callable[[], dict],
                  resolve: Callable = destinations.resolve, searcher=None, feeds=None,
                  hub=None):
         self.searcher = searcher        # forwarders.livesearch.endpoint.Searcher or None
         self.feeds = feeds              # forwarders.feeds.api.Feeds or None
-        self.hub = hub                  # forwarders.feeds.websub.Hub or None
+        self.hub = hub                  # forwarders.feeds.websub.WebSubHub or None
         self.store = store
         self.enforcer = enforcer
         self.settings = settings

@@ -22,14 +22,14 @@ from oslo_config import cfg
 import webob.exc
 
 from forwarders.feeds.api import Feeds
-from forwarders.feeds.websub import Hub
+from forwarders.feeds.websub import WebSubHub
 from forwarders.livesearch.endpoint import Searcher
 from forwarders.pipeline import loader
 from forwarders.pipeline.view import CALLER, SUBSCRIPTIONS, WEBSOCKET
 from forwarders.livesearch.query import Vocabularies
 from forwarders.sinks import destinations
 from forwarders.subscriptions import policy
-from forwarders.api.app import Settings, SubscriptionsAPI
+from forwarders.api.app import APISettings, SubscriptionsAPI
 from forwarders.api.server import APIServer
 from forwarders.api.status import StatusRoutes
 from forwarders.subscriptions.model import Rules
@@ -69,7 +69,7 @@ def build(conf: cfg.ConfigOpts):
     search.log_server(es, "subscriptions API")
     store = SubscriptionStore(es, s.index)
     store.ensure()
-    settings = Settings(
+    settings = APISettings(
         rules=Rules(resource_types=deployment.resource_types,
                     default_rate_limit=min(s.default_rate_limit, s.max_rate_limit),
                     max_rate_limit=s.max_rate_limit,
@@ -83,7 +83,7 @@ def build(conf: cfg.ConfigOpts):
     feed_api = feeds(conf, es, deployment, store, enforcer)
     app = SubscriptionsAPI(store, enforcer, settings, heads,
                            searcher=searcher(conf, es, deployment), feeds=feed_api,
-                           hub=Hub(store, feed_api, heads, allowed, s.allow_http,
+                           hub=WebSubHub(store, feed_api, heads, allowed, s.allow_http,
                                    s.webhook_timeout))
     authenticated = _AuthToken(app, {"oslo_config_config": conf,
                                      "delay_auth_decision": True},

@@ -26,7 +26,7 @@ from forwarders.pipeline.pipeline import FilterFailed
 from forwarders.pipeline.view import SUBSCRIPTIONS, WEBSOCKET
 from forwarders.subscriptions import catalog as catalog_mod
 from forwarders.subscriptions.catalog import Catalog
-from forwarders.subscriptions.catalog import Settings as CatalogSettings
+from forwarders.subscriptions.catalog import CatalogSettings
 from forwarders.subscriptions.store import SubscriptionStore
 from searchlight_forward import search
 from searchlight_forward.changelog.entry import Entry

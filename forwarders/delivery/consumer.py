@@ -56,7 +56,7 @@ LOG = logging.getLogger(__name__)
 LIVE, CATCHING_UP = "live", "catching_up"
 
 
-class Settings:
+class ConsumerSettings:
     def __init__(self, batch_size: int = 100, queue_pages: int = 20,
                  commit_interval: float = 1.0, lease_seconds: float = 30.0,
                  es_retry: Policy = Policy(initial=0.5, maximum=10.0),
@@ -70,9 +70,9 @@ class Settings:
 
 
 class Consumer:
-    def __init__(self, group: str, pipeline: Pipeline, lease: Lease, hub: "Hub",
+    def __init__(self, group: str, pipeline: Pipeline, lease: Lease, hub: "LiveConsumers",
                  changelog: ChangeLog, tombstones: Tombstones,
-                 dead_letters: DeadLetterIndex, settings: Settings,
+                 dead_letters: DeadLetterIndex, settings: ConsumerSettings,
                  stop_event: threading.Event | None = None,
                  probe: Callable[[], object] | None = None):
         self.group = group
@@ -531,7 +531,7 @@ class Consumer:
                 "crashed": repr(self.crashed) if self.crashed else None}
 
 
-class Hub:
+class LiveConsumers:
     """One resource group in one delivery process: the shared read position and the
     live consumers the feed's pages go to."""
 

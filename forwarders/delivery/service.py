@@ -1,7 +1,7 @@
 """The delivery service: one process's share of the pipelines, fed from the index.
 
 For each resource group it runs one ``ChangeFeed`` (woken by the listeners'
-doorbell; one read per page for all its pipelines) and a ``Hub`` through which the
+doorbell; one read per page for all its pipelines) and ``LiveConsumers`` through which the
 feed's pages reach the live consumers. Every ``lease_seconds / 3`` it
 
 * writes its heartbeat and counts the live delivery processes;
@@ -35,7 +35,7 @@ import threading
 import time
 from typing import Iterable
 
-from forwarders.delivery.consumer import Consumer, Hub, Settings
+from forwarders.delivery.consumer import Consumer, ConsumerSettings, LiveConsumers
 from forwarders.delivery.cursors import CursorStore, Lease, LeaseLost, cursor_id
 from forwarders.pipeline.pipeline import Pipeline
 from forwarders.pipeline.source import PipelineSource
@@ -65,7 +65,7 @@ class Group:
         self.pipelines = {p.name: p for p in pipelines}
         self.changelog = ChangeLog(es, name, page_size)
         self.tombstones = Tombstones(es, name, state_index)
-        self.hub = Hub(name, poll_interval)
+        self.hub = LiveConsumers(name, poll_interval)
         self.feed = ChangeFeed(self.changelog, self.hub.dispatch,
                                Selection(roles=roles), poll_interval, stop_event)
 
@@ -80,7 +80,7 @@ PIPELINE_COUNTERS = ("delivered", "failures", "skipped", "held", "rejected", "wi
 class DeliveryService:
     def __init__(self, es: search.Client, groups: list[str],
                  sources: list[PipelineSource], store: CursorStore,
-                 dead_letters: DeadLetterIndex, settings: Settings,
+                 dead_letters: DeadLetterIndex, settings: ConsumerSettings,
                  transport_url: str | None = None, poll_interval: float = 1.0,
                  page_size: int = 500, purge: dict | None = None,
                  stop_event: threading.Event | None = None,

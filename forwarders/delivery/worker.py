@@ -10,7 +10,7 @@ import uuid
 
 from oslo_config import cfg
 
-from forwarders.delivery.consumer import Settings
+from forwarders.delivery.consumer import ConsumerSettings
 from forwarders.delivery.cursors import CursorStore, new_owner_id
 from forwarders.delivery.service import DeliveryService
 from forwarders.pipeline import loader
@@ -19,7 +19,7 @@ from forwarders.sinks.email import sink as email
 from forwarders.sinks.webhook import sink as webhook
 from forwarders.pipeline.source import FixedPipelines
 from forwarders.subscriptions.catalog import Catalog
-from forwarders.subscriptions.catalog import Settings as CatalogSettings
+from forwarders.subscriptions.catalog import CatalogSettings
 from forwarders.subscriptions.source import SubscriptionPipelines
 from forwarders.subscriptions.store import SubscriptionStore
 from forwarders.options import ConfigError
@@ -79,7 +79,7 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
     return DeliveryService(
         es, deployment.group_names(), sources, store,
         DeadLetterIndex(es, conf.elasticsearch.dead_letter_index),
-        Settings(batch_size=d.batch_size, queue_pages=d.queue_pages,
+        ConsumerSettings(batch_size=d.batch_size, queue_pages=d.queue_pages,
                  commit_interval=d.commit_interval, lease_seconds=d.lease_seconds,
                  stall_seconds=d.stall_seconds),
         transport_url=conf.transport_url or None, poll_interval=c.poll_interval,

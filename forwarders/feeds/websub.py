@@ -82,7 +82,7 @@ def parse(form: Mapping[str, str], allow_http: bool) -> HubRequest:
     return HubRequest(mode, topic, callback, min(int(lease), MAX_LEASE), secret)
 
 
-class Hub:
+class WebSubHub:
     def __init__(self, store: SubscriptionStore, feeds: Feeds, heads: Callable[[], dict],
                  allowed: Sequence[Network], allow_http: bool, timeout: float = 10.0):
         self.store = store

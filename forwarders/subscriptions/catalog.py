@@ -53,7 +53,7 @@ def pipeline_name(sub_id: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class CatalogSettings:
     public_url: str
     allowed_networks: tuple = ()
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000)
@@ -67,7 +67,7 @@ class Settings:
     syslog_ca_file: str = ""
 
     @classmethod
-    def from_conf(cls, conf) -> "Settings":
+    def from_conf(cls, conf) -> "CatalogSettings":
         s, smtp = conf.subscriptions, conf.smtp
         return cls(
             public_url=s.public_url.rstrip("/"),
@@ -86,7 +86,7 @@ class Settings:
 
 
 class Catalog:
-    def __init__(self, store: SubscriptionStore, template: View, settings: Settings,
+    def __init__(self, store: SubscriptionStore, template: View, settings: CatalogSettings,
                  types_by_group: Mapping[str, frozenset[str]]):
         self.store = store
         self.template = template

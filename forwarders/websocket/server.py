@@ -48,11 +48,11 @@ _Client = Connection      # the old name
 # (ServerThread, a WebSocketServer on a thread of its own for tests, bench and
 # embedding, is devtools.websocket_thread.ServerThread: the package never imports
 # the tooling.)
-__all__ = ["WebSocketServer", "Settings", "Connection", "MAX_RESUME_ROUNDS",
+__all__ = ["WebSocketServer", "WebSocketSettings", "Connection", "MAX_RESUME_ROUNDS",
            "STATIC_DIR", "STATIC_FILES", "STATIC_HEADERS"]
 
 @dataclasses.dataclass
-class Settings:
+class WebSocketSettings:
     host: str = "127.0.0.1"
     port: int = 8765                 # 0: any free port (see WebSocketServer.port)
     queue_size: int = 1000           # outgoing frames per connection before 4008
@@ -91,12 +91,12 @@ class WebSocketServer:
                  validator: TokenValidator, resource_types: Iterable[str], *,
                  filters: Sequence[Any] = (),
                  admin_only: Mapping[str, Iterable[str]] | None = None,
-                 doorbell_url: str | None = None, settings: Settings | None = None,
+                 doorbell_url: str | None = None, settings: WebSocketSettings | None = None,
                  state_index: str | None = None,
                  mappings: Mapping[str, Mapping[str, Any]] | None = None,
                  dead_letters: DeadLetterIndex | None = None,
                  **overrides: Any):
-        self.settings = dataclasses.replace(settings or Settings(), **overrides)
+        self.settings = dataclasses.replace(settings or WebSocketSettings(), **overrides)
         self.es = es
         self.group = group
         self.validator = validator

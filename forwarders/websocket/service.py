@@ -16,7 +16,7 @@ from forwarders.pipeline import loader
 from forwarders.pipeline.opts import beside_config
 from forwarders.pipeline.view import CALLER, WEBSOCKET, View
 from forwarders.websocket import auth
-from forwarders.websocket.server import Settings, WebSocketServer
+from forwarders.websocket.server import WebSocketServer, WebSocketSettings
 from forwarders.options import ConfigError
 from searchlight_forward import search
 from searchlight_forward.deadletter import DeadLetterIndex
@@ -54,7 +54,7 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
         validator = auth.load_validator(ws.auth, {"token_file": token_file, "conf": conf})
     except auth.AuthConfigError as exc:
         raise ConfigError(f"[websocket] {exc}") from None
-    settings = Settings(host=ws.host, port=ws.port, queue_size=ws.queue_size,
+    settings = WebSocketSettings(host=ws.host, port=ws.port, queue_size=ws.queue_size,
                         poll_interval=conf.changelog.poll_interval,
                         auth_timeout=ws.auth_timeout, admin_role=ws.admin_role,
                         max_size=ws.max_frame_size, ping_interval=ws.ping_interval or None,

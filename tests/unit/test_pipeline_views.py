@@ -237,7 +237,7 @@ def test_a_subscription_made_by_an_admin_reads_the_copy_its_view_gives(tmp_path)
     there whatever the rule); its filters are the subscription pipeline's."""
     import base64
 
-    from forwarders.subscriptions.catalog import Catalog, Settings
+    from forwarders.subscriptions.catalog import Catalog, CatalogSettings
     from forwarders.subscriptions.model import ACTIVE, WEBHOOK, Secret, Subscription
     loaded = load_text(tmp_path, VIEWS.replace("resource_types = OS::Nova::Server\n", ""))
 
@@ -248,7 +248,7 @@ def test_a_subscription_made_by_an_admin_reads_the_copy_its_view_gives(tmp_path)
                             secrets=(Secret("whsec_" + base64.b64encode(b"k" * 24).decode()),))
     got = {}
     for view in ("websocket", "public"):
-        catalog = Catalog(None, loaded.views[view], Settings(public_url="https://api"), {})
+        catalog = Catalog(None, loaded.views[view], CatalogSettings(public_url="https://api"), {})
         try:
             for role in (ADMIN, USER):
                 pipeline = catalog.pipeline_for(subscription(role))
