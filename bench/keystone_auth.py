@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from forwarders.websocket import protocol  # noqa: E402
 from devtools.websocket_thread import ServerThread  # noqa: E402
-from forwarders.websocket.server import Settings, WebSocketServer  # noqa: E402
+from forwarders.websocket.server import WebSocketServer, WebSocketSettings  # noqa: E402
 from searchlight_forward import search  # noqa: E402
 from bench.harness import ES_URL, SEARCH_BACKEND  # noqa: E402
 from devtools.keystone import LocalKeystone  # noqa: E402
@@ -84,7 +84,7 @@ def authenticate(url: str, token: str):
 
 
 def revocation(ks: LocalKeystone, tmp: pathlib.Path, rounds: int) -> tuple[list, list]:
-    settings = Settings(port=0)
+    settings = WebSocketSettings(port=0)
     server = WebSocketServer(search.connect(ES_URL, SEARCH_BACKEND, request_timeout=30),
                              f"sfb-ks-{uuid.uuid4().hex[:6]}", ks.validator(tmp), [SERVER],
                              settings=settings)
@@ -131,7 +131,7 @@ def main() -> int:
     except OSError as exc:
         raise SystemExit(f"no local Keystone ({exc}); run: python3 scripts/servers.py up")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="sfb-ks-"))
-    defaults = Settings()
+    defaults = WebSocketSettings()
     print(f"Keystone {ks.auth_url}; defaults: cache_ttl 10 s, token_recheck_interval "
           f"{defaults.token_recheck_interval:g} s")
     for name, samples in validation(ks, tmp, args.tokens).items():
