@@ -48,7 +48,7 @@ demo: $(VENV)/.installed servers
 # Debian packages the tests use as peers, installed by servers.py in its one apt
 # transaction (it keeps their system services from starting): Chromium (Playwright
 # drives it and never downloads one), rsyslog with TLS (each syslog test starts its
-# own rsyslogd: tests/functional/syslog_support.py), Prometheus (the dashboard test
+# own rsyslogd: devtools/rsyslog.py), Prometheus (the dashboard test
 # starts its own: tests/functional/test_grafana_dashboard.py).
 TEST_PACKAGES := chromium rsyslog rsyslog-gnutls prometheus
 
