@@ -1,8 +1,9 @@
 """searchlight-forward-delivery --config-file FILE
 
-Delivers every pipeline of forwarders.ini (but the websocket one, which the WebSocket
-server serves) from the index, each with its own durable cursor; run as many as
-you like, on any hosts: they share the pipelines. See docs/forwarding.md.
+Delivers every pipeline of forwarders.ini and every tenant's subscription from the
+index, each with its own durable cursor (views are served by the WebSocket server and
+the API, not here); run as many as you like, on any hosts: they share the
+pipelines (on one host, each with its own status_port). See docs/forwarding.md.
 """
 from __future__ import annotations
 
