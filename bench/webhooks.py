@@ -1,14 +1,13 @@
 """The HTTP ends of bench/subscriptions.py, each in a process of its own: the webhook
 receivers, and a bare POST client (the ceiling the delivery service is compared with).
 
-``receiver_main`` is the whole life of the receivers' process (multiprocessing, spawn): one
-asyncio HTTP/1.1 server on 127.0.0.1 (keep-alive, ``Content-Length`` bodies, which
-is what the webhook sink sends) that answers every POST ``200`` with an empty body
-and records, per endpoint path (one per subscription: ``/s/<n>``), the arrival time
-(``time.monotonic()``: one clock for every process of the machine, so the parent
-can subtract its publish times), the ``webhook-id`` header and the change the body
-carries. It imports nothing of the project, so its CPU and memory are the
-receiving end's only.
+``receiver_main`` is the whole life of the receivers' process (multiprocessing, spawn):
+devtools/receivers.py's ``Receiver`` (the one the tests use; asyncio, keep-alive),
+answering every POST ``200`` and recording, per endpoint path (one per subscription:
+``/s/<n>``), the arrival time (``time.monotonic()``: one clock for every process of
+the machine, so the parent can subtract its publish times), the ``webhook-id`` header
+and the change the body carries. It imports nothing of the project, so its CPU and
+memory are the receiving end's only.
 
 Commands on ``conn`` (a ``multiprocessing`` pipe), each answered:
 
@@ -30,125 +29,28 @@ signature, no cursor.
 """
 from __future__ import annotations
 
-import asyncio
-import collections
 import json
+import os
+import sys
 import time
 
-try:
-    import orjson
-    loads = orjson.loads
-except ImportError:  # pragma: no cover - the project depends on orjson
-    loads = json.loads
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-
-class _State:
-    def __init__(self):
-        self.count = 0
-        self.bytes = 0
-        self.bad = 0
-        self.records: list[tuple] = []
-        self.per_endpoint: dict[str, list] = collections.defaultdict(
-            lambda: [0, set(), None, None])    # requests, webhook-ids, first, last
-
-    def record(self, path: str, headers: dict, body: bytes, now: float) -> None:
-        self.count += 1
-        self.bytes += len(body)
-        stats = self.per_endpoint[path]
-        stats[0] += 1
-        stats[1].add(headers.get("webhook-id"))
-        if stats[2] is None:
-            stats[2] = now
-        stats[3] = now
-        try:
-            message = loads(body)
-            data = message.get("data") or {}
-            self.records.append((path, message.get("type"), data.get("resource_type"),
-                                 data.get("id"), data.get("version"),
-                                 data.get("project_id"), now))
-        except (ValueError, AttributeError):
-            self.bad += 1
-
-    def summary(self) -> dict:
-        endpoints = {p: {"requests": s[0], "distinct_ids": len(s[1]), "first": s[2],
-                         "last": s[3]} for p, s in self.per_endpoint.items()}
-        firsts = [e["first"] for e in endpoints.values() if e["first"] is not None]
-        lasts = [e["last"] for e in endpoints.values() if e["last"] is not None]
-        return {"requests": self.count, "unparsed": self.bad,
-                "mean_body_bytes": round(self.bytes / self.count) if self.count else 0, "endpoints": endpoints,
-                "duplicates": sum(e["requests"] - e["distinct_ids"]
-                                  for e in endpoints.values()),
-                "first": min(firsts) if firsts else None,
-                "last": max(lasts) if lasts else None}
-
-
-def _protocol(state: _State):
-    class Receiver(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-            self.buf = bytearray()
-
-        def data_received(self, data):
-            self.buf += data
-            while True:
-                end = self.buf.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                try:
-                    lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
-                    _, path, _ = lines[0].split(" ", 2)
-                    headers = {}
-                    for line in lines[1:]:
-                        name, _, value = line.partition(":")
-                        headers[name.strip().lower()] = value.strip()
-                    length = int(headers.get("content-length") or 0)
-                except ValueError:
-                    self.transport.write(BAD)
-                    self.transport.close()
-                    return
-                if len(self.buf) < end + 4 + length:
-                    return                       # the rest of the body is on its way
-                body = bytes(self.buf[end + 4:end + 4 + length])
-                del self.buf[:end + 4 + length]
-                state.record(path, headers, body, time.monotonic())
-                self.transport.write(OK)
-
-    return Receiver
+from devtools.receivers import Receiver  # noqa: E402
 
 
 def receiver_main(conn, host: str = "127.0.0.1") -> None:
-    state = _State()
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(_protocol(state), host, 0, backlog=1024)
-        port = server.sockets[0].getsockname()[1]
-        while True:
-            cmd = await loop.run_in_executor(None, conn.recv)
-            name = cmd[0]
-            if name == "stop":
-                break
-            if name == "port":
-                conn.send(port)
-            elif name == "count":
-                conn.send(state.count)
-            elif name == "summary":
-                conn.send(state.summary())
-            elif name == "records":
-                conn.send(state.records)
-                state.records = []
-            elif name == "reset":
-                state.__init__()
-                conn.send(True)
-            else:
-                conn.send(None)
-        server.close()
-        conn.send(True)
-
-    asyncio.run(main())
+    receiver = Receiver(confirm=False, keep="arrivals", host=host)
+    answers = {"port": lambda: receiver.port, "count": lambda: receiver.requests,
+               "summary": receiver.summary, "records": receiver.take_arrivals,
+               "reset": lambda: receiver.reset() or True}
+    while True:
+        cmd = conn.recv()
+        if cmd[0] == "stop":
+            break
+        conn.send(answers[cmd[0]]() if cmd[0] in answers else None)
+    receiver.stop()
+    conn.send(True)
 
 
 def post_ceiling_main(port: int, endpoints: list[str], count: int, concurrency: int,

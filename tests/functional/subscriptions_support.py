@@ -1,11 +1,6 @@
-"""Real peers for subscriptions: the API in-process behind keystonemiddleware, and
-an HTTP receiver that records every delivery as it arrived on the wire."""
+"""Real peers for subscriptions: the API in-process behind keystonemiddleware (the
+webhook receiver is devtools/receivers.py's, shared with the bench)."""
 from __future__ import annotations
-
-import http.server
-import json
-import threading
-import time
 
 import requests
 
@@ -73,66 +68,3 @@ class API:
 
     def stop(self) -> None:
         self.server.stop()
-
-
-class Delivery:
-    def __init__(self, headers: dict, body: bytes):
-        self.headers = headers
-        self.body = body
-        self.json = json.loads(body)
-        self.at = time.monotonic()
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1: answers ``status`` (settable), records each
-    request, and visits the confirmation link of a confirmation request when
-    ``confirm`` is set."""
-
-    def __init__(self, confirm: bool = True):
-        self.status = 200
-        self.confirm = confirm
-        self.deliveries: list[Delivery] = []
-        self.refused: list[Delivery] = []         # answered with a non-2xx status
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                delivery = Delivery({k.lower(): v for k, v in self.headers.items()}, body)
-                status = receiver.status
-                with receiver.lock:
-                    (receiver.deliveries if 200 <= status < 300 else
-                     receiver.refused).append(delivery)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                if status < 300 and receiver.confirm and \
-                        delivery.json.get("type") == "subscription.confirmation":
-                    threading.Thread(target=requests.get, daemon=True, args=(
-                        delivery.json["data"]["confirm_url"],), kwargs={"timeout": 30}
-                    ).start()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def changes(self) -> list[Delivery]:
-        with self.lock:
-            return [d for d in self.deliveries
-                    if d.json.get("type") != "subscription.confirmation"]
-
-    def confirmations(self) -> list[Delivery]:
-        with self.lock:
-            return [d for d in self.deliveries + self.refused
-                    if d.json.get("type") == "subscription.confirmation"]
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -29,7 +29,7 @@ from tests.functional.delivery_support import drain, pipelines_ini, wait_caught_
 from devtools.oracle import differences, latest_per_resource, stored
 from forwarders.subscriptions.model import ACTIVE, BEGINNING, WEBHOOK, Secret, Subscription
 from forwarders.subscriptions.store import SubscriptionStore
-from tests.functional.subscriptions_support import Receiver
+from devtools.receivers import Receiver
 
 # A tenant's webhook subscription beside the operator's pipelines.
 SUBSCRIPTIONS = """

@@ -18,7 +18,8 @@ import standardwebhooks
 from searchlight_forward import metrics
 from forwarders.cmd import subscriptions as cli
 from tests.functional.conftest import load_conf, wait_for
-from tests.functional.subscriptions_support import Receiver, started_apis
+from devtools.receivers import Receiver
+from tests.functional.subscriptions_support import started_apis
 from tests.functional.websocket_support import ADMIN_ONLY, SERVER, document_change
 
 ADMIN_FIELD = "OS-EXT-SRV-ATTR:host"

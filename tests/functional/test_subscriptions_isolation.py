@@ -22,8 +22,8 @@ import standardwebhooks
 from hypothesis import HealthCheck, given, settings
 
 from tests.functional.conftest import wait_for, write_pipelines
-from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
-                                                     Receiver, free_port,
+from devtools.receivers import Receiver
+from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE, free_port,
                                                      subscriptions_conf)
 from tests.functional.isolation_support import ADMIN_FIELD, resources
 from tests.functional.websocket_support import ADMIN_ONLY, document_change
