@@ -26,6 +26,8 @@ import os
 import threading
 from typing import Any, Callable, Mapping
 
+import stevedore
+
 from forwarders.options import ConfigError
 
 LOG = logging.getLogger(__name__)
@@ -222,19 +224,25 @@ _BUILT_IN: dict[str, Callable[[Mapping[str, Any]], TokenValidator]] = {
 
 
 def register(name: str, factory: Callable[[Mapping[str, Any]], TokenValidator]) -> None:
-    """Add a validator factory by name (tests, embedding); entry points are the
-    usual way for a third party."""
+    """Add a validator factory by name (tests, embedding); entry points (namespace
+    ``searchlight_forward.websocket_auth``, read through stevedore) are the usual way
+    for a third party."""
     _BUILT_IN[name] = factory
 
 
+def _extensions() -> stevedore.ExtensionManager:
+    # A validator whose distribution fails to import is skipped (and logged by
+    # stevedore), not fatal to the others.
+    return stevedore.ExtensionManager(NAMESPACE, invoke_on_load=False,
+                                      on_load_failure_callback=_load_failed)
+
+
+def _load_failed(manager, entrypoint, exc) -> None:
+    LOG.warning("token validator %s cannot be loaded: %s", entrypoint.name, exc)
+
+
 def available() -> list[str]:
-    names = set(_BUILT_IN)
-    try:
-        from importlib import metadata
-        names.update(ep.name for ep in metadata.entry_points(group=NAMESPACE))
-    except Exception:  # noqa: BLE001 - a broken distribution must not hide built-ins
-        pass
-    return sorted(names)
+    return sorted(set(_BUILT_IN) | set(_extensions().names()))
 
 
 def known(name: str) -> bool:
@@ -245,11 +253,10 @@ def load_validator(name: str, options: Mapping[str, Any]) -> TokenValidator:
     """The validator registered as ``name``, built from ``options``."""
     factory = _BUILT_IN.get(name)
     if factory is None:
-        from importlib import metadata
-        found = [ep for ep in metadata.entry_points(group=NAMESPACE) if ep.name == name]
-        if not found:
+        extensions = _extensions()
+        if name not in extensions.names():
             raise AuthConfigError(f"auth: unknown token validator {name!r}; available: "
                                   f"{', '.join(available())}")
-        cls = found[0].load()
+        cls = extensions[name].plugin
         factory = cls.from_options if hasattr(cls, "from_options") else cls
     return factory(options)
