@@ -20,6 +20,7 @@ Routes (docs/subscriptions.md has the reference)::
     POST   /v1/subscriptions/{id}/secret/rotate
     GET|POST /v1/subscriptions/{id}/confirm?token=...
     POST   /v1/search         (live search's first page and cursor: docs/websocket.md)
+    GET    /v1/search/plugins, /v1/search/facets (Searchlight's: docs/searchlight-api.md)
     GET    /v1/feeds/{id}/{token}[?before=...], GET /v1/feeds?resource_type=...
            (Atom: docs/feeds.md)
     POST   /v1/websub         (the WebSub hub: docs/websub.md)
@@ -51,7 +52,7 @@ from forwarders.sinks import destinations
 from forwarders.sinks.destinations import DestinationRefused, Network
 from forwarders.sinks.syslog.url import parse_url
 from forwarders.subscriptions import model
-from forwarders.api import schemas
+from forwarders.api import schemas, searchlight
 from forwarders.subscriptions.model import (ACTIVE, FEED, PENDING, SYSLOG, WEBHOOK,
                                             Caller, Invalid, Rules, Secret, Subscription)
 from forwarders.subscriptions.store import Conflict, Stored, SubscriptionStore
@@ -71,6 +72,8 @@ def _routes() -> routes.Mapper:
     mapper.connect("feeds", "/v1/feeds{rest:(/.*)?}")
     mapper.connect("websub", "/v1/websub")
     mapper.connect("search", "/v1/search")
+    mapper.connect("search_plugins", "/v1/search/plugins")
+    mapper.connect("search_facets", "/v1/search/facets")
     mapper.connect("subscriptions", "/v1/subscriptions")
     mapper.connect("subscription", "/v1/subscriptions/{id}", requirements=sub)
     mapper.connect("secret", "/v1/subscriptions/{id}/secret", requirements=sub)
@@ -86,6 +89,8 @@ HANDLERS = {
     "root": {"GET": "versions", "HEAD": "versions"},
     "healthz": {"GET": "healthz", "HEAD": "healthz"},
     "search": {"POST": "search"},
+    "search_plugins": {"GET": "searchlight"},
+    "search_facets": {"GET": "searchlight"},
     "subscriptions": {"GET": "list", "POST": "create"},
     "subscription": {"GET": "show", "PATCH": "update", "DELETE": "delete"},
     "secret": {"GET": "secret"},
@@ -135,6 +140,8 @@ class SubscriptionsAPI:
         self.heads = heads              # () -> {group: position dict}: the log's end now
         self.resolve = resolve
         self.schemas = schemas.Schemas(settings.rules)
+        self.v1 = None if searcher is None else searchlight.SearchlightV1(searcher,
+                                                                          self._allowed)
 
     @webob.dec.wsgify
     def __call__(self, req: webob.Request) -> webob.Response:
@@ -230,6 +237,16 @@ class SubscriptionsAPI:
             raise refuse(400, exc.message, exc.path) from None
         except TooBroad as exc:
             raise refuse(400, str(exc), "query") from None
+
+    def searchlight(self, req, caller: Caller) -> webob.Response:
+        """Searchlight's v1 plugins and facets (forwarders/api/searchlight.py)."""
+        if self.v1 is None:
+            raise refuse(404, "search is not enabled on this server")
+        what = req.path_info.rstrip("/").rsplit("/", 1)[-1]       # plugins or facets
+        try:
+            return _json(getattr(self.v1, what)(req.GET, caller))
+        except searchlight.Refused as exc:
+            raise refuse(exc.status, exc.message, exc.field) from None
 
     def list(self, req, caller: Caller) -> webob.Response:
         all_projects = req.params.get("all_projects", "").lower() in ("1", "true", "yes")

@@ -72,6 +72,16 @@ search_rules = [
         name="search:all_projects", check_str="rule:admin_required",
         description="Search every project's resources (all_projects: true).",
         operations=[{"path": "/v1/search", "method": "POST"}]),
+    policy.DocumentedRuleDefault(
+        name="search:plugins_info", check_str="rule:admin_required or rule:project_reader",
+        description="List the resource types served (Searchlight's plugins).",
+        operations=[{"path": "/v1/search/plugins", "method": "GET"}]),
+    policy.DocumentedRuleDefault(
+        name="search:facets", check_str="rule:admin_required or rule:project_reader",
+        description="List the fields of each resource type and their values "
+                    "(Searchlight's facets; every project's with all_projects for those "
+                    "search:all_projects allows).",
+        operations=[{"path": "/v1/search/facets", "method": "GET"}]),
 ]
 
 
