@@ -2,11 +2,12 @@
 receivers, and a bare POST client (the ceiling the delivery service is compared with).
 
 ``receiver_main`` is the whole life of the receivers' process (multiprocessing, spawn):
-devtools/receivers.py's ``Receiver`` (the one the tests use; asyncio, keep-alive),
-answering every POST ``200`` and recording, per endpoint path (one per subscription:
-``/s/<n>``), the arrival time (``time.monotonic()``: one clock for every process of
-the machine, so the parent can subtract its publish times), the ``webhook-id`` header
-and the change the body carries. It imports nothing of the project, so its CPU and
+devtools/receivers.py's ``Receiver`` (the one the tests use; asyncio, keep-alive; its
+loop on the main thread, the commands on another), answering every POST ``200`` and
+recording, per endpoint path (one per subscription: ``/s/<n>``), the arrival time
+(``time.monotonic()``: one clock for every process of the machine, so the parent can
+subtract its publish times), the ``webhook-id`` header and the change the body
+carries. It imports nothing of the project, so its CPU and
 memory are the receiving end's only.
 
 Commands on ``conn`` (a ``multiprocessing`` pipe), each answered:
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,16 +42,20 @@ from devtools.receivers import Receiver  # noqa: E402
 
 
 def receiver_main(conn, host: str = "127.0.0.1") -> None:
-    receiver = Receiver(confirm=False, keep="arrivals", host=host)
+    receiver = Receiver(confirm=False, keep="arrivals", host=host, thread=False)
     answers = {"port": lambda: receiver.port, "count": lambda: receiver.requests,
                "summary": receiver.summary, "records": receiver.take_arrivals,
                "reset": lambda: receiver.reset() or True}
-    while True:
-        cmd = conn.recv()
-        if cmd[0] == "stop":
-            break
-        conn.send(answers[cmd[0]]() if cmd[0] in answers else None)
-    receiver.stop()
+
+    def commands() -> None:
+        while True:
+            cmd = conn.recv()
+            if cmd[0] == "stop":
+                break
+            conn.send(answers[cmd[0]]() if cmd[0] in answers else None)
+        receiver.stop()
+    threading.Thread(target=commands, daemon=True).start()
+    receiver.serve()                 # the loop on the main thread, until "stop"
     conn.send(True)
 
 
