@@ -45,14 +45,12 @@ some scenarios keeps the others' rows.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import json
 import os
 import pickle
 import random
-import signal
 import socket
 import sys
 import threading
@@ -67,9 +65,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import harness  # noqa: E402
 from bench.harness import BenchError, Run, Scenario  # noqa: E402
+from devtools.receivers import Receiver, gone_unless_mine  # noqa: E402
 
 ROOT = harness.ROOT
-RESULTS = os.path.join(ROOT, "bench", "results")
+RESULTS = harness.RESULTS
 DOC = os.path.join(ROOT, "docs", "reliability.md")
 # The rows behind the published table, kept in the repository: a run of some
 # scenarios replaces their rows and keeps the others' (bench/results/ is not kept).
@@ -78,8 +77,7 @@ COLUMNS = ("scenario", "published", "indexed correctly", "Zaqar (hold)", "WebSoc
            "duplicates", "older after newer", "lost", "restarted", "recovery s")
 
 
-def log(msg: str) -> None:
-    tqdm.tqdm.write(msg)
+log = harness.log
 
 
 # -- the cloud's life and its oracle -------------------------------------------------
@@ -128,13 +126,13 @@ class Pacer(threading.Thread):
 
 # -- one deployment under test --------------------------------------------------------
 
-class Deployment(harness.Deployment):
+class FaultServices(harness.Services):
     """The services of one scenario, with one admin WebSocket client, and what the
     fault suite does with them."""
 
     restarted = 0              # processes we replaced (as systemd would)
 
-    def start(self, listener: bool = True) -> "Deployment":
+    def start(self, listener: bool = True) -> "FaultServices":
         super().start(listener)
         self.operator_records: list = []
         self.ws_records: list = []
@@ -166,7 +164,7 @@ class Deployment(harness.Deployment):
             time.sleep(1.0)
 
 
-def row(name: str, dep: Deployment, cloud: Cloud, published: int, fault_end: float | None,
+def row(name: str, dep: FaultServices, cloud: Cloud, published: int, fault_end: float | None,
         restarted: int = 0, note: str = "") -> dict:
     """The table's row, from the oracle, the index and the receipts."""
     from devtools.oracle import differences, stored
@@ -222,9 +220,9 @@ def outage(run: Run, args, name: str, peer: str, seconds: float, rate: float) ->
     """``peer`` (elasticsearch or zaqar) unreachable for ``seconds`` mid-stream."""
     proxy = _proxy_for(harness.ES_URL if peer == "elasticsearch" else harness.ZAQAR_URL)
     if peer == "elasticsearch":
-        dep = Deployment(run, name, overrides={("elasticsearch", "hosts"): proxy.url})
+        dep = FaultServices(run, name, overrides={("elasticsearch", "hosts"): proxy.url})
     else:
-        dep = Deployment(run, name, zaqar_url=proxy.url)
+        dep = FaultServices(run, name, zaqar_url=proxy.url)
     lead = 10.0
     # About four notifications per lifecycle, fourteen resource types.
     cloud = Cloud(run, seed=len(name), per_type=max(2, int(
@@ -285,7 +283,7 @@ def rabbitmq_restart(run: Run, args, kind: str) -> dict:
                            _free_base_port(), node=f"{run.prefix}-{kind}@localhost")
     name = f"rabbitmq_{kind}"
     node.start()
-    dep = Deployment(run, name, overrides=QUEUE_KINDS[kind], transport_url=node.url)
+    dep = FaultServices(run, name, overrides=QUEUE_KINDS[kind], transport_url=node.url)
     # The producers agree with the listener on the queues: the scenario's own file.
     conf = cfg.ConfigOpts()
     register_messaging(conf)
@@ -301,7 +299,7 @@ def rabbitmq_restart(run: Run, args, kind: str) -> dict:
                               leave=False):
             publisher.publish_simulated(note)
         dep.start_listener()
-        harness.wait_until(lambda: _indexed(dep) > 100, 60, 0.05, "indexing under way")
+        harness.wait_until(lambda: harness.processed(dep.scn) > 100, 60, 0.05, "indexing under way")
         backlog = _ready(node.amqp_url, dep.scn.pool)
         node.restart()
         fault_end = time.monotonic()
@@ -325,11 +323,6 @@ def _ready(amqp_url: str, queue: str) -> int:
         return conn.channel().queue_declare(queue, passive=True)[1]
 
 
-def _indexed(dep: Deployment) -> int:
-    status = harness.listener_status(dep.scn) or {}
-    return int(status.get("listener", {}).get("notifications", 0))
-
-
 def _free_base_port() -> int:
     for base in range(25800, 25900, 10):
         if all(_free(p) for p in range(base, base + 6)):
@@ -347,7 +340,7 @@ def kill9(run: Run, args) -> list[dict]:
     random instants while the cloud works; cotyledon replaces workers, we restart
     the WebSocket server as systemd would."""
     rng = random.Random(9)
-    dep = Deployment(run, "kill9", listener_workers=2, delivery_workers=2)
+    dep = FaultServices(run, "kill9", listener_workers=2, delivery_workers=2)
     cloud = Cloud(run, seed=9, per_type=40)
     publisher = _publisher(run.transport_url)
     killed = collections.Counter()
@@ -451,7 +444,7 @@ def malformed(run: Run, args) -> list[dict]:
     """--malformed bad messages among a cloud's good ones. The oracle: the good ones'
     final states; every bad one is a dead letter (by stage) or counted as ignored."""
     rng = random.Random(11)
-    dep = Deployment(run, "malformed")
+    dep = FaultServices(run, "malformed")
     rejected = f"{dep.scn.pool}.rejected"
     _set_conf(dep.scn, "listener", "rejected_queue", rejected)
     harness.servers_py("rabbitmqctl", "set_policy", "-p", run.vhost, "--apply-to", "queues",
@@ -530,7 +523,7 @@ def malformed_live(run: Run, args) -> list[dict]:
     from devtools.simulator import CloudSimulator
     rng = random.Random(23)
     clients = run.clients(4)
-    dep = Deployment(run, "malformed_live", clients=clients)
+    dep = FaultServices(run, "malformed_live", clients=clients)
     cloud = Cloud(run, seed=23, per_type=20)
     victims = CloudSimulator(seed=123, project_ids=run.project_ids).stream(10)
     bad_total = max(1, args.malformed // 10)
@@ -638,7 +631,7 @@ def _attack(kind: str, url: str, port: int, outcomes: list) -> None:
 def hostile(run: Run, args) -> list[dict]:
     """Hostile WebSocket clients while the cloud works: the server closes each with
     its code, the good clients and the sinks receive everything, nothing restarts."""
-    dep = Deployment(run, "hostile")
+    dep = FaultServices(run, "hostile")
     cloud = Cloud(run, seed=13, per_type=15)
     publisher = _publisher(run.transport_url)
     outcomes: list = []
@@ -685,60 +678,6 @@ API_FLOOD = 300            # subscription creates from one project (cap: max_per
 API_GARBAGE = 300          # distinct garbage tokens, then each of 20 of them 10 times more
 API_SLOWLORIS = 20         # connections sending their headers a byte a second
 API_OVERSIZED_MB = 50
-
-
-class _Receiver:
-    """The good client's webhook receiver: confirms its own subscriptions, answers
-    410 Gone (disable) to anyone else's, counts the changes it receives."""
-
-    def __init__(self):
-        import http.server
-        receiver = self
-        self.mine: set = set()
-        self.changes = 0
-        self.confirmed = 0
-        self.lock = threading.Lock()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = 200
-                with contextlib.suppress(ValueError):
-                    msg = json.loads(body)
-                    if msg.get("type") == "subscription.confirmation":
-                        data = msg["data"]
-                        if data["subscription_id"] in receiver.mine:
-                            threading.Thread(target=receiver._confirm, daemon=True,
-                                             args=(data["confirm_url"],)).start()
-                        else:
-                            status = 410
-                    else:
-                        with receiver.lock:
-                            receiver.changes += 1
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def _confirm(self, url: str) -> None:
-        import requests
-        with contextlib.suppress(Exception):
-            if requests.get(url, timeout=30).ok:
-                with self.lock:
-                    self.confirmed += 1
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _raw_http(port: int, head: bytes, body_size: int = 0, trickle: float = 0.0,
@@ -945,9 +884,9 @@ class GoodClient(threading.Thread):
     the receiver, then lists, searches and reads it (and now and then creates and
     deletes another) until stopped; every call's latency and success counted."""
 
-    def __init__(self, url: str, token: str, receiver: _Receiver):
+    def __init__(self, url: str, token: str, receiver, mine: set):
         super().__init__(daemon=True)
-        self.url, self.token, self.receiver = url, token, receiver
+        self.url, self.token, self.receiver, self.mine = url, token, receiver, mine
         self.latencies: list[float] = []
         self.read_latencies: list[float] = []      # list, search, show
         self.write_latencies: list[float] = []     # create, delete (wait for a refresh)
@@ -981,7 +920,7 @@ class GoodClient(threading.Thread):
         if resp is None:
             return None
         sub_id = resp.json()["subscription"]["id"]
-        self.receiver.mine.add(sub_id)
+        self.mine.add(sub_id)
         return sub_id
 
     def run(self) -> None:
@@ -1018,7 +957,10 @@ def hostile_api(run: Run, args) -> list[dict]:
     demo = ks.users["demo"]["project_id"]
     member, flooder = ks.token("demo"), ks.token("alt")
     counter = harness.KeystoneCounter()
-    receiver = _Receiver()
+    # The good client's webhook receiver: confirms its own subscriptions, answers 410
+    # Gone (disable) to anyone else's (the create flood's), counts the changes.
+    mine: set = set()
+    receiver = Receiver(status=gone_unless_mine(mine), keep=None)
     api_port = harness.free_port()
     overrides = {("subscriptions", k): v for k, v in {
         "api_port": str(api_port), "public_url": f"http://127.0.0.1:{api_port}",
@@ -1029,7 +971,7 @@ def hostile_api(run: Run, args) -> list[dict]:
         if "=" in line:
             k, v = (x.strip() for x in line.split("=", 1))
             overrides[("keystone_authtoken", k)] = v
-    dep = Deployment(run, "hostile_api", overrides=overrides)
+    dep = FaultServices(run, "hostile_api", overrides=overrides)
     _set_conf(dep.scn, "subscriptions", "index", f"{dep.scn.group}-subscriptions")
     # The demo project of the simulated cloud is Keystone's: the member's search and
     # webhook see its resources.
@@ -1063,7 +1005,7 @@ def hostile_api(run: Run, args) -> list[dict]:
                     threads_peak[0] = max(threads_peak[0], ps.num_threads())
         threading.Thread(target=watch, daemon=True).start()
         keystone0 = counter.validations()
-        good = GoodClient(url, member, receiver)
+        good = GoodClient(url, member, receiver, mine)
         good.start()
         attacks = ApiAttacks(url, api_port, member, flooder, receiver.url)
         jobs = attacks.jobs()
@@ -1110,7 +1052,7 @@ def hostile_api(run: Run, args) -> list[dict]:
                 f"{' ' + str(dict(good.failed)) if good.failed else ''}, p99 "
                 f"{good.p99() * 1000:.0f} ms (reads {good.p99(good.read_latencies) * 1000:.0f}"
                 f" ms, creates and deletes {good.p99(good.write_latencies) * 1000:.0f} ms), "
-                f"webhook deliveries {receiver.changes}; "
+                f"webhook deliveries {receiver.counts['changes']}; "
                 f"Keystone: {keystone_calls} token validations during the attacks "
                 f"({distinct} distinct garbage tokens, each sent 1 or 11 times); flood: "
                 f"{flood_stored} stored (max_per_project 100); attacks {attack_s:.0f} s: "
@@ -1125,7 +1067,7 @@ def hostile_api(run: Run, args) -> list[dict]:
                       "good_p99_ms": round(good.p99() * 1000),
                       "good_read_p99_ms": round(good.p99(good.read_latencies) * 1000),
                       "good_write_p99_ms": round(good.p99(good.write_latencies) * 1000),
-                      "webhook_deliveries": receiver.changes,
+                      "webhook_deliveries": receiver.counts["changes"],
                       "keystone_validations": keystone_calls,
                       "keystone_requests": {f"{m} {p}": n for (m, p), n in
                                             counter.snapshot().items()},
@@ -1182,15 +1124,15 @@ def merged(rows: list[dict], ran: list[str]) -> list[dict]:
     return sorted(previous + rows, key=lambda r: order.index(scenario_of(r)))
 
 
-def write(rows: list[dict], meta: dict) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
-    for path in (os.path.join(RESULTS, "faults.json"), RECORD):
+def write(rows: list[dict], meta: dict, output: str = RESULTS) -> str:
+    os.makedirs(output, exist_ok=True)
+    for path in (os.path.join(output, "faults.json"), RECORD):
         with open(path, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)
     runs = sorted({r.get("measured", "") for r in rows})
     md = (f"{meta['machine']}; rows measured {', '.join(runs)} (UTC, commit), "
           f"latest `{meta['command']}`, {meta['wall_s']:.0f} s.\n\n" + table(rows) + "\n")
-    with open(os.path.join(RESULTS, "faults.md"), "w") as f:
+    with open(os.path.join(output, "faults.md"), "w") as f:
         f.write(md)
     with open(DOC) as f:
         doc = f.read()
@@ -1204,10 +1146,9 @@ def write(rows: list[dict], meta: dict) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default=",".join(SCENARIOS),
-                   help="comma-separated scenarios (default: all): " + ", ".join(SCENARIOS))
+    p = harness.arguments(__doc__, tuple(SCENARIOS), "faults.json and faults.md (the "
+                          "table also into docs/reliability.md and its rows into "
+                          "docs/reliability-faults.json)")
     p.add_argument("--short", action="store_true",
                    help="outages of 10 s and 20 s, 3 kills, 1,000 malformed (a smoke run)")
     p.add_argument("--es-outage", type=float, default=60.0)
@@ -1216,59 +1157,42 @@ def parse_args(argv=None):
     p.add_argument("--malformed", type=int, default=10_000)
     p.add_argument("--drain", type=float, default=300.0,
                    help="longest wait, in seconds, for everything to settle after a fault")
-    args = p.parse_args(argv)
+    args = harness.parse(p, argv, tuple(SCENARIOS))
     if args.short:
         args.es_outage, args.zaqar_outage, args.kills, args.malformed = 10, 20, 3, 1000
-    args.only = [s for s in args.only.split(",") if s]
-    unknown = set(args.only) - set(SCENARIOS)
-    if unknown:
-        p.error(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
     return args
-
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt        # the same clean-up as Ctrl-C
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    harness.wait_for_servers()
-    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
-    from bench import workers
-    workers.quiet_logging()
     started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    commit = os.popen(f"git -C {ROOT} rev-parse --short HEAD").read().strip()
-    t0 = time.monotonic()
-    run = Run()
-    run.open()
-    rows: list[dict] = []
-    try:
-        for name in tqdm.tqdm(args.only, desc="faults", unit="scenario", position=0):
-            try:
-                got = SCENARIOS[name](run, args)
-            except Exception as exc:  # noqa: BLE001 - a failed scenario is a row
-                import traceback
-                log(traceback.format_exc())
-                got = [{"scenario": name, "error": f"{type(exc).__name__}: {exc}"}]
-            for r in got:
-                r["measured"] = f"{started} {commit}"
-                log(f"{r['scenario']}: " + ", ".join(f"{c} {r.get(c)}" for c in COLUMNS[1:]))
-            rows += got
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        return 130
-    finally:
-        run.close()
+    commit = harness.git_state().get("commit", "")
+
+    def rows_of(fn):
+        return lambda ctx: {"rows": fn(ctx.run, ctx.args)}
+
+    def stamped(rows: list[dict]) -> list[dict]:
+        for r in rows:
+            r["measured"] = f"{started} {commit}"
+            log(f"{r['scenario']}: " + ", ".join(f"{c} {r.get(c)}" for c in COLUMNS[1:]))
+        return rows
+
+    def report(results: dict, meta: dict) -> int:
+        rows = [r for name in args.scenarios for r in results[name].get("rows") or stamped(
+            [{"scenario": name, "error": results[name]["error"]}])]
+        md = write(merged(rows, args.scenarios), meta, args.output)
+        print()
+        print(md)
+        promised = [r for r in rows if r["scenario"] != "rabbitmq_plain"]
+        return 0 if all("error" not in r and r["lost"] == 0 for r in promised) else 1
+
     import platform
-    meta = {"started": started, "wall_s": time.monotonic() - t0, "commit": commit,
-            "machine": f"{os.cpu_count()} CPUs, {platform.python_version()}",
-            "command": "bench/faults.py " + " ".join(sys.argv[1:] if argv is None else argv)}
-    md = write(merged(rows, args.only), meta)
-    print()
-    print(md)
-    promised = [r for r in rows if r["scenario"] != "rabbitmq_plain"]
-    return 0 if all("error" not in r and r["lost"] == 0 for r in promised) else 1
+    return harness.main(
+        args, argv, "bench/faults.py", {n: rows_of(fn) for n, fn in SCENARIOS.items()},
+        report, desc="faults", servers=tuple(harness.SERVER_PORTS),
+        after=lambda name, result: stamped(result["rows"]),
+        settings={"started": started, "commit": commit,
+                  "machine": f"{os.cpu_count()} CPUs, {platform.python_version()}"})
 
 
 if __name__ == "__main__":

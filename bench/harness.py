@@ -10,11 +10,14 @@ all.
 """
 from __future__ import annotations
 
+import argparse
 import configparser
 import contextlib
+import datetime
 import json
 import multiprocessing
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -29,11 +32,13 @@ import uuid
 
 import kombu
 import psutil
+import tqdm
 
 import workers
 
 ROOT = workers.ROOT
 HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
 # The search server, chosen as the tests choose it (tests/conftest.py):
 # SF_SEARCH_BACKEND=opensearch benches OpenSearch on 9201. Results keep the label
 # "elasticsearch" for the search server's figures, whichever it is.
@@ -69,23 +74,6 @@ def free_port(consecutive: int = 1) -> int:
         if ok:
             return port
     raise BenchError("no free port")
-
-
-def write_results(output: str, name: str, results: dict, md: str,
-                  extra: tuple[str, ...] = ()) -> None:
-    """``<output>/<name>.json`` and ``<name>.md``, the table printed, and where they
-    (and any ``extra`` files) went."""
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, f"{name}.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    with open(os.path.join(output, f"{name}.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    wall = (results.get("meta") or {}).get("wall_s")
-    where = ", ".join([f"{os.path.relpath(output, os.getcwd())}/{name}.json", f"{name}.md",
-                       *(os.path.relpath(x, os.getcwd()) for x in extra)])
-    print((f"wall time {wall:.0f} s; " if wall is not None else "") + f"written {where}")
 
 
 def http_json(url: str, method: str = "GET", headers: dict | None = None,
@@ -478,36 +466,54 @@ def _command(scn: Scenario, kind: str) -> list[str]:
             "--config-file", scn.conf]
 
 
-def start_listener(scn: Scenario) -> Child:
-    return Child(_command(scn, "listener"), os.path.join(scn.dir, "listener.log"))
+def start_listener(scn: Scenario, wait: bool = False) -> Child:
+    """The listener; with ``wait``, once every worker's status answers (stopped, and
+    BenchError, if that takes more than 2 minutes)."""
+    child = Child(_command(scn, "listener"), os.path.join(scn.dir, "listener.log"))
+    if wait:
+        try:
+            wait_until(lambda: listener_status(scn), 120, 0.2, "the listener")
+        except BenchError:
+            child.stop()
+            raise
+    return child
 
 
 def start_delivery(scn: Scenario) -> Child:
     return Child(_command(scn, "delivery"), os.path.join(scn.dir, "delivery.log"))
 
 
-def start_ws_server(scn: Scenario, timeout: float = 60.0) -> Child:
-    child = Child(_command(scn, "websocket"), os.path.join(scn.dir, "websocket.log"))
+def wait_up(child: Child, url: str, ready, what: str, timeout: float = 60.0) -> Child:
+    """``child`` once ``ready(answer)`` holds for the JSON at ``url``; stopped, and
+    BenchError, if it exits or does not come up within ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():
-            raise BenchError(f"the WebSocket server exited:\n{child.tail()}")
+            raise BenchError(f"{what} exited:\n{child.tail()}")
         try:
-            status = http_json(f"http://127.0.0.1:{scn.ws_port}/status", timeout=2)
-            doorbell = status.get("doorbell") or {}
-            if (status.get("feed") or {}).get("position") or doorbell.get("connected"):
+            if ready(http_json(url, timeout=2) or {}):
                 return child
         except (OSError, ValueError):
             pass
         time.sleep(0.2)
     child.stop()
-    raise BenchError(f"the WebSocket server did not come up:\n{child.tail()}")
+    raise BenchError(f"{what} did not come up:\n{child.tail()}")
 
 
-class Deployment:
-    """A scenario's three services and the readers of its outputs, started in the
-    order an operator would: delivery service, WebSocket server and its clients, the
-    operator's Zaqar queue reader, then the listener."""
+def start_ws_server(scn: Scenario, timeout: float = 60.0) -> Child:
+    def ready(status: dict) -> bool:
+        return bool((status.get("feed") or {}).get("position")
+                    or (status.get("doorbell") or {}).get("connected"))
+    return wait_up(Child(_command(scn, "websocket"), os.path.join(scn.dir, "websocket.log")),
+                   f"http://127.0.0.1:{scn.ws_port}/status", ready, "the WebSocket server",
+                   timeout)
+
+
+class Services:
+    """A scenario's three services (listener, delivery service, WebSocket server) and
+    the readers of their outputs, started in the order an operator would: delivery
+    service, WebSocket server and its clients, the operator's Zaqar queue reader,
+    then the listener."""
 
     def __init__(self, run: Run, name: str, clients=(("tok-admin", True),),
                  overrides: dict | None = None, listener_workers: int = 1,
@@ -527,7 +533,7 @@ class Deployment:
         self.clients: WsClients | None = None
         self.operator: ZaqarReader | None = None
 
-    def start(self, listener: bool = True) -> "Deployment":
+    def start(self, listener: bool = True) -> "Services":
         """Start everything; without ``listener``, notifications wait in the pool
         queue until ``start_listener``."""
         self.scn.ensure_index()
@@ -543,16 +549,21 @@ class Deployment:
         return self
 
     def start_listener(self) -> None:
-        self.children["listener"] = start_listener(self.scn)
-        wait_until(lambda: listener_status(self.scn), 120, 0.2, "the listener")
+        self.children["listener"] = start_listener(self.scn, wait=True)
 
     def stop(self) -> None:
-        for reader in (self.operator, self.clients):
-            if reader is not None:
-                reader.stop()
-        for child in reversed(list(self.children.values())):
-            child.stop()
-        self.scn.cleanup()
+        stop_all(self.operator, self.clients, *reversed(list(self.children.values())),
+                 scn=self.scn)
+
+
+def stop_all(*started, scn: Scenario | None = None) -> None:
+    """What a scenario started stopped, in the order given (None: never started),
+    then ``scn``'s indices and queues removed."""
+    for thing in started:
+        if thing is not None:
+            thing.stop()
+    if scn is not None:
+        scn.cleanup()
 
 
 def listener_status(scn: Scenario) -> dict | None:
@@ -567,6 +578,42 @@ def listener_status(scn: Scenario) -> dict | None:
             if isinstance(v, (int, float)):
                 total["listener"][k] = total["listener"].get(k, 0) + v
     return total
+
+
+def processed(scn: Scenario) -> int:
+    """Notifications the listener's workers have taken so far (0 while one is not up)."""
+    status = listener_status(scn)
+    return int(status["listener"].get("notifications", 0)) if status else 0
+
+
+def catch_up(es, scn: Scenario, notifications: int, timeout: float, what: str) -> None:
+    """Until the listener has taken ``notifications`` and every cursor of ``scn`` is at
+    the end of the change log; BenchError after ``timeout`` s for either (``what``
+    says when, in its message)."""
+    wait_until(lambda: processed(scn) >= notifications, timeout, 0.2,
+               f"the listener to catch up {what}")
+    wait_until(lambda: all(cursors_at_head(es, scn).values()), timeout, 0.2,
+               f"every cursor to catch up {what}")
+
+
+def steady(ctx, scn: Scenario, spec: dict, rate: float, watch, published: int, desc: str,
+           settle=None) -> tuple[dict, bool, dict]:
+    """Publish ``spec`` at ``rate``/s (publish times recorded) while ``watch`` (a started
+    ``Watch``) watches; wait up to --drain for the listener (``published`` before it)
+    and every cursor to catch up; ``settle()``; stop ``watch``. (What the publishers
+    say, whether it all caught up in time, what Elasticsearch did meanwhile.)"""
+    es0 = es_stats(ctx.run.es)
+    with tqdm.tqdm(total=spec["count"], desc=desc, unit="msg", leave=False) as bar:
+        pub = ctx.pool.publish(spec, rate=rate, record=True, bar=bar)
+    drained = True
+    try:
+        catch_up(ctx.run.es, scn, published + spec["count"], ctx.args.drain, f"at {rate}/s")
+    except BenchError:
+        drained = False
+    if settle is not None:
+        settle()
+    watch.stop()
+    return pub, drained, es_delta(es0, es_stats(ctx.run.es), watch.t1 - watch.t0)
 
 
 def delivery_status(scn: Scenario) -> dict | None:
@@ -616,6 +663,14 @@ class ChildProcess:
                 raise BenchError(f"{self.what} did not answer {cmd[0]!r}")
             return self.conn.recv()
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask it to stop; killed if it has not within ``timeout`` seconds more."""
+        with contextlib.suppress(Exception):
+            self.ask("stop", timeout=timeout)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
 
 class WsClients(ChildProcess):
     """The WebSocket clients' process."""
@@ -637,13 +692,6 @@ class WsClients(ChildProcess):
                 raise BenchError(f"WebSocket clients failed: {errors}")
             time.sleep(0.2)
         raise BenchError(f"WebSocket clients did not subscribe: {self.ask('status')}")
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ask("stop", timeout=10)
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
 
 
 def expected_views(es, group: str, clients: list[tuple[str, bool]], tokens: dict,
@@ -1001,13 +1049,6 @@ class ZaqarReader(ChildProcess):
     def count(self) -> int:
         return self.ask("count")
 
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ask("stop", timeout=10)
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-
 
 class Context:
     """What a benchmark's scenarios share: its arguments, its run (private names),
@@ -1019,7 +1060,7 @@ class Context:
         self.pool: PublisherPool | None = None
         self.servers: dict = {}
 
-    def spec(self, seed: int, count: int, start: str) -> dict:
+    def spec(self, seed: int, count: int, start: str = "2026-03-02T12:00:00") -> dict:
         return workers.stream_spec(seed, count, self.run.project_ids, start)
 
 
@@ -1029,8 +1070,6 @@ def run_scenarios(ctx, fns: dict, names, desc: str, results: dict, log,
     its error (a failing scenario is reported and the others go on). ``before(name)``
     and ``after(name, result)`` run around each."""
     import traceback
-
-    import tqdm
     with tqdm.tqdm(total=len(names), desc=desc, unit="scenario", position=0) as outer:
         for name in names:
             outer.set_postfix_str(name)
@@ -1050,6 +1089,201 @@ def run_scenarios(ctx, fns: dict, names, desc: str, results: dict, log,
                 log(f"{name}: FAILED:\n{traceback.format_exc()}")
             results[name]["scenario_wall_s"] = round(time.monotonic() - t, 1)
             outer.update(1)
+
+
+# -- one command line and one report for every benchmark ----------------------------
+
+def log(msg: str) -> None:
+    """A line above the progress bars."""
+    tqdm.tqdm.write(msg)
+
+
+def arguments(doc: str, scenarios=(), results: str | None = None,
+              keep: bool = True) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring's first paragraph as description and
+    the rest as epilog; ``--only`` and ``--skip`` among ``scenarios``; ``--output``, the
+    directory of the ``results`` files (bench/results); ``--keep`` the temporary
+    directory. The benchmark adds its own options, then calls ``parse``."""
+    description, _, epilog = doc.partition("\n\n")
+    p = argparse.ArgumentParser(description=description, epilog=epilog or None,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    if scenarios:
+        p.add_argument("--only", default="",
+                       help=f"comma-separated scenarios to run: {', '.join(scenarios)}")
+        p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
+    if results:
+        p.add_argument("--output", default=RESULTS, help=f"directory for {results}")
+    if keep:
+        p.add_argument("--keep", action="store_true",
+                       help="keep the temporary directory (configurations and logs)")
+    return p
+
+
+def sized(p: argparse.ArgumentParser, name: str, kind, default, quick, text: str) -> None:
+    """An option whose default is ``default``, or ``quick`` with --quick (``parse``
+    chooses); its help says both."""
+    action = p.add_argument(name, type=kind, default=None,
+                            help=f"{text} (default {default:g}; quick {quick:g})")
+    p.set_defaults(**{f"_sized_{action.dest}": (kind(default), kind(quick))})
+
+
+def load_options(p: argparse.ArgumentParser, quick: str, publishers: int, timeout: tuple,
+                 drain: tuple, warmup: tuple) -> None:
+    """The options of a benchmark that publishes: --quick (``quick``: what it makes
+    smaller), --publishers (processes), and --timeout, --drain, --warmup, each
+    ``(default seconds, help)``."""
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--publishers", type=int, default=publishers, help="publisher processes")
+    for name, (default, text) in (("--timeout", timeout), ("--drain", drain),
+                                  ("--warmup", warmup)):
+        p.add_argument(name, type=float, default=default, help=text)
+
+
+def parse(p: argparse.ArgumentParser, argv=None, scenarios=()) -> argparse.Namespace:
+    """The arguments: ``sized`` options' defaults chosen; ``args.scenarios``: those of
+    ``scenarios`` chosen by --only and --skip, in their order (an unknown name is an
+    error)."""
+    args = p.parse_args(argv)
+    for key in [k for k in vars(args) if k.startswith("_sized_")]:
+        dest, (default, quick) = key[len("_sized_"):], vars(args).pop(key)
+        if getattr(args, dest) is None:
+            setattr(args, dest, quick if args.quick else default)
+    if scenarios:
+        chosen = {s.strip() for s in args.only.split(",") if s.strip()} or set(scenarios)
+        skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+        unknown = (chosen | skip) - set(scenarios)
+        if unknown:
+            p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: "
+                    f"{', '.join(scenarios)}")
+        args.scenarios = [s for s in scenarios if s in chosen and s not in skip]
+    return args
+
+
+def interrupt(signum, frame):
+    """SIGTERM as Ctrl-C: the same clean-up."""
+    raise KeyboardInterrupt
+
+
+def main(args, argv, command: str, scenarios: dict, report, *, desc: str,
+         servers=("elasticsearch", "rabbitmq"), context=Context, publishers: int = 0,
+         settings: dict | None = None, before=None, after=None) -> int:
+    """The whole run of a benchmark (``command``, e.g. bench/run.py): the local
+    ``servers`` healthy, the logs quiet, a ``context`` (``Context``) with its private
+    Run and ``publishers`` publisher processes, ``scenarios[name](ctx)`` for each of
+    ``args.scenarios`` (``run_scenarios``, with ``before`` and ``after``), everything
+    cleaned up, then ``results["meta"]`` (when, how long, the command, the machine,
+    git, and ``settings``) and ``report(results, meta)``, which writes the results
+    (``write_results``). Returns what ``report`` returns if not None, else 1 if a
+    scenario failed, 0 if none did; 130 on Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, interrupt)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.monotonic()
+    wait_for_servers(servers)
+    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
+    workers.quiet_logging()
+    ctx = context(args)
+    results: dict = {}
+    ctx.run.open()
+    try:
+        ctx.servers = server_processes()
+        if publishers:
+            ctx.pool = PublisherPool(ctx.run, publishers)
+        run_scenarios(ctx, scenarios, args.scenarios, desc, results, log, before, after)
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        return 130
+    finally:
+        if ctx.pool is not None:
+            ctx.pool.close()
+        ctx.run.close()
+    meta = {"started": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "wall_s": round(time.monotonic() - t0, 1), "run": ctx.run.prefix,
+            "command": " ".join([command, *(sys.argv[1:] if argv is None else argv)]),
+            "scenarios": args.scenarios, "machine": machine(), "git": git_state(),
+            **(settings or {})}
+    results["meta"] = meta
+    code = report(results, meta)
+    if code is not None:
+        return code
+    return 0 if all("error" not in results[s] for s in args.scenarios) else 1
+
+
+def write_results(output: str, name: str, results: dict, md: str,
+                  extra: tuple[str, ...] = ()) -> None:
+    """``<output>/<name>.json`` and ``<name>.md``, the table printed, and where they
+    (and any ``extra`` files) went."""
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, f"{name}.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    with open(os.path.join(output, f"{name}.md"), "w") as f:
+        f.write(md)
+    print()
+    print(md)
+    wall = (results.get("meta") or {}).get("wall_s")
+    where = ", ".join([f"{os.path.relpath(output, os.getcwd())}/{name}.json", f"{name}.md",
+                       *(os.path.relpath(x, os.getcwd()) for x in extra)])
+    print((f"wall time {wall:.0f} s; " if wall is not None else "") + f"written {where}")
+
+
+def machine() -> dict:
+    """The machine and the versions that the figures depend on."""
+    import oslo_messaging  # noqa: F401
+    from importlib import metadata
+    info = {"nproc": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu": _cpu_model(), "kernel": platform.release(),
+            "python": platform.python_version(),
+            "packages": {p: _version(metadata, p) for p in (
+                "oslo.messaging", "elasticsearch", "opensearch-py", "kombu", "websockets",
+                "python-zaqarclient", "searchlight-forward")}}
+    with contextlib.suppress(Exception):
+        nodes = search_client().nodes.info(metric="jvm")["nodes"]
+        node = next(iter(nodes.values()))
+        info["search_server"] = f"{SEARCH_BACKEND} {node['version']}"
+        info["elasticsearch"] = node["version"]
+        info["elasticsearch_heap_mb"] = round(
+            node["jvm"]["mem"]["heap_max_in_bytes"] / 2**20)
+    with contextlib.suppress(Exception):
+        with kombu.Connection(BROKER_URL.replace("rabbit://", "amqp://", 1)) as c:
+            c.connect()
+            props = c.connection.server_properties
+            info["rabbitmq"] = props.get("version")
+            info["erlang"] = props.get("platform")
+    with contextlib.suppress(Exception):
+        out = subprocess.run(["redis-server", "--version"], capture_output=True,
+                             text=True).stdout
+        info["redis"] = out.split("v=")[1].split()[0]
+    import glob
+    found = glob.glob(os.path.join(ROOT, ".state", "zaqar", "venv", "lib", "python*",
+                                   "site-packages", "zaqar-*.dist-info"))
+    if found:
+        info["zaqar"] = os.path.basename(found[0])[len("zaqar-"):-len(".dist-info")]
+    return info
+
+
+def git_state() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.splitlines()
+        return {"commit": commit, "uncommitted_files": len(dirty)}
+    except OSError:
+        return {}
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _version(metadata, name):
+    try:
+        return metadata.version(name)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 # -- the subscriptions API and its Keystone --------------------------------------------
@@ -1137,16 +1371,6 @@ def start_api(scn: Scenario, env: dict | None = None, timeout: float = 60.0) -> 
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise BenchError(f"searchlight-forward-api exited:\n{child.tail()}")
-        try:
-            if (http_json(f"http://127.0.0.1:{port}/healthz", timeout=2) or {}).get(
-                    "status") == "ok":
-                return child
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.2)
-    child.stop()
-    raise BenchError(f"searchlight-forward-api did not come up:\n{child.tail()}")
+    return wait_up(child, f"http://127.0.0.1:{port}/healthz",
+                   lambda answer: answer.get("status") == "ok", "searchlight-forward-api",
+                   timeout)

@@ -19,7 +19,6 @@ only for the server's tailer (no listener). Every wait is bounded.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import random
@@ -40,6 +39,7 @@ from forwarders.websocket import protocol  # noqa: E402
 from devtools.websocket_thread import ServerThread  # noqa: E402
 from forwarders.websocket.server import WebSocketServer, WebSocketSettings  # noqa: E402
 from searchlight_forward import search  # noqa: E402
+from bench import harness  # noqa: E402
 from bench.harness import ES_URL, SEARCH_BACKEND  # noqa: E402
 from devtools.keystone import LocalKeystone  # noqa: E402
 from devtools.wsclient import close_code_of  # noqa: E402
@@ -122,10 +122,10 @@ def revocation(ks: LocalKeystone, tmp: pathlib.Path, rounds: int) -> tuple[list,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.arguments(__doc__, keep=False)
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--revocations", type=int, default=4)
-    args = parser.parse_args()
+    args = harness.parse(parser)
     try:
         ks = LocalKeystone()
     except OSError as exc:

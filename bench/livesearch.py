@@ -26,11 +26,9 @@ Writes bench/results/livesearch.json and livesearch.md.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
+import functools
 import json
 import os
-import signal
 import sys
 import time
 
@@ -40,14 +38,12 @@ sys.path.insert(0, HERE)
 import tqdm  # noqa: E402
 
 import harness  # noqa: E402
-import run as bench_run  # noqa: E402
 import workers  # noqa: E402
 from harness import BenchError, Scenario  # noqa: E402
 
-RESULTS = os.path.join(HERE, "results")
 SERVER = "OS::Nova::Server"
 PHASES = ("plain", "query")
-log = bench_run.log
+log = harness.log
 
 
 def query_of(i: int) -> dict:
@@ -98,13 +94,7 @@ class Clients(harness.ChildProcess):
         raise BenchError("the clients did not all subscribe in time")
 
     def stop(self) -> None:
-        try:
-            self.ask("stop", timeout=15)
-        except Exception:  # noqa: BLE001
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
+        super().stop(timeout=15)
 
 
 def percentiles(values: list[float]) -> dict:
@@ -130,13 +120,9 @@ def phase(ctx, name: str) -> dict:
         harness.declare_pool(run.transport_url, scn.pool, scn.conf)
         ws = harness.start_ws_server(scn)
         children.append(ws)
-        listener = harness.start_listener(scn)
+        listener = harness.start_listener(scn, wait=True)
         children.append(listener)
-        harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
-
-        def processed():
-            snap = harness.listener_status(scn)
-            return int(snap["listener"].get("notifications", 0)) if snap else 0
+        processed = functools.partial(harness.processed, scn)
 
         # A warm-up fills the index, so the queries have results to follow.
         warm = ctx.spec(4000 + len(name), int(args.warmup * args.rate),
@@ -210,11 +196,7 @@ def phase(ctx, name: str) -> dict:
             f"{out['server_cores']} cores")
         return out
     finally:
-        if clients is not None:
-            clients.stop()
-        for child in reversed(children):
-            child.stop()
-        scn.cleanup()
+        harness.stop_all(clients, *reversed(children), scn=scn)
 
 
 def markdown(results: dict, meta: dict) -> str:
@@ -240,60 +222,31 @@ def markdown(results: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None):
+    p = harness.arguments(__doc__, PHASES, "livesearch.json and livesearch.md")
     p.add_argument("--connections", type=int, default=1000)
     p.add_argument("--rate", type=float, default=200.0, help="notifications per second")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of publishing")
-    p.add_argument("--warmup", type=float, default=5.0,
-                   help="seconds' worth of notifications indexed before the clients connect")
-    p.add_argument("--publishers", type=int, default=2)
-    p.add_argument("--only", default="", help=f"comma-separated: {', '.join(PHASES)}")
-    p.add_argument("--quick", action="store_true", help="100 connections, 10 s")
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds to subscribe all")
-    p.add_argument("--drain", type=float, default=120.0)
-    p.add_argument("--output", default=RESULTS)
-    args = p.parse_args(argv)
+    harness.load_options(
+        p, "100 connections, 10 s", publishers=2,
+        timeout=(180.0, "seconds to subscribe all"),
+        drain=(120.0, "longest wait for every frame after publishing (s)"),
+        warmup=(5.0, "seconds' worth of notifications indexed before the clients connect"))
+    args = harness.parse(p, argv, PHASES)
     if args.quick:
         args.connections, args.duration = 100, 10.0
-    args.phases = [s for s in (args.only.split(",") if args.only else PHASES) if s]
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, bench_run._terminate)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    t0 = time.monotonic()
-    harness.wait_for_servers(("elasticsearch", "rabbitmq"))
-    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
-    workers.quiet_logging()
-    ctx = harness.Context(args)
-    results: dict = {}
-    ctx.run.open()
-    try:
-        ctx.servers = harness.server_processes()
-        ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
-        harness.run_scenarios(ctx, {"plain": lambda c: phase(c, "plain"),
-                                    "query": lambda c: phase(c, "query")},
-                              args.phases, "live search benchmark", results, log)
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        return 130
-    finally:
-        if ctx.pool is not None:
-            ctx.pool.close()
-        ctx.run.close()
-    meta = {"started": started.strftime("%Y-%m-%d %H:%M UTC"),
-            "wall_s": round(time.monotonic() - t0, 1),
-            "command": "bench/livesearch.py " + " ".join(sys.argv[1:] if argv is None
-                                                         else argv),
-            "machine": bench_run.machine(), "git": bench_run.git_state(),
-            "search": harness.SEARCH_BACKEND}
-    results["meta"] = meta
-    harness.write_results(args.output, "livesearch", results, markdown(results, meta))
-    return 0 if all("error" not in results[s] for s in args.phases) else 1
+    return harness.main(
+        args, argv, "bench/livesearch.py",
+        {"plain": lambda c: phase(c, "plain"), "query": lambda c: phase(c, "query")},
+        lambda results, meta: harness.write_results(args.output, "livesearch", results,
+                                                    markdown(results, meta)),
+        desc="live search benchmark", publishers=args.publishers,
+        settings={"search": harness.SEARCH_BACKEND})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes bench/results/remote_syslog.json and remote_syslog.md.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import socket
@@ -39,7 +38,6 @@ from forwarders.sinks.syslog.sink import SyslogSink  # noqa: E402
 from searchlight_forward.model.envelope import Envelope  # noqa: E402
 from devtools.rsyslog import Rsyslog  # noqa: E402
 
-RESULTS = os.path.join(HERE, "results")
 BATCH = 100
 
 
@@ -121,11 +119,10 @@ def run_bare(rsyslog: Rsyslog, listener: str, count: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.arguments(__doc__, results="remote_syslog.json and remote_syslog.md",
+                          keep=False)
     p.add_argument("--count", type=int, default=20000, help="changes per transport")
-    p.add_argument("--output", default=RESULTS)
-    args = p.parse_args(argv)
+    args = harness.parse(p, argv)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="sfb-syslog-") as tmp:
         rsyslog = Rsyslog(pathlib.Path(tmp))

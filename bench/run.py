@@ -29,16 +29,13 @@ Scenarios (names for --skip):
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import collections
 import contextlib
-import datetime
+import functools
 import json
 import math
 import os
-import platform
-import signal
 import sys
 import threading
 import time
@@ -55,9 +52,9 @@ import workers  # noqa: E402
 from harness import BenchError, Scenario  # noqa: E402
 
 ROOT = workers.ROOT
+log = harness.log
 SCENARIOS = ("broker", "index", "project", "scaling", "nopipe", "baseline", "delay",
              "outage")
-RESULTS = os.path.join(HERE, "results")
 PLOT = os.path.join(ROOT, "docs", "images", "bench-delay.png")
 TARGETS = {"vs_broker": 0.50, "vs_baseline": 5.0, "cpu_vs_ceilings": 2.0,
            "es_cpu_vs_index": 2.0, "peak_rss_mb": 300.0, "scaling": 1.6}
@@ -65,10 +62,6 @@ TARGETS = {"vs_broker": 0.50, "vs_baseline": 5.0, "cpu_vs_ceilings": 2.0,
 # clients): what a notification costs from the broker to every way out.
 DEPLOYMENT = ("listener", "delivery", "websocket server", "elasticsearch", "rabbitmq",
               "zaqar", "redis")
-
-
-def log(msg: str) -> None:
-    tqdm.tqdm.write(msg)
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -97,17 +90,10 @@ def publish_prequeue(ctx, scn: Scenario, spec: dict, desc: str) -> dict:
     return {"queued": spec["count"], "publish_rate": pub["rate"]}
 
 
-class Context:
+class Context(harness.Context):
     def __init__(self, args):
-        self.args = args
-        self.run = harness.Run(keep=args.keep)
-        self.pool = None
-        self.servers = {}
-        self.results: dict = {}
+        super().__init__(args)
         self.main_ps = psutil.Process()
-
-    def spec(self, seed: int, count: int, start: str = "2026-03-02T12:00:00") -> dict:
-        return workers.stream_spec(seed, count, self.run.project_ids, start)
 
     def watch(self, extra: dict, rss_of=()) -> harness.Watch:
         procs = dict(self.servers)
@@ -352,11 +338,7 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
             proc.join(30)
             if proc.is_alive():
                 proc.kill()
-        if clients is not None:
-            clients.stop()
-        for child in reversed(children):
-            child.stop()
-        scn.cleanup()
+        harness.stop_all(clients, *reversed(children), scn=scn)
 
 
 def cpu_ms_per_notification(resources: dict, n: int, names) -> dict:
@@ -443,7 +425,7 @@ def scenario_baseline(ctx):
 
 def scenario_delay(ctx: Context) -> dict:
     args = ctx.args
-    dep = harness.Deployment(ctx.run, "delay", clients=ctx.run.clients(args.clients),
+    dep = harness.Services(ctx.run, "delay", clients=ctx.run.clients(args.clients),
                              overrides=args.overrides)
     scn = dep.scn
     search = None
@@ -458,9 +440,7 @@ def scenario_delay(ctx: Context) -> dict:
                  "zaqar reader": zaqar.ps, "publishers": ctx.pool.ps}
         total = 0
 
-        def processed():
-            snap = harness.listener_status(scn)
-            return int(snap["listener"].get("notifications", 0)) if snap else 0
+        processed = functools.partial(harness.processed, scn)
 
         # Warm-up: connections, caches, the JIT of Elasticsearch; not measured.
         warm = ctx.spec(999, int(args.warmup * 100), start="2026-01-01T00:00:00")
@@ -487,23 +467,9 @@ def scenario_delay(ctx: Context) -> dict:
             sampler = threading.Thread(target=sample_depth, daemon=True)
             sampler.start()
             watch = ctx.watch(extra, rss_of=["listener"]).start()
-            es0 = harness.es_stats(ctx.run.es)
-            with tqdm.tqdm(total=count, desc=f"delay: {rate:g}/s for {args.duration:g}s",
-                           unit="msg", leave=False) as bar:
-                pub = ctx.pool.publish(spec, rate=rate, record=True, bar=bar)
+            pub, drained, es_used = harness.steady(
+                ctx, scn, spec, rate, watch, total, f"delay: {rate:g}/s for {args.duration:g}s")
             total += count
-            drained = True
-            try:
-                harness.wait_until(lambda: processed() >= total, args.drain, 0.2,
-                                   f"the listener to catch up at {rate}/s")
-                harness.wait_until(
-                    lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
-                    args.drain, 0.2, f"the pipelines to catch up at {rate}/s")
-            except BenchError:
-                drained = False
-            watch.stop()
-            es_used = harness.es_delta(es0, harness.es_stats(ctx.run.es),
-                                       watch.t1 - watch.t0)
             # The last frames and pops: until the clients' counts stop moving.
             last = -1
             for _ in range(40):
@@ -550,7 +516,7 @@ def scenario_outage(ctx: Context) -> dict:
     args = ctx.args
     zaqar = urllib.parse.urlsplit(harness.ZAQAR_URL)
     proxy = FaultProxy(zaqar.hostname, zaqar.port).start()
-    dep = harness.Deployment(ctx.run, "outage", clients=ctx.run.clients(args.clients),
+    dep = harness.Services(ctx.run, "outage", clients=ctx.run.clients(args.clients),
                              overrides=args.overrides, stopped_sink_url=proxy.url)
     scn = dep.scn
     stopped = None
@@ -728,68 +694,6 @@ def _first_at_least(pairs, version):
 
 
 # -- report ---------------------------------------------------------------------------------
-
-def machine() -> dict:
-    import oslo_messaging  # noqa: F401
-    from importlib import metadata
-    info = {"nproc": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "cpu": _cpu_model(), "kernel": platform.release(),
-            "python": platform.python_version(),
-            "packages": {p: _version(metadata, p) for p in (
-                "oslo.messaging", "elasticsearch", "opensearch-py", "kombu", "websockets",
-                "python-zaqarclient", "searchlight-forward")}}
-    with contextlib.suppress(Exception):
-        nodes = harness.search_client().nodes.info(metric="jvm")["nodes"]
-        node = next(iter(nodes.values()))
-        info["search_server"] = f"{harness.SEARCH_BACKEND} {node['version']}"
-        info["elasticsearch"] = node["version"]
-        info["elasticsearch_heap_mb"] = round(
-            node["jvm"]["mem"]["heap_max_in_bytes"] / 2**20)
-    with contextlib.suppress(Exception):
-        import kombu
-        with kombu.Connection(harness.BROKER_URL.replace("rabbit://", "amqp://", 1)) as c:
-            c.connect()
-            props = c.connection.server_properties
-            info["rabbitmq"] = props.get("version")
-            info["erlang"] = props.get("platform")
-    with contextlib.suppress(Exception):
-        out = harness.subprocess.run(["redis-server", "--version"], capture_output=True,
-                                     text=True).stdout
-        info["redis"] = out.split("v=")[1].split()[0]
-    import glob
-    found = glob.glob(os.path.join(ROOT, ".state", "zaqar", "venv", "lib", "python*",
-                                   "site-packages", "zaqar-*.dist-info"))
-    if found:
-        info["zaqar"] = os.path.basename(found[0])[len("zaqar-"):-len(".dist-info")]
-    return info
-
-
-def git_state() -> dict:
-    import subprocess
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.splitlines()
-        return {"commit": commit, "uncommitted_files": len(dirty)}
-    except OSError:
-        return {}
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def _version(metadata, name):
-    try:
-        return metadata.version(name)
-    except Exception:  # noqa: BLE001
-        return None
-
 
 def ratio(a, b):
     return round(a / b, 2) if a and b else None
@@ -1085,34 +989,23 @@ def shipped_listener_settings() -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--count", type=int, default=None,
-                   help="notifications per throughput scenario (default 20000; quick 2000)")
+    p = harness.arguments(__doc__, SCENARIOS, "latest.json / latest.md")
+    harness.sized(p, "--count", int, 20000, 2000, "notifications per throughput scenario")
     p.add_argument("--baseline-count", type=int, default=None,
                    help="notifications for the (slow) Searchlight-style baseline "
                         "(default count/5)")
     p.add_argument("--rates", default=None,
                    help="steady rates for the delay scenario (default 200,500,1000)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="seconds per steady rate (default 20; quick 5)")
-    p.add_argument("--clients", type=int, default=None,
-                   help="WebSocket clients (default 6: one admin watching all projects, "
-                        "five members of three projects)")
-    p.add_argument("--outage", type=float, default=None,
-                   help="seconds the outage scenario cuts one pipeline's Zaqar (default "
-                        "120; quick 10)")
-    p.add_argument("--publishers", type=int, default=4, help="publisher processes")
-    p.add_argument("--skip", default="", help=f"comma-separated scenarios to skip: "
-                                              f"{', '.join(SCENARIOS)}")
-    p.add_argument("--only", default="", help="comma-separated scenarios to run")
-    p.add_argument("--quick", action="store_true", help="small counts for a smoke run")
-    p.add_argument("--timeout", type=float, default=300.0,
-                   help="longest wait for a throughput scenario to finish (s)")
-    p.add_argument("--drain", type=float, default=60.0,
-                   help="longest wait for the listener to catch up after a steady rate")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up at 100/s")
+    harness.sized(p, "--duration", float, 20, 5, "seconds per steady rate")
+    harness.sized(p, "--clients", int, 6, 3, "WebSocket clients: one admin watching all "
+                  "projects, the others members of three projects")
+    harness.sized(p, "--outage", float, 120, 10,
+                  "seconds the outage scenario cuts one pipeline's Zaqar")
+    harness.load_options(
+        p, "small counts for a smoke run", publishers=4,
+        timeout=(300.0, "longest wait for a throughput scenario to finish (s)"),
+        drain=(60.0, "longest wait for the listener to catch up after a steady rate"),
+        warmup=(3.0, "seconds of warm-up at 100/s"))
     shipped = shipped_listener_settings()
     p.add_argument("--batch-size", type=int, default=shipped["batch_size"],
                    help="(broker ceiling) default: the shipped listener's, like the next two")
@@ -1121,7 +1014,6 @@ def parse_args(argv=None):
     p.add_argument("--baseline-threads", type=int, default=64)
     p.add_argument("--bulk-threads", type=int, default=4, help="(index ceiling) parallel_bulk")
     p.add_argument("--bulk-chunk", type=int, default=500)
-    p.add_argument("--output", default=RESULTS, help="directory for latest.json / latest.md")
     p.add_argument("--plot", default=None,
                    help=f"delay plot path (default {os.path.relpath(PLOT, ROOT)}; with "
                         f"--quick, in the output directory)")
@@ -1129,28 +1021,17 @@ def parse_args(argv=None):
                    help="override an option of the listener's configuration in the project "
                         "scenarios, e.g. --set listener.batch_timeout=0.05 (repeatable; "
                         "the ceilings keep --batch-size etc.)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the listener, the delivery service and the WebSocket server "
                         "during the throughput scenarios; the busiest "
                         "functions go to the results (profile-<scenario>.txt: raw stacks)")
-    args = p.parse_args(argv)
+    args = harness.parse(p, argv, SCENARIOS)
     q = args.quick
-    args.count = args.count or (2000 if q else 20000)
     args.baseline_count = args.baseline_count or max(200, args.count // (10 if q else 5))
     args.rates = [float(r) for r in (args.rates or ("100,300" if q else "200,500,1000")).split(",")]
     args.rates = [int(r) if r.is_integer() else r for r in args.rates]
-    args.duration = args.duration or (5.0 if q else 20.0)
-    args.clients = args.clients or (3 if q else 6)
-    args.outage = args.outage or (10.0 if q else 120.0)
     if q:
         args.warmup = min(args.warmup, 1.0)
-    chosen = [s for s in (args.only.split(",") if args.only else SCENARIOS) if s]
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = (skip | set(chosen)) - set(SCENARIOS)
-    if unknown:
-        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
-    args.scenarios = [s for s in SCENARIOS if s in chosen and s not in skip]
     args.overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -1162,67 +1043,43 @@ def parse_args(argv=None):
     return args
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    started_wall = datetime.datetime.now(datetime.timezone.utc)
-    t_start = time.monotonic()
-    harness.wait_for_servers(("elasticsearch", "rabbitmq"))
-    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
-    workers.quiet_logging()
-    ctx = Context(args)
-    results: dict = {}
     fns = {"broker": scenario_broker, "index": scenario_index, "project": scenario_project,
            "scaling": scenario_scaling, "nopipe": scenario_nopipe,
            "baseline": scenario_baseline, "delay": scenario_delay,
            "outage": scenario_outage}
-    ctx.run.open()
-    try:
-        ctx.servers = harness.server_processes()
-        ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
-        def servers_for(name):
-            harness.wait_for_servers(
-                ("elasticsearch", "rabbitmq") if name in ("broker", "index", "nopipe")
-                else tuple(harness.SERVER_PORTS))
 
-        def rate_line(name, r):
-            if "rate" in r:
-                log(f"{name}: {r['notifications']} notifications in {r['seconds']} s "
-                    f"= {r['rate']}/s")
-        harness.run_scenarios(ctx, fns, args.scenarios, "benchmark", results, log,
-                              before=servers_for, after=rate_line)
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        return 130
-    finally:
-        if ctx.pool is not None:
-            ctx.pool.close()
-        ctx.run.close()
-    wall = time.monotonic() - t_start
-    results["summary"] = summarize(results)
-    results["targets"] = targets(results["summary"])
-    meta = {"started": started_wall.strftime("%Y-%m-%d %H:%M UTC"), "wall_s": round(wall, 1),
-            "run": ctx.run.prefix,
-            "command": "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "count": args.count, "baseline_count": args.baseline_count,
-            "clients": args.clients, "publishers": args.publishers,
-            "rates": args.rates, "duration_s": args.duration,
-            "scenarios": args.scenarios, "machine": machine(), "git": git_state(),
-            "overrides": {f"{s}.{o}": v for (s, o), v in args.overrides.items()},
-            "listener_settings": {"batch_size": args.batch_size,
-                                  "batch_timeout": args.batch_timeout,
-                                  "executor_threads": args.executor_threads,
-                                  "prefetch": 2 * args.batch_size}}
-    results["meta"] = meta
-    if isinstance(results.get("delay"), dict) and "rates" in results["delay"]:
-        meta["plot"] = plot(results["delay"], args.plot)
-    harness.write_results(args.output, "latest", results, markdown(results, meta),
-                          extra=(meta["plot"],) if meta.get("plot") else ())
-    return 0 if all("error" not in results[s] for s in args.scenarios) else 1
+    def servers_for(name):
+        harness.wait_for_servers(
+            ("elasticsearch", "rabbitmq") if name in ("broker", "index", "nopipe")
+            else tuple(harness.SERVER_PORTS))
+
+    def rate_line(name, r):
+        if "rate" in r:
+            log(f"{name}: {r['notifications']} notifications in {r['seconds']} s "
+                f"= {r['rate']}/s")
+
+    def report(results: dict, meta: dict) -> None:
+        results["summary"] = summarize(results)
+        results["targets"] = targets(results["summary"])
+        if isinstance(results.get("delay"), dict) and "rates" in results["delay"]:
+            meta["plot"] = plot(results["delay"], args.plot)
+        harness.write_results(args.output, "latest", results, markdown(results, meta),
+                              extra=(meta["plot"],) if meta.get("plot") else ())
+
+    settings = {"count": args.count, "baseline_count": args.baseline_count,
+                "clients": args.clients, "publishers": args.publishers,
+                "rates": args.rates, "duration_s": args.duration,
+                "overrides": {f"{s}.{o}": v for (s, o), v in args.overrides.items()},
+                "listener_settings": {"batch_size": args.batch_size,
+                                      "batch_timeout": args.batch_timeout,
+                                      "executor_threads": args.executor_threads,
+                                      "prefetch": 2 * args.batch_size}}
+    return harness.main(args, argv, "bench/run.py", fns, report, desc="benchmark",
+                        servers=("elasticsearch", "rabbitmq"), context=Context,
+                        publishers=args.publishers, settings=settings,
+                        before=servers_for, after=rate_line)
 
 
 if __name__ == "__main__":

@@ -51,17 +51,14 @@ raw stacks too: profile-subscriptions-*-delivery.txt). Needs psutil, tqdm (the
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import collections
 import concurrent.futures
 import configparser
 import contextlib
-import datetime
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -81,7 +78,6 @@ import workers  # noqa: E402
 from harness import BenchError, Scenario  # noqa: E402
 
 ROOT = workers.ROOT
-RESULTS = os.path.join(HERE, "results")
 SCENARIOS = ("throughput", "delay", "idle")
 SERVER = "OS::Nova::Server"
 LEASE_SECONDS = 30.0
@@ -89,7 +85,7 @@ WEBHOOK_TIMEOUT = 5.0
 SMTP_TIMEOUT = 2.0
 MAX_RATE_LIMIT = 10000.0      # [subscriptions] max_rate_limit of the bench's configuration
 CONCURRENCY = 4               # [subscriptions] webhook_concurrency (the default)
-log = bench_run.log
+log = harness.log
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -252,23 +248,20 @@ def wait_status(scn: Scenario, child: harness.Child, timeout: float = 60.0) -> N
         time.sleep(0.2)
 
 
-def stop_all(spy, timeline, delivery) -> None:
+def stop_all(spy, timeline, delivery, scn: Scenario | None = None) -> None:
     """What a scenario started, stopped whatever happened (a profiler, the sampling
-    timeline, the delivery service)."""
+    timeline, the delivery service), then ``scn`` removed."""
     if spy:
         with contextlib.suppress(Exception):
             spy[0].kill()
-    if timeline is not None:
-        timeline.stop()
-    if delivery is not None:
-        delivery.stop()
+    harness.stop_all(timeline, delivery, scn=scn)
 
 
 # -- the receivers' process ------------------------------------------------------------------
 
 class Receivers(harness.ChildProcess):
-    """bench/webhooks.py's receivers in their own process. Endpoint n is
-    ``http://127.0.0.1:<port>/s/<n>``."""
+    """bench/webhooks.py's receivers (devtools/receivers.py) in their own process.
+    Endpoint n is ``http://127.0.0.1:<port>/s/<n>``."""
 
     what = "the receivers"
 
@@ -292,12 +285,6 @@ class Receivers(harness.ChildProcess):
             time.sleep(0.1)
         return last
 
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ask("stop", timeout=10)
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
 
 
 # -- CPU and memory over time ---------------------------------------------------------------
@@ -694,13 +681,8 @@ def scenario_delay(ctx) -> dict:
         delivery = harness.start_delivery(scn)
         children.append(delivery)
         wait_live(scn, delivery, k, 120, "delay: subscriptions going live")
-        listener = harness.start_listener(scn)
+        listener = harness.start_listener(scn, wait=True)
         children.append(listener)
-        harness.wait_until(lambda: harness.listener_status(scn), 120, 0.2, "the listener")
-
-        def processed():
-            snap = harness.listener_status(scn)
-            return int(snap["listener"].get("notifications", 0)) if snap else 0
 
         published = 0
         warm = ctx.spec(999, int(args.warmup * rate), start="2026-01-01T00:00:00")
@@ -708,10 +690,7 @@ def scenario_delay(ctx) -> dict:
                        leave=False) as bar:
             ctx.pool.publish(warm, rate=rate, bar=bar)
         published += warm["count"]
-        harness.wait_until(lambda: processed() >= published, 60, 0.2, "the warm-up")
-        harness.wait_until(
-            lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()), 60, 0.2,
-            "the subscriptions after the warm-up")
+        harness.catch_up(ctx.run.es, scn, published, 60, "after the warm-up")
         receivers.quiet(1.0)
         receivers.ask("records")
         receivers.ask("reset")
@@ -723,22 +702,10 @@ def scenario_delay(ctx) -> dict:
         procs = {"delivery": delivery.ps, "listener": listener.ps, "receivers": receivers.ps,
                  "publishers": ctx.pool.ps, **ctx.servers}
         watch = harness.Watch(procs, rss_of=["delivery", "listener"], single=()).start()
-        es0 = harness.es_stats(ctx.run.es)
-        with tqdm.tqdm(total=count, desc=f"delay: {rate:g}/s for {duration:g}s, {k} "
-                       f"subscriptions", unit="msg", leave=False) as bar:
-            pub = ctx.pool.publish(spec, rate=rate, record=True, bar=bar)
-        published += count
-        drained = True
-        try:
-            harness.wait_until(lambda: processed() >= published, args.drain, 0.2,
-                               f"the listener to catch up at {rate}/s")
-            harness.wait_until(lambda: all(harness.cursors_at_head(ctx.run.es, scn).values()),
-                               args.drain, 0.2, f"the subscriptions to catch up at {rate}/s")
-        except BenchError:
-            drained = False
-        receivers.quiet(1.0)
-        watch.stop()
-        es_used = harness.es_delta(es0, harness.es_stats(ctx.run.es), watch.t1 - watch.t0)
+        pub, drained, es_used = harness.steady(
+            ctx, scn, spec, rate, watch, published,
+            f"delay: {rate:g}/s for {duration:g}s, {k} subscriptions",
+            settle=lambda: receivers.quiet(1.0))
         records = receivers.ask("records")
         summary = receivers.ask("summary")
         search.stop()
@@ -775,13 +742,7 @@ def scenario_delay(ctx) -> dict:
             f"{res['matches_per_notification']} subscriptions per notification")
         return out
     finally:
-        if search is not None:
-            search.stop()
-        if receivers is not None:
-            receivers.stop()
-        for child in reversed(children):
-            child.stop()
-        scn.cleanup()
+        harness.stop_all(search, receivers, *reversed(children), scn=scn)
 
 
 def receiver_delays(changes, times, records, filters, seen) -> dict:
@@ -961,8 +922,7 @@ def scenario_idle(ctx) -> dict:
             f"({'graceful' if stopped else 'NOT graceful: the worker was killed'})")
         return out
     finally:
-        stop_all(spy, timeline, delivery)
-        scn.cleanup()
+        stop_all(spy, timeline, delivery, scn)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -1095,61 +1055,33 @@ def profile_md(profile: dict | None) -> list[str]:
 # -- main -------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--documents", type=int, default=None,
-                   help="throughput: changes written (default 10000; quick 1000)")
+    p = harness.arguments(__doc__, SCENARIOS, "subscriptions.json/.md")
+    harness.sized(p, "--documents", int, 10000, 1000, "throughput: changes written")
     p.add_argument("--subscriptions-throughput", type=int, default=10)
     p.add_argument("--scaling-workers", type=int, default=2,
                    help="throughput: the same backlog again with [delivery] workers = W "
                         "(0 or 1: not)")
     p.add_argument("--subscriptions-delay", type=int, default=100)
-    p.add_argument("--subscriptions-idle", type=int, default=None,
-                   help="default 1000; quick 200")
+    harness.sized(p, "--subscriptions-idle", int, 1000, 200, "idle: subscriptions")
     p.add_argument("--rate", type=float, default=100.0,
                    help="delay: notifications per second")
-    p.add_argument("--duration", type=float, default=None,
-                   help="delay: seconds at --rate (default 30; quick 10)")
+    harness.sized(p, "--duration", float, 30, 10, "delay: seconds at --rate")
     p.add_argument("--delay-rate-limit", type=float, default=None,
                    help="delay: each subscription's rate_limit (default: [subscriptions] "
                         "default_rate_limit, what a tenant gets)")
-    p.add_argument("--warmup", type=float, default=3.0, help="delay: seconds of warm-up")
-    p.add_argument("--idle", type=float, default=None,
-                   help="idle: seconds measured with the subscriptions (default 60; quick 15)")
-    p.add_argument("--idle-base", type=float, default=None,
-                   help="idle: seconds measured without (default 20; quick 10)")
+    harness.sized(p, "--idle", float, 60, 15, "idle: seconds measured with the subscriptions")
+    harness.sized(p, "--idle-base", float, 20, 10, "idle: seconds measured without")
     p.add_argument("--settle", type=float, default=5.0,
                    help="idle: seconds left out after start-up and after going live")
-    p.add_argument("--publishers", type=int, default=2, help="publisher processes")
-    p.add_argument("--only", default="", help=f"comma-separated: {', '.join(SCENARIOS)}")
-    p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
-    p.add_argument("--quick", action="store_true", help="small counts for a smoke run")
-    p.add_argument("--timeout", type=float, default=240.0,
-                   help="longest wait for deliveries or subscriptions (s)")
-    p.add_argument("--drain", type=float, default=60.0,
-                   help="delay: longest wait for everything to arrive after publishing")
+    harness.load_options(
+        p, "small counts for a smoke run", publishers=2,
+        timeout=(240.0, "longest wait for deliveries or subscriptions (s)"),
+        drain=(60.0, "delay: longest wait for everything to arrive after publishing"),
+        warmup=(3.0, "delay: seconds of warm-up"))
     p.add_argument("--profile", action="store_true",
                    help="py-spy the delivery service during the throughput and idle "
                         "windows (raw stacks: profile-subscriptions-*.txt)")
-    p.add_argument("--output", default=RESULTS, help="directory for subscriptions.json/.md")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the temporary directory (configurations and logs)")
-    args = p.parse_args(argv)
-    q = args.quick
-    args.documents = args.documents or (1000 if q else 10000)
-    args.subscriptions_idle = args.subscriptions_idle or (200 if q else 1000)
-    args.duration = args.duration or (10.0 if q else 30.0)
-    args.idle = args.idle or (15.0 if q else 60.0)
-    args.idle_base = args.idle_base or (10.0 if q else 20.0)
-    chosen = [s for s in (args.only.split(",") if args.only else SCENARIOS) if s]
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = (skip | set(chosen)) - set(SCENARIOS)
-    if unknown:
-        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: "
-                f"{', '.join(SCENARIOS)}")
-    args.scenarios = [s for s in SCENARIOS if s in chosen and s not in skip]
-    return args
+    return harness.parse(p, argv, SCENARIOS)
 
 
 class Context(harness.Context):
@@ -1160,50 +1092,25 @@ class Context(harness.Context):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, bench_run._terminate)
-    started_wall = datetime.datetime.now(datetime.timezone.utc)
-    t_start = time.monotonic()
-    harness.wait_for_servers(("elasticsearch", "rabbitmq"))
-    from searchlight_forward.commands import common  # noqa: F401 - quiets eventlet
-    workers.quiet_logging()
-    ctx = Context(args)
-    results: dict = {}
-    fns = {"throughput": scenario_throughput, "delay": scenario_delay, "idle": scenario_idle}
-    ctx.run.open()
-    try:
-        ctx.servers = harness.server_processes()
-        if "delay" in args.scenarios:
-            ctx.pool = harness.PublisherPool(ctx.run, args.publishers)
-        harness.run_scenarios(ctx, fns, args.scenarios, "subscriptions benchmark",
-                              results, log)
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        return 130
-    finally:
-        if ctx.pool is not None:
-            ctx.pool.close()
-        ctx.run.close()
-    wall = time.monotonic() - t_start
-    meta = {"started": started_wall.strftime("%Y-%m-%d %H:%M UTC"), "wall_s": round(wall, 1),
-            "run": ctx.run.prefix,
-            "command": "bench/subscriptions.py " + " ".join(sys.argv[1:] if argv is None
-                                                            else argv),
-            "scenarios": args.scenarios, "machine": bench_run.machine(),
-            "git": bench_run.git_state(),
-            "settings": {"documents": args.documents,
-                         "subscriptions": {"throughput": args.subscriptions_throughput,
-                                           "delay": args.subscriptions_delay,
-                                           "idle": args.subscriptions_idle},
-                         "rate": args.rate, "duration_s": args.duration,
-                         "idle_s": args.idle, "idle_base_s": args.idle_base,
-                         "lease_seconds": LEASE_SECONDS, "webhook_timeout": WEBHOOK_TIMEOUT,
-                         "webhook_concurrency": CONCURRENCY,
-                         "max_rate_limit": MAX_RATE_LIMIT, "refresh_interval": 1.0},
-            "subscriptions_made_with": "SubscriptionStore.create(), state active, "
-                                       "confirmed; no Keystone, no API"}
-    results["meta"] = meta
-    harness.write_results(args.output, "subscriptions", results, markdown(results, meta))
-    return 0 if all("error" not in results[s] for s in args.scenarios) else 1
+    settings = {"settings": {"documents": args.documents,
+                             "subscriptions": {"throughput": args.subscriptions_throughput,
+                                               "delay": args.subscriptions_delay,
+                                               "idle": args.subscriptions_idle},
+                             "rate": args.rate, "duration_s": args.duration,
+                             "idle_s": args.idle, "idle_base_s": args.idle_base,
+                             "lease_seconds": LEASE_SECONDS,
+                             "webhook_timeout": WEBHOOK_TIMEOUT,
+                             "webhook_concurrency": CONCURRENCY,
+                             "max_rate_limit": MAX_RATE_LIMIT, "refresh_interval": 1.0},
+                "subscriptions_made_with": "SubscriptionStore.create(), state active, "
+                                           "confirmed; no Keystone, no API"}
+    return harness.main(
+        args, argv, "bench/subscriptions.py",
+        {"throughput": scenario_throughput, "delay": scenario_delay, "idle": scenario_idle},
+        lambda results, meta: harness.write_results(args.output, "subscriptions", results,
+                                                    markdown(results, meta)),
+        desc="subscriptions benchmark", context=Context,
+        publishers=args.publishers if "delay" in args.scenarios else 0, settings=settings)
 
 
 if __name__ == "__main__":
