@@ -2,6 +2,7 @@
 from ``accounts.json``, real tokens, short-lived tokens and revocation."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -100,6 +101,33 @@ class LocalKeystone:
         for path in reversed(self._created):
             self._admin.delete(f"{self.auth_url}{path}", raise_exc=False)
         self._created.clear()
+
+    @contextlib.contextmanager
+    def catalog_entry(self, service_type: str, name: str, url: str,
+                      interfaces: tuple[str, ...] = ("public", "internal")):
+        """A service of the caller's own (``service_type``, ``name``) whose endpoints
+        (``url``, one per interface) are in a region of its own, also named ``name``;
+        yields the region id, which a client passes (``region_name``,
+        ``--os-region-name``) to find ``url`` through the catalog. Everything is
+        deleted on exit. The local servers' own entries (RegionOne) are not touched,
+        and a client that names RegionOne never sees this one."""
+        base = self.auth_url
+        self._admin.post(f"{base}/regions", json={"region": {
+            "id": name, "description": "searchlight-forward test run"}})
+        try:
+            service = self._admin.post(f"{base}/services", json={"service": {
+                "type": service_type, "name": name, "enabled": True,
+                "description": "searchlight-forward test run"}}).json()["service"]
+            try:
+                for interface in interfaces:
+                    self._admin.post(f"{base}/endpoints", json={"endpoint": {
+                        "service_id": service["id"], "interface": interface,
+                        "region_id": name, "url": url, "enabled": True}})
+                yield name
+            finally:        # a service's endpoints are deleted with it
+                self._admin.delete(f"{base}/services/{service['id']}", raise_exc=False)
+        finally:
+            self._admin.delete(f"{base}/regions/{name}", raise_exc=False)
 
     def service_conf(self) -> str:
         """The ``[websocket_keystone]`` section for the local service user."""

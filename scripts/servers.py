@@ -985,7 +985,9 @@ class Keystone(VenvServer):
     fernet/credential/receipt key repositories in <state>/keystone.  A new
     state is db_synced, keyed and bootstrapped once (configure); the test
     projects and users are then made once through the API (after_ready) and
-    written to accounts.json.  Restarts reuse DB and keys."""
+    written to accounts.json.  Restarts reuse DB and keys.  Every `up`, even of
+    a running Keystone, makes sure the catalog has searchlight-forward-api as
+    Searchlight was registered (ensure_catalog)."""
     name = "keystone"
     port = 5000
     ready_timeout = 90.0
@@ -997,6 +999,12 @@ class Keystone(VenvServer):
     venv_bin = "keystone-manage"
     threads = 8
     region = "RegionOne"
+    # searchlight-forward-api in the catalog, as Searchlight's devstack plugin
+    # registered Searchlight: python-searchlightclient and `openstack search`
+    # look up service type "search".  Its URL is the demo's API address.
+    search_service = {"type": "search", "name": "searchlight",
+                      "description": "Searchlight v1 search API (searchlight-forward-api)"}
+    search_interfaces = ("public", "internal")
     domain, domain_id = "Default", "default"
     # account key -> (user name, project name, role).  Fixed local passwords:
     # the server binds 127.0.0.1 only.  admin/admin/admin comes from bootstrap.
@@ -1197,13 +1205,89 @@ backend = dogpile.cache.memory
         tmp.chmod(0o600)
         tmp.replace(self.accounts_file)
 
+    # --- the catalog: searchlight-forward-api as service type "search" ------
+    @staticmethod
+    def search_url() -> str:
+        """The demo's searchlight-forward-api: [subscriptions] api_host and
+        api_port of etc/searchlight-forward.conf (scripts/demo.py starts the API
+        with it), else their defaults."""
+        import configparser
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(REPO / "etc" / "searchlight-forward.conf")
+        except configparser.Error:
+            pass
+        host = parser.get("subscriptions", "api_host", fallback=HOST).strip()
+        port = parser.get("subscriptions", "api_port", fallback="8785").strip()
+        if host in ("", "0.0.0.0", "::"):
+            host = HOST
+        return f"http://{host}:{port}"
+
+    def ensure_catalog(self) -> str:
+        """Idempotent: exactly one service of type search named searchlight, with
+        exactly one public and one internal endpoint in our region at search_url();
+        anything else of that service is removed (services of type search with
+        other names, e.g. a test run's own, are left alone).  Returns what changed."""
+        admin_token, _ = self.login("admin", "admin")
+        want = self.search_service
+        _, data = self.api("GET", f"/services?type={want['type']}", admin_token)
+        ours = [s for s in data["services"] if s.get("name") == want["name"]]
+        done = []
+        if not ours:
+            _, created = self.api("POST", "/services", admin_token, expect=(201,),
+                                  body={"service": {**want, "enabled": True}})
+            service = created["service"]
+            done.append("service created")
+        else:
+            service = ours[0]
+            for extra in ours[1:]:                 # e.g. two half-done runs at once
+                self.api("DELETE", f"/services/{extra['id']}", admin_token, expect=(204,))
+                done.append("duplicate service removed")
+            if not service.get("enabled", True) or \
+                    service.get("description") != want["description"]:
+                self.api("PATCH", f"/services/{service['id']}", admin_token, body={
+                    "service": {"enabled": True, "description": want["description"]}})
+                done.append("service updated")
+        url = self.search_url()
+        _, data = self.api("GET", f"/endpoints?service_id={service['id']}", admin_token)
+        endpoints = list(data["endpoints"])
+        for interface in self.search_interfaces:
+            same = [e for e in endpoints
+                    if e["interface"] == interface and e.get("region_id") == self.region]
+            if same:
+                keep = same[0]
+                endpoints.remove(keep)
+                if keep["url"] != url or not keep.get("enabled", True):
+                    self.api("PATCH", f"/endpoints/{keep['id']}", admin_token, body={
+                        "endpoint": {"url": url, "enabled": True}})
+                    done.append(f"{interface} endpoint updated")
+            else:
+                self.api("POST", "/endpoints", admin_token, expect=(201,), body={
+                    "endpoint": {"service_id": service["id"], "interface": interface,
+                                 "region_id": self.region, "url": url, "enabled": True}})
+                done.append(f"{interface} endpoint created")
+        for extra in endpoints:                    # other regions or interfaces, duplicates
+            self.api("DELETE", f"/endpoints/{extra['id']}", admin_token, expect=(204,))
+            done.append(f"{extra['interface']} endpoint in {extra.get('region_id')} removed")
+        return ", ".join(done)
+
     def after_ready(self):
         try:
-            if json.loads(self.accounts_file.read_text()).get("auth_url") == self.url:
-                return
+            provisioned = json.loads(self.accounts_file.read_text()).get("auth_url") == self.url
         except (OSError, ValueError):
-            pass
-        self.provision()
+            provisioned = False
+        if not provisioned:
+            self.provision()
+        self.ensure_catalog()
+
+    def up(self, ready_events):
+        was_running = self.running_pid() is not None
+        what = super().up(ready_events)
+        if was_running:                 # after_ready runs on a fresh start only; a
+            changed = self.ensure_catalog()   # running one's catalog may be older
+            if changed:
+                what += f"; catalog: {changed}"
+        return what
 
 
 SERVERS: dict[str, Server] = {s.name: s for s in (Redis(), RabbitMQ(), Elasticsearch(),
