@@ -19,7 +19,9 @@ Routes (docs/subscriptions.md has the reference)::
     GET    /v1/subscriptions/{id}/secret
     POST   /v1/subscriptions/{id}/secret/rotate
     GET|POST /v1/subscriptions/{id}/confirm?token=...
-    POST   /v1/search         (live search's first page and cursor: docs/websocket.md)
+    POST   /v1/search         (live search's first page and cursor: docs/websocket.md,
+           for a body with resource_types or page_size; any other body, and GET, is
+           Searchlight's search: docs/searchlight-api.md)
     GET    /v1/search/plugins, /v1/search/facets (Searchlight's: docs/searchlight-api.md)
     GET    /v1/feeds/{id}/{token}[?before=...], GET /v1/feeds?resource_type=...
            (Atom: docs/feeds.md)
@@ -88,7 +90,7 @@ ROUTES = _routes()
 HANDLERS = {
     "root": {"GET": "versions", "HEAD": "versions"},
     "healthz": {"GET": "healthz", "HEAD": "healthz"},
-    "search": {"POST": "search"},
+    "search": {"GET": "search", "POST": "search"},
     "search_plugins": {"GET": "searchlight"},
     "search_facets": {"GET": "searchlight"},
     "subscriptions": {"GET": "list", "POST": "create"},
@@ -173,8 +175,10 @@ class SubscriptionsAPI:
             raise refuse(404, f"no such resource: {req.path}")
         handler = handlers.get(req.method)
         if handler is None:
-            raise refuse(405, f"{req.method} is not allowed here; use "
-                              f"{' or '.join(dict.fromkeys(handlers))}")
+            exc = refuse(405, f"{req.method} is not allowed here; use "
+                             f"{' or '.join(dict.fromkeys(handlers))}")
+            exc.allow = list(dict.fromkeys(handlers))
+            raise exc
         args = {"sub_id": found[0]["id"]} if "id" in found[0] else {}
         if handler in OPEN:
             return getattr(self, handler)(req, **args)
@@ -225,6 +229,8 @@ class SubscriptionsAPI:
     def search(self, req, caller: Caller) -> webob.Response:
         if self.searcher is None:
             raise refuse(404, "search is not enabled on this server")
+        if req.method == "GET" or not searchlight.is_live_search(req.body):
+            return self.searchlight(req, caller)
         body = self._body(req, self.schemas.search)
         all_projects = body.get("all_projects", False)
         self._enforce("search:all_projects" if all_projects else "search:query", caller,
@@ -242,8 +248,12 @@ class SubscriptionsAPI:
         """Searchlight's v1 plugins and facets (forwarders/api/searchlight.py)."""
         if self.v1 is None:
             raise refuse(404, "search is not enabled on this server")
-        what = req.path_info.rstrip("/").rsplit("/", 1)[-1]       # plugins or facets
+        what = req.path_info.rstrip("/").rsplit("/", 1)[-1]   # plugins, facets, search
         try:
+            if what == "search":
+                if not req.body:
+                    raise refuse(400, "Body expected in request.")
+                return _json(self.v1.search(self._body(req, self.schemas.search), caller))
             return _json(getattr(self.v1, what)(req.GET, caller))
         except searchlight.Refused as exc:
             raise refuse(exc.status, exc.message, exc.field) from None

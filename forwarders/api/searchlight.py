@@ -1,5 +1,6 @@
 """Searchlight's v1 search API on this service (docs/searchlight-api.md): so far
-``GET /v1/search/plugins`` and ``GET /v1/search/facets``, in Searchlight's shapes.
+``GET /v1/search/plugins``, ``GET /v1/search/facets`` and ``GET``/``POST
+/v1/search`` (its body checked by ``searchlight_query``), in Searchlight's shapes.
 
 The request parsing, the facet listing, the Elasticsearch requests and the answers
 are pure functions; ``SearchlightV1`` only asks policy and sends one ``msearch``.
@@ -16,9 +17,13 @@ Searchlight did); no scripts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from forwarders.api import searchlight_query
+from forwarders.api.searchlight_query import Refused  # noqa: F401 - app.py catches it
+from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.indexer.layout import listener_alias, search_alias
 from searchlight_forward.model.documents import ADMIN, DELETED_FIELD, ROLE_FIELD, USER
 
@@ -27,14 +32,6 @@ NO_OPTIONS = frozenset({"id", "name", "resource_type"})   # one value per resour
 OPTION_TYPES = ("keyword", "boolean")
 NOT_LISTED = ("flattened",)             # free-form maps: no field name to offer
 TYPE_NAMES = {"keyword": "string", "text": "string"}     # Searchlight's (ES 2) names
-
-
-class Refused(ValueError):
-    """A request answered with ``status`` (the API's error shape)."""
-
-    def __init__(self, status: int, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
 
 
 # -- parameters ---------------------------------------------------------------------
@@ -202,6 +199,8 @@ class SearchlightV1:
         self.groups = dict(searcher.groups)
         self.vocabularies = searcher.vocabularies
         self.role_for = searcher.renderer.role_for
+        self.renderer = searcher.renderer
+        self._fields: dict[tuple, searchlight_query.Fields] = {}
         self.allowed = allowed
         self._facets: dict[tuple[str, str], list[Facet]] = {}
         self._lock = threading.Lock()
@@ -251,3 +250,57 @@ class SearchlightV1:
             answer[rtype] = facets_answer(listed[rtype], response,
                                           request.include_fields, with_options)
         return answer
+
+    # -- GET/POST /v1/search ----------------------------------------------------------
+
+    def fields_for(self, role: str, types: tuple[str, ...]) -> searchlight_query.Fields:
+        key = (role, tuple(sorted(types)))
+        with self._lock:
+            if key not in self._fields:
+                if len(self._fields) >= 256:       # one per set of types asked
+                    self._fields.clear()
+                v = self.vocabularies
+                self._fields[key] = searchlight_query.Fields.build(
+                    v.mappings, v.admin_only, v.filters, role, key[1])
+            return self._fields[key]
+
+    def render(self, hit: dict) -> tuple[dict, int] | None:
+        """A hit's stored role copy as the view serves it (None: withheld)."""
+        shared = self.renderer.shared_envelope(Entry(hit.get("_index", ""), 0,
+                                                     hit.get("_seq_no") or 0,
+                                                     hit.get("_source") or {}))
+        if shared is None or shared[0].document is None:
+            return None
+        return shared[0].document, shared[0].version
+
+    def search(self, body, caller) -> dict:
+        """Searchlight's search: ``body`` is the request's JSON."""
+        self._enforce("search:query", caller, caller.project_id)
+        role = self.role_for(ADMIN if caller.admin_copy else USER)
+        request = searchlight_query.parse(body, self.groups, search_alias,
+                                          lambda types: self.fields_for(role, types))
+        # As Searchlight: all_projects from a caller not allowed it is ignored.
+        project = caller.project_id
+        if request.all_projects and self.allowed("search:all_projects", caller,
+                                                 {"project_id": None}):
+            project = None
+        if not request.types:
+            return searchlight_query.answer({}, request, self.render)
+        response = self.es.msearch(searches=[
+            {"index": ",".join(request.indices), "ignore_unavailable": True},
+            request.es_body(role, project)])["responses"][0]
+        if "error" in response:
+            if response.get("status") == 400:
+                raise Refused(400, "Query malformed or search parse failure, please "
+                                   "check the syntax", "query")
+            raise RuntimeError(f"search: {response['error']}")
+        return searchlight_query.answer(response, request, self.render)
+
+
+def is_live_search(raw: bytes) -> bool:
+    """Is this ``POST /v1/search`` body live search's (docs/searchlight-api.md)?"""
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return False
+    return searchlight_query.is_live_search(body)

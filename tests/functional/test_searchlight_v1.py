@@ -12,24 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.functional.conftest import write_pipelines
-from tests.functional.subscriptions_support import API, free_port, subscriptions_conf
+from tests.functional.searchlight_support import HOST, start_api
 from tests.functional.websocket_support import ALL_TYPES, SERVER, VOLUME, document_change
 
 pytestmark = pytest.mark.timeout(120)
 
-PIPELINES = """
-[forwarding]
-pipelines =
-
-[view:websocket]
-filters = no_keys
-
-[filter:no_keys]
-use = egg:searchlight-forward#regex_fields
-patterns = ^key_name$
-"""
-HOST = "OS-EXT-SRV-ATTR:host"      # admin-only (Nova's plugin)
 FACETS = "/v1/search/facets"
 
 
@@ -59,11 +46,7 @@ def stack(config_file, names, keystone, es, writer):
         document_change("v2", demo, 1, rtype=VOLUME, status="in-use",
                         attachments=[{"server_id": "d1"}, {"server_id": "d2"}]),
         document_change("v3", alt, 1, rtype=VOLUME, status="available")])
-    write_pipelines(config_file, PIPELINES)
-    port = free_port()
-    config_file.write_text(config_file.read_text()
-                           + subscriptions_conf(names, keystone, port))
-    api = API(config_file, port)
+    api = start_api(config_file, names, keystone)
     yield api, demo, alt
     api.stop()
 
