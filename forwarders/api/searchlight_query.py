@@ -259,8 +259,10 @@ def parse(body: Any, groups: Mapping[str, str], search_alias: Callable[[str], st
         raise Refused(400, f"{unknown[0][:64]}: not a search parameter (known: "
                            f"{', '.join(KNOWN)})", unknown[0][:64])
     served = sorted(groups)
-    types = _types(body["type"], served) if "type" in body else tuple(served)
-    if "index" in body:
+    # As Searchlight: no type (absent, null or empty: `openstack search query`
+    # without --type posts null) is every type; likewise no index.
+    types = _types(body["type"], served) if body.get("type") else tuple(served)
+    if body.get("index"):
         index = body["index"]
         index = [index] if isinstance(index, str) else index
         if not isinstance(index, list) or not all(isinstance(i, str) for i in index):

@@ -85,6 +85,12 @@ def test_a_member_searches_their_project_in_searchlights_shape(stack, keystone, 
     every = search(api, token, {})
     assert every["hits"]["total"] == 6 and sorted(ids(every)) == \
         ["d1", "d2", "d3", "d4", "d5", "v1"]
+    # `openstack search query "status: ACTIVE"` without --type posts "type": null
+    osc = search(api, token, {"type": None, "all_projects": False,
+                              "_source": ["id", "name", "updated_at"],
+                              "query": {"query_string": {"query": "status: ACTIVE"}}})
+    assert sorted((h["_source"] for h in osc["hits"]["hits"]), key=lambda d: d["id"]) == [
+        {"id": rid, "name": f"res-{rid}", "updated_at": None} for rid in ("d1", "d2", "d3")]
 
 
 def test_an_admin_with_all_projects_sees_every_project_in_the_admin_copy(stack, keystone):

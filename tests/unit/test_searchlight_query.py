@@ -72,6 +72,8 @@ def test_the_query_goes_inside_the_scope():
     assert everything["query"]["bool"]["filter"] == [
         {"term": {"sf_role": "admin"}}, {"terms": {"resource_type": [VOLUME, SERVER]}}]
     assert everything["size"] == sq.DEFAULT_LIMIT
+    for none in ({"type": None}, {"type": []}, {"index": None}, {"type": "", "index": []}):
+        assert req(none).types == (VOLUME, SERVER) and req(none).indices == ("g-search",)
 
 
 def test_the_wider_language_is_allowed():
