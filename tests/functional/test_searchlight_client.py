@@ -284,12 +284,6 @@ def test_the_client_searches(api, keystone):
         (VOLUME, {"id": "v1"})]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "without --type the command posts \"type\": null (it sends type, all_projects "
-    "and _source whether set or not), which Searchlight took as every type "
-    "(api/v1/search.py: types = body.pop('type', None); if not types: every type); "
-    "POST /v1/search refuses it: 400 \"type: a resource type or a list of them\" "
-    "(forwarders/api)"))
 def test_openstack_search_query_of_every_type(api, keystone):
     _, region, _, _ = api
     rows = json.loads(openstack(keystone, "demo", region, "search", "query",
