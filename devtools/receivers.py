@@ -105,17 +105,39 @@ class Receiver:
         self.reset()
         self._transports: set = set()
         self._loop = asyncio.new_event_loop()
+        self._thread = None
+        if thread:
+            # The listening socket is made on the receiver's own thread: the caller's
+            # may be running an event loop of its own (Playwright's sync API does).
+            ready = threading.Event()
+            failed: list[BaseException] = []
+            self._thread = threading.Thread(target=self._run, args=(host, port, ready, failed),
+                                            daemon=True, name="receiver")
+            self._thread.start()
+            ready.wait(30)
+            if failed:
+                raise failed[0]
+        else:
+            self._listen(host, port)
+
+    def _listen(self, host: str, port: int) -> None:
         server = self._loop.run_until_complete(self._loop.create_server(
             lambda: _Connection(self), host, port, backlog=1024))
         self._server = server
         self.port = server.sockets[0].getsockname()[1]
         self.base = f"http://{host}:{self.port}"
         self.url = f"{self.base}/hook"
-        self._thread = None
-        if thread:
-            self._thread = threading.Thread(target=self.serve, daemon=True,
-                                            name=f"receiver-{self.port}")
-            self._thread.start()
+
+    def _run(self, host: str, port: int, ready: threading.Event, failed: list) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._listen(host, port)
+        except BaseException as exc:  # noqa: BLE001 - raised in the constructor
+            failed.append(exc)
+            ready.set()
+            return
+        ready.set()
+        self.serve()
 
     def serve(self) -> None:
         """Serve until ``stop()``: on its own thread, or (``thread=False``) on the
