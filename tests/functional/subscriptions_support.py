@@ -2,11 +2,12 @@
 webhook receiver is devtools/receivers.py's, shared with the bench)."""
 from __future__ import annotations
 
+import pytest
 import requests
 
 from forwarders.api import wsgi
 from devtools.net import free_port  # noqa: F401 - tests import it from here
-from tests.functional.conftest import load_conf, write_pipelines
+from tests.functional.conftest import load_conf, wait_for, write_pipelines
 
 SUBSCRIPTIONS_PIPELINE = """
 [forwarding]
@@ -68,3 +69,22 @@ class API:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def api_command(stack, config_file, processes, es_url=None) -> str:
+    """``searchlight-forward-api`` (the console script, its own process) on the
+    configuration ``stack`` wrote; its URL once /healthz answers."""
+    from tests.functional.test_poison import set_options
+    stack().stop()                      # only its configuration; the command serves
+    if es_url:
+        set_options(config_file, "elasticsearch", f"hosts = {es_url}")
+    proc = processes("api", config_file)
+    url = f"http://127.0.0.1:{load_conf(config_file).subscriptions.api_port}"
+
+    def answers():
+        try:
+            return requests.get(url + "/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return proc.proc.poll() is not None and pytest.fail(proc.log())
+    wait_for(answers, 60, "searchlight-forward-api")
+    return url

@@ -13,9 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.faultproxy import FaultProxy
 from tests.conftest import ES_URL
-from tests.functional.conftest import load_conf, wait_for
-from tests.functional.subscriptions_support import started_apis
-from tests.functional.test_poison import set_options
+from tests.functional.conftest import wait_for
+from tests.functional.subscriptions_support import api_command, started_apis
 
 KNOWN_CODES = ("200", "201", "204", "400", "401", "403", "404", "405", "408", "409",
                "410", "411", "413", "415", "500", "503")
@@ -32,22 +31,6 @@ def es_proxy():
     proxy = FaultProxy(host, int(port)).start()
     yield proxy
     proxy.stop()
-
-
-def api_command(stack, config_file, processes, es_url=None) -> str:
-    stack().stop()                      # only its configuration; the command serves
-    if es_url:
-        set_options(config_file, "elasticsearch", f"hosts = {es_url}")
-    proc = processes("api", config_file)
-    url = f"http://127.0.0.1:{load_conf(config_file).subscriptions.api_port}"
-
-    def answers():
-        try:
-            return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return proc.proc.poll() is not None and pytest.fail(proc.log())
-    wait_for(answers, 60, "searchlight-forward-api")
-    return url
 
 
 def get(url: str) -> tuple[int, str, str]:

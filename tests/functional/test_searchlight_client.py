@@ -27,24 +27,13 @@ from searchlightclient import client as searchlight_client
 
 from tests.conftest import RUN
 from tests.functional.conftest import load_conf, write_pipelines
+from tests.functional.searchlight_support import HOST, PIPELINES
 from tests.functional.subscriptions_support import API, free_port, subscriptions_conf
 from tests.functional.websocket_support import ALL_TYPES, SERVER, VOLUME, document_change
 
 pytestmark = pytest.mark.timeout(180)
 
 OPENSTACK = pathlib.Path(sys.executable).parent / "openstack"
-PIPELINES = """
-[forwarding]
-pipelines =
-
-[view:websocket]
-filters = no_keys
-
-[filter:no_keys]
-use = egg:searchlight-forward#regex_fields
-patterns = ^key_name$
-"""
-HOST = "OS-EXT-SRV-ATTR:host"      # admin-only (Nova's plugin)
 
 
 @pytest.fixture

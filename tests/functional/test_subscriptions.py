@@ -17,9 +17,9 @@ import standardwebhooks
 
 from searchlight_forward import metrics
 from forwarders.cmd import subscriptions as cli
-from tests.functional.conftest import load_conf, wait_for
+from tests.functional.conftest import wait_for
 from devtools.receivers import Receiver
-from tests.functional.subscriptions_support import started_apis
+from tests.functional.subscriptions_support import api_command, started_apis
 from tests.functional.websocket_support import ADMIN_ONLY, SERVER, document_change
 
 ADMIN_FIELD = "OS-EXT-SRV-ATTR:host"
@@ -376,16 +376,7 @@ def test_a_rate_limited_subscription_is_paced_and_misses_nothing(
 
 
 def test_the_api_command_serves_behind_keystone(stack, config_file, processes, keystone):
-    stack().stop()                      # only its configuration; the command serves
-    proc = processes("api", config_file)
-    url = f"http://127.0.0.1:{load_conf(config_file).subscriptions.api_port}"
-
-    def answers():
-        try:
-            return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return proc.proc.poll() is not None and pytest.fail(proc.log())
-    wait_for(answers, 60, "searchlight-forward-api")
+    url = api_command(stack, config_file, processes)
     assert requests.get(url + "/v1/subscriptions", timeout=10).status_code == 401
     listed = requests.get(url + "/v1/subscriptions", timeout=10,
                           headers={"X-Auth-Token": keystone.token("demo-reader")})
