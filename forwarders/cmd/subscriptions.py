@@ -21,6 +21,8 @@ import sys
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import loading
 
+from forwarders.cmd import subscriptions_client
+
 COMMAND = "searchlight-forward-subscriptions"
 
 
@@ -70,28 +72,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def request(args) -> tuple[str, str, dict | None, dict]:
-    """(method, path, body, query) for the parsed command (pure)."""
-    base = "/v1/subscriptions"
+def call(client: subscriptions_client.Client, args):
+    """The parsed command's call; the answer in the API's own shape."""
     fields = ("name", "resource_types", "event_types", "priorities", "rate_limit",
               "email_mode", "digest_interval", "endpoint", "state", "protocol",
               "project_id", "start_from")
     body = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     if args.command == "list":
-        return "GET", base, None, {"all_projects": "true"} if args.all_projects else {}
+        return {"subscriptions": client.list(all_projects=args.all_projects)}
     if args.command == "create":
         if args.all_projects:
             body["all_projects"] = True
-        return "POST", base, body, {}
+        return {"subscription": client.create(**body)}
     if args.command == "update":
-        return "PATCH", f"{base}/{args.id}", body, {}
+        return {"subscription": client.update(args.id, **body)}
     if args.command == "rotate-secret":
-        extra = {} if args.expire_previous_in is None else {
-            "expire_previous_in": args.expire_previous_in}
-        return "POST", f"{base}/{args.id}/secret/rotate", extra, {}
+        return {"secrets": client.rotate_secret(args.id, args.expire_previous_in)}
     if args.command == "secret":
-        return "GET", f"{base}/{args.id}/secret", None, {}
-    return {"show": "GET", "delete": "DELETE"}[args.command], f"{base}/{args.id}", None, {}
+        return {"secrets": client.secrets(args.id)}
+    if args.command == "delete":
+        return client.delete(args.id)
+    return {"subscription": client.get(args.id)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,20 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     except ks_exceptions.ClientException as exc:
         sys.exit(f"{COMMAND}: credentials: {exc} (source an openrc file or give --os-*)")
     sess = loading.load_session_from_argparse_arguments(args, auth=auth)
-    method, path, body, query = request(args)
+    client = subscriptions_client.Client(sess, args.api_url)
+    failed = False
     try:
-        resp = sess.request(args.api_url.rstrip("/") + path, method, json=body,
-                            params=query, raise_exc=False)
+        data = call(client, args)
+    except subscriptions_client.APIError as exc:
+        data, failed = exc.body, True
     except ks_exceptions.ClientException as exc:
         sys.exit(f"{COMMAND}: {exc}")
-    if resp.status_code == 204:
-        return 0
-    try:
-        data = resp.json()
-    except ValueError:
-        data = {"status": resp.status_code, "body": resp.text[:500]}
-    print(json.dumps(data, indent=2, sort_keys=True))
-    return 0 if resp.status_code < 400 else 1
+    if data is not None:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
