@@ -23,7 +23,7 @@ class Entry:
     """
 
     __slots__ = ("index", "shard", "seq_no", "source", "version", "resync", "memo", "after",
-                 "shared")
+                 "shared", "_problem")
 
     def __init__(self, index: str, shard: int, seq_no: int, source: Mapping[str, Any],
                  version: int | None = None, resync: bool = False):
@@ -37,6 +37,7 @@ class Entry:
         self.memo: Any = None
         self.shared: Any = None
         self.after: Position | None = None
+        self._problem: str | None | bool = False    # False: not checked yet
 
     @classmethod
     def from_hit(cls, hit: Mapping[str, Any], shard: int, resync: bool = False) -> "Entry":
@@ -69,7 +70,13 @@ class Entry:
         """Why no reader can hand this entry on, or None: the fields every reader
         routes by (type, id, project, role) are not what the indexer writes. The
         listener refuses such documents; one written before it did (or by another
-        writer) is recorded as a dead letter by each reader, which goes on."""
+        writer) is recorded as a dead letter by each reader, which goes on. Checked
+        once per entry: every reader of a page shares it."""
+        if self._problem is False:
+            self._problem = self._check()
+        return self._problem
+
+    def _check(self) -> str | None:
         source = self.source
         for field, ok, expected in (
                 ("resource_type", _text, "a non-empty string"),

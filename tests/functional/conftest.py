@@ -41,6 +41,7 @@ from tests.conftest import (AMQP_URL, ES_URL, ROOT, RUN, SEARCH_BACKEND, START_H
 from tests.functional.websocket_support import (A, ADMIN_ONLY, ALL_TYPES, B, C, PLUGINS,
                                                 Client, document_change)
 from devtools.keystone import LocalKeystone
+from devtools.receivers import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -327,6 +328,20 @@ def clients():
             client.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+@pytest.fixture
+def receivers():
+    """receivers(**options): real webhook receivers (devtools.receivers), stopped at
+    teardown."""
+    made = []
+
+    def make(**kw) -> Receiver:
+        made.append(Receiver(**kw))
+        return made[-1]
+    yield make
+    for r in made:
+        r.stop()
 
 
 # -- Keystone and direct writes -----------------------------------------------------

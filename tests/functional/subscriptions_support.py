@@ -88,3 +88,14 @@ def api_command(stack, config_file, processes, es_url=None) -> str:
             return proc.proc.poll() is not None and pytest.fail(proc.log())
     wait_for(answers, 60, "searchlight-forward-api")
     return url
+
+
+def syslog_api(config_file, names, keystone, rsyslog) -> "API":
+    """The API on the test's config for syslog subscriptions: the subscriptions view,
+    rsyslog's CA trusted, leases long enough for TLS handshakes."""
+    port = free_port()
+    text = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
+    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
+    config_file.write_text(text + subscriptions_conf(names, keystone, port,
+                                                     syslog_ca_file=rsyslog.certs.ca))
+    return API(config_file, port)

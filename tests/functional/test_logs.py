@@ -19,7 +19,7 @@ from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.test_dead_letters import image_payload
 from tests.functional.test_poison import publish_image, set_options
 from tests.functional.test_status_endpoints import free_port, ready
-from tests.functional.test_subscriptions import hooked, receivers, stack  # noqa: F401 - fixtures
+from tests.functional.test_subscriptions import hooked, stack  # noqa: F401 - fixtures
 
 OPENSEARCH_URL = os.environ.get("SF_OPENSEARCH_URL", "http://127.0.0.1:9201")
 OUTAGE = 15.0          # seconds Elasticsearch is away

@@ -13,7 +13,6 @@ import uuid
 
 import pytest
 
-from devtools.receivers import Receiver
 from tests.conftest import RUN
 from tests.functional.conftest import wait_for
 from tests.functional.subscriptions_support import started_apis
@@ -33,18 +32,6 @@ def region(config_file, names, keystone, es):
         name = f"{RUN}-search-{uuid.uuid4().hex[:6]}"
         with keystone.catalog_entry("search", name, api.url) as found:
             yield api, found
-
-
-@pytest.fixture
-def receivers():
-    made = []
-
-    def make(**kw) -> Receiver:
-        made.append(Receiver(**kw))
-        return made[-1]
-    yield make
-    for r in made:
-        r.stop()
 
 
 def run_json(keystone, user, region, *args):

@@ -33,18 +33,6 @@ def stack(config_file, names, keystone, es):
     yield from started_apis(config_file, names, keystone, es)
 
 
-@pytest.fixture
-def receivers():
-    made = []
-
-    def make(**kw) -> Receiver:
-        made.append(Receiver(**kw))
-        return made[-1]
-    yield make
-    for r in made:
-        r.stop()
-
-
 class Hooked:
     """A demo member's confirmed webhook subscription, delivered by a running
     delivery service: the API, token, project, receiver, subscription, service."""

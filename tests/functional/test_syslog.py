@@ -143,16 +143,10 @@ def test_a_tenant_subscribes_its_own_syslog_server_and_confirms_from_the_log(
 
     import requests
 
-    from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
-                                                         free_port, subscriptions_conf)
+    from tests.functional.subscriptions_support import syslog_api
     demo = keystone.users["demo"]["project_id"]
     alt = keystone.users["alt"]["project_id"]
-    port = free_port()
-    text = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
-    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
-    config_file.write_text(text + subscriptions_conf(names, keystone, port,
-                                                     syslog_ca_file=rsyslog.certs.ca))
-    api = API(config_file, port)
+    api = syslog_api(config_file, names, keystone, rsyslog)
     token = keystone.token("demo")
     try:
         plain = api.call("POST", "/v1/subscriptions", token, {

@@ -11,9 +11,8 @@ import requests
 
 from searchlight_forward.indexer import layout
 from searchlight_forward.model import documents
-from tests.functional.conftest import wait_for, write_pipelines
-from tests.functional.subscriptions_support import (API, SUBSCRIPTIONS_PIPELINE,
-                                                     free_port, subscriptions_conf)
+from tests.functional.conftest import wait_for
+from tests.functional.subscriptions_support import syslog_api
 from devtools.rsyslog import Rsyslog
 from tests.functional.test_replay import manage
 
@@ -32,12 +31,7 @@ def rsyslog(tmp_path_factory):
 def tenant_syslog(config_file, names, keystone, es, start_delivery, rsyslog):
     """A demo member's confirmed syslog subscription (TLS) delivered by a running
     delivery service: (project, subscription id, service, lines(prefix))."""
-    port = free_port()
-    text = config_file.read_text().replace("lease_seconds = 6", "lease_seconds = 20")
-    write_pipelines(config_file, SUBSCRIPTIONS_PIPELINE)
-    config_file.write_text(text + subscriptions_conf(names, keystone, port,
-                                                     syslog_ca_file=rsyslog.certs.ca))
-    api = API(config_file, port)
+    api = syslog_api(config_file, names, keystone, rsyslog)
     token = keystone.token("demo")
     try:
         created = api.call("POST", "/v1/subscriptions", token, {

@@ -139,13 +139,17 @@ class ListSubscription(command.Lister):
                  for s in subs))
 
 
+def _subscription_argument(parser, help_text: str) -> None:
+    """The one positional argument of the commands about one subscription."""
+    parser.add_argument("subscription", metavar="<subscription>", help=help_text)
+
+
 class ShowSubscription(command.ShowOne):
     _description = "Display subscription details"
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("subscription", metavar="<subscription>",
-                            help="Subscription to display (ID)")
+        _subscription_argument(parser, "Subscription to display (ID)")
         return parser
 
     def take_action(self, parsed_args):
@@ -157,8 +161,7 @@ class SetSubscription(command.Command):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("subscription", metavar="<subscription>",
-                            help="Subscription to modify (ID)")
+        _subscription_argument(parser, "Subscription to modify (ID)")
         parser.add_argument("--endpoint", metavar="<endpoint>",
                             help="New endpoint (to be confirmed again)")
         state = parser.add_mutually_exclusive_group()
@@ -210,8 +213,7 @@ class ConfirmSubscription(command.ShowOne):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("subscription", metavar="<subscription>",
-                            help="Subscription to confirm (ID)")
+        _subscription_argument(parser, "Subscription to confirm (ID)")
         parser.add_argument("--token", metavar="<token>", required=True,
                             help="The confirmation link's token (its ?token=)")
         return parser
@@ -230,8 +232,7 @@ class ShowSubscriptionSecret(command.Lister):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("subscription", metavar="<subscription>",
-                            help="Subscription (ID)")
+        _subscription_argument(parser, "Subscription (ID)")
         return parser
 
     def take_action(self, parsed_args):
@@ -244,8 +245,7 @@ class RotateSubscriptionSecret(command.Lister):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("subscription", metavar="<subscription>",
-                            help="Subscription (ID)")
+        _subscription_argument(parser, "Subscription (ID)")
         parser.add_argument("--expire-previous-in", metavar="<seconds>", type=float,
                             help="Seconds the previous secret still signs")
         return parser
