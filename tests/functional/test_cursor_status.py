@@ -18,7 +18,7 @@ from tests.functional.test_dead_letters import image_payload
 from tests.functional.test_poison import publish_image
 from tests.functional.test_replay import manage
 from tests.functional.test_subscriptions import (  # noqa: F401 - fixtures
-    disabled_after_answering, hooked, receivers, stack)
+    disabled_after_answering, hooked, stack)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import standardwebhooks
 from tests.functional.conftest import wait_for
 from tests.functional.test_replay import manage
 from tests.functional.test_subscriptions import (  # noqa: F401 - fixtures
-    hooked, receivers, stack)
+    hooked, stack)
 
 SIGNED = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
