@@ -7,9 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONF := etc/searchlight-forward.conf
-# make demo AUTH=keystone: real Keystone tokens open the live table (default: the
-# demo token file)
-AUTH ?= token_file
+# make demo AUTH=token_file: the demo token file opens the WebSocket instead of
+# the Horizon session's Keystone token (Horizon's live tables then cannot log in)
+AUTH ?= keystone
 # make demo SEARCH=opensearch: the demo on the local OpenSearch 2.19 (default:
 # Elasticsearch 8.19; scripts/servers.py up starts both)
 SEARCH ?= elasticsearch
@@ -29,11 +29,14 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 .PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
-# is an example client, installed beside the service (not part of it).
-$(VENV)/.installed: setup.cfg pyproject.toml examples/telco-consumer/pyproject.toml
+# is an example client, installed beside the service (not part of it); the Horizon
+# plugin (horizon-plugin/) is its own distribution, here for its pure tests (Horizon
+# itself runs from its own venv: scripts/servers.py).
+$(VENV)/.installed: setup.cfg pyproject.toml examples/telco-consumer/pyproject.toml \
+		horizon-plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' -e examples/telco-consumer
+	$(BIN)/pip install -q -e '.[test]' -e examples/telco-consumer -e horizon-plugin
 	touch $@
 
 servers:
@@ -74,7 +77,7 @@ lint-imports: $(VENV)/.installed
 
 test: test-ready
 	$(MAKE) --no-print-directory lint-imports
-	$(PYTEST) tests
+	$(PYTEST) tests horizon-plugin/tests
 	$(MAKE) --no-print-directory test-opensearch
 
 # The subset above on OpenSearch (SF_SEARCH_BACKEND: tests/conftest.py).

@@ -96,6 +96,19 @@ class LocalKeystone:
                             "project_id": project_id, "roles": roles}
         return self.users[name]
 
+    def add_role(self, user: str, project: str, role: str) -> None:
+        """Give ``user`` (a name in ``users``) ``role`` on another ``project``."""
+        role_id = self._admin.get(f"{self.auth_url}/roles?name={role}").json()[
+            "roles"][0]["id"]
+        self._admin.put(f"{self.auth_url}/projects/{self.projects[project]}/users/"
+                        f"{self.users[user]['user_id']}/roles/{role_id}")
+
+    def check_token(self, token: str) -> dict:
+        """Keystone's view of ``token``; raises (keystoneauth1 NotFound) if it is
+        revoked, expired or unknown."""
+        return self._admin.get(f"{self.auth_url}/auth/tokens",
+                               headers={"X-Subject-Token": token}).json()["token"]
+
     def cleanup(self) -> None:
         """Delete what ``add_project`` and ``add_user`` made."""
         for path in reversed(self._created):

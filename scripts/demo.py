@@ -6,10 +6,12 @@ configuration and pipelines, and a generator (devtools/) that publishes a realis
 stream for three projects the way the services' oslo_messaging.Notifier does. Prints where to look, and on Ctrl-C stops everything it
 started and the local servers.
 
-``--auth keystone`` (``make demo AUTH=keystone``): the WebSocket server validates
-real Keystone tokens from the local Keystone instead of the demo token file, the
-generator uses Keystone's demo project ids, and fresh tokens are printed
-(``--print-token USER`` prints another one later).
+Horizon 27 with the plugin (started by ``scripts/servers.py up`` on 127.0.0.1:8770)
+shows the live tables: log in as one of the printed users. The WebSocket server
+validates the Horizon session's Keystone tokens against the local Keystone, and the
+generator publishes for Keystone's demo projects. ``--auth token_file`` (``make demo
+AUTH=token_file``): the demo token file instead, for scripted WebSocket clients
+(Horizon's tables then cannot log in); ``--print-token USER`` prints a Keystone token.
 
 ``--search opensearch`` (``make demo SEARCH=opensearch``): every process uses the
 local OpenSearch (127.0.0.1:9201) instead of Elasticsearch, through an extra
@@ -30,14 +32,16 @@ import kombu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSPORT_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
-PAGE = "http://127.0.0.1:8765/"
+PAGE = "http://127.0.0.1:8765/"        # the WebSocket server (/status, /metrics)
+HORIZON = "http://127.0.0.1:8770/"     # scripts/servers.py's Horizon
 SEARCH_URLS = {"elasticsearch": "http://127.0.0.1:9200", "opensearch": "http://127.0.0.1:9201"}
 TOKENS = os.path.join(ROOT, "etc", "websocket-tokens.json")
 STATE = os.environ.get("SF_STATE_DIR") or os.path.join(ROOT, ".state")
 ACCOUNTS = os.environ.get("SF_KEYSTONE_ACCOUNTS") or os.path.join(STATE, "keystone",
                                                                   "accounts.json")
-KEYSTONE_USERS = (("demo", "member of demo"), ("alt-reader", "reader of alt-demo"),
-                  ("admin", "admin; can show all projects"))
+KEYSTONE_USERS = (("demo", "member of demo"), ("alt", "member of alt-demo"),
+                  ("demo-reader", "reader of demo (no Admin dashboard)"),
+                  ("admin", "admin: Admin > Live shows every project"))
 
 
 def wait_until(predicate, seconds: float, what: str) -> None:
@@ -99,14 +103,15 @@ def service_credentials(accounts: dict) -> str:
 
 
 def keystone_tokens(accounts: dict) -> tuple[str, str]:
+    """(generator project ids, the Horizon logins to print)."""
     projects = accounts["projects"]
     project_ids = (f"demo={projects['demo']},alt_demo={projects['alt-demo']},"
                    f"admin={projects['admin']}")
-    lines = [f"{user} ({what}):\n                  {keystone_token(accounts, user)}"
-             for user, what in KEYSTONE_USERS]
-    tokens = ("Keystone tokens (valid 1 h; a fresh one: .venv/bin/python scripts/demo.py "
-              "--print-token demo):\n                " + "\n                ".join(lines))
-    return project_ids, tokens
+    lines = [f"{accounts['users'][user]['name']:12} {accounts['users'][user]['password']:22}"
+             f" {what}" for user, what in KEYSTONE_USERS]
+    logins = ("Log in (user, password):\n                "
+              + "\n                ".join(lines))
+    return project_ids, logins
 
 
 def api_setup(accounts: dict) -> str:
@@ -151,7 +156,7 @@ def main() -> int:
     parser.add_argument("--search", choices=tuple(SEARCH_URLS), default="elasticsearch",
                         help="the search server every process uses (both are started "
                              "by scripts/servers.py up)")
-    parser.add_argument("--auth", choices=("token_file", "keystone"), default="token_file",
+    parser.add_argument("--auth", choices=("token_file", "keystone"), default="keystone",
                         help="what opens the WebSocket: the demo token file or real "
                              "tokens of the local Keystone")
     parser.add_argument("--print-openrc", metavar="USER",
@@ -226,7 +231,7 @@ def main() -> int:
 searchlight-forward is running on {args.search} (up in {time.monotonic() - started:.0f}s); a generator
 publishes {args.rate:g} notifications/s for three projects.
 
-  Live table:   {PAGE}
+  Horizon:      {HORIZON}  (live tables: Project > Live, Admin > Live)
                 {token_help}
   Telco queue:  .venv/bin/searchlight-forward-telco-consumer --project ops \\
                   --queue openstack-resources   (Zaqar at http://127.0.0.1:8888;

@@ -9,7 +9,7 @@ Stdlib only: it runs before any virtualenv exists.
     python3 scripts/servers.py logs NAME [-n N]  # tail of the server's log(s)
     python3 scripts/servers.py env               # export lines for the tests
 
-Servers: redis, rabbitmq, elasticsearch, opensearch, keystone, zaqar.  Everything binds to 127.0.0.1.
+Servers: redis, rabbitmq, elasticsearch, opensearch, keystone, zaqar, horizon (Horizon 27 with the plugin in horizon-plugin/).  Everything binds to 127.0.0.1.
 All state (downloads, data, configs, logs, pid files) lives in <repo>/.state,
 or in $SF_STATE_DIR.  Each server has <state>/<name>/<name>.log and
 <state>/<name>/<name>.pid.  Keystone's users, passwords and ids for the tests
@@ -1290,8 +1290,140 @@ backend = dogpile.cache.memory
         return what
 
 
+class Horizon(VenvServer):
+    """Horizon 27 with searchlight-forward's plugin (horizon-plugin/, installed
+    editable), served by waitress with its static files collected and compressed
+    offline (scripts/horizon_launcher.py), logging in against the local Keystone.
+    Settings go where an operator puts them: the venv's
+    openstack_dashboard/local/local_settings.py, the plugin's enabled files copied
+    to local/enabled/ and its settings snippet to local/local_settings.d/.  This one
+    serves the demo, its live tables on the demo's WebSocket server; tests start
+    their own from the same venv (devtools/horizon.py), pointed at their own
+    WebSocket server through SF_HORIZON_WEBSOCKET_URL."""
+    name = "horizon"
+    port = 8770
+    requires = ("keystone",)
+    ready_timeout = 90.0
+    # 27.0.0 brings Django 5.2; WhiteNoise serves what collectstatic gathered.
+    pip_spec = ["horizon==27.0.0", "waitress==3.0.*", "whitenoise==6.*",
+                "-e", str(REPO / "horizon-plugin")]
+    dist_name = "horizon"
+    venv_bin = "django-admin"
+    plugin = REPO / "horizon-plugin" / "searchlight_forward_dashboard"
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def env_exports(self):
+        return {"SF_HORIZON_URL": self.url}
+
+    @property
+    def static_root(self) -> Path:
+        return self.dir / "static"
+
+    def local_dir(self) -> Path:
+        found = sorted(self.venv.glob("lib/python*/site-packages/openstack_dashboard/local"))
+        if not found:
+            raise ServerError("Horizon's openstack_dashboard/local is missing from "
+                              f"{self.venv}", f"`rm -rf {self.venv}` and run up again")
+        return found[0]
+
+    @staticmethod
+    def websocket_url() -> str:
+        """The demo's WebSocket server: [websocket] host and port of
+        etc/searchlight-forward.conf (scripts/demo.py starts it), else defaults."""
+        import configparser
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(REPO / "etc" / "searchlight-forward.conf")
+        except configparser.Error:
+            pass
+        host = parser.get("websocket", "host", fallback=HOST).strip()
+        if host in ("", "0.0.0.0", "::"):
+            host = HOST
+        return f"ws://{host}:{parser.get('websocket', 'port', fallback='8765').strip()}/"
+
+    def secret_key(self) -> str:
+        path = self.dir / "secret_key"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def configure(self):
+        local = self.local_dir()
+        (local / "local_settings.py").write_text(f"""\
+# written by scripts/servers.py: Horizon for the demo and the tests, on 127.0.0.1
+import os
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+SECRET_KEY = {self.secret_key()!r}
+OPENSTACK_HOST = "127.0.0.1"
+OPENSTACK_KEYSTONE_URL = "http://{HOST}:{Keystone.port}/v3"
+OPENSTACK_KEYSTONE_DEFAULT_ROLE = "member"
+# Sessions in the process's memory: one waitress process per Horizon here.
+CACHES = {{"default": {{"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}}}
+STATIC_ROOT = {str(self.static_root)!r}
+COMPRESS_OFFLINE = True
+""")
+        for old in (local / "enabled").glob("_6*_searchlight_forward_*.py"):
+            old.unlink()
+        for enabled in (self.plugin / "enabled").glob("_6*.py"):
+            shutil.copy(enabled, local / "enabled" / enabled.name)
+        (local / "enabled" / "_6999_searchlight_forward_demo_default_panels.py").unlink(
+            missing_ok=True)
+        (local / "local_settings.d" / "_6000_searchlight_forward.py").write_text(f"""\
+# written by scripts/servers.py from the plugin's _6000_searchlight_forward.py.example
+import os
+
+SEARCHLIGHT_FORWARD = {{
+    "websocket_url": os.environ.get("SF_HORIZON_WEBSOCKET_URL", {self.websocket_url()!r}),
+    "session_check_interval": int(os.environ.get("SF_HORIZON_SESSION_CHECK", "30")),
+    "revoke_token_on_logout": True,
+}}
+# This Horizon has no Nova: the Overview panel a login lands on would refuse
+# everyone, so a login lands on the live instances.
+HORIZON_CONFIG["user_home"] = WEBROOT + "project/live_instances/"
+""")
+        self.collect_static()
+
+    def collect_static(self):
+        """collectstatic and compress, again only when what they read changed."""
+        import hashlib
+        digest = hashlib.sha256(self.installed_version().encode())
+        for path in sorted(self.plugin.rglob("*")):
+            if path.is_file() and path.suffix in (".js", ".scss", ".html", ".py"):
+                digest.update(path.name.encode() + path.read_bytes())
+        stamp = self.dir / "static.stamp"
+        if stamp.exists() and stamp.read_text() == digest.hexdigest() \
+                and self.static_root.exists():
+            return
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "openstack_dashboard.settings",
+               "PYTHONWARNINGS": "ignore"}
+        admin = self.venv / "bin" / "django-admin"
+        run_logged([admin, "collectstatic", "--noinput", "--clear", "-v0"], self.log, 300,
+                   env=env, cwd=self.dir, what="configure: collectstatic")
+        run_logged([admin, "compress", "--force"], self.log, 300, env=env, cwd=self.dir,
+                   what="configure: compress")
+        stamp.write_text(digest.hexdigest())
+
+    def command(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env.update(DJANGO_SETTINGS_MODULE="openstack_dashboard.settings",
+                   PYTHONWARNINGS="ignore")
+        return ([str(self.venv / "bin" / "python"), str(REPO / "scripts" / "horizon_launcher.py"),
+                 "--port", str(self.port)], env, self.dir)
+
+    def ready(self):
+        status, _ = http_get("/auth/login/", self.port)
+        return status == 200
+
+
 SERVERS: dict[str, Server] = {s.name: s for s in (Redis(), RabbitMQ(), Elasticsearch(),
-                                                     OpenSearch(), Keystone(), Zaqar())}
+                                                     OpenSearch(), Keystone(), Zaqar(),
+                                                     Horizon())}
 ORDER = list(SERVERS)          # start order; down goes in reverse
 
 

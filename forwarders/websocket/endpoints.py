@@ -1,12 +1,13 @@
-"""The WebSocket server's plain HTTP on the same port: the live table's static
-files, ``/status``, ``/metrics``, ``/healthz`` and ``/readyz``, and the refusal of
-handshakes beyond ``max_unauthenticated`` (``websockets``' ``process_request``)."""
+"""The WebSocket server's plain HTTP on the same port: ``/status``, ``/metrics``,
+``/healthz`` and ``/readyz``, a pointer for anything else that is not a WebSocket
+handshake, and the refusal of handshakes beyond ``max_unauthenticated``
+(``websockets``' ``process_request``). The live tables are in Horizon
+(horizon-plugin/, docs/horizon.md)."""
 from __future__ import annotations
 
 import collections
 import http
 import json
-import pathlib
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import ServerConnection
@@ -15,18 +16,9 @@ from forwarders.websocket import protocol
 from searchlight_forward import metrics
 from searchlight_forward.status import health
 
-# The live table page (docs/live-table.md): a fixed whitelist, nothing else is served.
-STATIC_DIR = pathlib.Path(__file__).with_name("static")
-STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-                "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-                "/app.css": ("app.css", "text/css; charset=utf-8")}
-STATIC_HEADERS = {
-    "Cache-Control": "no-cache",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; connect-src 'self' ws: wss:; "
-                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-}
+NOT_A_HANDSHAKE = ("this port speaks WebSocket (docs/websocket.md) and answers /status, "
+                   "/metrics, /healthz and /readyz; the live tables are in Horizon "
+                   "(docs/horizon.md)\n")
 
 
 def _typed(response, content_type: str):
@@ -68,16 +60,8 @@ class Endpoints:
             code, body = health(self.liveness if path == "/healthz" else self.readiness)
             return _typed(connection.respond(http.HTTPStatus(code), body),
                           "application/json")
-        static = STATIC_FILES.get(path)
-        if static is not None and not upgrade:
-            name, content_type = static
-            try:
-                text = (STATIC_DIR / name).read_text(encoding="utf-8")
-            except OSError:
-                return connection.respond(http.HTTPStatus.NOT_FOUND, "not installed\n")
-            response = _typed(connection.respond(http.HTTPStatus.OK, text), content_type)
-            response.headers.update(STATIC_HEADERS)
-            return response
+        if not upgrade:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, NOT_A_HANDSHAKE)
         return None
 
     def liveness(self) -> list[str]:

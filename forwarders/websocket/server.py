@@ -25,7 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from forwarders.livesearch.query import Vocabularies
 from forwarders.websocket.auth import InvalidToken, TokenValidator
 from forwarders.websocket.connection import MAX_RESUME_ROUNDS, Connection
-from forwarders.websocket.endpoints import STATIC_DIR, STATIC_FILES, STATIC_HEADERS, Endpoints
+from forwarders.websocket.endpoints import Endpoints
 from forwarders.websocket.fanout import FanOut
 from forwarders.pipeline.render import Renderer
 from forwarders.websocket.protocol import Subscription
@@ -48,8 +48,7 @@ _Client = Connection      # the old name
 # (ServerThread, a WebSocketServer on a thread of its own for tests, bench and
 # embedding, is devtools.websocket_thread.ServerThread: the package never imports
 # the tooling.)
-__all__ = ["WebSocketServer", "WebSocketSettings", "Connection", "MAX_RESUME_ROUNDS",
-           "STATIC_DIR", "STATIC_FILES", "STATIC_HEADERS"]
+__all__ = ["WebSocketServer", "WebSocketSettings", "Connection", "MAX_RESUME_ROUNDS"]
 
 @dataclasses.dataclass
 class WebSocketSettings:

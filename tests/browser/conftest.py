@@ -1,7 +1,10 @@
-"""Browser fixtures: headless Chromium (Debian's ``chromium``) driven by Playwright.
+"""Browser fixtures: headless Chromium (Debian's ``chromium``) driven by Playwright,
+and a real Horizon 27 with the plugin (devtools/horizon.py).
 
 The real servers and the in-process listener/WebSocket server come from the
-functional fixtures; this adds a browser, pages on the WebSocket server's port, a
+functional fixtures; this adds a browser, a Horizon of each pytest worker's own
+whose live tables open a WebSocket port fixed for that worker (each test starts its
+own WebSocket server on it, validating the Horizon session's Keystone tokens), a
 per-test time bound and a screenshot of every page of a failed test in
 ``tests/browser/artifacts/``.
 """
@@ -11,15 +14,16 @@ import json
 import os
 import pathlib
 import re
-import uuid
 
 import pytest
 
 
 
 # The functional fixtures, reused as they are (pytest finds them by name here).
+from devtools.horizon import HorizonProcess, log_in
+from devtools.net import free_port
 from tests.functional.conftest import (broker, config_file, es, names,  # noqa: F401 (fixtures)
-                                       keystone, publisher, start_listener, writer,
+                                       keystone, publisher, start_listener, tokens, writer,
                                        ws_server)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -27,25 +31,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = pathlib.Path(__file__).resolve().parent / "artifacts"
 PAGE_TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-def projects():
-    """Project ids of this test alone (tokens pinned to them)."""
-    return {"member": uuid.uuid4().hex, "admin": uuid.uuid4().hex}
-
-
-@pytest.fixture
-def tokens(tmp_path, projects):
-    """The token file ``ws_server`` serves (replaces the functional one)."""
-    path = tmp_path / "tokens.json"
-    path.write_text(json.dumps({
-        "tok-a": {"user_id": "alice", "project_id": projects["member"],
-                  "roles": ["member", "reader"]},
-        "tok-admin": {"user_id": "root", "project_id": projects["admin"],
-                      "roles": ["admin", "member"]},
-    }))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -76,41 +61,114 @@ def pytest_runtest_makereport(item, call):
 
 
 
+WAIT_MS = 30_000
+
+
 @pytest.fixture
-def open_page(browser, request):
-    """open_page(url, token=None) -> a logged-in Page in its own browser context.
+def pages(browser, request):
+    """pages(user, keystone, horizon_url, path) -> (Page, Frames): a browser context
+    of its own, logged in as ``user`` through Horizon's login form, landed on
+    ``path``. Collects the page's console lines and uncaught exceptions; after a
+    failed test each page's screenshot goes to tests/browser/artifacts/."""
+    opened: list = []
 
-    Collects the page's uncaught exceptions in ``page.errors`` and its console errors
-    in ``page.console_errors`` (a refused WebSocket is one). After a failed test,
-    each page's screenshot goes to tests/browser/artifacts/<test>-<n>-failed.png.
-    """
-    contexts, pages = [], []
-
-    def open_(url: str, token: str | None = None, width: int = 1280, height: int = 720):
+    def open_(user: str, keystone, horizon_url: str, path: str = "/project/live_instances/",
+              width: int = 1400, height: int = 800):
         context = browser.new_context(viewport={"width": width, "height": height})
-        contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.errors, page.console_errors = [], []
+        page.set_default_timeout(WAIT_MS)
+        page.console_lines, page.errors = [], []
+        page.on("console", lambda msg: page.console_lines.append(msg.text))
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-        page.on("console", lambda msg: msg.type == "error"
-                and page.console_errors.append(msg.text))
-        page.goto(url)
-        if token is not None:
-            page.fill("#token", token)
-            page.click("#login-button")
-        pages.append(page)
-        return page
+        opened.append(page)
+        frames = Frames(page)
+        u = keystone.users[user]
+        log_in(page, horizon_url, u["name"], u["password"], next_path=path)
+        return page, frames
 
     yield open_
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         ARTIFACTS.mkdir(exist_ok=True)
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-        for n, page in enumerate(pages):
+        for n, page in enumerate(opened):
             try:
                 page.screenshot(path=str(ARTIFACTS / f"{stem}-{n}-failed.png"), full_page=True)
             except Exception:  # noqa: BLE001 - the page may be gone
                 pass
-    for context in contexts:
-        context.close()
+    for page in opened:
+        try:
+            page.context.close()
+        except Exception:  # noqa: BLE001 - already closed by the test
+            pass
+
+
+class Frames:
+    """Every WebSocket a page opens, with the frames it sends and receives (JSON)
+    and whether it closed (Playwright's WebSocket events)."""
+
+    def __init__(self, page):
+        self.sockets: list[dict] = []
+        page.on("websocket", self._opened)
+
+    def _opened(self, ws) -> None:
+        record = {"sent": [], "received": [], "closed": False}
+        self.sockets.append(record)
+        ws.on("framesent", lambda payload: record["sent"].append(json.loads(payload)))
+        ws.on("framereceived", lambda payload: record["received"].append(json.loads(payload)))
+        ws.on("close", lambda _ws: record.__setitem__("closed", True))
+
+    def received(self, kind: str) -> list[dict]:
+        return [f for s in self.sockets for f in s["received"] if f.get("type") == kind]
+
+    def sent(self, action: str) -> list[dict]:
+        return [f for s in self.sockets for f in s["sent"] if f.get("action") == action]
+
+    def tokens_sent(self) -> list[str]:
+        return [f["token"] for f in self.sent("authenticate")]
+
+    def documents(self) -> list[dict]:
+        """Every document the page received (changes, results)."""
+        docs = []
+        for s in self.sockets:
+            for f in s["received"]:
+                if f.get("envelope") and f["envelope"].get("document"):
+                    docs.append(f["envelope"]["document"])
+                for hit in f.get("hits") or ():
+                    if hit.get("document"):
+                        docs.append(hit["document"])
+        return docs
+
+
+# -- Horizon ------------------------------------------------------------------------------
+
+SESSION_CHECK = 5          # s: the pages' Horizon session checks (the minimum)
+TOKEN_RECHECK = 2.0        # s: the WebSocket server's token re-checks in these tests
+
+
+@pytest.fixture(scope="session")
+def horizon_site(tmp_path_factory):
+    """This worker's Horizon; its pages open ws://127.0.0.1:<ws_port>/."""
+    ws_port = free_port()
+    log = tmp_path_factory.mktemp("horizon") / "horizon.log"
+    try:
+        site = HorizonProcess(f"ws://127.0.0.1:{ws_port}/", log, session_check=SESSION_CHECK)
+        site.start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc} (the tests need the local servers: make test-servers)")
+    site.ws_port = ws_port
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def horizon(horizon_site, ws_server, keystone, tmp_path):
+    """horizon(**settings) -> the test's WebSocket server, validating Keystone tokens,
+    on the port this worker's Horizon pages open; ``horizon.url`` is Horizon's."""
+    def start(**settings):
+        settings.setdefault("token_recheck_interval", TOKEN_RECHECK)
+        validator = keystone.validator(tmp_path, cache_ttl=1)
+        return ws_server(validator=validator, port=horizon_site.ws_port, **settings)
+    start.url = horizon_site.url
+    start.site = horizon_site
+    return start
