@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from forwarders.api import searchlight_query
 from forwarders.api.searchlight_query import Refused  # noqa: F401 - app.py catches it
+from searchlight_forward import search
 from searchlight_forward.changelog.entry import Entry
 from searchlight_forward.indexer.layout import listener_alias, search_alias
 from searchlight_forward.model.documents import ADMIN, DELETED_FIELD, ROLE_FIELD, USER
@@ -286,9 +287,12 @@ class SearchlightV1:
             project = None
         if not request.types:
             return searchlight_query.answer({}, request, self.render)
-        response = self.es.msearch(searches=[
-            {"index": ",".join(request.indices), "ignore_unavailable": True},
-            request.es_body(role, project)])["responses"][0]
+        try:
+            response = self.es.msearch(searches=[
+                {"index": ",".join(request.indices), "ignore_unavailable": True},
+                request.es_body(role, project)])["responses"][0]
+        except search.BadRequestError:     # refused as a whole (not in responses)
+            response = {"error": "bad request", "status": 400}
         if "error" in response:
             if response.get("status") == 400:
                 raise Refused(400, "Query malformed or search parse failure, please "

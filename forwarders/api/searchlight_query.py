@@ -777,6 +777,7 @@ def query_string_fields(text: str) -> list[str]:
 FIELD_METRICS = {"cardinality": AGGREGATABLE, "value_count": AGGREGATABLE,
                  "min": STATS, "max": STATS, "avg": STATS, "sum": STATS,
                  "stats": STATS, "extended_stats": STATS, "missing": None}
+METRICS = tuple(k for k in FIELD_METRICS if k != "missing")    # one value, no buckets
 METRIC_OPTIONS = {"field", "missing", "format", "precision_threshold", "sigma"}
 TERMS_OPTIONS = {"field", "size", "shard_size", "min_doc_count", "shard_min_doc_count",
                  "order", "missing", "include", "exclude", "show_term_doc_count_error",
@@ -828,6 +829,9 @@ class _Aggs:
             item = {kind: body}
             if "meta" in spec:
                 item["meta"] = spec["meta"]
+            if subs and kind in METRICS:
+                raise _bad(f"{here}.{subs[0]}", f"a {kind} aggregation (a metric) "
+                                                f"takes no aggregations inside it")
             if subs:
                 item["aggs"] = self.check(spec[subs[0]], f"{here}.{subs[0]}",
                                           depth + 1, total)

@@ -215,10 +215,14 @@ def test_refusals_name_the_rule(stack, keystone):
         resp = api.call("POST", SEARCH, token, body=body)
         assert resp.status_code == status, (body, resp.text)
         assert words in resp.json()["error"]["message"], (body, resp.text)
-    # Elasticsearch's own refusal, in Searchlight's words
-    bad = api.call("POST", SEARCH, token, body={"query": {"term": {"locked": "maybe"}}})
-    assert bad.status_code == 400 and bad.json()["error"]["message"] == \
-        "Query malformed or search parse failure, please check the syntax"
+    # Elasticsearch's own refusal, in Searchlight's words: of the query, or of the
+    # whole request (a bad terms partition is refused before any search runs)
+    for bad_body in ({"query": {"term": {"locked": "maybe"}}},
+                     {"aggs": {"a": {"terms": {"field": "status", "include": {
+                         "partition": "x", "num_partitions": 2}}}}}):
+        bad = api.call("POST", SEARCH, token, body=bad_body)
+        assert bad.status_code == 400 and bad.json()["error"]["message"] == \
+            "Query malformed or search parse failure, please check the syntax", bad.text
     empty = api.call("GET", SEARCH, token)
     assert empty.status_code == 400 and \
         empty.json()["error"]["message"] == "Body expected in request."

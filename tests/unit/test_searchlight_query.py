@@ -155,6 +155,8 @@ def test_a_hidden_field_is_refused_exactly_as_a_missing_one(place, hidden):
     ({"aggs": {"a": {"scripted_metric": {}}}}, 400, "aggs.a.scripted_metric", "scripts"),
     ({"aggs": {"a": {"global": {}}}}, 403, "aggs.a.global", "escapes"),
     ({"aggs": {"a": {"top_hits": {}}}}, 400, "aggs.a.top_hits", "renderer"),
+    ({"aggs": {"a": {"value_count": {"field": "status"}, "aggs": {
+        "b": {"terms": {"field": "name"}}}}}}, 400, "aggs.a.aggs", "metric"),
     ({"aggs": {"a": {"terms": {"field": "status", "size": 1001}}}}, 400,
      "aggs.a.terms.size", "1000"),
     ({"aggs": {"a": {"terms": {"field": "status", "min_doc_count": 0}}}}, 400,
