@@ -16,15 +16,22 @@ SEARCH ?= elasticsearch
 # The functional tests that touch the index, run again on OpenSearch by `make test`
 # (README, "Elasticsearch and OpenSearch"): indexing and newest wins, kill -9, the
 # change reader on three shards, cursor ownership, index layout and rebuild,
-# WebSocket resume, live search's evaluator and snapshots.
+# WebSocket resume, live search's evaluator and snapshots, Searchlight's v1 search
+# (its shape, language, refusals and the hidden-field property).
 WS_TESTS := tests/functional/test_websocket.py
+SL_TESTS := tests/functional/test_searchlight_search.py
 OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_crash.py \
 	tests/functional/test_changelog.py tests/functional/test_cursors.py tests/functional/test_indices.py \
 	$(WS_TESTS)::test_projects_and_roles_are_separated \
 	$(WS_TESTS)::test_reconnect_with_cursor_misses_nothing_and_nothing_older \
 	$(WS_TESTS)::test_rebuilt_index_cursor_forces_full_resync \
 	tests/functional/test_livesearch_agreement.py \
-	tests/functional/test_livesearch.py::test_a_snapshot_reflects_exactly_its_position
+	tests/functional/test_livesearch.py::test_a_snapshot_reflects_exactly_its_position \
+	$(SL_TESTS)::test_a_member_searches_their_project_in_searchlights_shape \
+	$(SL_TESTS)::test_the_wider_language \
+	$(SL_TESTS)::test_a_hidden_field_is_refused_exactly_like_a_missing_one \
+	$(SL_TESTS)::test_refusals_name_the_rule \
+	tests/functional/test_searchlight_hidden_fields.py::test_a_hidden_field_or_value_anywhere_reads_as_a_missing_one
 
 .PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch faults
 
