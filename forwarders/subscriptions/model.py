@@ -172,7 +172,9 @@ def new_secret() -> str:
 
 
 def new_token() -> str:
-    return random.token_urlsafe(24)
+    """A confirmation token: hex, so that it never starts with "-" (a command line
+    would take ``--token -K3...`` for a missing value) and needs no URL escaping."""
+    return random.token_hex(24)
 
 
 # -- requests ------------------------------------------------------------------------

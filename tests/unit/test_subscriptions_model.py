@@ -109,3 +109,11 @@ def test_the_webhook_sink_gets_each_current_secret_with_its_expiry():
                  model.Secret("whsec_older", expires_at=1500.0)))
     assert sub.signing_secrets(now=1600.0) == ("whsec_new", "whsec_old@2000.5")
     assert sub.signing_secrets(now=2000.5) == ("whsec_new",)
+
+
+def test_confirmation_tokens_are_safe_on_a_command_line_and_in_a_url():
+    # `openstack subscription confirm ID --token -K3...` took a token starting with
+    # "-" for a missing value (a url-safe base64 token did, 1 in 64).
+    tokens = {model.new_token() for _ in range(2000)}
+    assert len(tokens) == 2000
+    assert all(len(t) >= 32 and t.isalnum() and t[0] != "-" for t in tokens)
