@@ -33,7 +33,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	$(SL_TESTS)::test_refusals_name_the_rule \
 	tests/functional/test_searchlight_hidden_fields.py::test_a_hidden_field_or_value_anywhere_reads_as_a_missing_one
 
-.PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch faults
+.PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch bench-horizon faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it); the Horizon
@@ -123,6 +123,13 @@ bench-subscriptions: $(VENV)/.installed servers
 bench-livesearch: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/livesearch.py
+
+# Publish-to-row-updated in Horizon's live table in headless Chromium at 50 and 200
+# changes/s, and the long tasks of a 2,000-row table taking 200 changes/s
+# (docs/benchmarks.md, "Horizon live table"): about 2 minutes.
+bench-horizon: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/horizon.py
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.
