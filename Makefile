@@ -33,7 +33,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	$(SL_TESTS)::test_refusals_name_the_rule \
 	tests/functional/test_searchlight_hidden_fields.py::test_a_hidden_field_or_value_anywhere_reads_as_a_missing_one
 
-.PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch bench-horizon faults
+.PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch bench-horizon bench-search faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it); the Horizon
@@ -130,6 +130,13 @@ bench-livesearch: $(VENV)/.installed servers
 bench-horizon: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/horizon.py
+
+# Searchlight's POST /v1/search through the API against the same query sent straight
+# to Elasticsearch, at 1 and 8 concurrent clients (docs/benchmarks.md, "Searchlight's
+# search through the API"): about 2 minutes.
+bench-search: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/search_latency.py
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.
