@@ -3,7 +3,10 @@
 Credentials are the usual OpenStack ones (``OS_AUTH_URL``, ``OS_USERNAME``,
 ``OS_PASSWORD``, ``OS_PROJECT_NAME``, ... or ``--os-*`` options, read by
 keystoneauth1), so an ``openrc`` file works as it is. The API's address is
-``--api-url`` or ``SF_API_URL``. Every answer is printed as JSON::
+``--api-url`` or ``SF_API_URL``; without either, the Keystone catalog's ``search``
+service (``--os-interface``/``OS_INTERFACE``, default public, and
+``--os-region-name``/``OS_REGION_NAME``), as ``openstack subscription`` finds it.
+Every answer is printed as JSON::
 
     searchlight-forward-subscriptions create --protocol webhook \\
         --endpoint https://hooks.example.com/openstack --resource-type OS::Nova::Server
@@ -42,7 +45,12 @@ def _selection(parser: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("--api-url", default=os.environ.get("SF_API_URL"),
-                   help="the subscriptions API (default: $SF_API_URL)")
+                   help="the subscriptions API (default: $SF_API_URL; neither: the "
+                        "catalog's search service)")
+    p.add_argument("--os-interface", default=os.environ.get("OS_INTERFACE", "public"),
+                   help="the catalog's interface (default: $OS_INTERFACE or public)")
+    p.add_argument("--os-region-name", default=os.environ.get("OS_REGION_NAME"),
+                   help="the catalog's region (default: $OS_REGION_NAME)")
     loading.register_session_argparse_arguments(p)
     loading.register_auth_argparse_arguments(p, sys.argv[1:], default="password")
     sub = p.add_subparsers(dest="command", required=True)
@@ -97,14 +105,13 @@ def call(client: subscriptions_client.Client, args):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if not args.api_url:
-        sys.exit(f"{COMMAND}: give --api-url or set SF_API_URL")
     try:
         auth = loading.load_auth_from_argparse_arguments(args)
     except ks_exceptions.ClientException as exc:
         sys.exit(f"{COMMAND}: credentials: {exc} (source an openrc file or give --os-*)")
     sess = loading.load_session_from_argparse_arguments(args, auth=auth)
-    client = subscriptions_client.Client(sess, args.api_url)
+    client = subscriptions_client.Client(sess, args.api_url, interface=args.os_interface,
+                                         region_name=args.os_region_name)
     failed = False
     try:
         data = call(client, args)

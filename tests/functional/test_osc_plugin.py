@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from forwarders.cmd import subscriptions as cli
 from tests.conftest import RUN
 from tests.functional.conftest import wait_for
 from tests.functional.subscriptions_support import started_apis
@@ -167,3 +168,21 @@ def test_an_endpoint_is_confirmed_with_the_token_of_its_link(
     assert confirmed == {"id": sub["id"], "state": "active"}
     shown = run_json(keystone, "demo", reg, "show", sub["id"])
     assert shown["state"] == "active" and shown["confirmed_at"] is not None
+
+
+def test_the_subscriptions_cli_finds_the_api_through_the_catalog(region, keystone, capsys,
+                                                                  monkeypatch):
+    """searchlight-forward-subscriptions without --api-url or SF_API_URL: the catalog's
+    search service in the region named (the test's own), as `openstack` finds it."""
+    _, reg = region
+    monkeypatch.delenv("SF_API_URL", raising=False)
+    user = keystone.users["demo"]
+    creds = ["--os-auth-url", keystone.auth_url, "--os-username", user["name"],
+             "--os-password", user["password"], "--os-user-domain-id", user["domain_id"],
+             "--os-project-id", user["project_id"], "--os-region-name", reg]
+    assert cli.main(creds + ["list"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"subscriptions": []}
+    with pytest.raises(SystemExit) as nowhere:      # a region without the service
+        cli.main(creds[:-1] + [f"{reg}-nowhere", "list"])
+    assert "search" in str(nowhere.value) and "nowhere" in str(nowhere.value), \
+        nowhere.value
