@@ -189,12 +189,15 @@
       resuming: null,             // {ids: Set} while a resume runs
       loaded: false,              // a resume has completed for the rows shown
       fromResults: false,
-      rows: new Map(),            // id -> {tr, doc, key, cols}
+      rows: new Map(),            // id -> {id, tr, doc, key, cols}
+      order: [],                  // the rows in table order
       versions: new Map(),        // id -> highest version applied (deletes too)
       fieldCounts: new Map(),     // field -> rows whose document has it
       columns: [],
       colsKey: "",
       renewal: null,              // a token sent in-band, not accepted yet
+      queue: [],                  // [socket, frame] received, applied at the next paint
+      flushing: false,
       filter: readStored(FILTER_KEY),   // {field, value}
       sort: readStored(SORT_KEY),       // {field, order}
       filterTimer: null,
@@ -318,7 +321,14 @@
         if (ws !== state.ws) return;
         let frame;
         try { frame = parseFrame(event.data); } catch (e) { return; }
-        onFrame(ws, frame);
+        state.queue.push([ws, frame]);
+        if (!state.flushing) {
+          state.flushing = true;
+          // Every frame that arrived before the next paint is applied at once: one
+          // style and layout pass per animation frame, not one per change.
+          if (document.visibilityState === "visible") requestAnimationFrame(flush);
+          else setTimeout(flush, 100);      // no animation frames in a hidden tab
+        }
       };
       ws.onclose = (event) => {
         if (ws !== state.ws) return;      // replaced on purpose
@@ -326,6 +336,15 @@
         state.renewal = null;
         onClose(event.code, event.reason);
       };
+    }
+
+    function flush() {
+      state.flushing = false;
+      const frames = state.queue;
+      state.queue = [];
+      for (const [ws, frame] of frames) {
+        if (ws === state.ws) onFrame(ws, frame);    // in arrival order, this socket's
+      }
     }
 
     function disconnect() {
@@ -575,17 +594,22 @@
       const xm = x === null || x === undefined, ym = y === null || y === undefined;
       if (xm !== ym) return ym;
       if (!xm && x !== y) return state.sort.order === "asc" ? x < y : x > y;
-      return a.tr.dataset.id < b.tr.dataset.id;
+      return a.id < b.id;
     }
 
+    // Keep ``state.order`` (the rows in table order) and the DOM in step: a binary
+    // search for the row's place, and a DOM move only if its place changed.
     function place(row) {
-      let next = null;
-      for (const other of el.rows.children) {
-        if (other !== row.tr && precedes(row, state.rows.get(other.dataset.id))) {
-          next = other;
-          break;
-        }
+      const order = state.order;
+      const at = order.indexOf(row);
+      if (at >= 0) order.splice(at, 1);
+      let lo = 0, hi = order.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (precedes(row, order[mid])) hi = mid; else lo = mid + 1;
       }
+      order.splice(lo, 0, row);
+      const next = lo + 1 < order.length ? order[lo + 1].tr : null;
       if (row.tr.nextSibling !== next || row.tr.parentNode !== el.rows) {
         el.rows.insertBefore(row.tr, next);
       }
@@ -666,7 +690,7 @@
       if (isNew) {
         const tr = document.createElement("tr");
         tr.dataset.id = id;
-        row = {tr, doc, key: "", cols: null};
+        row = {id, tr, doc, key: "", cols: null};
         state.rows.set(id, row);
       } else {
         countFields(row.doc, -1);
@@ -684,11 +708,14 @@
       if (!row) return;
       countFields(row.doc, -1);
       state.rows.delete(id);
+      const at = state.order.indexOf(row);
+      if (at >= 0) state.order.splice(at, 1);
       row.tr.remove();
     }
 
     function resetTable() {
       state.rows.clear();
+      state.order = [];
       state.versions.clear();
       state.fieldCounts.clear();
       state.cursor = null;
