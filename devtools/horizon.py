@@ -4,7 +4,8 @@
 ``<state>/horizon/venv``, writes its settings and collects and compresses its static
 files; this starts another waitress process of that Horizon on a port of its own,
 its live tables pointed at the caller's WebSocket server (SF_HORIZON_WEBSOCKET_URL,
-read by the settings snippet servers.py wrote). ``log_in`` goes through Horizon's
+read by the settings snippet servers.py wrote) and its Search panel at the caller's
+search API (SF_HORIZON_SEARCH_URL). ``log_in`` goes through Horizon's
 own login form, as a user does.
 """
 from __future__ import annotations
@@ -26,8 +27,9 @@ VENV = STATE / "horizon" / "venv"
 
 class HorizonProcess:
     def __init__(self, websocket_url: str, log_path: pathlib.Path, port: int | None = None,
-                 session_check: int = 30):
+                 session_check: int = 30, search_url: str | None = None):
         self.websocket_url = websocket_url
+        self.search_url = search_url
         self.port = port or free_port()
         self.log_path = log_path
         self.session_check = session_check
@@ -46,6 +48,8 @@ class HorizonProcess:
         env.update(DJANGO_SETTINGS_MODULE="openstack_dashboard.settings",
                    PYTHONWARNINGS="ignore", SF_HORIZON_WEBSOCKET_URL=self.websocket_url,
                    SF_HORIZON_SESSION_CHECK=str(self.session_check))
+        if self.search_url:             # else the catalog's search service
+            env["SF_HORIZON_SEARCH_URL"] = self.search_url
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

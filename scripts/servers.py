@@ -1382,6 +1382,8 @@ SEARCHLIGHT_FORWARD = {{
     "websocket_url": os.environ.get("SF_HORIZON_WEBSOCKET_URL", {self.websocket_url()!r}),
     "session_check_interval": int(os.environ.get("SF_HORIZON_SESSION_CHECK", "30")),
     "revoke_token_on_logout": True,
+    # None: the catalog's search service (the demo's API, registered by up)
+    "search_url": os.environ.get("SF_HORIZON_SEARCH_URL") or None,
 }}
 # This Horizon has no Nova: the Overview panel a login lands on would refuse
 # everyone, so a login lands on the live instances.

@@ -29,6 +29,16 @@ class LivePanel(horizon.Panel):
             "__module__": __name__, **attrs})
 
 
+class SearchPanel(horizon.Panel):
+    """Search over any resource type, results kept live (the caller's project)."""
+    slug = tables.SEARCH_SLUG
+    name = _("Search")
+    all_projects = False
+
+    def _get_default_urlpatterns(self):
+        return urls.search_patterns()     # a list of its own (see LivePanel)
+
+
 class ProjectPanel(LivePanel):
     """The caller's project: the user copy of each resource, or the admin copy
     for an admin (what the WebSocket server decides)."""
@@ -53,6 +63,7 @@ ProjectLiveSecurityGroups = ProjectPanel.of("live_security_groups")
 ProjectLiveDnsZones = ProjectPanel.of("live_dns_zones")
 ProjectLiveDnsRecordsets = ProjectPanel.of("live_dns_recordsets")
 ProjectLiveStacks = ProjectPanel.of("live_stacks")
+ProjectLiveSearch = SearchPanel
 
 AdminLiveInstances = AdminPanel.of("live_instances")
 AdminLiveVolumes = AdminPanel.of("live_volumes")

@@ -45,6 +45,11 @@ TABLES = (
 
 BY_SLUG = {t.slug: t for t in TABLES}
 
+# The Search panel (Project dashboard): any resource type of /v1/search/plugins, its
+# facets from /v1/search/facets, the results live through the same query's
+# subscription.
+SEARCH_SLUG = "live_search"
+
 PANEL_GROUP = "live"              # on both dashboards
 DASHBOARDS = ("project", "admin")
 
@@ -59,6 +64,10 @@ DEFAULTS = {
     # Revoke the session's scoped token in Keystone when the user logs out, so that
     # every socket opened with it closes at the WebSocket server's next re-check.
     "revoke_token_on_logout": True,
+    # The search API (Searchlight's v1) the Search panel asks for resource types and
+    # facets, with the user's token: None finds it in the user's catalog (service
+    # type "search", Horizon's region and endpoint type), as Horizon finds any API.
+    "search_url": None,
 }
 
 
@@ -79,6 +88,10 @@ def options(configured: dict | None) -> dict:
     if not url.startswith(("ws://", "wss://")):
         raise ValueError(f"{SETTING}['websocket_url'] must start with ws:// or wss://, "
                          f"got {url!r}")
+    search_url = merged["search_url"]
+    if search_url is not None and not str(search_url).startswith(("http://", "https://")):
+        raise ValueError(f"{SETTING}['search_url'] must be None (the catalog) or start "
+                         f"with http:// or https://, got {search_url!r}")
     interval = merged["session_check_interval"]
     if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval < 5:
         raise ValueError(f"{SETTING}['session_check_interval'] must be a number of "

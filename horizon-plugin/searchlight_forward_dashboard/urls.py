@@ -13,4 +13,17 @@ def patterns() -> list:
     ]
 
 
+def search_patterns() -> list:
+    """The Search panel's: its page, the session token, and the search API's resource
+    types and facets asked on the user's behalf (the token stays server-side)."""
+    return [
+        path("", views.SearchView.as_view(), name="index"),
+        path("session/", views.SessionTokenView.as_view(), name="session"),
+        path("plugins/", views.SearchAPIView.as_view(api_path="/v1/search/plugins"),
+             name="plugins"),
+        path("facets/", views.SearchAPIView.as_view(api_path="/v1/search/facets"),
+             name="facets"),
+    ]
+
+
 urlpatterns = patterns()

@@ -6,6 +6,8 @@ guards, keeps it in memory and sends it in the WebSocket's ``authenticate`` fram
 (docs/horizon.md, "The token and who can get it").
 """
 import datetime
+import logging
+import urllib.parse
 
 from django.conf import settings
 from django import http
@@ -19,6 +21,7 @@ from horizon import views as horizon_views
 
 from searchlight_forward_dashboard import tables
 
+LOG = logging.getLogger(__name__)
 ID_PLACEHOLDER = "__ID__"       # the script puts the row's (URL-encoded) id here
 
 
@@ -81,5 +84,83 @@ class SessionTokenView(View):
             "project_id": request.user.project_id,
             "expires_at": expires,
         })
+        response["Cache-Control"] = "no-store, private"
+        return response
+
+
+class SearchView(horizon_views.HorizonTemplateView):
+    """The Search panel: resource types and facets from the search API, results from
+    the same query's live subscription on the WebSocket."""
+    template_name = "searchlight_forward_dashboard/search.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        panel = self.request.horizon["panel"]
+        base = f"horizon:{self.request.horizon['dashboard'].slug}:{panel.slug}"
+        options = plugin_options()
+        context.update({
+            "page_title": panel.name,
+            "websocket_url": options["websocket_url"],
+            "session_check_interval": options["session_check_interval"],
+            "session_url": reverse(f"{base}:session"),
+            "plugins_url": reverse(f"{base}:plugins"),
+            "facets_url": reverse(f"{base}:facets"),
+            "detail_urls": {t.resource_type: detail_url(t.project_detail)
+                            for t in tables.TABLES},
+            "login_url": settings.LOGIN_URL,
+        })
+        return context
+
+
+class SearchAPIView(View):
+    """GET: the search API's answer to ``api_path``, asked with the user's token.
+
+    The API is the operator's ``search_url`` or the user's catalog entry of type
+    ``search``; only the facets' own parameters are passed on. The answer (or the
+    API's error) goes back as it is, never cached.
+    """
+    api_path = ""
+    PASSED = ("type", "limit_terms", "exclude_options", "include_fields")
+    http_method_names = ["get"]
+
+    def get(self, request, *args, **kwargs):
+        from openstack_auth import utils as auth_utils
+        try:
+            base = plugin_options()["search_url"] or self.catalog_url(request)
+        except Exception as exc:  # noqa: BLE001 - said to the page, and logged
+            LOG.warning("searchlight-forward: no search API for user %s: %s",
+                        request.user.id, exc)
+            return self.answer({"error": {
+                "message": "The search service (catalog type 'search') is not in your "
+                           "catalog: ask the operator to register searchlight-forward-api "
+                           "or to set SEARCHLIGHT_FORWARD['search_url']."}}, 503)
+        params = {k: v for k, v in request.GET.items() if k in self.PASSED}
+        url = base.rstrip("/") + self.api_path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            response = auth_utils.get_session().get(
+                url, authenticated=False, raise_exc=False, timeout=15,
+                headers={"X-Auth-Token": request.user.token.id,
+                         "Accept": "application/json"})
+        except Exception as exc:  # noqa: BLE001 - the API is down or unreachable
+            LOG.warning("searchlight-forward: search API %s unreachable: %s", base, exc)
+            return self.answer({"error": {"message": "The search API does not answer; "
+                                                     "try again later."}}, 502)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": {"message": f"The search API answered {response.status_code} "
+                                         "without JSON."}}
+        return self.answer(body, response.status_code)
+
+    @staticmethod
+    def catalog_url(request) -> str:
+        from openstack_dashboard.api import base
+        return base.url_for(request, "search")
+
+    @staticmethod
+    def answer(body, status: int):
+        response = http.JsonResponse(body, status=status, safe=False)
         response["Cache-Control"] = "no-store, private"
         return response

@@ -41,8 +41,9 @@ def test_every_table_has_one_panel_per_dashboard_in_the_enabled_files():
             assert cls in panel_classes(), f"{path.name} names {cls}, which panels.py lacks"
             assert conf["PANEL_GROUP"] == tables.PANEL_GROUP
             panels[(conf["PANEL_DASHBOARD"], conf["PANEL"])] = cls
-    assert set(panels) == {(d, t.slug) for d in tables.DASHBOARDS for t in tables.TABLES}
-    assert len(panel_classes()) >= 2 * len(tables.TABLES)
+    assert set(panels) == ({(d, t.slug) for d in tables.DASHBOARDS for t in tables.TABLES}
+                           | {("project", tables.SEARCH_SLUG)})
+    assert panels[("project", tables.SEARCH_SLUG)] == "ProjectLiveSearch"
 
 
 def test_the_group_files_come_first_and_the_first_installs_the_app_and_its_script():
@@ -60,7 +61,8 @@ def test_options_default_and_override():
     chosen = tables.options({"websocket_url": "wss://live.example.com:8443/",
                              "session_check_interval": 10})
     assert chosen == {"websocket_url": "wss://live.example.com:8443/",
-                      "session_check_interval": 10, "revoke_token_on_logout": True}
+                      "session_check_interval": 10, "revoke_token_on_logout": True,
+                      "search_url": None}
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -68,6 +70,7 @@ def test_options_default_and_override():
     ({"websocket_url": "http://x/"}, "must start with ws:// or wss://"),
     ({"session_check_interval": 1}, "at least 5"),
     ({"session_check_interval": True}, "a number of seconds"),
+    ({"search_url": "ftp://x/"}, "None (the catalog) or start with http://"),
 ])
 def test_bad_options_are_refused_naming_the_key(bad, says):
     with pytest.raises(ValueError, match=r".*") as caught:

@@ -148,15 +148,17 @@ TOKEN_RECHECK = 2.0        # s: the WebSocket server's token re-checks in these 
 
 @pytest.fixture(scope="session")
 def horizon_site(tmp_path_factory):
-    """This worker's Horizon; its pages open ws://127.0.0.1:<ws_port>/."""
-    ws_port = free_port()
+    """This worker's Horizon; its pages open ws://127.0.0.1:<ws_port>/, its Search
+    panel asks the search API at http://127.0.0.1:<api_port>."""
+    ws_port, api_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("horizon") / "horizon.log"
     try:
-        site = HorizonProcess(f"ws://127.0.0.1:{ws_port}/", log, session_check=SESSION_CHECK)
+        site = HorizonProcess(f"ws://127.0.0.1:{ws_port}/", log, session_check=SESSION_CHECK,
+                              search_url=f"http://127.0.0.1:{api_port}")
         site.start()
     except RuntimeError as exc:
         pytest.fail(f"{exc} (the tests need the local servers: make test-servers)")
-    site.ws_port = ws_port
+    site.ws_port, site.api_port = ws_port, api_port
     yield site
     site.stop()
 

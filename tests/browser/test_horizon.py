@@ -34,6 +34,7 @@ from devtools.simulator import CloudSimulator
 from searchlight_forward.model import documents
 from tests.browser.conftest import ARTIFACTS, WAIT_MS, Frames
 from tests.functional.conftest import wait_for
+from tests.functional.searchlight_support import start_api
 from tests.functional.websocket_support import PLUGINS, SERVER, es_view
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -44,6 +45,7 @@ DOCS_SCREENSHOT = ROOT / "docs" / "images" / "horizon-live-table.png"
 SCREENSHOT_SEED = 2718    # a mix of states 70% into its stream; used nowhere else
 SERVER_PLUGIN = next(p for p in PLUGINS.plugins if p.resource_type == SERVER)
 ADMIN_TABLE = "/admin/live_instances/"
+SEARCH_PANEL = "/project/live_search/"
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -455,3 +457,65 @@ def test_screenshot_of_a_project_from_the_simulator(
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
     assert page.errors == []
+
+
+def test_the_search_panel_keeps_its_results_live(
+        start_listener, publisher, horizon, keystone, pages, es, names, config_file):
+    """Horizon's Search panel (issue 26): resource types from /v1/search/plugins and
+    facets from /v1/search/facets (asked by Horizon with the user's token), free text
+    and a facet as one live-search query whose results stay live."""
+    start_listener()
+    horizon()
+    api = start_api(config_file, names, keystone, port=horizon.site.api_port)
+    try:
+        demo = keystone.projects["demo"]
+        ids = {name: new_id() for name in ("web-1", "web-2", "db-1")}
+        for name, server_id in ids.items():
+            publish_server(publisher, "instance.create.end", server_id, demo, name=name,
+                           second=0)
+        publish_server(publisher, "instance.power_off.end", ids["web-2"], demo,
+                       name="web-2", second=1)
+        indexed(es, names, demo, {ids["web-1"]: "ACTIVE", ids["web-2"]: "SHUTOFF",
+                                  ids["db-1"]: "ACTIVE"})
+        page, frames = pages("demo", keystone, horizon.url, SEARCH_PANEL)
+        wait_live(page)
+        types = page.eval_on_selector_all(".sf-type option", "os => os.map(o => o.value)")
+        assert types == sorted(p.resource_type for p in PLUGINS.plugins)
+        assert page.locator(".sf-type").input_value() == SERVER
+        expect(page.locator(".sf-rows tr")).to_have_count(3)
+
+        # The status facet counts what this project has, written down above.
+        status = page.locator('.sf-facet[data-field="status"]')
+        expect(status.locator("option")).to_have_count(3)
+        assert status.locator("option").all_inner_texts() == [
+            "status: any", "status: ACTIVE (2)", "status: SHUTOFF (1)"]
+        status.select_option("ACTIVE")
+        wait_live(page)
+        expect(page.locator(".sf-rows tr")).to_have_count(2)
+        page.fill(".sf-filter-value", "web")
+        page.press(".sf-filter-value", "Enter")
+        expect(page.locator(".sf-rows tr")).to_have_count(1)
+        assert row_ids(page) == [ids["web-1"]]
+        assert frames.sent("subscribe")[-1]["query"] == {"bool": {"must": [
+            {"prefix": {"name": "web"}}, {"term": {"status": "ACTIVE"}}]}}
+        assert cell(page, ids["web-1"], "name").locator("a").get_attribute("href") == \
+            f"/project/instances/{ids['web-1']}/"
+
+        # Live: a new match enters, a match that stops matching leaves.
+        newcomer = new_id()
+        publish_server(publisher, "instance.create.end", newcomer, demo, name="web-3",
+                       second=2)
+        publish_server(publisher, "instance.power_off.end", ids["web-1"], demo,
+                       name="web-1", second=2)
+        expect(cell(page, newcomer, "name")).to_have_text("web-3")
+        expect(page.locator(".sf-rows tr")).to_have_count(1)
+        assert row_ids(page) == [newcomer]
+
+        # Another type: its own facets and rows (none here).
+        page.select_option(".sf-type", "OS::Cinder::Volume")
+        wait_live(page)
+        expect(page.locator(".sf-rows tr")).to_have_count(0)
+        assert frames.sent("subscribe")[-1]["resource_types"] == ["OS::Cinder::Volume"]
+        assert page.errors == []
+    finally:
+        api.stop()

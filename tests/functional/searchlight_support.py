@@ -21,10 +21,10 @@ HOST = "OS-EXT-SRV-ATTR:host"      # admin-only (Nova's plugin)
 FILTERED = "key_name"              # removed by the view's filter, for every role
 
 
-def start_api(config_file, names, keystone) -> API:
+def start_api(config_file, names, keystone, port: int | None = None) -> API:
     """The API on the test's group, serving the view above (stop it at the end)."""
     write_pipelines(config_file, PIPELINES)
-    port = free_port()
+    port = port or free_port()
     config_file.write_text(config_file.read_text()
                            + subscriptions_conf(names, keystone, port))
     return API(config_file, port)

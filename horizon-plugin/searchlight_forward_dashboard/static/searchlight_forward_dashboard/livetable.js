@@ -167,16 +167,25 @@
       sessionCheck: Math.max(5, Number(root.dataset.sessionCheck) || 30) * 1000,
       detailUrl: root.dataset.detailUrl || "",
       loginUrl: root.dataset.loginUrl || "/auth/login/",
+      // The Search panel: the type is chosen among the search API's plugins, facets
+      // narrow the query, each type's rows link to their own detail pages.
+      search: root.dataset.search === "true",
+      pluginsUrl: root.dataset.pluginsUrl,
+      facetsUrl: root.dataset.facetsUrl,
+      detailUrls: root.dataset.detailUrls
+        ? JSON.parse(document.getElementById(root.dataset.detailUrls).textContent) : {},
       csrf: (q("input[name=csrfmiddlewaretoken]") || {}).value || "",
     };
     const el = {
       conn: q(".sf-conn"), connText: q(".sf-conn-text"), error: q(".sf-error"),
       head: q(".sf-head"), rows: q(".sf-rows"), empty: q(".sf-empty"), count: q(".sf-count"),
       filterField: q(".sf-filter-field"), filterValue: q(".sf-filter-value"),
+      type: q(".sf-type"), facets: q(".sf-facets"),
     };
     // Filter and sort survive a reload of this panel (never the token).
     const FILTER_KEY = `sf-live-table.${cfg.table}.${cfg.allProjects ? "admin" : "project"}.filter`;
     const SORT_KEY = FILTER_KEY.replace(/filter$/, "sort");
+    const TYPE_KEY = FILTER_KEY.replace(/filter$/, "type");
     const state = {
       session: null,              // {token, user_id, project_id, expires_at}
       identity: null,             // the "authenticated" frame
@@ -201,6 +210,7 @@
       filter: readStored(FILTER_KEY),   // {field, value}
       sort: readStored(SORT_KEY),       // {field, order}
       filterTimer: null,
+      facets: {},                 // Search panel: field -> the value chosen
     };
 
     function readStored(key) {
@@ -270,8 +280,88 @@
       }
       if (session === null) { sessionEnded(); return; }
       state.session = session;
+      if (cfg.search && !(await loadTypes())) return;
       connect();
       state.checkTimer = setTimeout(checkSession, cfg.sessionCheck);
+    }
+
+    // -- the Search panel: resource types and facets from the search API -----------------
+
+    async function apiGet(url) {
+      const response = await fetch(url, {
+        credentials: "same-origin", cache: "no-store",
+        headers: {"X-Requested-With": "XMLHttpRequest", "Accept": "application/json"},
+      });
+      let body = null;
+      try { body = await response.json(); } catch (e) { body = null; }
+      if (!response.ok) {
+        const said = body && body.error && body.error.message;
+        throw new Error(said || `the search API answered HTTP ${response.status}`);
+      }
+      return body;
+    }
+
+    async function loadTypes() {
+      let plugins;
+      try {
+        plugins = (await apiGet(cfg.pluginsUrl)).plugins || [];
+      } catch (e) {
+        setConn("offline", "no search API");
+        showError(`Resource types could not be loaded: ${e.message}`);
+        return false;
+      }
+      const types = plugins.map((p) => p.type).filter(Boolean).sort();
+      const stored = sessionStorage.getItem(TYPE_KEY);
+      cfg.type = types.includes(stored) ? stored
+        : types.includes("OS::Nova::Server") ? "OS::Nova::Server" : types[0];
+      el.type.replaceChildren(...types.map((t) => {
+        const option = document.createElement("option");
+        option.value = t;
+        option.textContent = t;
+        return option;
+      }));
+      el.type.value = cfg.type;
+      fillFilterFields();
+      await loadFacets();
+      return true;
+    }
+
+    // The facets with options on fields live search can query (keyword terms; not
+    // nested ones): a select each, "any" first.
+    async function loadFacets() {
+      const type = cfg.type;
+      let facets = [];
+      try {
+        const answer = await apiGet(`${cfg.facetsUrl}?type=${encodeURIComponent(type)}`);
+        facets = ((answer[type] || {}).facets || []).filter(
+          (f) => Array.isArray(f.options) && f.options.length && !f.nested);
+      } catch (e) {
+        showError(`Facets could not be loaded: ${e.message}`);
+      }
+      if (type !== cfg.type) return;       // the type changed meanwhile
+      el.facets.replaceChildren(...facets.map((facet) => {
+        const select = document.createElement("select");
+        select.className = "form-control sf-facet";
+        select.dataset.field = facet.name;
+        select.setAttribute("aria-label", facet.name);
+        const any = document.createElement("option");
+        any.value = "";
+        any.textContent = `${facet.name}: any`;
+        select.append(any);
+        for (const option of facet.options) {
+          const o = document.createElement("option");
+          o.value = String(option.key);
+          o.textContent = `${facet.name}: ${option.key_as_string || option.key} (${option.doc_count})`;
+          select.append(o);
+        }
+        select.value = state.facets[facet.name] || "";
+        select.addEventListener("change", () => {
+          if (select.value) state.facets[facet.name] = select.value;
+          else delete state.facets[facet.name];
+          resubscribe();
+        });
+        return select;
+      }));
     }
 
     // -- connection ---------------------------------------------------------------------
@@ -394,9 +484,15 @@
     // with the matching rows ("results"), then "entered", "updated" and "left".
     function liveSearch() {
       const message = {};
+      const clauses = [];
       if (state.filter && state.filter.value) {
-        message.query = {prefix: {[state.filter.field]: state.filter.value}};
+        clauses.push({prefix: {[state.filter.field]: state.filter.value}});
       }
+      for (const [field, value] of Object.entries(state.facets)) {
+        clauses.push({term: {[field]: value}});
+      }
+      if (clauses.length === 1) message.query = clauses[0];
+      else if (clauses.length > 1) message.query = {bool: {must: clauses}};
       if (state.sort) message.sort = [{[state.sort.field]: state.sort.order}];
       if (!message.query && !message.sort) return null;
       message.page_size = PAGE_SIZE;
@@ -625,9 +721,10 @@
       } else {
         node = document.createTextNode(out.text);
       }
-      if (first && cfg.detailUrl) {       // Horizon's own detail page of the row
+      const detail = cfg.search ? cfg.detailUrls[cfg.type] : cfg.detailUrl;
+      if (first && detail) {              // Horizon's own detail page of the row
         const a = document.createElement("a");
-        a.href = cfg.detailUrl.replace("__ID__", encodeURIComponent(id));
+        a.href = detail.replace("__ID__", encodeURIComponent(id));
         a.append(node);
         node = a;
       }
@@ -778,6 +875,19 @@
     }
 
     el.filterField.addEventListener("change", () => { if (el.filterValue.value) setFilter(); });
+    if (el.type) {
+      el.type.addEventListener("change", () => {
+        cfg.type = el.type.value;
+        sessionStorage.setItem(TYPE_KEY, cfg.type);
+        state.facets = {};
+        state.sort = null;
+        sessionStorage.removeItem(SORT_KEY);
+        fillFilterFields();
+        el.facets.replaceChildren();
+        loadFacets();
+        resubscribe();
+      });
+    }
     el.filterValue.addEventListener("input", () => {
       clearTimeout(state.filterTimer);
       state.filterTimer = setTimeout(setFilter, FILTER_DELAY);
