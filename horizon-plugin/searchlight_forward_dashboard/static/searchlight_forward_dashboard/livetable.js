@@ -327,14 +327,15 @@
     }
 
     // The facets with options on fields live search can query (keyword terms; not
-    // nested ones): a select each, "any" first.
+    // nested ones) that can narrow the results (two values or more): a select each,
+    // "any" first.
     async function loadFacets() {
       const type = cfg.type;
       let facets = [];
       try {
         const answer = await apiGet(`${cfg.facetsUrl}?type=${encodeURIComponent(type)}`);
         facets = ((answer[type] || {}).facets || []).filter(
-          (f) => Array.isArray(f.options) && f.options.length && !f.nested);
+          (f) => Array.isArray(f.options) && f.options.length > 1 && !f.nested);
       } catch (e) {
         showError(`Facets could not be loaded: ${e.message}`);
       }
