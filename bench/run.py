@@ -56,8 +56,13 @@ log = harness.log
 SCENARIOS = ("broker", "index", "project", "scaling", "nopipe", "baseline", "delay",
              "outage")
 PLOT = os.path.join(ROOT, "docs", "images", "bench-delay.png")
-TARGETS = {"vs_broker": 0.50, "vs_baseline": 5.0, "cpu_vs_ceilings": 2.0,
-           "es_cpu_vs_index": 2.0, "peak_rss_mb": 300.0, "scaling": 1.6}
+# Issue 27 ("busy, not waiting"): cpu_vs_ceilings 1.5 (was 2.0), and the saturation,
+# delay, two-process cost and generator targets below.
+TARGETS = {"vs_broker": 0.50, "vs_baseline": 5.0, "cpu_vs_ceilings": 1.5,
+           "es_cpu_vs_index": 2.0, "peak_rss_mb": 300.0, "scaling": 1.6,
+           "project_cores": 1.9, "cpu_2_vs_1": 1.1, "generator_cores_at_1000": 0.1,
+           "searchable_p50_at_200": 50.0, "websocket_p99": {200: 150.0, 500: 250.0},
+           "websocket_p99_kept_up_at_1000": 1000.0}
 # Everything of the deployment whose CPU counts (not the load generator, not the
 # clients): what a notification costs from the broker to every way out.
 DEPLOYMENT = ("listener", "delivery", "websocket server", "elasticsearch", "rabbitmq",
@@ -724,6 +729,9 @@ def summarize(res: dict) -> dict:
         s["es_cpu_vs_index"] = ratio(es_doc["project"], es_doc["index"])
         e = project["elasticsearch"]
         s["refreshes_per_s"] = round(e["refreshes"] / max(project["seconds"], 1e-9), 1)
+        used = project["resources"]["cores_used"]
+        s["project_cores_busy"] = round(sum(used.get(k) or 0 for k in DEPLOYMENT), 2)
+        s["cpu_2_vs_1"] = ratio(cpu.get("scaling"), cpu.get("project"))
     if "scaling" in rate:
         s["peak_rss_mb_2_workers"] = res["scaling"]["resources"]["peak_rss_mb"].get("listener")
     delay = res.get("delay")
@@ -731,6 +739,10 @@ def summarize(res: dict) -> dict:
         for r in delay.get("rates", []):
             for key in ("websocket_ms", "zaqar_ms", "searchable_ms"):
                 s[f"{key[:-3]}_p99_ms_at_{r['rate']:g}"] = r[key]["p99"]
+            s[f"searchable_p50_ms_at_{r['rate']:g}"] = r["searchable_ms"]["p50"]
+            s[f"kept_up_at_{r['rate']:g}"] = bool(r.get("sustained"))
+            s[f"generator_cores_at_{r['rate']:g}"] = \
+                r["resources"]["cores_used"].get("publishers")
     return s
 
 
@@ -754,7 +766,7 @@ def targets(s: dict) -> list[dict]:
     add("throughput with the shipped pipelines vs broker ceiling", ">= 0.5", v,
         v is not None and v >= TARGETS["vs_broker"])
     v = s.get("cpu_vs_ceilings")
-    add("CPU ms per notification, all processes, vs the ceilings' sum", "<= 2x", v,
+    add("CPU ms per notification, all processes, vs the ceilings' sum", "<= 1.5x", v,
         v is not None and v <= TARGETS["cpu_vs_ceilings"])
     v = s.get("es_cpu_vs_index")
     add("Elasticsearch CPU per indexed document vs index ceiling", "<= 2x", v,
@@ -769,7 +781,30 @@ def targets(s: dict) -> list[dict]:
         v is not None and v >= TARGETS["vs_baseline"])
     v = s.get("peak_rss_mb")
     add("listener peak RSS", "< 300 MB", v, v is not None and v < TARGETS["peak_rss_mb"])
-    for key in sorted(k for k in s if k.startswith(("websocket_p99", "zaqar_p99"))):
+    # Issue 27's targets.
+    v = s.get("project_cores_busy")
+    add("cores busy with the project's processes and servers at full load", ">= 1.9", v,
+        v is not None and v >= TARGETS["project_cores"])
+    v = s.get("cpu_2_vs_1")
+    add("two listener processes: CPU per notification vs one", "<= 1.1x", v,
+        v is not None and v <= TARGETS["cpu_2_vs_1"])
+    v = s.get("searchable_p50_ms_at_200")
+    add("p50 publish-to-searchable at 200/s (ms)", "<= 50", v,
+        v is not None and v <= TARGETS["searchable_p50_at_200"])
+    for rate, goal in TARGETS["websocket_p99"].items():
+        v = s.get(f"websocket_p99_ms_at_{rate}")
+        add(f"p99 publish-to-WebSocket at {rate}/s (ms)", f"<= {goal:g}", v,
+            v is not None and v <= goal)
+    v = s.get("websocket_p99_ms_at_1000")
+    kept = s.get("kept_up_at_1000")
+    add("1,000/s kept up, p99 publish-to-WebSocket (ms)", "kept up, < 1000", v,
+        None if v is None else bool(kept) and v < TARGETS["websocket_p99_kept_up_at_1000"])
+    v = s.get("generator_cores_at_1000")
+    add("load generator at 1,000/s (cores)", "<= 0.1", v,
+        v is not None and v <= TARGETS["generator_cores_at_1000"])
+    for key in sorted(k for k in s if k.startswith("zaqar_p99") or (
+            k.startswith("websocket_p99") and not k.endswith(("_at_200", "_at_500",
+                                                               "_at_1000")))):
         what, _, rate = key.partition("_p99_ms_at_")
         add(f"p99 publish-to-{'WebSocket' if what == 'websocket' else 'Zaqar'} at "
             f"{rate}/s (ms)", "report", s[key], None)
