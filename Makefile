@@ -59,8 +59,9 @@ demo: $(VENV)/.installed servers
 # transaction (it keeps their system services from starting): Chromium (Playwright
 # drives it and never downloads one), rsyslog with TLS (each syslog test starts its
 # own rsyslogd: devtools/rsyslog.py), Prometheus (the dashboard test
-# starts its own: tests/functional/test_grafana_dashboard.py).
-TEST_PACKAGES := chromium rsyslog rsyslog-gnutls prometheus
+# starts its own: tests/functional/test_grafana_dashboard.py), HAProxy (the
+# failover test starts its own: devtools/haproxy.py).
+TEST_PACKAGES := chromium rsyslog rsyslog-gnutls prometheus haproxy
 
 test-servers:
 	$(PYTHON) scripts/servers.py up --packages $(TEST_PACKAGES)

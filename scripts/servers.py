@@ -9,7 +9,7 @@ Stdlib only: it runs before any virtualenv exists.
     python3 scripts/servers.py logs NAME [-n N]  # tail of the server's log(s)
     python3 scripts/servers.py env               # export lines for the tests
 
-Servers: redis, rabbitmq, elasticsearch, opensearch, keystone, zaqar, horizon (Horizon 27 with the plugin in horizon-plugin/).  Everything binds to 127.0.0.1.
+Servers: redis, rabbitmq, elasticsearch, opensearch, keystone, zaqar, horizon (Horizon 27 with the plugin in horizon-plugin/), haproxy (in front of the demo's two WebSocket servers).  Everything binds to 127.0.0.1.
 All state (downloads, data, configs, logs, pid files) lives in <repo>/.state,
 or in $SF_STATE_DIR.  Each server has <state>/<name>/<name>.log and
 <state>/<name>/<name>.pid.  Keystone's users, passwords and ids for the tests
@@ -1297,12 +1297,13 @@ class Horizon(VenvServer):
     Settings go where an operator puts them: the venv's
     openstack_dashboard/local/local_settings.py, the plugin's enabled files copied
     to local/enabled/ and its settings snippet to local/local_settings.d/.  This one
-    serves the demo, its live tables on the demo's WebSocket server; tests start
+    serves the demo, its live tables on the demo's WebSocket servers through
+    HAProxy (below; without HAProxy, the one server); tests start
     their own from the same venv (devtools/horizon.py), pointed at their own
     WebSocket server through SF_HORIZON_WEBSOCKET_URL."""
     name = "horizon"
     port = 8770
-    requires = ("keystone",)
+    requires = ("keystone", "haproxy")      # its live tables go through HAProxy
     ready_timeout = 90.0
     # 27.0.0 brings Django 5.2; WhiteNoise serves what collectstatic gathered.
     pip_spec = ["horizon==27.0.0", "waitress==3.0.*", "whitenoise==6.*",
@@ -1331,8 +1332,11 @@ class Horizon(VenvServer):
 
     @staticmethod
     def websocket_url() -> str:
-        """The demo's WebSocket server: [websocket] host and port of
-        etc/searchlight-forward.conf (scripts/demo.py starts it), else defaults."""
+        """The demo's WebSocket servers through HAProxy's frontend (HAProxy below, in
+        front of the two scripts/demo.py starts); without HAProxy installed, the
+        one of etc/searchlight-forward.conf's [websocket] host and port, else defaults."""
+        if Path(HAProxy.binary).exists():
+            return HAProxy().url
         import configparser
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         try:
@@ -1423,9 +1427,135 @@ HORIZON_CONFIG["user_home"] = WEBROOT + "project/live_instances/"
         return status == 200
 
 
+class HAProxy(Server):
+    """HAProxy (Debian's) in front of several WebSocket servers: the demo's two
+    (scripts/demo.py starts them on 8765 and 8767) behind 127.0.0.1:8766; or, given a
+    directory, a port and backends, a private one (devtools/haproxy.py, the failover
+    test).  In the foreground (-db), one config file, a stats socket for waits; the
+    configuration is explained in docs/websocket.md, "Several servers behind HAProxy".
+    Backends that are not running are simply DOWN: HAProxy is ready when its frontend
+    accepts connections and its stats socket answers."""
+    name = "haproxy"
+    port = 8766
+    backends: tuple[tuple[str, int], ...] = ((HOST, 8765), (HOST, 8767))
+    binary = "/usr/sbin/haproxy"
+    apt = {binary: "haproxy"}
+    ready_timeout = 20.0
+    tag_backend = False           # tests: the handshake answer names its backend
+
+    def __init__(self, directory: Path | None = None, port: int | None = None,
+                 backends=None, tag_backend: bool = False):
+        super().__init__()
+        if directory is not None:
+            self.dir = Path(directory).resolve()
+            self.log = self.dir / "haproxy.log"
+            self.pidfile = self.dir / "haproxy.pid"
+        if port is not None:
+            self.port = port
+        if backends is not None:
+            self.backends = tuple((h, int(p)) for h, p in backends)
+        self.tag_backend = tag_backend
+
+    @property
+    def url(self):
+        return f"ws://{HOST}:{self.port}/"
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "haproxy.cfg"
+
+    @property
+    def stats_socket(self) -> Path:
+        return self.dir / "haproxy.sock"
+
+    def config(self) -> str:
+        """The whole configuration (docs/websocket.md shows and explains it)."""
+        servers = "".join(f"    server ws{i} {h}:{p} check\n"
+                          for i, (h, p) in enumerate(self.backends, 1))
+        tag = ("    # tests: which backend a client landed on\n"
+               "    http-response set-header X-Backend-Server %[srv_name]\n"
+               if self.tag_backend else "")
+        return f"""\
+# written by scripts/servers.py: WebSocket servers behind HAProxy (docs/websocket.md)
+global
+    # two descriptors a connection (client and server side): within a 20,000 limit
+    maxconn 8000
+    stats socket {self.stats_socket} mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    # after the 101 Switching Protocols: a WebSocket lives as long as it is used;
+    # the servers ping every 20 s ([websocket] ping_interval), so only dead ones idle
+    timeout tunnel 1h
+    timeout client-fin 10s
+    # a connection refused by a dead server is retried on another one
+    retries 3
+    option redispatch 1
+
+frontend websocket
+    bind {HOST}:{self.port}
+    option forwardfor
+    default_backend websocket_servers
+
+backend websocket_servers
+    # long-lived connections: the next one goes to the server with the fewest
+    balance leastconn
+    option httpchk
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host {HOST}
+    http-check expect status 200
+    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1
+{tag}{servers}"""
+
+    def configure(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.config())
+        check = subprocess.run([self.binary, "-c", "-q", "-f", str(self.config_file)],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise ServerError(f"haproxy -c refused {self.config_file}: "
+                              f"{(check.stderr or check.stdout).strip()[-500:]}",
+                              show_log=False)
+
+    def command(self):
+        self.stats_socket.unlink(missing_ok=True)
+        return [self.binary, "-db", "-f", str(self.config_file)], dict(os.environ), self.dir
+
+    def stat(self) -> list[dict[str, str]]:
+        """`show stat` over the stats socket: one dict per frontend/backend/server
+        row (pxname, svname, status, scur, ...); [] if it does not answer."""
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(str(self.stats_socket))
+                s.sendall(b"show stat\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            return []
+        lines = data.decode(errors="replace").splitlines()
+        if not lines or not lines[0].startswith("# "):
+            return []
+        header = lines[0][2:].split(",")
+        return [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+
+    def servers(self) -> dict[str, dict[str, str]]:
+        """The backend's servers by name (ws1, ws2, ...): status, scur, ..."""
+        return {row["svname"]: row for row in self.stat()
+                if row.get("pxname") == "websocket_servers"
+                and row.get("svname") not in ("BACKEND", "FRONTEND")}
+
+    def ready(self):
+        return port_open(self.port) and bool(self.stat())
+
+
 SERVERS: dict[str, Server] = {s.name: s for s in (Redis(), RabbitMQ(), Elasticsearch(),
                                                      OpenSearch(), Keystone(), Zaqar(),
-                                                     Horizon())}
+                                                     Horizon(), HAProxy())}
 ORDER = list(SERVERS)          # start order; down goes in reverse
 
 
