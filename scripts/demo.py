@@ -1,9 +1,10 @@
 """The main job on the embedded default (`make demo`).
 
 Brings up the local servers (done by `make`), creates the indices, starts the
-listener, the delivery service and the WebSocket server on the shipped `etc/`
-configuration and pipelines, and a generator (devtools/) that publishes a realistic
-stream for three projects the way the services' oslo_messaging.Notifier does. Prints where to look, and on Ctrl-C stops everything it
+listener, the delivery service and two WebSocket servers (8765 from `etc/`, 8767
+from an extra configuration file; HAProxy of scripts/servers.py balances them on
+8766) on the shipped `etc/` configuration and pipelines, and a generator
+(devtools/) that publishes a realistic stream for three projects the way the services' oslo_messaging.Notifier does. Prints where to look, and on Ctrl-C stops everything it
 started and the local servers.
 
 Horizon 27 with the plugin (started by ``scripts/servers.py up`` on 127.0.0.1:8770)
@@ -33,6 +34,8 @@ import kombu
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSPORT_URL = os.environ.get("SF_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 PAGE = "http://127.0.0.1:8765/"        # the WebSocket server (/status, /metrics)
+SECOND_WEBSOCKET_PORT = 8767           # the second one, behind HAProxy with the first
+HAPROXY = "ws://127.0.0.1:8766/"       # scripts/servers.py's HAProxy in front of both
 HORIZON = "http://127.0.0.1:8770/"     # scripts/servers.py's Horizon
 SEARCH_URLS = {"elasticsearch": "http://127.0.0.1:9200", "opensearch": "http://127.0.0.1:9201"}
 TOKENS = os.path.join(ROOT, "etc", "websocket-tokens.json")
@@ -219,11 +222,22 @@ def main() -> int:
             "--log-file", os.path.join(logs, "delivery.log"))
         run("searchlight-forward-websocket", *websocket_conf,
             "--log-file", os.path.join(logs, "websocket.log"))
+        # A second one on the same group, behind HAProxy with the first (kill either:
+        # its clients resume on the other; docs/websocket.md).
+        second_conf = os.path.join(logs, "websocket-2.conf")
+        with open(second_conf, "w") as f:
+            f.write("# written by scripts/demo.py: the second WebSocket server\n"
+                    f"[websocket]\nport = {SECOND_WEBSOCKET_PORT}\n")
+        run("searchlight-forward-websocket", *websocket_conf, "--config-file", second_conf,
+            "--log-file", os.path.join(logs, "websocket-2.log"))
         run("searchlight-forward-api", *api_conf,
             "--log-file", os.path.join(logs, "api.log"))
         wait_until(lambda: queue_declared("searchlight-forward"), 60, "the listener")
         wait_until(lambda: urllib.request.urlopen(PAGE + "status", timeout=2), 60,
                    "the WebSocket server")
+        wait_until(lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{SECOND_WEBSOCKET_PORT}/status", timeout=2), 60,
+            "the second WebSocket server")
         run("devtools.generate", *base_conf,
             "--rate", str(args.rate), "--project-ids", project_ids, "--quiet",
             stderr=open(os.path.join(logs, "generator.log"), "w"))
@@ -236,6 +250,8 @@ publishes {args.rate:g} notifications/s for three projects.
   Telco queue:  .venv/bin/searchlight-forward-telco-consumer --project ops \\
                   --queue openstack-resources   (Zaqar at http://127.0.0.1:8888;
                   alerts: --queue openstack-error)
+  WebSocket:    {HAPROXY}  (HAProxy in front of {PAGE.replace("http", "ws")} and
+                ws://127.0.0.1:{SECOND_WEBSOCKET_PORT}/; Horizon's tables connect through it)
   Search:       curl '{search_url}/searchlight-search/_search?q=status:ACTIVE&pretty'
   Subscribe:    export SF_API_URL=http://127.0.0.1:8785
                 eval $(.venv/bin/python scripts/demo.py --print-openrc demo)
@@ -245,7 +261,7 @@ publishes {args.rate:g} notifications/s for three projects.
                 curl http://127.0.0.1:8791/status    (delivery: every pipeline's cursor)
   Logs:         {logs}/ (delivery.log has one line per delivered change)
 
-Ctrl-C stops the generator, the listener, the delivery service, the WebSocket server,
+Ctrl-C stops the generator, the listener, the delivery service, the WebSocket servers,
 the subscriptions API and the local servers.
 """, flush=True)
         while all(p.poll() is None for p in procs):
