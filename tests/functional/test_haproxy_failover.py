@@ -150,6 +150,8 @@ class Writer(threading.Thread):
         self.write, self.stop = write, stop
         self.version = time.time_ns()
         self.rounds = 0
+        self.written = 0                        # changes, in rounds of run()
+        self.started = self.ended = 0.0
         self.created: list[tuple[str, str]] = []
         self.error: BaseException | None = None
         self._kill = None
@@ -180,8 +182,10 @@ class Writer(threading.Thread):
                                          deleted=True))
         self.write.changes(batch)
         self.rounds += 1
+        self.written += len(batch)
 
     def run(self) -> None:
+        self.started, self.written = time.monotonic(), 0
         try:
             while not self.stop.is_set():
                 if self._kill is not None:
@@ -193,9 +197,10 @@ class Writer(threading.Thread):
                         self.during_outage.append(self.created[-1][0])
                     self.killed.set()
                 self.round()
-                self.stop.wait(0.05)          # the writer's pace: about 15 rounds/s
+                self.stop.wait(0.05)          # the pace: about 10 rounds (50 changes) a second
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
+        self.ended = time.monotonic()
 
 
 def ready(port: int) -> bool:
@@ -256,6 +261,9 @@ token_file = {tokens.name}
         wait_for(lambda: all(len(c.resumes) >= 2 for c in on[victim]), 3 * BACK_WITHIN,
                  f"the clients of the killed {victim} to resume")
         back = sorted(c.resumes[1][0] - killed_at for c in on[victim])
+        # HAProxy's view then: was the dead server already marked down, and how many
+        # connections did it send there and retry on the other (redispatch)?
+        at_back = proxy.backends()[victim]
         dropped = sorted(c.drops[0] - killed_at for c in on[victim])
         proxy.wait_backends({victim: "DOWN"}, timeout=10)
 
@@ -304,7 +312,9 @@ token_file = {tokens.name}
                "drop_seen_max_s": round(dropped[-1], 3),
                "resumed_max_s": round(back[-1], 3),
                "resumed_p50_s": round(statistics.median(back), 3),
-               "writer_rounds": load.rounds,
+               "writer_changes_per_s": round(load.written / (load.ended - load.started), 1),
+               "haproxy_status_when_back": at_back.get("status"),
+               "redispatched": int(at_back.get("wredis") or 0),
                "resumed_changes": sum(c.resumes[1][1]["count"] for c in on[victim]),
                "changes_received": sum(c.changes for c in clients),
                "missed": 0, "older": 0, "resent": 0}
