@@ -42,6 +42,7 @@ import time
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
+import orjson
 import routes
 import webob
 import webob.dec
@@ -126,6 +127,19 @@ def refuse(status: int, message: str, field: str | None = None
 
 def _json(data, status: int = 200) -> webob.Response:
     return webob.Response(json_body=data, status=status, charset="utf-8")
+
+
+def _json_fast(data, status: int = 200) -> webob.Response:
+    """``_json``'s answer, encoded by orjson (Searchlight's answers: up to 10,000
+    documents); the same JSON, except that non-ASCII characters are sent as UTF-8
+    rather than escaped. What orjson will not encode (an integer beyond 64 bits, a
+    non-string key) goes through ``_json``."""
+    try:
+        body = orjson.dumps(data)
+    except TypeError:
+        return _json(data, status)
+    return webob.Response(body=body, status=status, charset="utf-8",
+                          content_type="application/json")
 
 
 class SubscriptionsAPI:
@@ -253,8 +267,9 @@ class SubscriptionsAPI:
             if what == "search":
                 if not req.body:
                     raise refuse(400, "Body expected in request.")
-                return _json(self.v1.search(self._body(req, self.schemas.search), caller))
-            return _json(getattr(self.v1, what)(req.GET, caller))
+                return _json_fast(self.v1.search(self._body(req, self.schemas.search),
+                                                 caller))
+            return _json_fast(getattr(self.v1, what)(req.GET, caller))
         except searchlight.Refused as exc:
             raise refuse(exc.status, exc.message, exc.field) from None
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import json
 import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -153,9 +154,14 @@ class Fields:
 
     def searchable(self) -> list[str]:
         """The text and keyword fields outside nested ones: what "every field" is."""
+        return list(self._searchable)
+
+    @functools.cached_property
+    def _searchable(self) -> tuple[str, ...]:
+        # Worked out once per Fields (SearchlightV1 keeps one per role and types).
         nested = [p for p, k in self.types.items() if k == "nested"]
-        return sorted(p for p, k in self.types.items() if k in TEXT + EXACT
-                      and not any(p.startswith(n + ".") for n in nested))
+        return tuple(sorted(p for p, k in self.types.items() if k in TEXT + EXACT
+                            and not any(p.startswith(n + ".") for n in nested)))
 
 
 def _merge(into: dict, props: Mapping[str, Any]) -> None:
@@ -343,11 +349,16 @@ def _source(value: Any, fields: Fields):
 def filter_source(document: Any, includes: Sequence[str] | None,
                   excludes: Sequence[str] = ()) -> Any:
     """A rendered document cut to ``_source``'s patterns, as Elasticsearch cuts it:
-    an included object comes whole, an excluded one goes whole."""
-    def match(path: str, patterns: Sequence[str]) -> bool:
-        return any(fnmatch.fnmatchcase(path, p) for p in patterns)
+    an included object comes whole, an excluded one goes whole. (Not a copy: what is
+    kept whole is ``document``'s own objects.)"""
+    if includes is None and not excludes:
+        return document
+    excluded = _matcher(tuple(excludes))
+    included_by = _matcher(tuple(includes or ()))
 
     def walk(node: Any, prefix: str, inside: bool) -> Any:
+        if inside and not excludes:         # whole, as the walk below would copy it
+            return node
         if isinstance(node, list):
             items = [walk(i, prefix, inside) for i in node]
             return [i for i in items if i is not _DROP and (inside or i != {})]
@@ -356,15 +367,25 @@ def filter_source(document: Any, includes: Sequence[str] | None,
         out = {}
         for key, value in node.items():
             path = f"{prefix}{key}"
-            if match(path, excludes):
+            if excluded(path):
                 continue
-            included = inside or includes is None or match(path, includes)
+            included = inside or includes is None or included_by(path)
             kept = walk(value, f"{path}.", included)
             if kept is _DROP or (not included and kept in ({}, [])):
                 continue
             out[key] = kept
         return out
     return walk(document, "", includes is None)
+
+
+@functools.lru_cache(maxsize=256)
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """Does a path match any of the fnmatch ``patterns`` (case-sensitive, as
+    ``fnmatch.fnmatchcase``)? One regular expression, compiled once per patterns."""
+    if not patterns:
+        return lambda path: False
+    match = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+    return lambda path: match(path) is not None
 
 
 _DROP = object()
