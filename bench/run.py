@@ -230,7 +230,12 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
         watch = ctx.watch(extra, rss_of=["listener"] + (["delivery"] if "delivery" in extra
                                                         else []))
         es0 = harness.es_stats(ctx.run.es)
-        harness.wait_until(lambda: started.at, 120, 0.01, f"{name}: the listener to start")
+        def listening():
+            if baseline and not proc.is_alive():     # a start-up error: say so now
+                raise BenchError(f"{name}: the Searchlight-style listener exited at "
+                                 f"start ({proc.exitcode}); see searchlight-style.log")
+            return started.at
+        harness.wait_until(listening, 120, 0.01, f"{name}: the listener to start")
         t0 = started.at
         watch.start()
         if args.profile and not baseline:

@@ -228,6 +228,7 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
     from oslo_config import cfg
     from oslo_log import log as oslo_log
 
+    from forwarders import opts as forwarders_opts
     from forwarders.pipeline import loader
     from searchlight_forward import search
     from searchlight_forward.changelog.announcer import Announcer
@@ -245,6 +246,7 @@ def searchlight_style_main(conf_path: str, threads: int, shared, stop, result,
     conf = cfg.ConfigOpts()
     oslo_log.register_options(conf)
     common.register(conf)
+    forwarders_opts.register(conf)          # [forwarding]: the pipelines it drives
     conf(["--config-file", conf_path, "--log-file",
           os.path.join(os.path.dirname(conf_path), "searchlight-style.log")],
          project="searchlight-forward")
