@@ -519,3 +519,32 @@ def test_the_search_panel_keeps_its_results_live(
         assert page.errors == []
     finally:
         api.stop()
+
+
+def test_a_long_table_is_paged_as_horizon_pages_and_every_page_stays_live(
+        horizon, keystone, pages, writer):
+    """More rows than a page (100): the DOM holds one page, the footer says which,
+    Prev/Next move; a change to a row on another page is there when it is shown."""
+    horizon()
+    demo = keystone.projects["demo"]
+    ids = [f"srv-{n:03d}" for n in range(130)]     # names res-srv-000 ... sort as ids
+    writer(demo, ids, 1)
+    page, _ = pages("demo", keystone, horizon.url)
+    wait_live(page)
+    expect(page.locator(".sf-count")).to_have_text("Displaying 1-100 of 130 items")
+    expect(page.locator(".sf-rows tr")).to_have_count(100)
+    assert row_ids(page)[:2] == ids[:2] and row_ids(page)[-1] == ids[99]
+    expect(page.locator(".sf-prev")).to_be_hidden()
+
+    writer(demo, [ids[120]], 2, status="SHUTOFF")       # on page 2, while page 1 shows
+    writer(demo, [ids[5]], 2, status="ERROR")           # on page 1
+    expect(cell(page, ids[5], "status")).to_have_text("ERROR")
+    page.click(".sf-next")
+    expect(page.locator(".sf-count")).to_have_text("Displaying 101-130 of 130 items")
+    expect(page.locator(".sf-rows tr")).to_have_count(30)
+    assert row_ids(page) == ids[100:]
+    expect(cell(page, ids[120], "status")).to_have_text("SHUTOFF")
+    expect(page.locator(".sf-next")).to_be_hidden()
+    page.click(".sf-prev")
+    expect(page.locator(".sf-rows tr")).to_have_count(100)
+    assert row_ids(page) == ids[:100]

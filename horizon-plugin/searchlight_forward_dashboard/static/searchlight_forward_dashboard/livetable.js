@@ -10,6 +10,10 @@
 (() => {
   const FILTER_DELAY = 400;     // ms of no typing before the filter applies
   const PAGE_SIZE = 200;        // the first page of a live search (the server's cap)
+  // Rows in the page's DOM at once, as Horizon's own tables page theirs: the table
+  // keeps every row up to date, the browser lays out only these
+  // (docs/benchmarks.md, "Horizon live table").
+  const PAGE_ROWS = 100;
   const BACKOFF_FIRST = 500;    // ms; doubles per failed attempt, with jitter
   const BACKOFF_MAX = 5000;
   const DASH = "\u2014";
@@ -181,6 +185,7 @@
       head: q(".sf-head"), rows: q(".sf-rows"), empty: q(".sf-empty"), count: q(".sf-count"),
       filterField: q(".sf-filter-field"), filterValue: q(".sf-filter-value"),
       type: q(".sf-type"), facets: q(".sf-facets"),
+      prev: q(".sf-prev"), next: q(".sf-next"),
     };
     // Filter and sort survive a reload of this panel (never the token).
     const FILTER_KEY = `sf-live-table.${cfg.table}.${cfg.allProjects ? "admin" : "project"}.filter`;
@@ -200,6 +205,7 @@
       fromResults: false,
       rows: new Map(),            // id -> {id, tr, doc, key, cols}
       order: [],                  // the rows in table order
+      page: 0,                    // which PAGE_ROWS of them are shown
       versions: new Map(),        // id -> highest version applied (deletes too)
       fieldCounts: new Map(),     // field -> rows whose document has it
       columns: [],
@@ -436,6 +442,7 @@
       for (const [ws, frame] of frames) {
         if (ws === state.ws) onFrame(ws, frame);    // in arrival order, this socket's
       }
+      showPage();
     }
 
     function disconnect() {
@@ -694,8 +701,8 @@
       return a.id < b.id;
     }
 
-    // Keep ``state.order`` (the rows in table order) and the DOM in step: a binary
-    // search for the row's place, and a DOM move only if its place changed.
+    // Keep ``state.order`` (the rows in table order): a binary search for the row's
+    // place. The DOM follows at the next showPage.
     function place(row) {
       const order = state.order;
       const at = order.indexOf(row);
@@ -706,10 +713,20 @@
         if (precedes(row, order[mid])) hi = mid; else lo = mid + 1;
       }
       order.splice(lo, 0, row);
-      const next = lo + 1 < order.length ? order[lo + 1].tr : null;
-      if (row.tr.nextSibling !== next || row.tr.parentNode !== el.rows) {
-        el.rows.insertBefore(row.tr, next);
-      }
+    }
+
+    // The shown page's rows in the DOM, in order; nothing else. O(PAGE_ROWS).
+    function showPage() {
+      const pages = Math.max(1, Math.ceil(state.order.length / PAGE_ROWS));
+      state.page = Math.min(state.page, pages - 1);
+      const start = state.page * PAGE_ROWS;
+      const shown = state.order.slice(start, start + PAGE_ROWS);
+      const children = el.rows.children;
+      shown.forEach((row, i) => {
+        if (children[i] !== row.tr) el.rows.insertBefore(row.tr, children[i] || null);
+      });
+      while (children.length > shown.length) children[children.length - 1].remove();
+      updateFooter();
     }
 
     function fillCell(td, c, doc, id, first) {
@@ -814,6 +831,7 @@
     function resetTable() {
       state.rows.clear();
       state.order = [];
+      state.page = 0;
       state.versions.clear();
       state.fieldCounts.clear();
       state.cursor = null;
@@ -829,7 +847,17 @@
       const n = state.rows.size;
       el.empty.hidden = n > 0;
       el.empty.textContent = state.loaded ? "No items to display." : "Loading\u2026";
-      el.count.textContent = n ? `Displaying ${n} ${n === 1 ? "item" : "items"}` : "";
+      if (n > PAGE_ROWS) {
+        const start = state.page * PAGE_ROWS;
+        el.count.textContent = `Displaying ${start + 1}-${Math.min(n, start + PAGE_ROWS)}`
+          + ` of ${n} items`;
+      } else {
+        el.count.textContent = n ? `Displaying ${n} ${n === 1 ? "item" : "items"}` : "";
+      }
+      if (el.prev) {
+        el.prev.hidden = state.page === 0;
+        el.next.hidden = (state.page + 1) * PAGE_ROWS >= n;
+      }
     }
 
     // -- controls: Horizon's filter box (field and text), sortable headers ---------------
@@ -876,6 +904,10 @@
     }
 
     el.filterField.addEventListener("change", () => { if (el.filterValue.value) setFilter(); });
+    if (el.prev) {
+      el.prev.addEventListener("click", () => { state.page -= 1; showPage(); });
+      el.next.addEventListener("click", () => { state.page += 1; showPage(); });
+    }
     if (el.type) {
       el.type.addEventListener("change", () => {
         cfg.type = el.type.value;
