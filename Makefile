@@ -33,7 +33,7 @@ OPENSEARCH_TESTS := tests/functional/test_listener.py tests/functional/test_cras
 	$(SL_TESTS)::test_refusals_name_the_rule \
 	tests/functional/test_searchlight_hidden_fields.py::test_a_hidden_field_or_value_anywhere_reads_as_a_missing_one
 
-.PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch bench-horizon bench-search faults
+.PHONY: demo test lint-imports test-opensearch unit functional browser-tests servers test-servers test-ready down sample-config bench bench-subscriptions bench-livesearch bench-horizon bench-search bench-scale faults
 
 # The project's virtualenv, rebuilt when its metadata changes. The telco consumer
 # is an example client, installed beside the service (not part of it); the Horizon
@@ -138,6 +138,14 @@ bench-horizon: $(VENV)/.installed servers
 bench-search: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/search_latency.py
+
+# Ten thousand WebSocket connections to one server process, then two servers behind
+# HAProxy with one killed (docs/benchmarks.md, "Ten thousand connections (issue 28)"
+# and "WebSocket failover behind HAProxy"): about 3 minutes.
+bench-scale: $(VENV)/.installed servers
+	$(BIN)/pip install -q -e '.[bench]'
+	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/scale.py
+	$(BIN)/python bench/haproxy_failover.py
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.
