@@ -330,7 +330,8 @@ def phase(ctx, name: str) -> dict:
     scn = Scenario(run, name, overrides={
         ("websocket", "max_connections_per_user"): str(k),
         ("websocket", "max_unauthenticated"): str(k),
-        ("websocket", "queue_size"): str(max(1000, int(4 * rate * duration)))})
+        ("websocket", "queue_size"): str(max(1000, int(4 * rate * duration))),
+        ("websocket", "compression"): COMPRESSION[0]})
     children, clients = [], None
     try:
         scn.ensure_index()
@@ -477,6 +478,8 @@ def parse_args(argv=None):
     p.add_argument("--projects", type=int, default=1000,
                    help="projects the connections are spread over (projects phase)")
     p.add_argument("--rate", type=float, default=100.0, help="notifications per second")
+    p.add_argument("--compression", choices=("deflate", "none"), default="deflate",
+                   help="[websocket] compression of the server (the clients offer deflate)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds of publishing (default 30; quick 10)")
     p.add_argument("--broadcast-rate", type=float, default=1.0,
@@ -499,8 +502,12 @@ def parse_args(argv=None):
     return args
 
 
+COMPRESSION = ["deflate"]      # --compression, for every phase's server
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    COMPRESSION[0] = args.compression
     soft, hard = raise_nofile()
     need = args.connections + 200
     if soft < need:

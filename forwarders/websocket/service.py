@@ -58,6 +58,7 @@ def build(conf: cfg.ConfigOpts) -> WebSocketServer:
                         poll_interval=conf.changelog.poll_interval,
                         auth_timeout=ws.auth_timeout, admin_role=ws.admin_role,
                         max_size=ws.max_frame_size, ping_interval=ws.ping_interval or None,
+                        compression=None if ws.compression == "none" else ws.compression,
                         token_recheck_interval=ws.token_recheck_interval,
                         expiry_warning=ws.expiry_warning,
                         max_frame_rate=ws.max_frame_rate, frame_burst=ws.frame_burst,

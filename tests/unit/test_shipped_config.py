@@ -91,3 +91,10 @@ def test_the_old_form_of_the_shipped_file_still_runs_every_process(tmp_path, cap
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("[pipeline:horizon]: a pipeline ending in the websocket sink" in w and
                "[view:horizon]\n    filters = unsearchable secrets" in w for w in warned)
+
+
+def test_websocket_compression_is_an_option_deflate_by_default():
+    conf = shipped_conf()
+    assert websocket_service.build(conf).settings.compression == "deflate"
+    conf.set_override("compression", "none", group="websocket")
+    assert websocket_service.build(conf).settings.compression is None
