@@ -54,6 +54,18 @@ SIM_PROJECTS = ("demo", "alt_demo", "admin")
 ZAQAR_CLIENT_ID = "5f1c3a52-6f0e-4b59-9d0c-2d3f1a6b7e42"
 
 
+def percentiles(values: list[float]) -> dict:
+    """count, p50, p95, p99 and max (ms, 0.1) of latencies; None when there are none."""
+    if not values:
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    values = sorted(values)
+
+    def at(q):
+        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+    return {"count": len(values), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99),
+            "max": round(values[-1], 1)}
+
+
 class BenchError(RuntimeError):
     pass
 

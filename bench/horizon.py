@@ -228,17 +228,6 @@ def publish_paced(publisher: NotificationPublisher, servers: Servers, indices: l
 
 # -- statistics --------------------------------------------------------------------------
 
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
-    values = sorted(values)
-
-    def at(q):
-        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-    return {"count": len(values), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99),
-            "max": round(values[-1], 1)}
-
-
 def long_task_summary(tasks: list) -> dict:
     durations = [d for _at, d, _name in tasks]
     return {"count": len(durations), "over_50ms": sum(d > LONG_TASK_MS for d in durations),
@@ -531,10 +520,10 @@ class Bench:
             "last_seq": last_seq, "changes_shown": len(row_ms),
             "changes_coalesced": coalesced, "drained": drained,
             "listener_processed": self.processed() - before,
-            "publish_to_row_ms": percentiles(row_ms),
-            "publish_to_frame_ms": percentiles(frame_ms),
-            "frame_to_row_ms": percentiles(table_ms),
-            "publish_to_next_frame_ms": percentiles(paint_ms),
+            "publish_to_row_ms": harness.percentiles(row_ms),
+            "publish_to_frame_ms": harness.percentiles(frame_ms),
+            "frame_to_row_ms": harness.percentiles(table_ms),
+            "publish_to_next_frame_ms": harness.percentiles(paint_ms),
             "long_tasks": tasks, "clock": clock,
             "websocket_frames_sent": frames,
             "websocket_cpu_s": round(ws_cpu, 3),

@@ -97,17 +97,6 @@ class Clients(harness.ChildProcess):
         super().stop(timeout=15)
 
 
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
-    values = sorted(values)
-
-    def at(q):
-        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-    return {"count": len(values), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99),
-            "max": round(values[-1], 1)}
-
-
 def phase(ctx, name: str) -> dict:
     args, run = ctx.args, ctx.run
     k = args.connections
@@ -181,7 +170,7 @@ def phase(ctx, name: str) -> dict:
                "published": pub["sent"], "achieved_rate": pub["rate"], "drained": drained,
                "frames": len(records), "frames_by_kind": kinds,
                "frames_per_notification": round(len(records) / max(count, 1), 2),
-               "delay_ms": percentiles(delays),
+               "delay_ms": harness.percentiles(delays),
                "server_cpu_ms_per_notification": round(1000 * server_s / max(count, 1), 3),
                "server_cpu_ms_per_frame": round(1000 * server_s / max(len(records), 1), 4),
                "server_cpu_s": round(server_s, 2),

@@ -296,17 +296,6 @@ def expected_by_token(es, group: str, tokens: dict, used: set[str]) -> dict:
     return out
 
 
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
-    values = sorted(values)
-
-    def at(q):
-        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-    return {"count": len(values), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99),
-            "max": round(values[-1], 1)}
-
-
 def cpu_s(ps) -> float:
     t = ps.cpu_times()
     return t.user + t.system
@@ -423,7 +412,7 @@ def phase(ctx, name: str) -> dict:
                "frames": frames, "frames_timed": len(delays),
                "frames_per_notification": round(frames / max(count, 1), 2),
                "frames_per_s": round(frames / wall, 1),
-               "delay_ms": percentiles(delays),
+               "delay_ms": harness.percentiles(delays),
                "server_cpu_s": round(server_s, 2), "server_cores": round(server_s / wall, 3),
                "server_cpu_ms_per_frame": round(1000 * server_s / max(frames, 1), 4),
                "server_cpu_ms_per_notification": round(1000 * server_s / max(count, 1), 3),

@@ -9,23 +9,14 @@ HAProxy's own view instead of sleeping.
 """
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
 from devtools.net import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _servers_module():
-    spec = importlib.util.spec_from_file_location("sf_servers", ROOT / "scripts" / "servers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from devtools.local_servers import servers
 
 
-servers = _servers_module()
+
 
 
 class PrivateHAProxy:

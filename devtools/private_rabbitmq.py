@@ -18,7 +18,6 @@ What a node on RabbitMQ 3.10 does that tests must allow for (measured):
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -26,17 +25,10 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from devtools.local_servers import servers
 
 
-def _servers_module():
-    spec = importlib.util.spec_from_file_location("sf_servers", ROOT / "scripts" / "servers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-servers = _servers_module()
 
 # Every quorum queue of the node has a leader (one rabbitmqctl call that polls
 # inside the node, up to ~TENTHS/10 s); prints the names still without one.

@@ -257,6 +257,23 @@ def apt_install(packages: list[str], log: Path):
 # the common server machinery
 # --------------------------------------------------------------------------
 
+def demo_address(section: str, host_option: str, port_option: str,
+                 default_port: str) -> tuple[str, str]:
+    """Where a demo service listens: ``[section]`` host and port of
+    etc/searchlight-forward.conf (scripts/demo.py starts it with that file), else the
+    defaults; an address for every interface is reached on 127.0.0.1."""
+    import configparser
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read(REPO / "etc" / "searchlight-forward.conf")
+    except configparser.Error:
+        pass
+    host = parser.get(section, host_option, fallback=HOST).strip()
+    if host in ("", "0.0.0.0", "::"):
+        host = HOST
+    return host, parser.get(section, port_option, fallback=default_port).strip()
+
+
 class Server:
     name = ""
     port = 0
@@ -1211,16 +1228,7 @@ backend = dogpile.cache.memory
         """The demo's searchlight-forward-api: [subscriptions] api_host and
         api_port of etc/searchlight-forward.conf (scripts/demo.py starts the API
         with it), else their defaults."""
-        import configparser
-        parser = configparser.ConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read(REPO / "etc" / "searchlight-forward.conf")
-        except configparser.Error:
-            pass
-        host = parser.get("subscriptions", "api_host", fallback=HOST).strip()
-        port = parser.get("subscriptions", "api_port", fallback="8785").strip()
-        if host in ("", "0.0.0.0", "::"):
-            host = HOST
+        host, port = demo_address("subscriptions", "api_host", "api_port", "8785")
         return f"http://{host}:{port}"
 
     def ensure_catalog(self) -> str:
@@ -1337,16 +1345,8 @@ class Horizon(VenvServer):
         one of etc/searchlight-forward.conf's [websocket] host and port, else defaults."""
         if Path(HAProxy.binary).exists():
             return HAProxy().url
-        import configparser
-        parser = configparser.ConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read(REPO / "etc" / "searchlight-forward.conf")
-        except configparser.Error:
-            pass
-        host = parser.get("websocket", "host", fallback=HOST).strip()
-        if host in ("", "0.0.0.0", "::"):
-            host = HOST
-        return f"ws://{host}:{parser.get('websocket', 'port', fallback='8765').strip()}/"
+        host, port = demo_address("websocket", "host", "port", "8765")
+        return f"ws://{host}:{port}/"
 
     def secret_key(self) -> str:
         path = self.dir / "secret_key"

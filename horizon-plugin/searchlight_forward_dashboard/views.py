@@ -42,26 +42,31 @@ def detail_url(spec: str | None) -> str:
 
 
 class LiveTableView(horizon_views.HorizonTemplateView):
+    """A panel's live table (templates/.../_frame.html, filled by livetable.js)."""
     template_name = "searchlight_forward_dashboard/live_table.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         panel = self.request.horizon["panel"]
-        dashboard = self.request.horizon["dashboard"]
-        table = panel.table
+        self.urls = f"horizon:{self.request.horizon['dashboard'].slug}:{panel.slug}"
         options = plugin_options()
         context.update({
             "page_title": panel.name,
-            "live_table": table,
+            "table_slug": panel.slug,
             "all_projects": panel.all_projects,
             "websocket_url": options["websocket_url"],
             "session_check_interval": options["session_check_interval"],
-            "session_url": reverse(f"horizon:{dashboard.slug}:{panel.slug}:session"),
-            "detail_url": detail_url(table.admin_detail if panel.all_projects
-                                     else table.project_detail),
+            "session_url": reverse(f"{self.urls}:session"),
             "login_url": settings.LOGIN_URL,
         })
+        context.update(self.table_context(panel))
         return context
+
+    def table_context(self, panel) -> dict:
+        table = panel.table
+        return {"live_table": table,
+                "detail_url": detail_url(table.admin_detail if panel.all_projects
+                                         else table.project_detail)}
 
 
 @method_decorator([csrf_protect, never_cache], name="dispatch")
@@ -88,28 +93,16 @@ class SessionTokenView(View):
         return response
 
 
-class SearchView(horizon_views.HorizonTemplateView):
-    """The Search panel: resource types and facets from the search API, results from
-    the same query's live subscription on the WebSocket."""
-    template_name = "searchlight_forward_dashboard/search.html"
+class SearchView(LiveTableView):
+    """The Search panel: the same frame in search mode, resource types and facets from
+    the search API, results from the same query's live subscription."""
 
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        panel = self.request.horizon["panel"]
-        base = f"horizon:{self.request.horizon['dashboard'].slug}:{panel.slug}"
-        options = plugin_options()
-        context.update({
-            "page_title": panel.name,
-            "websocket_url": options["websocket_url"],
-            "session_check_interval": options["session_check_interval"],
-            "session_url": reverse(f"{base}:session"),
-            "plugins_url": reverse(f"{base}:plugins"),
-            "facets_url": reverse(f"{base}:facets"),
-            "detail_urls": {t.resource_type: detail_url(t.project_detail)
-                            for t in tables.TABLES},
-            "login_url": settings.LOGIN_URL,
-        })
-        return context
+    def table_context(self, panel) -> dict:
+        return {"search": True,
+                "plugins_url": reverse(f"{self.urls}:plugins"),
+                "facets_url": reverse(f"{self.urls}:facets"),
+                "detail_urls": {t.resource_type: detail_url(t.project_detail)
+                                for t in tables.TABLES}}
 
 
 class SearchAPIView(View):
