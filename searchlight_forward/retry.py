@@ -77,6 +77,54 @@ class Policy:
         return tenacity.wait_exponential_jitter(multiplier=self.initial, max=self.maximum,
                                                 jitter=self.initial)
 
+    def wait(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): the
+        same strategy as ``waits()``, for a caller that schedules instead of
+        sleeping (``Backoff``)."""
+        return float(self.waits()(_Attempt(attempt)))
+
+
+@dataclasses.dataclass
+class _Attempt:
+    """What tenacity's wait strategies read from a retry state."""
+    attempt_number: int
+
+
+class Backoff:
+    """The one policy for a caller that must not sleep (a consumer's step on a shared
+    pool of threads): it says how long to wait, the caller schedules its next try.
+
+    ``failed(exc)`` returns the wait before the next attempt, or None when the
+    policy's ``attempts`` ran out; what ``classify`` does not accept is raised
+    again. ``succeeded()`` starts the count afresh. Logged like ``Retry``."""
+
+    def __init__(self, policy: Policy, what: str, hint: str = "",
+                 classify: Callable[[BaseException], bool] = is_transient,
+                 log: Throttled | None = None):
+        self.policy = policy
+        self.what = what
+        self.hint = hint
+        self.classify = classify
+        self.log = log or Throttled(LOG)
+        self.attempt = 0             # failed attempts in a row
+        self.retries = 0             # waits so far, for the counters
+
+    def failed(self, exc: BaseException) -> float | None:
+        if not self.classify(exc):
+            raise exc
+        self.attempt += 1
+        if self.policy.attempts is not None and self.attempt >= self.policy.attempts:
+            self.attempt = 0
+            return None
+        wait = self.policy.wait(self.attempt)
+        self.retries += 1
+        self.log.failure(self.what, exc, f"retry {self.attempt} in {wait:.1f}s"
+                         f"{'; ' + self.hint if self.hint else ''}", with_traceback=False)
+        return wait
+
+    def succeeded(self) -> None:
+        self.attempt = 0
+
 
 class Retry:
     """Calls a function until it returns, waiting between transient failures."""

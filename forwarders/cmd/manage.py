@@ -312,8 +312,13 @@ def _cursors(conf, es, deployment: Deployment, cmd) -> int:
     if cmd.name == "cursors":
         subscriptions = _subscriptions(conf, es)
         for group in groups:
-            for doc in sorted(store.cursors(group), key=lambda d: d["consumer"]):
-                for line in describe_cursor(group, doc, subscriptions):
+            docs = sorted(store.cursors(group), key=lambda d: d["consumer"])
+            leases = store.leases(sorted({d["partition"] for d in docs
+                                          if d.get("partition")}))
+            for doc in docs:
+                lease = leases.get(doc.get("partition") or "")
+                for line in describe_cursor(group, doc, subscriptions,
+                                            lease=lease["_source"] if lease else None):
                     print(line)
         return 0
     status = 0
@@ -332,8 +337,8 @@ def _cursors(conf, es, deployment: Deployment, cmd) -> int:
             return 2
         print(f"{group} {cmd.pipeline}: moved from "
               f"{Position.from_dict(before.get('position')) or 'nowhere'} to {position}; "
-              f"its owner lets go at its next cursor write and the pipeline reads on "
-              f"from there, sending every change again, even those its sink had sent "
+              f"its owner starts the pipeline again from there within "
+              f"[delivery] lease_seconds / 3, sending every change again, even those its sink had sent "
               f"(GET /status of the delivery service shows it: delivered)")
     return status
 
@@ -349,18 +354,23 @@ def _subscriptions(conf, es) -> dict[str, object]:
 
 
 def describe_cursor(group: str, doc: dict, subscriptions: dict,
-                    now: float | None = None) -> list[str]:
+                    now: float | None = None, lease: dict | None = None) -> list[str]:
     """What ``cursors`` prints for one cursor document: where it is, who owns it
-    now (an owner whose lease ran out owns nothing), which subscription it is, its
-    last error and the last time an operator moved it."""
+    now (its partition's ``lease``: an owner whose lease ran out owns nothing),
+    which subscription it is, its last error and the last time an operator moved
+    it."""
     now = time.time() if now is None else now
     name = doc["consumer"]
     position = Position.from_dict(doc.get("position"))
-    owner, until = doc.get("owner"), float(doc.get("lease_until") or 0)
-    if owner and until > now:
+    owner = doc.get("owner")
+    held_by = (lease or {}).get("owner")
+    until = float((lease or {}).get("lease_until") or 0)
+    if owner and held_by == owner and until > now:
         held = f"owner {owner} (lease {until - now:.0f} s left)"
-    elif owner:
+    elif owner and held_by == owner:
         held = f"no owner ({owner}'s lease ran out {_ago(now - until)} ago)"
+    elif owner:
+        held = f"no owner ({owner} let it go)"
     else:
         held = "no owner"
     lines = [f"{group} {name}: at {position or 'no position yet'}, {held}"]

@@ -2,20 +2,34 @@
 
 A consumer (a pipeline of one resource group) has one cursor document::
 
-    cursor:<group>:<consumer>  {position, owner, lease_until, resyncing,
-                                delivered, skipped, last_error, updated_at}
+    cursor:<group>:<consumer>  {position, partition, owner, resyncing, delivered,
+                                skipped, last_error, updated_at}
 
-A delivery process owns a cursor while its lease runs. Every write to the document
-is conditional on the document's ``_seq_no`` and ``_primary_term`` as last seen
-(Elasticsearch's optimistic concurrency), so two processes can never both believe
-they own it: the second writer gets 409 and stands down (``LeaseLost``). A killed
-process's cursors are claimed by another once their lease has run out.
+Cursors are owned by *partition*: a delivery process owns a partition while its
+lease runs, and with it every cursor in it. An operator's pipeline (forwarders.ini)
+is a partition of its own; tenants' subscriptions are hashed into ``[delivery]
+partitions`` partitions, so ten thousand subscriptions cost a few lease documents::
+
+    lease:<partition>          {owner, lease_until, updated_at}
+
+Every write is conditional on the document's ``_seq_no`` and ``_primary_term`` as
+last seen (Elasticsearch's optimistic concurrency), so two processes can never both
+believe they own a partition: the second writer gets 409 and stands down
+(``LeaseLost``). A process renews all its leases in one bulk request; a killed
+process's partitions are claimed by another once their lease has run out.
 
 An owner delivers only while its lease has more than ``margin`` seconds left (its
 own monotonic clock, counted from before the write that granted it), so a process
 that stalls stops delivering before anyone else can start: the sink never sees two
-owners interleave. Processes also write a heartbeat document (``member:<id>``) so
-that each can take its fair share of the cursors.
+owners interleave. A new owner takes every cursor of the partition (one bulk of
+conditional writes naming it) before delivering, so a late write of the old owner
+fails; cursors are written again only when they move. Processes also write a
+heartbeat document (``member:<id>``) so that each can take its fair share.
+
+Elasticsearch's conditional writes are the fencing: tooz (OpenStack's coordination
+library) was weighed for membership and partitioning and not taken, because its
+hash ring has no fencing (two members deliver the same object until both have run
+their watchers) and it would add Redis as a second source of truth (docs/operations.md).
 """
 from __future__ import annotations
 
@@ -40,6 +54,7 @@ MAPPING = {
         "group": {"type": "keyword"},
         "consumer": {"type": "keyword"},
         "owner": {"type": "keyword"},
+        "partition": {"type": "keyword"},
         "lease_until": {"type": "double"},
         "updated_at": {"type": "date"},
     },
@@ -52,6 +67,10 @@ class LeaseLost(Exception):
 
 def cursor_id(group: str, consumer: str) -> str:
     return f"cursor:{group}:{consumer}"
+
+
+def lease_id(partition: str) -> str:
+    return f"lease:{partition}"
 
 
 def member_id(owner: str) -> str:
@@ -141,7 +160,9 @@ class CursorStore:
             state.last_move, state.last_move_at = reason[:300], _now()
             try:
                 self.es.index(index=self.index, id=doc_id,
-                              document=self._source(group, consumer, state, 0, owner=None),
+                              document=self._source(group, consumer, state,
+                                                    found["_source"].get("partition"),
+                                                    owner=None),
                               if_seq_no=found["_seq_no"],
                               if_primary_term=found["_primary_term"], refresh=True)
             except search.ConflictError:
@@ -178,94 +199,205 @@ class CursorStore:
         except search.NotFoundError:
             pass
 
+    def moved(self, groups: list[str]) -> dict[str, int]:
+        """The cursors of ``groups`` nobody has taken since an operator moved them
+        (``move`` leaves them without an owner), with the ``_seq_no`` of that write:
+        their owner starts them again (``Cursor.written_after`` tells a search that
+        did not see its own later write yet)."""
+        if not groups:
+            return {}
+        resp = self.es.search(index=self.index, size=10000, source=False,
+                              seq_no_primary_term=True, query={
+            "bool": {"filter": [{"term": {"kind": "cursor"}},
+                                {"terms": {"group": groups}}],
+                     "must_not": [{"exists": {"field": "owner"}}]}})
+        return {h["_id"]: h["_seq_no"] for h in resp["hits"]["hits"]}
+
     # -- ownership ---------------------------------------------------------------------
 
-    def claim(self, group: str, consumer: str, found: dict | None) -> "Lease | None":
-        """Own the cursor if nobody does (or their lease ran out); None if taken.
-        ``found``: the document as just read (None: there is none yet)."""
+    def leases(self, partitions: list[str]) -> dict[str, dict]:
+        """The lease documents of ``partitions`` (realtime), by partition."""
+        found = self.read([lease_id(p) for p in partitions])
+        return {doc["_id"].split(":", 1)[1]: doc for doc in found.values()}
+
+    def claim(self, partition: str, found: dict | None) -> "Lease | None":
+        """Own ``partition`` if nobody does (or their lease ran out, or it is this
+        process's own from a previous life); None if taken. ``found``: its lease
+        document as just read (None: there is none yet)."""
         started = time.monotonic()
-        doc_id = cursor_id(group, consumer)
-        if found is None:
-            state = CursorState()
-            source = self._source(group, consumer, state, self.lease_seconds)
-            try:
+        doc_id = lease_id(partition)
+        source = self._lease_source(partition, self.lease_seconds)
+        try:
+            if found is None:
                 resp = self.es.index(index=self.index, id=doc_id, document=source,
                                      op_type="create")
-            except search.ConflictError:
-                return None
-        else:
-            src = found["_source"]
-            if src.get("owner") not in (None, self.owner) and \
-                    float(src.get("lease_until") or 0) > time.time():
-                return None
-            state = CursorState.from_source(src)
-            source = self._source(group, consumer, state, self.lease_seconds)
-            try:
+            else:
+                src = found["_source"]
+                if src.get("owner") not in (None, self.owner) and \
+                        float(src.get("lease_until") or 0) > time.time():
+                    return None
                 resp = self.es.index(index=self.index, id=doc_id, document=source,
                                      if_seq_no=found["_seq_no"],
                                      if_primary_term=found["_primary_term"])
-            except search.ConflictError:
-                return None
-        return Lease(self, group, consumer, state, resp["_seq_no"], resp["_primary_term"],
+        except search.ConflictError:
+            return None
+        return Lease(self, partition, resp["_seq_no"], resp["_primary_term"],
                      started + self.lease_seconds)
 
-    def _source(self, group: str, consumer: str, state: CursorState, lease: float,
-                owner: str | None = "") -> dict:
+    def renew(self, leases: list["Lease"]) -> list["Lease"]:
+        """Renew ``leases`` in one bulk request; returns those lost (another process
+        owns them now), which are marked lost."""
+        leases = [lease for lease in leases if not lease.lost]
+        if not leases:
+            return []
+        started = time.monotonic()
+        operations: list[dict] = []
+        for lease in leases:
+            operations += [{"index": {"_index": self.index, "_id": lease_id(lease.partition),
+                                      "if_seq_no": lease._seq_no,
+                                      "if_primary_term": lease._primary_term}},
+                           self._lease_source(lease.partition, self.lease_seconds)]
+        resp = self.es.bulk(operations=operations)
+        lost = []
+        for lease, item in zip(leases, resp["items"]):
+            result = item["index"]
+            status = result.get("status", 500)
+            if status in (200, 201):
+                lease.renewed(result["_seq_no"], result["_primary_term"],
+                              started + self.lease_seconds)
+            elif status in (404, 409):
+                lease.lost = True
+                lost.append(lease)
+            # anything else (a shard busy): the lease runs on; renewed next turn
+        return lost
+
+    def take(self, lease: "Lease", keys: list[tuple[str, str]]) -> dict[tuple, "Cursor"]:
+        """The cursors ``(group, consumer)`` of ``lease``'s partition, taken by this
+        process: one read, then one bulk of conditional writes naming it as the
+        owner (creating what does not exist), so that a late write of a previous
+        owner fails. Cursors someone else wrote in between are left out (taken at
+        the next turn)."""
+        if not keys:
+            return {}
+        found = self.read([cursor_id(g, c) for g, c in keys])
+        operations: list[dict] = []
+        states = []
+        for group, consumer in keys:
+            doc = found.get(cursor_id(group, consumer))
+            state = CursorState.from_source(doc["_source"]) if doc else CursorState()
+            states.append(state)
+            action = {"_index": self.index, "_id": cursor_id(group, consumer)}
+            if doc is None:
+                operations.append({"create": action})
+            else:
+                action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
+                operations.append({"index": action})
+            operations.append(self._source(group, consumer, state, lease.partition))
+        resp = self.es.bulk(operations=operations)
+        taken = {}
+        for (group, consumer), state, item in zip(keys, states, resp["items"]):
+            result = next(iter(item.values()))
+            if result.get("status") in (200, 201):
+                taken[(group, consumer)] = Cursor(self, lease, group, consumer, state,
+                                                  result["_seq_no"], result["_primary_term"])
+        return taken
+
+    def _source(self, group: str, consumer: str, state: CursorState,
+                partition: str | None, owner: str | None = "") -> dict:
         return dict(state.to_source(), kind="cursor", group=group, consumer=consumer,
-                    owner=self.owner if owner == "" else owner,
-                    lease_until=time.time() + lease if lease else 0.0,
+                    partition=partition, owner=self.owner if owner == "" else owner,
                     updated_at=_now())
+
+    def _lease_source(self, partition: str, lease: float) -> dict:
+        return {"kind": "lease", "partition": partition,
+                "owner": self.owner if lease else None,
+                "lease_until": time.time() + lease if lease else 0.0, "updated_at": _now()}
 
 
 class Lease:
-    """This process's ownership of one cursor: every write checks it still holds."""
+    """This process's ownership of one partition: the service renews it (in bulk),
+    consumers deliver only while it has time left."""
 
-    def __init__(self, store: CursorStore, group: str, consumer: str, state: CursorState,
-                 seq_no: int, primary_term: int, valid_until: float):
+    def __init__(self, store: CursorStore, partition: str, seq_no: int,
+                 primary_term: int, valid_until: float):
         self.store = store
-        self.group = group
-        self.consumer = consumer
-        self.state = state
+        self.partition = partition
         self._seq_no = seq_no
         self._primary_term = primary_term
         self._valid_until = valid_until      # monotonic
-        self._lock = threading.Lock()
         self.lost = False
 
     def remaining(self) -> float:
         """Seconds this process may still act as the owner."""
         return 0.0 if self.lost else self._valid_until - time.monotonic()
 
+    def renewed(self, seq_no: int, primary_term: int, valid_until: float) -> None:
+        self._seq_no, self._primary_term = seq_no, primary_term
+        self._valid_until = valid_until
+
+    def release(self) -> None:
+        """Give the partition up (it is free at once); ``LeaseLost`` if it was not
+        ours any more."""
+        if self.lost:
+            return
+        self.lost = True
+        store = self.store
+        try:
+            store.es.index(index=store.index, id=lease_id(self.partition),
+                           document=store._lease_source(self.partition, 0),
+                           if_seq_no=self._seq_no, if_primary_term=self._primary_term)
+        except (search.ConflictError, search.NotFoundError):
+            raise LeaseLost(f"partition {self.partition}: another delivery process "
+                            "owns it now") from None
+
+
+class Cursor:
+    """One cursor document, taken by this process under a partition ``lease``: every
+    write is conditional on what it last wrote (``LeaseLost`` if anybody else wrote
+    it since: another owner, an operator's move, a delete)."""
+
+    def __init__(self, store: CursorStore, lease: Lease, group: str, consumer: str,
+                 state: CursorState, seq_no: int, primary_term: int):
+        self.store = store
+        self.lease = lease
+        self.group = group
+        self.consumer = consumer
+        self.state = state
+        self._seq_no = seq_no
+        self._primary_term = primary_term
+        self._lock = threading.Lock()
+        self.lost = False
+
+    def written_after(self, seq_no: int) -> bool:
+        """Has this process written the cursor since the write numbered ``seq_no``?"""
+        return self._seq_no > seq_no
+
     def write(self, state: CursorState | None = None, release: bool = False) -> None:
-        """Store ``state`` (or the current one) and renew the lease; ``release``
-        gives the cursor up. ``LeaseLost`` if another process took it."""
+        """Store ``state`` (or the current one); ``release``: without an owner (its
+        pipeline is not delivered any more)."""
         with self._lock:
-            if self.lost:
+            if self.lost or self.lease.lost:
                 raise LeaseLost(f"{self.consumer}: lease already lost")
             if state is not None:
                 self.state = state
-            started = time.monotonic()
             store = self.store
-            source = store._source(self.group, self.consumer, self.state,
-                                   0 if release else store.lease_seconds,
-                                   owner=None if release else "")
             try:
-                resp = store.es.index(index=store.index,
-                                      id=cursor_id(self.group, self.consumer),
-                                      document=source, if_seq_no=self._seq_no,
-                                      if_primary_term=self._primary_term)
+                resp = store.es.index(
+                    index=store.index, id=cursor_id(self.group, self.consumer),
+                    document=store._source(self.group, self.consumer, self.state,
+                                           self.lease.partition,
+                                           owner=None if release else ""),
+                    if_seq_no=self._seq_no, if_primary_term=self._primary_term)
             except search.ConflictError:
                 self.lost = True
-                raise LeaseLost(f"{self.consumer}: another delivery process owns it "
-                                "now") from None
+                raise LeaseLost(f"{self.consumer}: its cursor was written by somebody "
+                                "else (another owner, or an operator's move)") from None
             except search.NotFoundError:
                 self.lost = True
                 raise LeaseLost(f"{self.consumer}: the cursor was deleted") from None
             self._seq_no, self._primary_term = resp["_seq_no"], resp["_primary_term"]
             if release:
                 self.lost = True
-            else:
-                self._valid_until = started + store.lease_seconds
 
 
 def _now() -> str:

@@ -11,10 +11,23 @@ opts = [
                     "of the deployment (on any host) shares the pipelines: each "
                     "pipeline's cursor is owned by one process at a time."),
     cfg.FloatOpt("lease_seconds", default=30.0, min=3.0,
-                 help="How long a process owns a pipeline's cursor without renewing "
-                      "it. A killed process's pipelines are taken over within about "
-                      "lease_seconds + lease_seconds / 3. Must be more than twice the "
-                      "longest sink call (a Zaqar sink's is 3 x its timeout)."),
+                 help="How long a process owns a partition of the cursors without "
+                      "renewing it (each process renews all of its partitions in one "
+                      "request). A killed process's pipelines are taken over within "
+                      "about lease_seconds + lease_seconds / 3. Must be more than twice "
+                      "the longest sink call (a Zaqar sink's is 3 x its timeout)."),
+    cfg.IntOpt("partitions", default=16, min=1, max=1024,
+               help="Partitions tenants' subscriptions are hashed into: the unit the "
+                    "delivery processes share them by (an operator's pipeline is a "
+                    "partition of its own). Each is one lease document renewed every "
+                    "lease_seconds / 3; more partitions share the subscriptions more "
+                    "evenly among many processes. The same on every delivery process."),
+    cfg.IntOpt("threads", default=16, min=1, max=1024,
+               help="Threads a delivery process runs its pipelines on. A pipeline "
+                    "holds one only while it works (an idle subscription holds none); "
+                    "a slow destination holds one for at most its sink's timeout, so "
+                    "more than this many destinations hanging at once delay the "
+                    "others by up to that timeout."),
     cfg.FloatOpt("commit_interval", default=1.0, min=0.05,
                  help="Longest time, in seconds, between two writes of a moving "
                       "cursor. After a crash, what was delivered since the last write "

@@ -2,15 +2,19 @@
 
 For each resource group it runs one ``ChangeFeed`` (woken by the listeners'
 doorbell; one read per page for all its pipelines) and ``LiveConsumers`` through which the
-feed's pages reach the live consumers. Every ``lease_seconds / 3`` it
+feed's pages reach the live consumers. Its consumers run as steps on one bounded pool
+of threads (``runner``, ``[delivery] threads``): an idle one holds no thread. Cursors
+are owned by partition (``cursors``): each operator's pipeline is one, tenants'
+subscriptions are hashed into ``[delivery] partitions``. Every ``lease_seconds / 3`` it
 
 * writes its heartbeat and counts the live delivery processes;
-* claims the cursors nobody owns (or whose lease ran out), up to its fair share
-  (the consumers divided by the live processes, rounded up), and starts a
-  ``Consumer`` for each;
-* releases cursors beyond its fair share, so a process that joins gets work;
-* renews the leases of its consumers (which also renew them as they commit) and
-  restarts any consumer whose thread died, counting it.
+* renews the leases of its partitions, all in one bulk request (and at once when a
+  consumer finds its lease short);
+* claims the partitions nobody owns (or whose lease ran out), up to its fair share
+  (the partitions divided by the live processes, rounded up), takes their cursors
+  (one bulk) and starts a ``Consumer`` for each;
+* releases partitions beyond its fair share, so a process that joins gets work;
+* restarts any consumer that died (counting it) or whose cursor an operator moved.
 
 Its pipelines come from sources (``forwarders.pipeline.source``): the pipelines of
 forwarders.ini, read once, and tenants' subscriptions, read again every
@@ -27,16 +31,17 @@ The live process with the smallest id also purges tombstones every
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import logging
 import math
 import socket
 import threading
 import time
+import zlib
 from typing import Iterable
 
 from forwarders.delivery.consumer import Consumer, ConsumerSettings, LiveConsumers
-from forwarders.delivery.cursors import CursorStore, Lease, LeaseLost, cursor_id
+from forwarders.delivery.cursors import Cursor, CursorStore, Lease, LeaseLost, cursor_id
+from forwarders.delivery.runner import Runner
 from forwarders.pipeline.pipeline import Pipeline
 from forwarders.pipeline.source import PipelineSource
 from searchlight_forward import metrics, search
@@ -84,7 +89,8 @@ class DeliveryService:
                  transport_url: str | None = None, poll_interval: float = 1.0,
                  page_size: int = 500, purge: dict | None = None,
                  stop_event: threading.Event | None = None,
-                 status: tuple[str, int] | socket.socket | None = None):
+                 status: tuple[str, int] | socket.socket | None = None,
+                 threads: int = 16, partitions: int = 16):
         self.es = es
         self.store = store
         self.dead_letters = dead_letters
@@ -113,6 +119,12 @@ class DeliveryService:
             self._add(name, source, offer, offer.build())
         self._last_refresh: dict[int, float] = {id(s): -math.inf for s in self.changing}
         self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
+        self.leases: dict[str, Lease] = {}            # partition -> this process's lease
+        self.partitions = partitions
+        self.runner = Runner(threads, "delivery")
+        # Set to run a turn now: stopping, or a consumer's lease is short.
+        self._wakeup = threading.Event()
+        self._last_heartbeat = -math.inf
         self.counters: Counters = Counters()
         self.members: list[str] = [store.owner]
         self.doorbell: DoorbellListener | None = None
@@ -147,6 +159,7 @@ class DeliveryService:
             self.doorbell.start(wait=10.0)
         for group in self.groups.values():
             group.feed.start()
+        self.runner.start()
         self._thread.start()
         if self.status is not None:
             self.status.start()
@@ -161,27 +174,19 @@ class DeliveryService:
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()
+        self._wakeup.set()
         if self.status is not None:
             self.status.stop()
         if self._thread.ident is not None:
             self._thread.join(timeout)
-        consumers = list(self.consumers.values())
         # All at once: a thousand subscriptions stop in the time of the slowest one.
-        for consumer in consumers:
-            consumer.signal_stop()
-        deadline = time.monotonic() + timeout
-        for consumer in consumers:
-            consumer.stop(max(0.1, deadline - time.monotonic()))
-
-        def release(consumer: Consumer) -> None:
-            if not consumer.lease.lost:
-                try:
-                    consumer.lease.write(release=True)
-                except Exception:  # noqa: BLE001 - the lease runs out by itself
-                    pass
-        if consumers:
-            with concurrent.futures.ThreadPoolExecutor(min(16, len(consumers))) as pool:
-                list(pool.map(release, consumers))
+        self._stop_consumers(list(self.consumers.values()), timeout)
+        self.runner.stop()
+        for lease in list(self.leases.values()):
+            try:
+                lease.release()
+            except Exception:  # noqa: BLE001 - the lease runs out by itself
+                pass
         for group in self.groups.values():
             group.feed.stop()
         if self.doorbell is not None:
@@ -195,6 +200,15 @@ class DeliveryService:
         except Exception:  # noqa: BLE001 - the heartbeat runs out by itself
             pass
         LOG.info("delivery service %s stopped", self.store.owner)
+
+    @staticmethod
+    def _stop_consumers(consumers: list[Consumer], timeout: float = 30.0) -> None:
+        """Stop these consumers (each writes its cursor a last time), together."""
+        for consumer in consumers:
+            consumer.signal_stop()
+        deadline = time.monotonic() + timeout
+        for consumer in consumers:
+            consumer.stop(max(0.1, deadline - time.monotonic()))
 
     def _pipelines(self) -> Iterable[Pipeline]:
         seen = set()
@@ -210,21 +224,44 @@ class DeliveryService:
         interval = self.store.lease_seconds / 3
         for source in self.changing:      # what they offer anew is claimed this often
             interval = min(interval, source.refresh_interval)
+        next_turn = 0.0
         while not self.stop_event.is_set():
             try:
-                self.rebalance()
-                self._maybe_purge()
+                if time.monotonic() >= next_turn:
+                    next_turn = time.monotonic() + interval
+                    self.rebalance()
+                    self._maybe_purge()
+                else:
+                    self._renew()             # a consumer asked: its lease is short
             except Stopping:
                 return
             except Exception as exc:  # noqa: BLE001 - leases run on; try next turn
                 self.counters.add("rebalance_failures")
                 self._log.failure("delivery rebalance", exc,
                                   f"trying again in {interval:.0f}s")
-            self.stop_event.wait(interval)
+            self._wakeup.wait(max(0.0, next_turn - time.monotonic()))
+            self._wakeup.clear()
+
+    def lease_short(self) -> None:
+        """A consumer's lease has too little time left for a sink call: renew now."""
+        self._wakeup.set()
 
     def wanted(self) -> list[tuple[str, str]]:
         """(group, pipeline) pairs this deployment delivers, in a stable order."""
         return sorted((g.name, p) for g in self.groups.values() for p in g.pipelines)
+
+    def partition_of(self, group: str, name: str) -> str:
+        """An operator's pipeline is a partition of its own; a tenant's subscription
+        is in one of ``partitions`` (all its groups in the same one)."""
+        if self._tenants(name):
+            return f"subscriptions-{zlib.crc32(name.encode()) % self.partitions}"
+        return f"pipeline:{group}:{name}"
+
+    def wanted_partitions(self, wanted: list[tuple[str, str]]) -> list[str]:
+        found = {self.partition_of(g, p) for g, p in wanted}
+        if any(source.tenants for source in self.sources):
+            found |= {f"subscriptions-{i}" for i in range(self.partitions)}
+        return sorted(found)
 
     def rebalance(self) -> None:
         if not self._sinks_started:
@@ -232,60 +269,109 @@ class DeliveryService:
                 pipeline.sink.start()
             self._sinks_started = True
         self._reap()
-        self.store.heartbeat(sorted(self.consumers))
-        self.members = self.store.members()
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self.store.lease_seconds / 3:
+            self.store.heartbeat(sorted(self.leases))
+            self.members = self.store.members()
+            self._last_heartbeat = now
         for source in self.changing:
             self._refresh(source)
         wanted = self.wanted()
-        fair = math.ceil(len(wanted) / max(1, len(self.members)))
-        # Only cursors it may claim are read (none once it holds its share).
-        docs = self.store.read([cursor_id(g, p) for g, p in wanted
-                                if cursor_id(g, p) not in self.consumers]
-                               if len(self.consumers) < fair else [])
-        # Renew what we hold (consumers renew as they commit; this covers long calls),
-        # unless renewed in the last third of a lease.
-        for key, consumer in list(self.consumers.items()):
-            if consumer.lease.remaining() > self.store.lease_seconds * 2 / 3:
-                continue
-            try:
-                consumer.lease.write()
-            except LeaseLost:
-                LOG.warning("lost %s to another delivery process", key)
-                consumer.stop()
-                del self.consumers[key]
+        partitions = self.wanted_partitions(wanted)
+        fair = math.ceil(len(partitions) / max(1, len(self.members)))
+        self._renew()
+        for partition in [p for p in self.leases if p not in partitions]:
+            self._give_back(partition, "not delivered any more")
         # Give back what is beyond our share, so that newcomers get work.
-        for key in sorted(self.consumers)[fair:] if len(self.consumers) > fair else []:
-            consumer = self.consumers.pop(key)
-            consumer.stop()
-            try:
-                consumer.lease.write(release=True)
-            except LeaseLost:
-                pass
-            self.counters.add("released")
-            LOG.info("released %s (share %d of %d pipelines among %d processes)", key,
-                     fair, len(wanted), len(self.members))
-        # Claim what nobody holds, up to our share.
-        for group, name in wanted:
-            key = cursor_id(group, name)
-            if key in self.consumers or len(self.consumers) >= fair:
-                continue
-            lease = self.store.claim(group, name, docs.get(key))
-            if lease is not None:
-                self._start_consumer(key, group, name, lease)
+        for partition in sorted(self.leases)[fair:] if len(self.leases) > fair else []:
+            self._give_back(partition, f"share {fair} of {len(partitions)} partitions "
+                                       f"among {len(self.members)} processes")
+        # Claim what nobody holds, up to our share (read only while below it).
+        if len(self.leases) < fair:
+            free = [p for p in partitions if p not in self.leases]
+            docs = self.store.leases(free)
+            for partition in free:
+                if len(self.leases) >= fair:
+                    break
+                lease = self.store.claim(partition, docs.get(partition))
+                if lease is not None:
+                    self.leases[partition] = lease
+                    self.counters.add("claimed")
+                    LOG.info("owning partition %s", partition)
+        # A cursor an operator moved: its consumer starts again from there.
+        for key, seq_no in self.store.moved(list(self.groups)).items():
+            consumer = self.consumers.get(key)
+            if consumer is not None and not consumer.cursor.written_after(seq_no):
+                LOG.info("%s was moved by an operator; delivering from there", key)
+                del self.consumers[key]
+                consumer.stop()
+        self._start_consumers(wanted)
+        self._settle_idle()
 
-    def _start_consumer(self, key: str, group: str, name: str, lease: Lease) -> None:
+    def _renew(self) -> None:
+        """Renew, in one request, the leases with less than two thirds left; stop
+        the consumers of those another process owns now."""
+        due = [lease for lease in self.leases.values()
+               if lease.remaining() < self.store.lease_seconds * 2 / 3]
+        for lease in self.store.renew(due):
+            LOG.warning("lost partition %s to another delivery process", lease.partition)
+            self.leases.pop(lease.partition, None)
+            self._stop_consumers([c for c in self.consumers.values()
+                                  if c.lease is lease])
+            for key in [k for k, c in self.consumers.items() if c.lease is lease]:
+                del self.consumers[key]
+
+    def _give_back(self, partition: str, why: str) -> None:
+        lease = self.leases.pop(partition)
+        mine = {k: c for k, c in self.consumers.items() if c.lease is lease}
+        self._stop_consumers(list(mine.values()))       # their last cursor writes first
+        for key in mine:
+            del self.consumers[key]
+        try:
+            lease.release()
+        except LeaseLost:
+            pass
+        self.counters.add("released")
+        LOG.info("released partition %s (%s)", partition, why)
+
+    def _start_consumers(self, wanted: list[tuple[str, str]]) -> None:
+        """A consumer for every wanted pipeline whose partition this process holds."""
+        missing: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+        for group, name in wanted:
+            partition = self.partition_of(group, name)
+            if partition in self.leases and cursor_id(group, name) not in self.consumers:
+                missing[partition].append((group, name))
+        for partition, keys in missing.items():
+            lease = self.leases[partition]
+            for (group, name), cursor in self.store.take(lease, keys).items():
+                self._start_consumer(group, name, cursor)
+
+    def _start_consumer(self, group: str, name: str, cursor: Cursor) -> None:
         g = self.groups[group]
         pipeline = g.pipelines[name]
-        consumer = Consumer(group, pipeline, lease, g.hub, g.changelog,
+        consumer = Consumer(group, pipeline, cursor, g.hub, g.changelog,
                             g.tombstones, self.dead_letters, self.settings,
-                            threading.Event(), probe=pipeline.sink.probe)
-        self.consumers[key] = consumer.start()
-        self.counters.add("claimed")
+                            threading.Event(), probe=pipeline.sink.probe,
+                            lease_short=self.lease_short)
+        self.consumers[cursor_id(group, name)] = consumer.start(self.runner)
         LOG.info("delivering %s (%s) from %s", name, group,
-                 lease.state.position or "a new cursor")
+                 cursor.state.position or "a new cursor")
+
+    def _settle_idle(self) -> None:
+        """Wake the idle live consumers the feed's pages passed by (nothing in them
+        for them) once a lease's length since they last wrote their cursor, so that
+        their cursors follow (tombstone purges wait for the slowest cursor)."""
+        now = time.monotonic()
+        for group in self.groups.values():
+            head = group.hub.snapshot()
+            for consumer in group.hub.live():
+                if consumer.position != head and \
+                        now - consumer.last_commit >= self.store.lease_seconds:
+                    consumer.wake()
 
     def _reap(self) -> None:
-        """Restart consumers whose thread died of an error (not those told to stop)."""
+        """Forget consumers that stopped: a gone destination's pipeline is not
+        delivered again; the others start again (``_start_consumers``)."""
         for key, consumer in list(self.consumers.items()):
             if consumer.alive():
                 continue
@@ -294,20 +380,17 @@ class DeliveryService:
                 self._release(consumer)        # no owner shown for a stopped pipeline
                 self._forget(consumer.name)    # its owner was told (a subscription:
                 continue                       # disabled); not claimed again
-            if consumer.crashed is not None or not consumer.lease.lost:
+            if consumer.crashed is not None or not consumer.cursor.lost:
                 self.counters.add("consumer_restarts")
-                group, name = consumer.group, consumer.name
-                LOG.warning("pipeline %s (%s) stopped (%s); restarting it", name, group,
-                            consumer.crashed or "lease")
-                if not consumer.lease.lost and consumer.lease.remaining() > 0:
-                    self._start_consumer(key, group, name, consumer.lease)
+                LOG.warning("pipeline %s (%s) stopped (%s); restarting it", consumer.name,
+                            consumer.group, consumer.crashed or "lease")
 
     @staticmethod
     def _release(consumer: Consumer) -> None:
-        if not consumer.lease.lost:
+        if not (consumer.lease.lost or consumer.cursor.lost):
             try:
-                consumer.lease.write(release=True)
-            except Exception:  # noqa: BLE001 - the lease runs out by itself
+                consumer.cursor.write(release=True)
+            except Exception:  # noqa: BLE001 - the next owner takes it anyway
                 pass
 
     # -- sources -----------------------------------------------------------------------
@@ -362,11 +445,7 @@ class DeliveryService:
             consumer = self.consumers.pop(cursor_id(group.name, name), None)
             if consumer is not None:
                 consumer.stop()
-                if not consumer.lease.lost:
-                    try:
-                        consumer.lease.write(release=True)
-                    except LeaseLost:
-                        pass
+                self._release(consumer)
         for sink in {id(s): s for s in sinks}.values():
             sink.close()
 
@@ -474,8 +553,9 @@ class DeliveryService:
             group = self.groups.get(c.group)
             head = group.hub.snapshot() if group else None
             caught_up = False
-            if head is not None and c.position is not None and c.position.same_log(head):
-                behind = sum(max(0, h - p) for h, p in zip(head.seq_nos, c.position.seq_nos))
+            position = head if c.idle_live() else c.position
+            if head is not None and position is not None and position.same_log(head):
+                behind = sum(max(0, h - p) for h, p in zip(head.seq_nos, position.seq_nos))
                 lag.add_metric([c.group, c.name], behind)
                 caught_up = behind == 0
             idle.add_metric([c.group, c.name], 0.0 if caught_up else
@@ -501,4 +581,7 @@ class DeliveryService:
                           for g in self.groups.values()},
                 "pipelines": {key: self._pipeline_stats(c)
                               for key, c in sorted(self.consumers.items())},
+                "partitions": {p: round(lease.remaining(), 1)
+                               for p, lease in sorted(self.leases.items())},
+                "runner": self.runner.stats(),
                 "doorbell": None if self.doorbell is None else self.doorbell.stats()}

@@ -84,6 +84,7 @@ def build(conf: cfg.ConfigOpts, stop_event: threading.Event | None = None,
                  stall_seconds=d.stall_seconds),
         transport_url=conf.transport_url or None, poll_interval=c.poll_interval,
         page_size=c.page_size, stop_event=stop_event, status=status,
+        threads=d.threads, partitions=d.partitions,
         purge={"interval": c.purge_interval, "min_age": c.tombstone_min_age,
                "retention": c.tombstone_retention})
 

@@ -26,6 +26,7 @@ of the resource, or a newer one (``Sent``); the consumer counts those apart
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from typing import Mapping, NamedTuple, Sequence
@@ -89,6 +90,22 @@ class SinkRejected(Exception):
 REMEMBERED = 10000
 
 
+_caller = threading.local()
+
+
+@contextlib.contextmanager
+def consumer_run(run: object):
+    """Calls made meanwhile, on this thread, are consumer run ``run``'s: a consumer
+    steps on whichever thread of the delivery pool is free, and a sink's per-run
+    memory (``Sent``) follows the run, not the thread."""
+    previous = getattr(_caller, "run", None)
+    _caller.run = run
+    try:
+        yield
+    finally:
+        _caller.run = previous
+
+
 class Sent:
     """What a sink sent of each resource: it never sends a version older than one it
     sent (in this process), nor one version twice in one consumer's run.
@@ -98,27 +115,28 @@ class Sent:
     * the sink's, shared by every consumer of the pipeline: a change older than one
       sent is never sent (a batch resent after a partial failure, an old consumer
       that has not yet noticed it lost its cursor);
-    * each consumer run's (a claimed cursor: one consumer thread): a version it sent
+    * each consumer run's (a claimed cursor: ``consumer_run``): a version it sent
       is not sent again in that run (the change log may hold one version twice: a
       redelivered notification rewrites the user copy). A new run starts from its
       cursor and sends what it reads, so an operator's replay resends everything.
 
-    ``for_caller()`` (on the consumer's thread) gives the run's ``Memory``.
+    ``for_caller()`` (in a consumer's step) gives the run's ``Memory``; outside
+    one, the thread is the run.
     """
 
     def __init__(self, size: int = REMEMBERED):
         self._size = size
         self._lock = threading.Lock()
         self._shared: cachetools.LRUCache = cachetools.LRUCache(size)
-        self._runs: "weakref.WeakKeyDictionary[threading.Thread, cachetools.LRUCache]" = \
+        self._runs: "weakref.WeakKeyDictionary[object, cachetools.LRUCache]" = \
             weakref.WeakKeyDictionary()
 
     def for_caller(self) -> "Sent.Memory":
-        thread = threading.current_thread()
+        caller = getattr(_caller, "run", None) or threading.current_thread()
         with self._lock:
-            run = self._runs.get(thread)
+            run = self._runs.get(caller)
             if run is None:
-                run = self._runs[thread] = cachetools.LRUCache(self._size)
+                run = self._runs[caller] = cachetools.LRUCache(self._size)
         return Sent.Memory(self, run)
 
     class Memory:

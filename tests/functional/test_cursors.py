@@ -1,5 +1,6 @@
-"""Cursor ownership on the real Elasticsearch: one owner at a time, leases that run
-out, and delivery processes that share the pipelines and take over a dead one's."""
+"""Cursor ownership on the real Elasticsearch: partitions with one owner at a time,
+leases renewed in one bulk that run out, cursors fenced against a previous owner,
+and delivery processes that share the pipelines and take over a dead one's."""
 from __future__ import annotations
 
 import threading
@@ -26,14 +27,14 @@ def read(store, group, consumer):
     return store.read([cursor_id(group, consumer)]).get(cursor_id(group, consumer))
 
 
-def test_only_one_process_owns_a_cursor(store_for):
+def test_only_one_process_owns_a_partition(store_for):
     a, b = store_for("a"), store_for("b")
     results = {}
     barrier = threading.Barrier(2)
 
     def claim(store):
         barrier.wait()
-        results[store.owner] = store.claim("g", "ops", None)   # both see no document
+        results[store.owner] = store.claim("p1", None)   # both see no document
 
     threads = [threading.Thread(target=claim, args=(s,)) for s in (a, b)]
     [t.start() for t in threads]
@@ -41,38 +42,84 @@ def test_only_one_process_owns_a_cursor(store_for):
     winners = [o for o, lease in results.items() if lease is not None]
     assert len(winners) == 1
     loser = b if winners == ["a"] else a
-    assert loser.claim("g", "ops", read(loser, "g", "ops")) is None   # lease still runs
+    assert loser.claim("p1", loser.leases(["p1"]).get("p1")) is None   # lease still runs
 
 
-def test_a_lease_that_ran_out_is_taken_over_and_the_old_owner_stands_down(store_for):
+def test_a_lease_that_ran_out_is_taken_over_and_the_old_owner_is_fenced_off(store_for):
     a, b = store_for("a", lease=1.0), store_for("b", lease=1.0)
-    lease_a = a.claim("g", "ops", None)
-    lease_a.write(CursorState(position=Position("i", (5,)), delivered=5))
-    wait_for(lambda: b.claim("g", "ops", read(b, "g", "ops")), 10,
-             "the lease to run out and b to claim the cursor")
-    # b starts where a left off ...
-    assert read(b, "g", "ops")["_source"]["position"]["seq_nos"] == [5]
+    lease_a = a.claim("p1", None)
+    cursor_a = a.take(lease_a, [("g", "ops")])[("g", "ops")]
+    cursor_a.write(CursorState(position=Position("i", (5,)), delivered=5))
+    lease_b = wait_for(lambda: b.claim("p1", b.leases(["p1"]).get("p1")), 10,
+                       "the lease to run out and b to claim the partition")
+    cursor_b = b.take(lease_b, [("g", "ops")])[("g", "ops")]
+    # b starts where a left off, and the cursor names b ...
+    assert cursor_b.state.position == Position("i", (5,))
     assert read(b, "g", "ops")["_source"]["owner"] == "b"
-    # ... and a's next write finds out it is no longer the owner.
+    # ... a's renewal finds the partition lost, and a's late cursor write fails.
+    assert a.renew([lease_a]) == [lease_a] and lease_a.remaining() == 0.0
+    lease_a.lost = False                      # even if a had not noticed yet:
     with pytest.raises(LeaseLost):
-        lease_a.write(CursorState(position=Position("i", (9,))))
-    assert lease_a.remaining() == 0.0
+        cursor_a.write(CursorState(position=Position("i", (9,))))
     assert read(b, "g", "ops")["_source"]["position"]["seq_nos"] == [5]
 
 
-def test_a_released_cursor_is_free_at_once(store_for):
+def test_leases_are_renewed_in_one_bulk_request_and_a_lost_one_is_reported(
+        store_for, es):
+    a, b = store_for("a", lease=30.0), store_for("b", lease=30.0)
+    leases = [a.claim(f"p{i}", None) for i in range(20)]
+    before = {p: d["_source"]["lease_until"] for p, d in a.leases(
+        [f"p{i}" for i in range(20)]).items()}
+    # Another process takes p3 over (as after a run-out lease): a's renewal loses it.
+    stolen = a.leases(["p3"])["p3"]
+    es.index(index=a.index, id=stolen["_id"], document=dict(stolen["_source"], owner="b"),
+             if_seq_no=stolen["_seq_no"], if_primary_term=stolen["_primary_term"])
+    calls = []
+    real_bulk = a.es.bulk
+    a.es = type("Counting", (), {"bulk": lambda self, **kw: calls.append(kw) or
+                                 real_bulk(**kw), "__getattr__": lambda self, n:
+                                 getattr(es, n)})()
+    lost = a.renew(leases)
+    assert len(calls) == 1 and len(calls[0]["operations"]) == 40
+    assert [lease.partition for lease in lost] == ["p3"]
+    after = {p: d["_source"] for p, d in b.leases([f"p{i}" for i in range(20)]).items()}
+    assert after["p3"]["owner"] == "b"
+    assert all(after[p]["lease_until"] > before[p] and after[p]["owner"] == "a"
+               for p in before if p != "p3")
+
+
+def test_a_released_partition_is_free_at_once(store_for):
     a, b = store_for("a", lease=60.0), store_for("b", lease=60.0)
-    lease = a.claim("g", "ops", None)
-    lease.write(release=True)
-    assert b.claim("g", "ops", read(b, "g", "ops")) is not None
+    lease = a.claim("p1", None)
+    lease.release()
+    assert b.claim("p1", b.leases(["p1"]).get("p1")) is not None
+
+
+def test_an_operators_move_is_seen_and_the_owners_next_write_fails(store_for):
+    a = store_for("a", lease=60.0)
+    cursor = a.take(a.claim("p1", None), [("g", "ops"), ("g", "idle")])
+    assert a.moved(["g"]) == {}
+    a.move("g", "idle", Position("i", (2,)), "replay from 2")
+    a.es.indices.refresh(index=a.index)
+    moved = a.moved(["g"])
+    assert list(moved) == [cursor_id("g", "idle")]
+    assert not cursor[("g", "idle")].written_after(moved[cursor_id("g", "idle")])
+    with pytest.raises(LeaseLost):
+        cursor[("g", "idle")].write(CursorState(position=Position("i", (7,))))
+    cursor[("g", "ops")].write(CursorState(position=Position("i", (7,))))   # not moved
 
 
 def owners(es, state_index, group):
+    """Consumer -> (owner, lease_until) of the operator's pipelines of ``group``
+    (each is a partition of its own)."""
     es.indices.refresh(index=state_index)
     hits = es.search(index=state_index, size=100, query={"bool": {"filter": [
-        {"term": {"kind": "cursor"}}, {"term": {"group": group}}]}})["hits"]["hits"]
-    return {h["_source"]["consumer"]: (h["_source"]["owner"], h["_source"]["lease_until"])
-            for h in hits}
+        {"term": {"kind": "lease"}}]}})["hits"]["hits"]
+    prefix = f"pipeline:{group}:"
+    return {h["_source"]["partition"][len(prefix):]:
+            (h["_source"]["owner"], h["_source"]["lease_until"])
+            for h in hits if h["_source"]["partition"].startswith(prefix)
+            and h["_source"]["owner"]}
 
 
 def test_delivery_processes_share_the_pipelines_and_take_over_a_stopped_one(
