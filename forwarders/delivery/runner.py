@@ -72,6 +72,7 @@ class Runner:
         self._stopping = False
         self.steps = 0               # steps run, for /status
         self.busy = 0                # threads in a step now
+        self._finished: list[Job] = []   # since the last take_finished()
 
     def start(self) -> "Runner":
         for i in range(self.size):
@@ -108,6 +109,13 @@ class Runner:
             job.due = None           # a stale timer entry is skipped when it fires
             self._ready.append(job)
             self._work.notify()
+
+    def take_finished(self) -> list[Job]:
+        """The jobs that finished since the last call (their owner looks only at
+        those, not at every job)."""
+        with self._lock:
+            done, self._finished = self._finished, []
+        return done
 
     def stats(self) -> dict:
         with self._lock:
@@ -150,6 +158,7 @@ class Runner:
                 job.running = False
                 if result == DONE:
                     job.finished.set()
+                    self._finished.append(job)
                     continue
                 if job.again:
                     job.again = False

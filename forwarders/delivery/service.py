@@ -118,6 +118,12 @@ class DeliveryService:
         for name, (source, offer) in fixed.items():
             self._add(name, source, offer, offer.build())
         self._last_refresh: dict[int, float] = {id(s): -math.inf for s in self.changing}
+        self._seen_offers: dict[int, object] = {}
+        # What the pipelines and partitions are, worked out again only when something
+        # changed (ten thousand subscriptions are not looked at every turn).
+        self._plan: tuple[list, list] | None = None     # (pipelines, partitions)
+        self._started: int | None = None     # consumers after the last start-up pass
+        self._partition_of: dict[tuple[str, str], str] = {}
         self.consumers: dict[str, Consumer] = {}      # cursor id -> running consumer
         self.leases: dict[str, Lease] = {}            # partition -> this process's lease
         self.partitions = partitions
@@ -250,12 +256,20 @@ class DeliveryService:
         """(group, pipeline) pairs this deployment delivers, in a stable order."""
         return sorted((g.name, p) for g in self.groups.values() for p in g.pipelines)
 
+    def _changed(self) -> None:
+        """The pipelines, the partitions held or the consumers changed."""
+        self._plan = None
+        self._started = None
+
     def partition_of(self, group: str, name: str) -> str:
         """An operator's pipeline is a partition of its own; a tenant's subscription
         is in one of ``partitions`` (all its groups in the same one)."""
-        if self._tenants(name):
-            return f"subscriptions-{zlib.crc32(name.encode()) % self.partitions}"
-        return f"pipeline:{group}:{name}"
+        found = self._partition_of.get((group, name))
+        if found is None:
+            found = f"subscriptions-{zlib.crc32(name.encode()) % self.partitions}" \
+                if self._tenants(name) else f"pipeline:{group}:{name}"
+            self._partition_of[(group, name)] = found
+        return found
 
     def wanted_partitions(self, wanted: list[tuple[str, str]]) -> list[str]:
         found = {self.partition_of(g, p) for g, p in wanted}
@@ -274,10 +288,13 @@ class DeliveryService:
             self.store.heartbeat(sorted(self.leases))
             self.members = self.store.members()
             self._last_heartbeat = now
+        settle = self._last_heartbeat == now            # as often as the heartbeat
         for source in self.changing:
             self._refresh(source)
-        wanted = self.wanted()
-        partitions = self.wanted_partitions(wanted)
+        if self._plan is None:
+            wanted = self.wanted()
+            self._plan = (wanted, self.wanted_partitions(wanted))
+        wanted, partitions = self._plan
         fair = math.ceil(len(partitions) / max(1, len(self.members)))
         self._renew()
         for partition in [p for p in self.leases if p not in partitions]:
@@ -296,6 +313,7 @@ class DeliveryService:
                 lease = self.store.claim(partition, docs.get(partition))
                 if lease is not None:
                     self.leases[partition] = lease
+                    self._changed()
                     self.counters.add("claimed")
                     LOG.info("owning partition %s", partition)
         # A cursor an operator moved: its consumer starts again from there.
@@ -305,8 +323,12 @@ class DeliveryService:
                 LOG.info("%s was moved by an operator; delivering from there", key)
                 del self.consumers[key]
                 consumer.stop()
-        self._start_consumers(wanted)
-        self._settle_idle()
+                self._changed()
+        if self._started != len(self.consumers):      # something changed, or one went
+            complete = self._start_consumers(wanted)
+            self._started = len(self.consumers) if complete else None
+        if settle:
+            self._settle_idle()
 
     def _renew(self) -> None:
         """Renew, in one request, the leases with less than two thirds left; stop
@@ -316,6 +338,7 @@ class DeliveryService:
         for lease in self.store.renew(due):
             LOG.warning("lost partition %s to another delivery process", lease.partition)
             self.leases.pop(lease.partition, None)
+            self._changed()
             self._stop_consumers([c for c in self.consumers.values()
                                   if c.lease is lease])
             for key in [k for k, c in self.consumers.items() if c.lease is lease]:
@@ -323,6 +346,7 @@ class DeliveryService:
 
     def _give_back(self, partition: str, why: str) -> None:
         lease = self.leases.pop(partition)
+        self._changed()
         mine = {k: c for k, c in self.consumers.items() if c.lease is lease}
         self._stop_consumers(list(mine.values()))       # their last cursor writes first
         for key in mine:
@@ -334,17 +358,22 @@ class DeliveryService:
         self.counters.add("released")
         LOG.info("released partition %s (%s)", partition, why)
 
-    def _start_consumers(self, wanted: list[tuple[str, str]]) -> None:
-        """A consumer for every wanted pipeline whose partition this process holds."""
+    def _start_consumers(self, wanted: list[tuple[str, str]]) -> bool:
+        """A consumer for every wanted pipeline whose partition this process holds;
+        False if a cursor could not be taken yet (the next turn tries again)."""
         missing: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
         for group, name in wanted:
             partition = self.partition_of(group, name)
             if partition in self.leases and cursor_id(group, name) not in self.consumers:
                 missing[partition].append((group, name))
+        complete = True
         for partition, keys in missing.items():
             lease = self.leases[partition]
-            for (group, name), cursor in self.store.take(lease, keys).items():
+            taken = self.store.take(lease, keys)
+            complete = complete and len(taken) == len(keys)
+            for (group, name), cursor in taken.items():
                 self._start_consumer(group, name, cursor)
+        return complete
 
     def _start_consumer(self, group: str, name: str, cursor: Cursor) -> None:
         g = self.groups[group]
@@ -370,11 +399,13 @@ class DeliveryService:
                     consumer.wake()
 
     def _reap(self) -> None:
-        """Forget consumers that stopped: a gone destination's pipeline is not
-        delivered again; the others start again (``_start_consumers``)."""
-        for key, consumer in list(self.consumers.items()):
-            if consumer.alive():
-                continue
+        """Forget consumers that stopped by themselves: a gone destination's pipeline
+        is not delivered again; the others start again (``_start_consumers``)."""
+        for job in self.runner.take_finished():
+            consumer = job.task
+            key = cursor_id(consumer.group, consumer.name)
+            if self.consumers.get(key) is not consumer:
+                continue                       # stopped by this service: handled
             del self.consumers[key]
             if consumer.gone is not None:
                 self._release(consumer)        # no owner shown for a stopped pipeline
@@ -404,6 +435,10 @@ class DeliveryService:
         self._last_refresh[id(source)] = time.monotonic()
         if self.members[0] == self.store.owner:
             source.lead(self._forget_cursors)
+        if offers is self._seen_offers.get(id(source)):
+            return                                      # nothing new since last time
+        self._seen_offers[id(source)] = offers
+        self._changed()
         for name, (owner, revision) in list(self.offered.items()):
             if owner is source and (name not in offers or offers[name].revision != revision):
                 self._forget(name)
@@ -435,6 +470,9 @@ class DeliveryService:
     def _forget(self, name: str) -> None:
         """Stop delivering pipeline ``name`` (a subscription deleted, disabled or
         changed): its consumers stop and give their cursors back."""
+        self._changed()
+        for group in self.groups:
+            self._partition_of.pop((group, name), None)
         self.offered.pop(name, None)
         self._info.pop(name, None)
         sinks = []

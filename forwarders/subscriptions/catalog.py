@@ -45,7 +45,9 @@ from searchlight_forward.retry import Policy
 LOG = logging.getLogger(__name__)
 
 PREFIX = "subscription-"
-REREAD = 60.0          # seconds: subscriptions are read again at least this often
+#: seconds: subscriptions are read again at least this often, even if the index's
+#: counters say nothing changed (ten thousand take a fraction of a second to read)
+REREAD = 300.0
 
 
 def pipeline_name(sub_id: str) -> str:

@@ -27,13 +27,20 @@ class SubscriptionPipelines(PipelineSource):
         self.catalog = catalog
         self.refresh_interval = catalog.settings.refresh_interval
         self._stored: list = []
+        self._offers: dict[str, Offer] | None = None
         self._last_forget = -math.inf
 
     def ensure(self) -> None:
         self.catalog.store.ensure()
 
     def offers(self) -> dict[str, Offer]:
-        self._stored = self.catalog.read()
+        """What to deliver; the same dict again while the subscriptions read are the
+        same (the catalog's cache), so that ten thousand are not looked at again
+        every turn."""
+        stored = self.catalog.read()
+        if stored is self._stored and self._offers is not None:
+            return self._offers
+        self._stored = stored
         out = {}
         for name, (revision, found, groups) in self.catalog.wanted(self._stored).items():
             sub = found.subscription
@@ -41,6 +48,7 @@ class SubscriptionPipelines(PipelineSource):
                               lambda sub=sub: self.catalog.pipeline_for(sub),
                               {"id": sub.id, "protocol": sub.protocol,
                                "project_id": sub.project_id, "state": sub.state})
+        self._offers = out
         return out
 
     def refused(self, name: str, reason: str) -> None:

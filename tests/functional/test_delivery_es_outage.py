@@ -1,7 +1,8 @@
-"""An Elasticsearch outage under a running delivery service: a cursor write that fails
-is a transient error like any other. Every pipeline thread waits for Elasticsearch
-(the one retry policy) and goes on when it is back; none crashes, none is restarted,
-nothing is lost."""
+"""An Elasticsearch outage under a running delivery service, longer than the leases: a
+failed read, lease renewal or cursor write is a transient error like any other.
+Every pipeline waits for Elasticsearch (the one retry policy) and goes on when it is
+back, its partition's lease renewed; none crashes, none is restarted, nothing is
+lost."""
 from __future__ import annotations
 
 import time
@@ -70,8 +71,9 @@ def test_an_elasticsearch_outage_crashes_no_pipeline_thread(
         consumers = dict(service.consumers)
         assert len(consumers) == 2
 
-        # Elasticsearch goes away for the delivery service (only): each pipeline's
-        # next cursor write fails, again and again, while the outage lasts.
+        # Elasticsearch goes away for the delivery service (only): its reads, its
+        # lease renewals and any cursor write fail, again and again, while the outage
+        # lasts (an idle pipeline writes nothing: it has nothing to write).
         es_proxy.block()
         blocked_at = time.monotonic()
         for note in during:
@@ -80,16 +82,18 @@ def test_an_elasticsearch_outage_crashes_no_pipeline_thread(
         def outcome():
             if any(c.crashed is not None or not c.alive() for c in consumers.values()):
                 return "crashed"
-            if time.monotonic() - blocked_at >= OUTAGE and all(
-                    c.counters.get("commit_retries", 0) >= 1 for c in consumers.values()):
+            if time.monotonic() - blocked_at >= OUTAGE and \
+                    service.counters.get("rebalance_failures", 0) >= 1 and \
+                    all(c.lease.remaining() <= 0
+                        for c in consumers.values()):
                 return "waited"
             return None
-        assert wait_for(outcome, 60, "each pipeline's cursor write to fail") == "waited", {
+        assert wait_for(outcome, 60, "the leases to run out in the outage") == "waited", {
             key: repr(c.crashed) for key, c in consumers.items()}
         assert es_proxy.refused > 0
         es_proxy.unblock()
 
-        # Back: the same threads deliver what was written meanwhile, from their cursors.
+        # Back: the same pipelines deliver what was written meanwhile, from their cursors.
         wait_for(lambda: seen(lines) >= expected_all, 120,
                  "the changes written during the outage")
     assert service.counters.get("consumer_restarts", 0) == 0
