@@ -30,7 +30,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import queue
 import threading
 import time
 from typing import Callable
@@ -114,10 +113,12 @@ class Consumer:
             # (given starts but none for this index: it was created after them, so
             # everything in it is news)
             given=Position.from_dict(starts.get(group)) if starts is not None else None)
-        self.queue: queue.Queue[Page] = queue.Queue()      # bounded by offer()
+        # Pages from the feed, bounded by offer() (a deque, not a queue.Queue: the hub's
+        # lock orders the producers, and ten thousand of them cost no Conditions).
+        self.queue: collections.deque[Page] = collections.deque()
         # Set when the hub drops this consumer (a page it could not take): once the
         # queued pages are delivered, it reads the log itself from its position.
-        self._dropped = threading.Event()
+        self._dropped = False      # (a plain flag: set under the hub's lock)
         # When it last moved or had nothing pending (set by its own thread only).
         self.last_progress = time.monotonic()
         self.counters: Counters = Counters()
@@ -149,7 +150,7 @@ class Consumer:
         self._actions: collections.deque | None = None
         self._pages = None
         self._page: Page | None = None
-        self._outbox: collections.deque[list[tuple[Entry, Envelope]]] = collections.deque()
+        self._outbox: list[list[tuple[Entry, Envelope]]] = []      # (few batches a page)
         self._commit_retry = Retry(
             settings.es_retry, f"pipeline {self.name}: cursor write",
             "is Elasticsearch up? `curl $ES/_cluster/health`", stop_event=self.stop_event,
@@ -198,29 +199,29 @@ class Consumer:
 
     def idle_live(self) -> bool:
         """Live with nothing queued or under way: where the feed is."""
-        return (self.follower.live_now and self.queue.empty() and not self._outbox
-                and self._page is None and not self._dropped.is_set())
+        return (self.follower.live_now and not self.queue and not self._outbox
+                and self._page is None and not self._dropped)
 
     def offer(self, page: Page) -> bool:
         """A page from the shared feed (the hub's lock is held); False if this
         consumer cannot take it and must catch up instead."""
         if not self.follower.accepts(page.end):      # another index: resync
-            self._dropped.set()
+            self._dropped = True
             self._wake()
             return False
-        if self.queue.qsize() >= self.settings.queue_pages:
+        if len(self.queue) >= self.settings.queue_pages:
             self.counters.add("fell_behind")
-            self._dropped.set()
+            self._dropped = True
             self._wake()
             return False
-        self.queue.put_nowait(page)
+        self.queue.append(page)
         self._wake()
         return True
 
     def caught_up(self, position: Position) -> None:
         """The feed read up to ``position`` with nothing for this live consumer in
         between (the hub's lock is held, its queue is empty): it is there too."""
-        if self.follower.live_now and not self._dropped.is_set():
+        if self.follower.live_now and not self._dropped:
             self.follower.page_done(Page([], position))
 
     # -- steps (a thread of the runner's, one at a time) -------------------------------
@@ -278,12 +279,12 @@ class Consumer:
             if self.stop_event.is_set():
                 raise Stopping()
             if self.mode == LIVE and not self._outbox and self._page is None:
-                if self._dropped.is_set() and self.queue.empty():
+                if self._dropped and not self.queue:
                     self.follower.overflow("dropped by the feed")   # no more pages
                     continue
                 try:
-                    page = self.queue.get_nowait()
-                except queue.Empty:
+                    page = self.queue.popleft()
+                except IndexError:
                     if self.hub.settle(self):   # pages with nothing for it: past them
                         continue                # (another index: catch up)
                     self.last_progress = time.monotonic()   # it has all the feed sent
@@ -353,11 +354,7 @@ class Consumer:
         self.hub.leave(self)
         self.follower.overflow("the sink holds")
         self._reset_round()
-        while True:
-            try:
-                self.queue.get_nowait()
-            except queue.Empty:
-                return
+        self.queue.clear()
 
     def _perform_next(self) -> float | None:
         """The core's next action (a new round starts with a snapshot)."""
@@ -407,7 +404,7 @@ class Consumer:
             self._commit(force=True)
         elif isinstance(action, core.GoLive):
             self._actions = None
-            self._dropped.clear()
+            self._dropped = False
             if self.hub.join(self):
                 self.follower.joined()
                 self._catch_up_backoff.succeeded()      # a whole round went through
@@ -473,7 +470,7 @@ class Consumer:
                 return time.monotonic() + wait
             self._skip(pending, str(exc))      # the policy gave up on these
         self._send_backoff.succeeded()
-        self._outbox.popleft()
+        del self._outbox[0]
         return None
 
     def _send(self, pending: list[tuple[Entry, Envelope]]) -> None:
@@ -660,7 +657,7 @@ class Consumer:
                 "policy": self.pipeline.failure.on_failure,
                 "position": str(self.position) if self.position else None,
                 "committed": str(self._committed) if self._committed else None,
-                "queued_pages": self.queue.qsize(), "lease_left": round(self.lease.remaining(), 1),
+                "queued_pages": len(self.queue), "lease_left": round(self.lease.remaining(), 1),
                 "last_error": self.last_error,
                 "last_error_at": self.state.last_error_at if self.last_error else None,
                 "last_move": self.state.last_move, "last_move_at": self.state.last_move_at,
@@ -714,14 +711,14 @@ class LiveConsumers:
         it. True if it must catch up instead (the feed moved to another index)."""
         with self._lock:
             position = self._position
-            if consumer not in self._live or not consumer.queue.empty() \
+            if consumer not in self._live or consumer.queue \
                     or position is None:
                 return False
             if consumer.follower.accepts(position):
                 consumer.follower.page_done(Page([], position))
                 return False
             self._discard(consumer)
-            consumer._dropped.set()
+            consumer._dropped = True
             return True
 
     def located(self, position: Position | None) -> None:
