@@ -120,8 +120,12 @@ class StatusServer:
         app = StatusApp(snapshot, metrics, live, ready)
         where = {"sockets": [sock]} if sock is not None else {
             "host": host or "0.0.0.0", "port": port}
+        # poll(), not select(): a delivery process with thousands of subscriptions
+        # holds more than 1,024 descriptors (a keep-alive connection per endpoint),
+        # and select() fails on any above that.
         server = waitress.server.create_server(
-            app, threads=STATUS_THREADS, ident="searchlight-forward", **where)
+            app, threads=STATUS_THREADS, ident="searchlight-forward",
+            asyncore_use_poll=True, **where)
         self.served = Served(server, "status")
         self.httpd = server
 
