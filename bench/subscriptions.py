@@ -1,10 +1,13 @@
 """searchlight-forward subscriptions benchmark: webhook deliveries per second per core
 of the delivery service, publish-to-receiver delay with 100 filtered subscriptions,
-and what 1,000 idle subscriptions cost.
+what 1,000 (or 10,000) idle subscriptions cost, and 10,000 subscriptions spread over
+1,000 projects under load.
 
-    .venv/bin/python bench/subscriptions.py            # the default run (~6.5 min on 2 cores)
-    .venv/bin/python bench/subscriptions.py --quick    # a smoke run (~2 min)
+    .venv/bin/python bench/subscriptions.py            # the default run
+    .venv/bin/python bench/subscriptions.py --quick    # a smoke run
     .venv/bin/python bench/subscriptions.py --only throughput,idle --profile
+    .venv/bin/python bench/subscriptions.py --only idle,spread --subscriptions-idle 10000
+                                                        # make bench-scale's part
 
 Runs on the local servers (`python3 scripts/servers.py up`; Elasticsearch and RabbitMQ
 are needed, Keystone and Zaqar are not), with a real `searchlight-forward-delivery`
@@ -16,10 +19,14 @@ Private names as in bench/run.py: a RabbitMQ virtual host `sfb-<run>`, indices
 letters included), ports and a temporary directory; all removed at the end, also on
 Ctrl-C or SIGTERM. Every wait has a time limit.
 
-Subscriptions are written straight into the subscriptions index with
-`SubscriptionStore.create()`, already `active` (confirmed, `start_from` now, a
+Subscriptions are written straight into the subscriptions index, the document
+`SubscriptionStore.create()` writes, in Elasticsearch bulk requests of 1,000 and one
+refresh (10,000 in seconds), already `active` (confirmed, `start_from` now, a
 `whsec_` secret), as the API leaves them once their endpoint confirmed: no Keystone,
-no API and no confirmation round trip are involved.
+no API and no confirmation round trip are involved. Every wait for them to go live
+(the delivery process's `delivery_subscriptions_owned{mode="live"}` gauge) is bounded
+by --live-timeout (default --timeout plus 50 ms per subscription) and fails sooner
+if none more goes live for 3 minutes.
 
 Scenarios (names for --only / --skip):
   throughput  N resources (--documents) written straight into the group's index with
@@ -43,7 +50,24 @@ Scenarios (names for --only / --skip):
               never publishes (nothing is published at all), measured --idle seconds:
               CPU per second and per [changelog] poll_interval, RSS, threads, wake-ups,
               and what it costs Elasticsearch; ratios of the two in the same run; then
-              how long a SIGTERM takes to stop it with the subscriptions
+              how long a SIGTERM takes to stop it with the subscriptions.
+              Elasticsearch writes per second counted as documents (indexed or
+              deleted) and as write requests (shard bulk operations; a single index
+              request is a bulk of one), from the index stats of the cursors' state
+              index and of all the scenario's indices (the node's counters, which
+              include anyone else's work, are reported apart)
+  spread      --subscriptions-spread (10000) webhook subscriptions over
+              --spread-projects (1000) projects, as many for each, every resource
+              type (half naming none, half the simulator's types), the tenant default
+              rate_limit; the simulator's notifications, resource i of project
+              i % projects (spread_notes), published from the bench's own process at
+              --spread-rate (100/s) for --spread-duration (60 s) through the same path
+              as delay (start_path, warm_up and measure_path, shared with it); measured
+              against targets: publish -> receiver p99 <= 500 ms, no (subscription,
+              change) delivery missing, every subscription ending with the newest
+              version published of every resource of its project (the oracle, from
+              what was published), and no version going down per (subscription,
+              resource) in order of arrival
 
 Writes bench/results/subscriptions.json and subscriptions.md (with --profile, py-spy's
 raw stacks too: profile-subscriptions-*-delivery.txt). Needs psutil, tqdm (the
@@ -57,12 +81,14 @@ import concurrent.futures
 import configparser
 import contextlib
 import json
+import math
 import os
 import re
 import sys
 import threading
 import time
 import types
+import urllib.request
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -78,7 +104,7 @@ import workers  # noqa: E402
 from harness import BenchError, Scenario  # noqa: E402
 
 ROOT = workers.ROOT
-SCENARIOS = ("throughput", "delay", "idle")
+SCENARIOS = ("throughput", "delay", "idle", "spread")
 SERVER = "OS::Nova::Server"
 LEASE_SECONDS = 30.0
 WEBHOOK_TIMEOUT = 5.0
@@ -178,20 +204,41 @@ def subscription_store(scn: Scenario):
     return SubscriptionStore(es, scn.sub_index)
 
 
-def create_subscriptions(scn: Scenario, subs: list, desc: str) -> tuple[float, list]:
-    """``SubscriptionStore.create()`` each (in parallel: each waits for a refresh);
-    (the seconds it took, the stored subscriptions)."""
+def create_subscriptions(scn: Scenario, subs: list, desc: str,
+                         chunk: int = 1000) -> tuple[float, list]:
+    """The subscriptions written as ``SubscriptionStore.create()`` writes them (the
+    document ``Subscription.to_source()``, ``op_type=create``), but through
+    Elasticsearch bulk requests of ``chunk`` (the client library's ``streaming_bulk``),
+    then one refresh, where ``create()`` waits for a refresh per subscription: 10,000
+    take seconds, not minutes. (The seconds it took, the stored subscriptions, with
+    the ``_seq_no``/``_primary_term`` a conditional delete needs.)"""
+    from forwarders.subscriptions.store import Stored
+    from searchlight_forward.search import helpers
     store = subscription_store(scn)
     store.ensure()
+    by_id = {s.id: s for s in subs}
+    actions = ({"_op_type": "create", "_index": store.index, "_id": s.id,
+                "_source": s.to_source()} for s in subs)
     t0 = time.monotonic()
-    stored = []
-    with tqdm.tqdm(total=len(subs), desc=desc, unit="sub", leave=False) as bar, \
-            concurrent.futures.ThreadPoolExecutor(48) as pool:
-        for future in concurrent.futures.as_completed(
-                [pool.submit(store.create, s) for s in subs]):
-            stored.append(future.result())
-            bar.update(1)
-    store.es.close()
+    stored, failed = [], []
+    try:
+        with tqdm.tqdm(total=len(subs), desc=desc, unit="sub", leave=False) as bar:
+            for ok, item in helpers.streaming_bulk(store.es, actions, chunk_size=chunk,
+                                                   raise_on_error=False,
+                                                   raise_on_exception=True):
+                result = item.get("create") or next(iter(item.values()))
+                if ok:
+                    stored.append(Stored(by_id[result["_id"]], result["_seq_no"],
+                                         result["_primary_term"]))
+                else:
+                    failed.append(result)
+                bar.update(1)
+        store.es.indices.refresh(index=store.index)
+    finally:
+        store.es.close()
+    if failed:
+        raise BenchError(f"{desc}: {len(failed)} of {len(subs)} subscriptions not written, "
+                         f"e.g. {failed[0].get('error')}")
     return time.monotonic() - t0, stored
 
 
@@ -211,23 +258,82 @@ def subscription_pipelines(scn: Scenario) -> dict[str, dict]:
             if ":subscription-" in k}
 
 
+LIVE_METRIC = re.compile(
+    r'^searchlight_forward_delivery_subscriptions_owned\{mode="live"\}\s+(\S+)$', re.M)
+
+
+COUNTER_METRIC = re.compile(
+    r'^searchlight_forward_delivery_subscriptions_(\w+)_total\s+(\S+)$', re.M)
+
+
+def delivery_metrics(scn: Scenario, timeout: float = 10.0) -> str | None:
+    """The delivery process's /metrics (its subscription figures are sums and one
+    gauge: cheap at any number of subscriptions, where /status lists every
+    pipeline); None if it does not answer."""
+    try:
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{scn.delivery_port}/metrics", timeout=timeout) as resp:
+            return resp.read().decode()
+    except (OSError, ValueError):
+        return None
+
+
+def subscription_counters(scn: Scenario) -> dict:
+    """The subscription pipelines' counters summed (delivered, failures, ...), from
+    /metrics; {} if it does not answer (three tries of 30 s: a busy process with
+    thousands of threads answers slowly)."""
+    text = ""
+    for _ in range(3):
+        text = delivery_metrics(scn, timeout=30.0)
+        if text is not None:
+            break
+    return {name: int(float(value)) for name, value in COUNTER_METRIC.findall(text or "")}
+
+
+def live_subscriptions(scn: Scenario) -> int | None:
+    """Subscription cursors the delivery process owns and reads live, from its
+    /metrics; from /status if the gauge is not there; None if it does not answer."""
+    text = delivery_metrics(scn)
+    if text is None:
+        return None
+    found = LIVE_METRIC.search(text)
+    if found:
+        return int(float(found.group(1)))
+    pipelines = subscription_pipelines(scn)
+    return sum(1 for p in pipelines.values() if p["mode"] == "live")
+
+
+def live_timeout(args, count: int) -> float:
+    """How long ``count`` subscriptions may take to go live: --live-timeout, or
+    --timeout plus 50 ms per subscription (10,000: 740 s)."""
+    return args.live_timeout or args.timeout + 0.05 * count
+
+
 def wait_live(scn: Scenario, delivery: harness.Child, count: int, timeout: float,
-              desc: str) -> float:
-    """Until ``count`` subscription pipelines are live (at the shared position)."""
+              desc: str, stall: float = 180.0) -> float:
+    """Until ``count`` subscription pipelines are live (at the shared position); the
+    seconds it took. BenchError after ``timeout`` s, or ``stall`` s without one more
+    going live, or if the delivery service exits."""
     t0 = time.monotonic()
     deadline = t0 + timeout
+    best, moved = -1, t0
     with tqdm.tqdm(total=count, desc=desc, unit="sub", leave=False) as bar:
         while True:
             if not delivery.alive():
                 raise BenchError(f"the delivery service exited:\n{delivery.tail()}")
-            live = sum(1 for p in subscription_pipelines(scn).values() if p["mode"] == "live")
-            bar.update(live - bar.n)
+            live = live_subscriptions(scn) or 0
+            bar.update(max(0, min(live, count) - bar.n))
+            now = time.monotonic()
             if live >= count:
-                return time.monotonic() - t0
-            if time.monotonic() > deadline:
-                raise BenchError(f"{desc}: {live} of {count} subscriptions live after "
-                                 f"{timeout:.0f}s:\n{delivery.tail()}")
-            time.sleep(0.5)
+                return now - t0
+            if live > best:
+                best, moved = live, now
+            why = (f"after {timeout:.0f}s" if now > deadline else
+                   f"and none more for {stall:.0f}s" if now - moved > stall else None)
+            if why:
+                raise BenchError(f"{desc}: {live} of {count} subscriptions live {why} "
+                                 f"({now - t0:.0f}s):\n{delivery.tail()}")
+            time.sleep(1.0 if count > 1000 else 0.5)
 
 
 def delivery_worker(child: harness.Child) -> psutil.Process:
@@ -665,11 +771,299 @@ def delay_subscriptions(receivers: Receivers, run: harness.Run, count: int,
     return subs, filters
 
 
+def spread_subscriptions(receivers: Receivers, project_ids: list[str], count: int,
+                         rate_limit: float) -> tuple[list, dict]:
+    """``count`` subscriptions over ``project_ids``, as many for each (subscription i
+    is project ``i % len(project_ids)``'s), every resource type: half with none
+    named (all types), half naming the simulator's types; (subscriptions, endpoint
+    path -> (project, types))."""
+    from devtools.simulator import CloudSimulator
+    from searchlight_forward.plugins import load_plugins
+    every = frozenset(p.resource_type for p in load_plugins().plugins)
+    simulated = tuple(sorted(CloudSimulator.SUPPORTED_TYPES))
+    subs, filters = [], {}
+    for i in range(count):
+        project = project_ids[i % len(project_ids)]
+        named = simulated if (i // len(project_ids)) % 2 else None
+        subs.append(new_subscription(receivers.url(i), project, f"spread-{i}", rate_limit,
+                                     resource_types=named))
+        filters[f"/s/{i}"] = (project, frozenset(named) if named else every)
+    return subs, filters
+
+
+def spread_projects(run: harness.Run, n: int) -> dict[str, str]:
+    """``n`` project names (p0000 ...) -> ids private to the run (as bench/scale.py
+    names its projects)."""
+    return {f"p{i:04d}": uuid.uuid5(uuid.NAMESPACE_DNS, f"{run.prefix}.p{i:04d}").hex
+            for i in range(n)}
+
+
+def spread_notes(seed: int, count: int, projects: dict[str, str], start: str) -> list:
+    """At least ``count`` simulator notifications whose resources go round every
+    project of ``projects`` (name -> id): resource i is project ``i % n``'s, of
+    type ``(i + i // n) % 14`` (each round of the projects shifted by one type, so
+    every project gets every type in turn), whole lifecycles, in emission order.
+    (``CloudSimulator.stream`` starts its round of the projects again for each type,
+    so that with fewer lifecycles per type than projects the later projects get
+    nothing.)"""
+    import datetime
+    from devtools.simulator import CloudSimulator
+    names = list(projects)
+    sim = CloudSimulator(seed=seed, projects=tuple(names), project_ids=dict(projects),
+                         start=datetime.datetime.fromisoformat(start))
+    types = CloudSimulator.SUPPORTED_TYPES
+    notes, i = [], 0
+    while len(notes) < count:
+        n = len(names)
+        notes.extend(sim.lifecycle(types[(i + i // n) % len(types)], names[i % n]))
+        i += 1
+    notes.sort(key=lambda note: note.timestamp)   # stable: each resource's own order
+    return notes
+
+
+class NotesPublisher:
+    """``harness.PublisherPool``'s ``publish`` for notifications made here (any
+    projects; the pool's processes rebuild the simulator's three-project stream from
+    a spec): from the bench's own process, one connection, every notification
+    encoded before the clock starts and sent with no broker confirm
+    (``devtools.publisher.PreEncodedPublisher``), notification j at ``t0 + j / rate``.
+    A spec is ``{"count": n, "notes": [...]}``."""
+
+    def __init__(self, transport_url: str):
+        from devtools.publisher import PreEncodedPublisher
+        self.publisher = PreEncodedPublisher(transport_url)
+        self.ps = [psutil.Process()]
+
+    def publish(self, spec: dict, rate: float = 0.0, record: bool = False, bar=None,
+                start_in: float = 0.5) -> dict:
+        from devtools.publisher import PreEncodedPublisher
+        encoded = [PreEncodedPublisher.encode_simulated(n) for n in spec["notes"]]
+        times, errors = [], 0
+        t0 = time.monotonic() + start_in
+        for j, body in enumerate(encoded):
+            delay = t0 + j / rate - time.monotonic() if rate else 0.0
+            if delay > 0:
+                time.sleep(delay)
+            at = time.monotonic()
+            try:
+                self.publisher.send(body)
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+                at = float("nan")
+            times.append(at)
+            if bar is not None and j % 50 == 49:
+                bar.update(50)
+        if bar is not None:
+            bar.update(len(encoded) - bar.n)
+        finished = time.monotonic()
+        return {"sent": len(encoded), "errors": errors, "t0": t0, "finished": finished,
+                "rate": round(len(encoded) / max(finished - t0, 1e-3)),
+                "times": times if record else None}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.publisher.close()
+
+
+class Arrivals:
+    """The receivers' arrivals taken as they come (``records`` forgets what it gives):
+    all of them since ``reset``, and the newest version each endpoint has of each
+    resource."""
+
+    def __init__(self, receivers: Receivers):
+        self.receivers = receivers
+        self.records: list = []
+        self.newest: dict = {}            # (path, type, id) -> newest version
+
+    def reset(self) -> None:
+        self.receivers.ask("records", timeout=120)
+        self.receivers.ask("reset")
+        self.records, self.newest = [], {}
+
+    def take(self) -> int:
+        got = self.receivers.ask("records", timeout=120)
+        self.records.extend(got)
+        for path, _, rtype, rid, version, _, _ in got:
+            if rid is not None and version is not None:
+                key = (path, rtype, rid)
+                if version > self.newest.get(key, -math.inf):
+                    self.newest[key] = version
+        return len(got)
+
+
+def subscribers(filters: dict) -> dict:
+    """(project, type) -> the endpoint paths of the subscriptions that get it."""
+    subs_of = collections.defaultdict(list)
+    for path, (project, sub_types) in filters.items():
+        for rtype in sub_types:
+            subs_of[(project, rtype)].append(path)
+    return subs_of
+
+
+def expected_finals(changes, times, filters) -> dict:
+    """The oracle, from what was published: (path, type, id) -> the version every
+    subscription must end with: the newest published of each resource (a delete's
+    included), at every subscription of its project (the first project any of its
+    changes names) taking its type. Changes that name no resource id are left out."""
+    project_of, final = {}, {}
+    for found, t in zip(changes, times):
+        if t != t:                        # not published (nan)
+            continue
+        for rtype, rid, version, _delete, project in found:
+            if rid is None:
+                continue
+            if project:
+                project_of.setdefault((rtype, rid), project)
+            key = (rtype, rid)
+            if version > final.get(key, -math.inf):
+                final[key] = version
+    subs_of = subscribers(filters)
+    return {(path, rtype, rid): version for (rtype, rid), version in final.items()
+            for path in subs_of.get((project_of.get((rtype, rid)), rtype), ())}
+
+
+def finals_and_order(expected: dict, arrivals: Arrivals) -> dict:
+    """Every (subscription, resource) pair of the oracle ended with its final version
+    (or a newer one); and, per (subscription, resource), versions in order of
+    arrival never went down (duplicates of one version are allowed)."""
+    missing = [key for key, v in expected.items()
+               if arrivals.newest.get(key, -math.inf) < v]
+    last, violations, sample = {}, 0, []
+    for path, _, rtype, rid, version, _, at in sorted(arrivals.records, key=lambda r: r[6]):
+        if rid is None or version is None:
+            continue
+        key = (path, rtype, rid)
+        before = last.get(key)
+        if before is not None and version < before:
+            violations += 1
+            if len(sample) < 5:
+                sample.append([path, rtype, rid, before, version])
+        else:
+            last[key] = version
+    return {"finals_expected": len(expected), "finals_received": len(expected) - len(missing),
+            "finals_missing": len(missing),
+            "finals_missing_sample": [list(k) for k in sorted(missing)[:5]],
+            "order_pairs_checked": len(last), "order_violations": violations,
+            "order_violation_sample": sample}
+
+
+def start_path(ctx, scn: Scenario, subs: list, children: list, what: str) -> dict:
+    """The subscriptions created, the delivery service started (into ``children``)
+    and waited for until every one is live, then the listener (into ``children``)."""
+    created_s, _ = create_subscriptions(scn, subs, f"{what}: {len(subs)} subscriptions")
+    delivery = harness.start_delivery(scn)
+    children.append(delivery)
+    live_s = wait_live(scn, delivery, len(subs), live_timeout(ctx.args, len(subs)),
+                       f"{what}: subscriptions going live")
+    log(f"  {what}: {len(subs)} subscriptions created in {created_s:.1f} s, all live "
+        f"{live_s:.1f} s after the delivery service started")
+    children.append(harness.start_listener(scn, wait=True))
+    return {"create_s": round(created_s, 1), "all_live_after_s": round(live_s, 1)}
+
+
+def warm_up(ctx, scn: Scenario, publisher, spec: dict, rate: float, arrivals: Arrivals,
+            settle, what: str) -> int:
+    """Publish ``spec`` at ``rate``, ``settle()``, then forget what arrived; the
+    notifications published."""
+    with tqdm.tqdm(total=spec["count"], desc=f"{what}: warm-up", unit="msg",
+                   leave=False) as bar:
+        publisher.publish(spec, rate=rate, bar=bar)
+    settle()
+    arrivals.receivers.quiet(1.0)
+    arrivals.reset()
+    return spec["count"]
+
+
+def measure_path(ctx, scn: Scenario, what: str, children: list, arrivals: Arrivals,
+                 publisher, spec: dict, changes: list, filters: dict, rate: float,
+                 published: int, oracle: bool, single=()) -> dict:
+    """Publish ``spec`` at ``rate`` through the whole path (``children``: the delivery
+    service, then the listener) while CPU, memory, Elasticsearch and the search index
+    are watched; wait up to --drain for the listener to take it all (``published``
+    before) and then, with ``oracle``, for every subscription to have the final
+    version of every resource of its project (``expected_finals``), without, for
+    every cursor to reach the end of the change log; then the delays
+    (``receiver_delays``), the final versions and the order (``finals_and_order``)."""
+    args, es = ctx.args, ctx.run.es
+    delivery, listener = children
+    receivers = arrivals.receivers
+    search = harness.SearchWatcher(es, scn.group).start()
+    timeline = None
+    try:
+        procs = {"delivery": delivery.ps, "listener": listener.ps, "receivers": receivers.ps,
+                 "publishers": publisher.ps, **ctx.servers}
+        watch = harness.Watch(procs, rss_of=["delivery", "listener"], single=single).start()
+        timeline = Timeline({"delivery": delivery.ps}, interval=0.5).start()   # threads
+        es0, ix0 = harness.es_stats(es), index_stats(es, f"{scn.group}-*")
+        with tqdm.tqdm(total=spec["count"], desc=f"{what}: {rate:g}/s", unit="msg",
+                       leave=False) as bar:
+            pub = publisher.publish(spec, rate=rate, record=True, bar=bar)
+        deadline = time.monotonic() + args.drain
+        expected = expected_finals(changes, pub["times"], filters)
+        pending = set(expected)
+
+        def all_arrived() -> bool:
+            arrivals.take()
+            pending.difference_update([key for key in pending if arrivals.newest.get(
+                key, -math.inf) >= expected[key]])
+            return not pending
+
+        drained = True
+        try:
+            harness.wait_until(lambda: harness.processed(scn) >= published + spec["count"],
+                               args.drain, 0.2, f"the listener to take {what}'s notifications")
+            left = max(1.0, deadline - time.monotonic())
+            if oracle:
+                harness.wait_until(all_arrived, left, 0.5, f"every final version ({what})")
+            else:
+                harness.wait_until(lambda: all(harness.cursors_at_head(es, scn).values()),
+                                   left, 0.2, f"every cursor to catch up ({what})")
+        except BenchError:
+            drained = False
+        receivers.quiet(1.0)
+        watch.stop()
+        timeline.stop()
+        counters = subscription_counters(scn)
+        wall = watch.t1 - watch.t0
+        es_used = harness.es_delta(es0, harness.es_stats(es), wall)
+        ix_used = index_delta(ix0, index_stats(es, f"{scn.group}-*"), wall, scn)
+        arrivals.take()
+        summary = receivers.ask("summary")
+    finally:
+        search.stop()
+        if timeline is not None:
+            timeline.stop()
+    records = arrivals.records
+    res = receiver_delays(changes, pub["times"], records, filters, dict(search.seen))
+    res.update(finals_and_order(expected, arrivals))
+    if args.keep:                      # the raw samples, for a closer look
+        with open(os.path.join(scn.dir, f"{scn.name}-raw.json"), "w") as f:
+            json.dump({"changes": changes, "times": pub["times"], "records": records,
+                       "seen": [[rid, v, t] for (rid, v), t in search.seen.items()],
+                       "filters": {p: [pr, sorted(ts)] for p, (pr, ts) in filters.items()}},
+                      f, default=str)
+    resources = watch.report()
+    deliveries = max(len(records), 1)        # requests the receivers answered
+    cpu_s = {name: cores * wall for name, cores in resources["cores_used"].items()}
+    return {"rate": rate, "published": pub["sent"], "publish_errors": pub["errors"],
+            "achieved_rate": pub["rate"], "drained": drained,
+            "drain_waited_for": "every final version at every subscription" if oracle
+            else "every cursor at the end of the change log",
+            "duplicates": summary["duplicates"], **res,
+            "cpu_ms_per_delivery": {name: round(1000 * v / deliveries, 3)
+                                    for name, v in cpu_s.items()},
+            "cpu_ms_per_notification": {name: round(1000 * v / max(spec["count"], 1), 3)
+                                        for name, v in cpu_s.items()},
+            "resources": resources, "elasticsearch": es_used, "indices": ix_used,
+            "pipeline_counters": counters, "search_method": harness.SEARCH_METHOD,
+            "delivery_memory": timeline.memory("delivery", watch.t0, watch.t1)}
+
+
 def scenario_delay(ctx) -> dict:
     args = ctx.args
     k, rate, duration = args.subscriptions_delay, args.rate, args.duration
     scn = subscriptions_scenario(ctx.run, "delay")
-    receivers = search = None
+    receivers = None
     children: list[harness.Child] = []
     try:
         scn.ensure_index()
@@ -677,72 +1071,96 @@ def scenario_delay(ctx) -> dict:
         receivers = Receivers()
         rate_limit = args.delay_rate_limit or default_rate_limit()
         subs, filters = delay_subscriptions(receivers, ctx.run, k, rate_limit)
-        create_subscriptions(scn, subs, "delay: subscriptions")
-        delivery = harness.start_delivery(scn)
-        children.append(delivery)
-        wait_live(scn, delivery, k, 120, "delay: subscriptions going live")
-        listener = harness.start_listener(scn, wait=True)
-        children.append(listener)
-
-        published = 0
+        started = start_path(ctx, scn, subs, children, "delay")
+        arrivals = Arrivals(receivers)
         warm = ctx.spec(999, int(args.warmup * rate), start="2026-01-01T00:00:00")
-        with tqdm.tqdm(total=warm["count"], desc="delay: warm-up", unit="msg",
-                       leave=False) as bar:
-            ctx.pool.publish(warm, rate=rate, bar=bar)
-        published += warm["count"]
-        harness.catch_up(ctx.run.es, scn, published, 60, "after the warm-up")
-        receivers.quiet(1.0)
-        receivers.ask("records")
-        receivers.ask("reset")
-
+        published = warm_up(ctx, scn, ctx.pool, warm, rate, arrivals, lambda: harness.catch_up(
+            ctx.run.es, scn, warm["count"], 60, "after the warm-up"), "delay")
         count = int(rate * duration)
         spec = ctx.spec(5000, count, start="2026-05-01T00:00:00")
         changes = workers.changes_of(workers.make_stream(spec))
-        search = harness.SearchWatcher(ctx.run.es, scn.group).start()
-        procs = {"delivery": delivery.ps, "listener": listener.ps, "receivers": receivers.ps,
-                 "publishers": ctx.pool.ps, **ctx.servers}
-        watch = harness.Watch(procs, rss_of=["delivery", "listener"], single=()).start()
-        pub, drained, es_used = harness.steady(
-            ctx, scn, spec, rate, watch, published,
-            f"delay: {rate:g}/s for {duration:g}s, {k} subscriptions",
-            settle=lambda: receivers.quiet(1.0))
-        records = receivers.ask("records")
-        summary = receivers.ask("summary")
-        search.stop()
-        res = receiver_delays(changes, pub["times"], records, filters, dict(search.seen))
-        if args.keep:                      # the raw samples, for a closer look
-            with open(os.path.join(scn.dir, "delay-raw.json"), "w") as f:
-                json.dump({"changes": changes, "times": pub["times"], "records": records,
-                           "seen": [[rid, v, t] for (rid, v), t in search.seen.items()],
-                           "filters": {p: [pr, sorted(ts)] for p, (pr, ts) in filters.items()}},
-                          f, default=str)
-        resources = watch.report()
-        wall = resources["wall_s"]
-        deliveries = max(len(records), 1)        # requests the receivers answered
-        cpu_s = {name: cores * wall for name, cores in resources["cores_used"].items()}
-        status = subscription_pipelines(scn)
-        counters = sum((collections.Counter(p.get("counters") or {})
-                        for p in status.values()), collections.Counter())
-        out = {"rate": rate, "duration_s": duration, "subscriptions": k,
-               "rate_limit": rate_limit, "published": pub["sent"],
-               "publish_errors": pub["errors"], "achieved_rate": pub["rate"],
-               "drained": drained, "duplicates": summary["duplicates"], **res,
-               "cpu_ms_per_delivery": {name: round(1000 * v / deliveries, 3)
-                                       for name, v in cpu_s.items()},
-               "cpu_ms_per_notification": {name: round(1000 * v / max(count, 1), 3)
-                                           for name, v in cpu_s.items()},
-               "resources": resources, "elasticsearch": es_used,
-               "pipeline_counters": dict(counters),
-               "search_method": harness.SEARCH_METHOD}
-        d = res["receiver_ms"]
+        out = measure_path(ctx, scn, "delay", children, arrivals, ctx.pool, spec, changes,
+                           filters, rate, published, oracle=False)
+        out.update(duration_s=duration, subscriptions=k, rate_limit=rate_limit, **started)
+        d = out["receiver_ms"]
         log(f"  delay at {rate:g}/s with {k} subscriptions: receiver p50/p95/p99 "
             f"{d['p50']}/{d['p95']}/{d['p99']} ms (searchable p50/p99 "
-            f"{res['searchable_ms']['p50']}/{res['searchable_ms']['p99']} ms); "
-            f"{res['received']} of {res['expected']} deliveries, "
-            f"{res['matches_per_notification']} subscriptions per notification")
+            f"{out['searchable_ms']['p50']}/{out['searchable_ms']['p99']} ms); "
+            f"{out['received']} of {out['expected']} deliveries, "
+            f"{out['matches_per_notification']} subscriptions per notification")
         return out
     finally:
-        harness.stop_all(search, receivers, *reversed(children), scn=scn)
+        harness.stop_all(receivers, *reversed(children), scn=scn)
+
+
+TARGET_SPREAD_P99_MS = 500.0     # issue 28: publish -> receiver p99, 10,000 subscriptions
+
+
+def scenario_spread(ctx) -> dict:
+    """--subscriptions-spread subscriptions over --spread-projects projects (as many
+    each, all types), the simulator's notifications over those projects at
+    --spread-rate for --spread-duration through the whole path."""
+    args = ctx.args
+    k, n, rate = args.subscriptions_spread, args.spread_projects, args.spread_rate
+    duration = args.spread_duration
+    if k < n:
+        raise BenchError(f"spread: {k} subscriptions for {n} projects: fewer than one each")
+    scn = subscriptions_scenario(ctx.run, "spread")
+    receivers = publisher = None
+    children: list[harness.Child] = []
+    try:
+        scn.ensure_index()
+        harness.declare_pool(ctx.run.transport_url, scn.pool, scn.conf)
+        projects = spread_projects(ctx.run, n)
+        count = int(rate * duration)
+        with tqdm.tqdm(total=2, desc="spread: making the notifications", leave=False) as bar:
+            warm = spread_notes(998, max(1, int(args.warmup * rate)), projects,
+                                "2026-01-01T00:00:00")
+            bar.update(1)
+            notes = spread_notes(6000, count, projects, "2026-06-01T00:00:00")
+            changes = workers.changes_of(notes)
+            bar.update(1)
+        receivers = Receivers()
+        rate_limit = default_rate_limit()
+        subs, filters = spread_subscriptions(receivers, list(projects.values()), k,
+                                             rate_limit)
+        started = start_path(ctx, scn, subs, children, "spread")
+        publisher = NotesPublisher(ctx.run.transport_url)
+        arrivals = Arrivals(receivers)
+
+        def settle():
+            harness.wait_until(lambda: harness.processed(scn) >= len(warm), 60, 0.2,
+                               "the listener to take the warm-up")
+            receivers.quiet(2.0, timeout=60)
+        published = warm_up(ctx, scn, publisher, {"count": len(warm), "notes": warm}, rate,
+                            arrivals, settle, "spread")
+        out = measure_path(ctx, scn, "spread", children, arrivals, publisher,
+                           {"count": len(notes), "notes": notes}, changes, filters, rate,
+                           published, oracle=True, single=("publishers",))
+        touched = {p for found in changes for *_, p in found if p}
+        out.update(duration_s=round(len(notes) / rate, 1), subscriptions=k, projects=n,
+                   projects_published=len(touched & set(projects.values())),
+                   subscriptions_per_project=round(k / n, 1), rate_limit=rate_limit,
+                   notes_made_with="spread_notes: resource i of project i % projects, "
+                                   "whole simulator lifecycles, one publishing connection "
+                                   "in the bench's process",
+                   targets={"receiver_p99_ms": TARGET_SPREAD_P99_MS, "missing": 0,
+                            "finals_missing": 0, "order_violations": 0}, **started)
+        d = out["receiver_ms"]
+        ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
+        log(f"  spread: {k} subscriptions over {n} projects, {rate:g}/s: receiver p50/p95/p99 "
+            f"{d['p50']}/{d['p95']}/{d['p99']} ms (target p99 <= {TARGET_SPREAD_P99_MS:g}: "
+            f"{ok(d['p99'] is not None and d['p99'] <= TARGET_SPREAD_P99_MS)}); "
+            f"{out['received']} of {out['expected']} deliveries, {out['missing']} missing "
+            f"(target 0: {ok(not out['missing'])}); final versions {out['finals_received']} "
+            f"of {out['finals_expected']} (target all: {ok(not out['finals_missing'])}); "
+            f"order violations {out['order_violations']} "
+            f"(target 0: {ok(not out['order_violations'])})")
+        return out
+    finally:
+        if publisher is not None:
+            publisher.close()
+        harness.stop_all(receivers, *reversed(children), scn=scn)
 
 
 def receiver_delays(changes, times, records, filters, seen) -> dict:
@@ -782,10 +1200,7 @@ def receiver_delays(changes, times, records, filters, seen) -> dict:
     for receipts in got.values():
         for pairs in receipts.values():
             pairs.sort()
-    subs_of = collections.defaultdict(list)          # (project, type) -> endpoints
-    for path, (project, sub_types) in filters.items():
-        for rtype in sub_types:
-            subs_of[(project, rtype)].append(path)
+    subs_of = subscribers(filters)
     ms, expected, missing, superseded, exact = [], 0, [], 0, 0
     for (rtype, rid, version), (t, _) in published.items():
         for path in subs_of.get((project_of.get((rtype, rid)), rtype), ()):
@@ -820,14 +1235,66 @@ def receiver_delays(changes, times, records, filters, seen) -> dict:
             "after_searchable_ms": bench_run.percentiles(after_search)}
 
 
+# -- Elasticsearch: what the scenario's own indices cost ------------------------------------
+
+def index_stats(es, pattern: str) -> dict[str, dict]:
+    """Counters of each index matching ``pattern`` (the scenario's: ``<group>-*``,
+    the cursors' state index included) from the index stats (primaries; a single
+    node holds no replica), unlike ``harness.es_stats`` (the node's, anyone's
+    indices included). ``writes``: documents indexed or deleted; ``write_requests``:
+    the shard-level bulk operations (Elasticsearch 8 counts a single index or delete
+    request as a bulk of one; OpenSearch keeps no such count: 0)."""
+    metric = "indexing,get,search,refresh" + (
+        ",bulk" if harness.SEARCH_BACKEND == "elasticsearch" else "")
+    try:
+        resp = es.indices.stats(index=pattern, metric=metric)
+    except Exception:  # noqa: BLE001 - no index yet: nothing counted
+        return {}
+    out = {}
+    for name, ix in (resp.get("indices") or {}).items():
+        p = ix.get("primaries") or {}
+        indexing, bulk = p.get("indexing") or {}, p.get("bulk") or {}
+        out[name] = {"writes": indexing.get("index_total", 0) + indexing.get("delete_total", 0),
+                     "write_requests": bulk.get("total_operations", 0),
+                     "write_bytes": bulk.get("total_size_in_bytes", 0),
+                     "gets": (p.get("get") or {}).get("total", 0),
+                     "searches": (p.get("search") or {}).get("query_total", 0),
+                     "refreshes": (p.get("refresh") or {}).get("external_total", 0)}
+    return out
+
+
+def index_delta(before: dict, after: dict, wall: float, scn: Scenario) -> dict:
+    """Per second over ``wall``: what every index of the scenario took
+    (``all``), the cursors' state index (``state``) and the other indices one by one
+    (``by_index``, names without the group's prefix)."""
+    def rates(names) -> dict:
+        total = collections.Counter()
+        for name in names:
+            b = before.get(name, {})
+            for key, value in after[name].items():
+                total[key] += value - b.get(key, 0)
+        return {"writes_per_s": round(total["writes"] / wall, 1),
+                "write_requests_per_s": round(total["write_requests"] / wall, 1),
+                "write_kb_per_s": round(total["write_bytes"] / 1024 / wall, 1),
+                "gets_per_s": round(total["gets"] / wall, 1),
+                "searches_per_s": round(total["searches"] / wall, 1),
+                "refreshes_per_s": round(total["refreshes"] / wall, 2)}
+    wall = max(wall, 1e-9)
+    state = [n for n in after if n == scn.state_index]
+    return {"all": rates(list(after)), "state": rates(state),
+            "by_index": {name[len(scn.group) + 1:] or name: rates([name])["writes_per_s"]
+                         for name in sorted(after) if name.startswith(scn.group)}}
+
+
 # -- idle -----------------------------------------------------------------------------------
 
 def idle_window(timeline: Timeline, es_before: dict, es_after: dict, t0: float, t1: float,
                 poll: float, subscriptions: int, switches: int,
-                split: tuple[float, float]) -> dict:
+                split: tuple[float, float], indices: dict) -> dict:
     wall = t1 - t0
     cpu = {name: timeline.cpu(name, t0, t1) for name in timeline.procs}
     es = harness.es_delta(es_before, es_after, wall)
+    state, every = indices["state"], indices["all"]
     per_s = cpu["delivery"] / wall
     return {"subscriptions": subscriptions, "seconds": round(wall, 1),
             "delivery_cpu_ms_per_s": round(1000 * per_s, 1),
@@ -835,11 +1302,30 @@ def idle_window(timeline: Timeline, es_before: dict, es_after: dict, t0: float, 
             "delivery_wakeups_per_s": round(switches / wall),
             "delivery_system_cpu_pct": round(100 * split[1] / max(sum(split), 1e-9)),
             "elasticsearch_cpu_ms_per_s": round(1000 * cpu.get("elasticsearch", 0) / wall, 1),
+            # the node's counters: anyone's indices (others share this Elasticsearch)
             "elasticsearch_writes_per_s": round(es["docs_indexed"] / wall, 1),
             "elasticsearch_searches_per_s": round(es["searches"] / wall, 1),
             "elasticsearch_gets_per_s": round(es["gets"] / wall, 1),
+            # the scenario's own indices (index stats): the cursors' state index, all
+            "state_writes_per_s": state["writes_per_s"],
+            "state_write_requests_per_s": state["write_requests_per_s"],
+            "state_write_kb_per_s": state["write_kb_per_s"],
+            "indices_writes_per_s": every["writes_per_s"],
+            "indices_write_requests_per_s": every["write_requests_per_s"],
+            "indices_write_kb_per_s": every["write_kb_per_s"],
+            "indices_searches_per_s": every["searches_per_s"],
+            "indices_gets_per_s": every["gets_per_s"],
+            "indices_refreshes_per_s": every["refreshes_per_s"],
+            "indices": indices,
             **timeline.memory("delivery", t0, t1),
             "worker": timeline.memory("delivery worker", t0, t1)}
+
+
+def idle_writes(w: dict) -> str:
+    return (f"Elasticsearch writes/s: state index {w['state_writes_per_s']} documents in "
+            f"{w['state_write_requests_per_s']} requests ({w['state_write_kb_per_s']} KB/s), "
+            f"all the scenario's indices {w['indices_writes_per_s']} documents in "
+            f"{w['indices_write_requests_per_s']} requests")
 
 
 def scenario_idle(ctx) -> dict:
@@ -861,6 +1347,7 @@ def scenario_idle(ctx) -> dict:
             if not delivery.alive():
                 raise BenchError(f"the delivery service exited:\n{delivery.tail()}")
             es0 = harness.es_stats(ctx.run.es)
+            ix0 = index_stats(ctx.run.es, f"{scn.group}-*")
             switches0 = thread_switches(delivery.ps)
             split0 = tree_cpu_split(delivery.ps)
             t0 = time.monotonic()
@@ -869,20 +1356,26 @@ def scenario_idle(ctx) -> dict:
                     time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - t0))))
                     bar.update(min(int(time.monotonic() - t0), int(seconds)) - bar.n)
             t1 = time.monotonic()
+            ix1 = index_stats(ctx.run.es, f"{scn.group}-*")
             switches = thread_switches(delivery.ps) - switches0
             split = tuple(b - a for a, b in zip(split0, tree_cpu_split(delivery.ps)))
             time.sleep(timeline.interval * 2)      # a sample after t1
             return idle_window(timeline, es0, harness.es_stats(ctx.run.es), t0, t1, poll,
-                               subscriptions, switches, split)
+                               subscriptions, switches, split,
+                               index_delta(ix0, ix1, t1 - t0, scn))
 
         time.sleep(args.settle)
         base = measure(args.idle_base, 0, "idle: no subscription")
         log(f"  idle, 0 subscriptions: {base['delivery_cpu_ms_per_s']} ms CPU/s, "
-            f"RSS {base['rss_mb_mean']} MB, {base['threads_mean']} threads")
+            f"RSS {base['rss_mb_mean']} MB, {base['threads_mean']} threads, "
+            f"{idle_writes(base)}")
         subs = [new_subscription(f"http://127.0.0.1:9/idle/{i}", f"{ctx.run.prefix}-nobody",
                                  f"idle-{i}", default_rate_limit()) for i in range(k)]
         created_s, _ = create_subscriptions(scn, subs, f"idle: {k} subscriptions")
-        live_s = wait_live(scn, delivery, k, args.timeout, f"idle: {k} subscriptions live")
+        live_s = wait_live(scn, delivery, k, live_timeout(args, k),
+                           f"idle: {k} subscriptions live")
+        log(f"  idle: {k} subscriptions created in {created_s:.1f} s (bulk), all live "
+            f"{live_s:.1f} s later")
         time.sleep(args.settle)
         if args.profile:
             spy = ctx.profile_start("subscriptions-idle-delivery", delivery.ps)
@@ -890,7 +1383,8 @@ def scenario_idle(ctx) -> dict:
         profile = ctx.profile_stop(*spy) if spy else None
         spy = None
         log(f"  idle, {k} subscriptions: {loaded['delivery_cpu_ms_per_s']} ms CPU/s, "
-            f"RSS {loaded['rss_mb_mean']} MB, {loaded['threads_mean']} threads")
+            f"RSS {loaded['rss_mb_mean']} MB, {loaded['threads_mean']} threads, "
+            f"{loaded['delivery_wakeups_per_s']} wake-ups/s, {idle_writes(loaded)}")
         ratio = lambda key: bench_run.ratio(loaded[key], base[key])  # noqa: E731
         out = {"poll_interval_s": poll,
                "refresh_interval_s": 1.0, "lease_seconds": LEASE_SECONDS,
@@ -998,8 +1492,10 @@ def markdown(results: dict, meta: dict) -> str:
                   f"Elasticsearch {d['cpu_ms_per_notification'].get('elasticsearch')}. "
                   f"Cores used: " + ", ".join(f"{k} {v}" for k, v in
                                               d["resources"]["cores_used"].items()) + ".", ""]
+        lines += path_checks_md(d)
     elif d:
         lines += ["## Publish-to-receiver delay", "", f"FAILED: {d['error']}", ""]
+    lines += spread_md(results.get("spread"))
     i = results.get("idle")
     if i and "error" not in i:
         w0, w1 = i["without"], i["with"]
@@ -1011,10 +1507,20 @@ def markdown(results: dict, meta: dict) -> str:
                 ("delivery RSS MB (mean; master and worker)", "rss_mb_mean"),
                 ("delivery worker RSS MB (mean)", "worker_rss_mb_mean"),
                 ("delivery threads", "threads_mean"),
-                ("Elasticsearch CPU ms per s", "elasticsearch_cpu_ms_per_s"),
-                ("Elasticsearch writes per s", "elasticsearch_writes_per_s"),
-                ("Elasticsearch searches per s", "elasticsearch_searches_per_s"),
-                ("Elasticsearch gets per s", "elasticsearch_gets_per_s")]
+                ("Elasticsearch CPU ms per s (the node: anyone's work)",
+                 "elasticsearch_cpu_ms_per_s"),
+                ("state index: documents written per s", "state_writes_per_s"),
+                ("state index: write requests per s", "state_write_requests_per_s"),
+                ("state index: KB written per s", "state_write_kb_per_s"),
+                ("the scenario's indices: documents written per s", "indices_writes_per_s"),
+                ("the scenario's indices: write requests per s",
+                 "indices_write_requests_per_s"),
+                ("the scenario's indices: searches per s", "indices_searches_per_s"),
+                ("the scenario's indices: gets per s", "indices_gets_per_s"),
+                ("the scenario's indices: refreshes per s", "indices_refreshes_per_s"),
+                ("the node: documents written per s (anyone's)", "elasticsearch_writes_per_s"),
+                ("the node: searches per s (anyone's)", "elasticsearch_searches_per_s"),
+                ("the node: gets per s (anyone's)", "elasticsearch_gets_per_s")]
         for w in (w0, w1):
             w["worker_rss_mb_mean"] = w["worker"]["rss_mb_mean"]
         lines += ["## Idle subscriptions", "",
@@ -1023,13 +1529,18 @@ def markdown(results: dict, meta: dict) -> str:
                   f"project publishes nothing (nothing is published at all). [changelog] "
                   f"poll_interval {i['poll_interval_s']:g} s, [subscriptions] "
                   f"refresh_interval {i['refresh_interval_s']:g} s, [delivery] lease_seconds "
-                  f"{i['lease_seconds']:g}. Created in {i['create_s']} s, all live "
-                  f"{i['all_live_after_s']} s later.", "",
+                  f"{i['lease_seconds']:g}. Created in {i['create_s']} s (bulk), all live "
+                  f"{i['all_live_after_s']} s later. Writes: documents indexed or deleted, "
+                  "and write requests (shard bulk operations, a single index request "
+                  "counting as one), from the index stats of the scenario's own "
+                  "indices; the node's figures include whatever else runs on this "
+                  "Elasticsearch.", "",
                   f"| | 0 subscriptions | {w1['subscriptions']} subscriptions | ratio |",
                   "|---|---|---|---|"]
         for label, key in rows:
-            lines.append(f"| {label} | {w0[key]} | {w1[key]} | "
-                         f"{bench_run.ratio(w1[key], w0[key]) or ''} |")
+            if key in w0 and key in w1:            # older results lack some
+                lines.append(f"| {label} | {w0[key]} | {w1[key]} | "
+                             f"{bench_run.ratio(w1[key], w0[key]) or ''} |")
         lines += ["", f"Per subscription: {i['rss_kb_per_subscription']} KB of the worker's RSS; "
                   f"{i['cpu_ms_per_s_per_100_subscriptions']} ms CPU per s per 100 "
                   f"subscriptions. SIGTERM to exit with {w1['subscriptions']} subscriptions: "
@@ -1040,6 +1551,71 @@ def markdown(results: dict, meta: dict) -> str:
     elif i:
         lines += ["## Idle subscriptions", "", f"FAILED: {i['error']}", ""]
     return "\n".join(lines) + "\n"
+
+
+def path_checks_md(d: dict) -> list[str]:
+    if "finals_expected" not in d:
+        return []
+    return [f"Final versions: {d['finals_received']} of {d['finals_expected']} (subscription, "
+            f"resource) pairs ended with the newest version published, "
+            f"{d['finals_missing']} did not; order per (subscription, resource): "
+            f"{d['order_violations']} arrivals older than one before them "
+            f"({d['order_pairs_checked']} pairs). Creating the subscriptions took "
+            f"{d.get('create_s')} s, all live {d.get('all_live_after_s')} s after the "
+            f"delivery service started.", ""]
+
+
+def spread_md(d: dict | None) -> list[str]:
+    title = "## Subscriptions spread over projects"
+    if not d:
+        return []
+    if "error" in d:
+        return [title, "", f"FAILED: {d['error']}", ""]
+    r, t = d["receiver_ms"], d["targets"]
+    mark = lambda good: "yes" if good else "**no**"  # noqa: E731
+    ix = d.get("indices", {}).get("all", {})
+    return [title, "",
+            f"{d['subscriptions']} webhook subscriptions over {d['projects']} projects "
+            f"({d['subscriptions_per_project']} each, every resource type: half naming "
+            f"none, half the simulator's types; rate_limit {d['rate_limit']:g}/s) in one "
+            f"delivery process; the simulator's notifications over those projects "
+            f"({d['projects_published']} of them had a change) at {d['rate']:g}/s for "
+            f"{d['duration_s']:g} s (achieved {d['achieved_rate']}/s), RabbitMQ -> "
+            f"listener -> Elasticsearch -> delivery service -> receivers. Subscriptions "
+            f"created in {d['create_s']} s, all live {d['all_live_after_s']} s after the "
+            f"delivery service started.", "",
+            "| | measured | target | met |", "|---|---|---|---|",
+            f"| publish -> receiver p50 / p95 / p99 (ms) | {r['p50']} / {r['p95']} / "
+            f"{r['p99']} (max {r['max']}, n {r['n']}) | p99 <= {t['receiver_p99_ms']:g} | "
+            f"{mark(r['p99'] is not None and r['p99'] <= t['receiver_p99_ms'])} |",
+            f"| (subscription, change) deliveries: received / expected | {d['received']} / "
+            f"{d['expected']} ({d['missing']} missing) | 0 missing | "
+            f"{mark(d['missing'] == 0)} |",
+            f"| (subscription, resource): final version received / expected | "
+            f"{d['finals_received']} / {d['finals_expected']} | all | "
+            f"{mark(d['finals_missing'] == 0)} |",
+            f"| order per (subscription, resource): versions that went down | "
+            f"{d['order_violations']} ({d['order_pairs_checked']} pairs) | 0 | "
+            f"{mark(d['order_violations'] == 0)} |",
+            f"| duplicates | {d['duplicates']} | (harmless) | |",
+            f"| drained within --drain | {d['drained']} | | |", "",
+            f"Publish -> searchable p50/p99 {d['searchable_ms']['p50']} / "
+            f"{d['searchable_ms']['p99']} ms; searchable -> receiver p50/p99 "
+            f"{d['after_searchable_ms']['p50']} / {d['after_searchable_ms']['p99']} ms. "
+            f"{d['matches_per_notification']} subscriptions per change. CPU ms per "
+            f"delivery: delivery service {d['cpu_ms_per_delivery'].get('delivery')}, "
+            f"receivers {d['cpu_ms_per_delivery'].get('receivers')}. Cores used: "
+            + ", ".join(f"{k} {v}" for k, v in d["resources"]["cores_used"].items())
+            + " (publishers: the bench's own process). Delivery service peak RSS "
+            f"{d['resources']['peak_rss_mb'].get('delivery')} MB, threads "
+            f"{d.get('delivery_memory', {}).get('threads_mean')} (peak "
+            f"{d.get('delivery_memory', {}).get('threads_peak')}); its subscription "
+            f"counters: " + (", ".join(f"{k} {v}" for k, v in sorted(
+                d.get("pipeline_counters", {}).items()) if v) or "none") +
+            ". The scenario's indices: "
+            f"{ix.get('writes_per_s')} documents written per s in "
+            f"{ix.get('write_requests_per_s')} write requests, "
+            f"{ix.get('searches_per_s')} searches per s.", ""]
 
 
 def profile_md(profile: dict | None) -> list[str]:
@@ -1071,6 +1647,15 @@ def parse_args(argv=None):
                         "default_rate_limit, what a tenant gets)")
     harness.sized(p, "--idle", float, 60, 15, "idle: seconds measured with the subscriptions")
     harness.sized(p, "--idle-base", float, 20, 10, "idle: seconds measured without")
+    harness.sized(p, "--subscriptions-spread", int, 10000, 1000,
+                  "spread: subscriptions, as many for each project")
+    harness.sized(p, "--spread-projects", int, 1000, 100, "spread: projects")
+    p.add_argument("--spread-rate", type=float, default=100.0,
+                   help="spread: notifications per second over the projects")
+    harness.sized(p, "--spread-duration", float, 60, 20, "spread: seconds at --spread-rate")
+    p.add_argument("--live-timeout", type=float, default=None,
+                   help="longest wait for the subscriptions to go live (default: "
+                        "--timeout plus 50 ms per subscription)")
     p.add_argument("--settle", type=float, default=5.0,
                    help="idle: seconds left out after start-up and after going live")
     harness.load_options(
@@ -1095,18 +1680,26 @@ def main(argv=None) -> int:
     settings = {"settings": {"documents": args.documents,
                              "subscriptions": {"throughput": args.subscriptions_throughput,
                                                "delay": args.subscriptions_delay,
-                                               "idle": args.subscriptions_idle},
+                                               "idle": args.subscriptions_idle,
+                                               "spread": args.subscriptions_spread},
+                             "spread": {"projects": args.spread_projects,
+                                        "rate": args.spread_rate,
+                                        "duration_s": args.spread_duration},
                              "rate": args.rate, "duration_s": args.duration,
                              "idle_s": args.idle, "idle_base_s": args.idle_base,
                              "lease_seconds": LEASE_SECONDS,
                              "webhook_timeout": WEBHOOK_TIMEOUT,
                              "webhook_concurrency": CONCURRENCY,
                              "max_rate_limit": MAX_RATE_LIMIT, "refresh_interval": 1.0},
-                "subscriptions_made_with": "SubscriptionStore.create(), state active, "
-                                           "confirmed; no Keystone, no API"}
+                "subscriptions_made_with": "Subscription.to_source() as "
+                                           "SubscriptionStore.create() writes it, in "
+                                           "Elasticsearch bulk requests of 1,000 then one "
+                                           "refresh; state active, confirmed; no Keystone, "
+                                           "no API"}
     return harness.main(
         args, argv, "bench/subscriptions.py",
-        {"throughput": scenario_throughput, "delay": scenario_delay, "idle": scenario_idle},
+        {"throughput": scenario_throughput, "delay": scenario_delay, "idle": scenario_idle,
+         "spread": scenario_spread},
         lambda results, meta: harness.write_results(args.output, "subscriptions", results,
                                                     markdown(results, meta)),
         desc="subscriptions benchmark", context=Context,
