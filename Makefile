@@ -144,13 +144,13 @@ bench-search: $(VENV)/.installed servers
 # and "WebSocket failover behind HAProxy"): about 3 minutes. Then the delivery
 # service with 10,000 idle subscriptions, and 10,000 subscriptions over 1,000
 # projects at 100 notifications/s (bench/subscriptions.py: idle and spread, written
-# to bench/results/subscriptions.json/.md; --drain 300 so that a slow delivery is
+# to bench/results/subscriptions.json/.md; --drain 600 so that a slow delivery is
 # reported as slow, not as missing).
 bench-scale: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/scale.py
 	$(BIN)/python bench/haproxy_failover.py
-	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/subscriptions.py --only idle,spread --subscriptions-idle 10000 --drain 300
+	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/subscriptions.py --only idle,spread --subscriptions-idle 10000 --drain 600
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.

@@ -316,23 +316,27 @@ def wait_live(scn: Scenario, delivery: harness.Child, count: int, timeout: float
     going live, or if the delivery service exits."""
     t0 = time.monotonic()
     deadline = t0 + timeout
-    best, moved = -1, t0
+    best, moved, unanswered = 0, t0, 0
     with tqdm.tqdm(total=count, desc=desc, unit="sub", leave=False) as bar:
         while True:
             if not delivery.alive():
                 raise BenchError(f"the delivery service exited:\n{delivery.tail()}")
-            live = live_subscriptions(scn) or 0
-            bar.update(max(0, min(live, count) - bar.n))
+            live = live_subscriptions(scn)
             now = time.monotonic()
-            if live >= count:
-                return now - t0
-            if live > best:
+            if live is None:              # no answer within 10 s: a busy process
+                unanswered += 1
+            elif live > best:
                 best, moved = live, now
+                bar.update(max(0, min(live, count) - bar.n))
+            if best >= count:
+                return now - t0
             why = (f"after {timeout:.0f}s" if now > deadline else
                    f"and none more for {stall:.0f}s" if now - moved > stall else None)
             if why:
-                raise BenchError(f"{desc}: {live} of {count} subscriptions live {why} "
-                                 f"({now - t0:.0f}s):\n{delivery.tail()}")
+                raise BenchError(
+                    f"{desc}: at most {best} of {count} subscriptions live {why} "
+                    f"({now - t0:.0f}s since the wait began; /metrics unanswered within "
+                    f"10 s {unanswered} times):\n{delivery.tail(5)[-2000:]}")
             time.sleep(1.0 if count > 1000 else 0.5)
 
 
