@@ -280,14 +280,38 @@ def delivery_metrics(scn: Scenario, timeout: float = 10.0) -> str | None:
 
 def subscription_counters(scn: Scenario) -> dict:
     """The subscription pipelines' counters summed (delivered, failures, ...), from
-    /metrics; {} if it does not answer (three tries of 30 s: a busy process with
-    thousands of threads answers slowly)."""
+    /metrics; {} if it does not answer (two tries of 15 s: a busy process with
+    thousands of threads answers slowly; its status server may have stopped,
+    ``cursor_totals`` is there for that)."""
     text = ""
-    for _ in range(3):
-        text = delivery_metrics(scn, timeout=30.0)
+    for _ in range(2):
+        text = delivery_metrics(scn, timeout=15.0)
         if text is not None:
             break
     return {name: int(float(value)) for name, value in COUNTER_METRIC.findall(text or "")}
+
+
+def cursor_totals(scn: Scenario) -> dict:
+    """What the subscriptions' cursor documents in the state index say, summed
+    (delivered and skipped as of each one's last commit; how many record an error):
+    there even when the delivery process is too busy to answer /metrics."""
+    from searchlight_forward.search import helpers
+    totals = collections.Counter()
+    try:
+        scn.run.es.indices.refresh(index=scn.state_index)
+        for hit in helpers.scan(scn.run.es, index=scn.state_index, size=1000, query={
+                "query": {"bool": {"filter": [{"term": {"kind": "cursor"}}]}}},
+                _source=["consumer", "delivered", "skipped", "last_error"]):
+            src = hit["_source"]
+            if not str(src.get("consumer", "")).startswith("subscription-"):
+                continue
+            totals["cursors"] += 1
+            totals["delivered"] += int(src.get("delivered") or 0)
+            totals["skipped"] += int(src.get("skipped") or 0)
+            totals["with_last_error"] += bool(src.get("last_error"))
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return dict(totals)
 
 
 def live_subscriptions(scn: Scenario) -> int | None:
@@ -967,12 +991,12 @@ def start_path(ctx, scn: Scenario, subs: list, children: list, what: str) -> dic
 
 def warm_up(ctx, scn: Scenario, publisher, spec: dict, rate: float, arrivals: Arrivals,
             settle, what: str) -> int:
-    """Publish ``spec`` at ``rate``, ``settle()``, then forget what arrived; the
-    notifications published."""
+    """Publish ``spec`` at ``rate``, ``settle(what the publisher said)``, then forget
+    what arrived; the notifications published."""
     with tqdm.tqdm(total=spec["count"], desc=f"{what}: warm-up", unit="msg",
                    leave=False) as bar:
-        publisher.publish(spec, rate=rate, bar=bar)
-    settle()
+        pub = publisher.publish(spec, rate=rate, record=True, bar=bar)
+    settle(pub)
     arrivals.receivers.quiet(1.0)
     arrivals.reset()
     return spec["count"]
@@ -1028,6 +1052,7 @@ def measure_path(ctx, scn: Scenario, what: str, children: list, arrivals: Arriva
         watch.stop()
         timeline.stop()
         counters = subscription_counters(scn)
+        cursors = cursor_totals(scn)
         wall = watch.t1 - watch.t0
         es_used = harness.es_delta(es0, harness.es_stats(es), wall)
         ix_used = index_delta(ix0, index_stats(es, f"{scn.group}-*"), wall, scn)
@@ -1059,7 +1084,8 @@ def measure_path(ctx, scn: Scenario, what: str, children: list, arrivals: Arriva
             "cpu_ms_per_notification": {name: round(1000 * v / max(spec["count"], 1), 3)
                                         for name, v in cpu_s.items()},
             "resources": resources, "elasticsearch": es_used, "indices": ix_used,
-            "pipeline_counters": counters, "search_method": harness.SEARCH_METHOD,
+            "pipeline_counters": counters, "cursor_totals": cursors,
+            "search_method": harness.SEARCH_METHOD,
             "delivery_memory": timeline.memory("delivery", watch.t0, watch.t1)}
 
 
@@ -1078,7 +1104,7 @@ def scenario_delay(ctx) -> dict:
         started = start_path(ctx, scn, subs, children, "delay")
         arrivals = Arrivals(receivers)
         warm = ctx.spec(999, int(args.warmup * rate), start="2026-01-01T00:00:00")
-        published = warm_up(ctx, scn, ctx.pool, warm, rate, arrivals, lambda: harness.catch_up(
+        published = warm_up(ctx, scn, ctx.pool, warm, rate, arrivals, lambda _: harness.catch_up(
             ctx.run.es, scn, warm["count"], 60, "after the warm-up"), "delay")
         count = int(rate * duration)
         spec = ctx.spec(5000, count, start="2026-05-01T00:00:00")
@@ -1132,10 +1158,15 @@ def scenario_spread(ctx) -> dict:
         publisher = NotesPublisher(ctx.run.transport_url)
         arrivals = Arrivals(receivers)
 
-        def settle():
+        def settle(pub: dict) -> None:
+            """Until every subscription has the warm-up's final versions (a quiet
+            spell is not enough: a swamped delivery process pauses for seconds)."""
             harness.wait_until(lambda: harness.processed(scn) >= len(warm), 60, 0.2,
                                "the listener to take the warm-up")
-            receivers.quiet(2.0, timeout=60)
+            expected = expected_finals(workers.changes_of(warm), pub["times"], filters)
+            harness.wait_until(lambda: arrivals.take() >= 0 and all(
+                arrivals.newest.get(key, -math.inf) >= v for key, v in expected.items()),
+                args.drain, 0.5, "every delivery of the warm-up")
         published = warm_up(ctx, scn, publisher, {"count": len(warm), "notes": warm}, rate,
                             arrivals, settle, "spread")
         out = measure_path(ctx, scn, "spread", children, arrivals, publisher,
@@ -1614,8 +1645,11 @@ def spread_md(d: dict | None) -> list[str]:
             f"{d['resources']['peak_rss_mb'].get('delivery')} MB, threads "
             f"{d.get('delivery_memory', {}).get('threads_mean')} (peak "
             f"{d.get('delivery_memory', {}).get('threads_peak')}); its subscription "
-            f"counters: " + (", ".join(f"{k} {v}" for k, v in sorted(
-                d.get("pipeline_counters", {}).items()) if v) or "none") +
+            f"counters (/metrics): " + (", ".join(f"{k} {v}" for k, v in sorted(
+                d.get("pipeline_counters", {}).items()) if v) or
+                "no answer within 2 x 15 s") + "; the cursors say: " +
+            (", ".join(f"{k} {v}" for k, v in sorted(d.get("cursor_totals", {}).items()))
+             or "-") +
             ". The scenario's indices: "
             f"{ix.get('writes_per_s')} documents written per s in "
             f"{ix.get('write_requests_per_s')} write requests, "
