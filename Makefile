@@ -150,7 +150,7 @@ bench-scale: $(VENV)/.installed servers
 	$(BIN)/pip install -q -e '.[bench]'
 	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/scale.py
 	$(BIN)/python bench/haproxy_failover.py
-	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/subscriptions.py --only idle,spread --subscriptions-idle 10000 --drain 600
+	SF_SEARCH_BACKEND=$(SEARCH) $(BIN)/python bench/subscriptions.py --only idle,spread --subscriptions-idle 10000 --drain 600 --results-name subscriptions-scale
 
 # Faults injected into the running services, and a table of what was lost
 # (docs/reliability.md). Apart from `make test`: about 20 minutes.

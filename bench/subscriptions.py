@@ -69,7 +69,8 @@ Scenarios (names for --only / --skip):
               what was published), and no version going down per (subscription,
               resource) in order of arrival
 
-Writes bench/results/subscriptions.json and subscriptions.md (with --profile, py-spy's
+Writes bench/results/subscriptions.json and subscriptions.md (--results-name: other
+names; make bench-scale writes subscriptions-scale.*) (with --profile, py-spy's
 raw stacks too: profile-subscriptions-*-delivery.txt). Needs psutil, tqdm (the
 `bench` extra) and, for --profile, py-spy.
 """
@@ -1691,6 +1692,9 @@ def parse_args(argv=None):
     p.add_argument("--spread-rate", type=float, default=100.0,
                    help="spread: notifications per second over the projects")
     harness.sized(p, "--spread-duration", float, 60, 20, "spread: seconds at --spread-rate")
+    p.add_argument("--results-name", default="subscriptions",
+                   help="results file names, <name>.json and .md (make bench-scale: "
+                        "subscriptions-scale, not to overwrite bench-subscriptions')")
     p.add_argument("--live-timeout", type=float, default=None,
                    help="longest wait for the subscriptions to go live (default: "
                         "--timeout plus 50 ms per subscription)")
@@ -1738,7 +1742,7 @@ def main(argv=None) -> int:
         args, argv, "bench/subscriptions.py",
         {"throughput": scenario_throughput, "delay": scenario_delay, "idle": scenario_idle,
          "spread": scenario_spread},
-        lambda results, meta: harness.write_results(args.output, "subscriptions", results,
+        lambda results, meta: harness.write_results(args.output, args.results_name, results,
                                                     markdown(results, meta)),
         desc="subscriptions benchmark", context=Context,
         publishers=args.publishers if "delay" in args.scenarios else 0, settings=settings)

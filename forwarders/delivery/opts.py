@@ -22,7 +22,7 @@ opts = [
                     "partition of its own). Each is one lease document renewed every "
                     "lease_seconds / 3; more partitions share the subscriptions more "
                     "evenly among many processes. The same on every delivery process."),
-    cfg.IntOpt("threads", default=16, min=1, max=1024,
+    cfg.IntOpt("threads", default=64, min=1, max=1024,
                help="Threads a delivery process runs its pipelines on. A pipeline "
                     "holds one only while it works (an idle subscription holds none); "
                     "a slow destination holds one for at most its sink's timeout, so "

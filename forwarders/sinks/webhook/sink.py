@@ -123,7 +123,6 @@ class WebhookSink(Sink):
         self.batch_size = max(1, min(100, int(rate * PACING))) if rate else 100
         self.call_timeout = call_timeout(timeout)
         self._sent = Sent()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- one POST ----------------------------------------------------------------------
 
@@ -203,7 +202,7 @@ class WebhookSink(Sink):
             for indexes in lanes.values():
                 run_lane(indexes)
         else:
-            list(self._executor().map(run_lane, lanes.values()))
+            _run_bounded(run_lane, list(lanes.values()), self.concurrency)
         if gone:
             raise gone[0]
         if failures:
@@ -211,14 +210,38 @@ class WebhookSink(Sink):
             raise SinkUnavailable(failures[0], delivered=prefix)
         return sum(not_sent)
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                self.concurrency, thread_name_prefix=f"webhook-{self.name}")
-        return self._pool
-
     def close(self) -> None:
         self.limiter.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+#: Threads every webhook sink of the process shares for its lanes (a sink posts at
+#: most ``concurrency`` at once): ten thousand subscriptions do not keep a pool each.
+LANE_THREADS = 64
+_lanes: concurrent.futures.ThreadPoolExecutor | None = None
+_lanes_lock = threading.Lock()
+
+
+def _lane_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _lanes
+    with _lanes_lock:
+        if _lanes is None:
+            _lanes = concurrent.futures.ThreadPoolExecutor(
+                LANE_THREADS, thread_name_prefix="webhook-lanes")
+        return _lanes
+
+
+def _run_bounded(fn, items: list, limit: int) -> None:
+    """``fn(item)`` for each item on the shared lane threads, at most ``limit`` at
+    once; an exception of ``fn`` is raised here."""
+    pool = _lane_pool()
+    pending: set = set()
+    for item in items:
+        if len(pending) >= limit:
+            done, pending = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                future.result()
+        pending.add(pool.submit(fn, item))
+    for future in concurrent.futures.as_completed(pending):
+        future.result()
