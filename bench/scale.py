@@ -27,6 +27,10 @@ clock), server CPU per frame delivered, frames, and whether every client ends wi
 the newest version of every resource it may see (Elasticsearch's view of its role
 and project, as bench/run.py checks).
 
+The clients do not offer permessage-deflate unless --client-compression deflate (as
+browsers do): without it the server's --compression changes nothing. A breakdown
+of the idle connections' memory: bench/ws_memory.py.
+
 Writes bench/results/scale.json and scale.md.
 """
 from __future__ import annotations
@@ -65,7 +69,8 @@ def raise_nofile() -> tuple[int, int]:
 
 def scale_clients_main(url: str, specs: list[dict], source: str, pace: float, conn) -> None:
     """``len(specs)`` real ``websockets`` clients in one asyncio loop, each from
-    ``source`` (an address of 127.0.0.0/8). Each authenticates with its token,
+    ``source`` (an address of 127.0.0.0/8), offering permessage-deflate if its
+    spec's ``compression`` is "deflate". Each authenticates with its token,
     subscribes to every type served (its project, or all with ``all_projects``),
     and records (type, id, version, receive time) of every change frame and the
     newest version seen per resource. Commands: status, records, check, stop."""
@@ -81,7 +86,8 @@ def scale_clients_main(url: str, specs: list[dict], source: str, pace: float, co
             try:
                 async with connect(url, additional_headers={"X-Auth-Token": spec["token"]},
                                    max_size=None, open_timeout=60, close_timeout=2,
-                                   ping_interval=None, compression=None,
+                                   ping_interval=None,
+                                   compression=spec.get("compression"),
                                    local_addr=(source, 0)) as ws:
                     hello = json.loads(await ws.recv())
                     if hello.get("type") != "authenticated":
@@ -311,11 +317,13 @@ def phase(ctx, name: str) -> dict:
     duration = args.broadcast_duration if broadcast else args.duration
     names = project_names(args.projects)
     tokens = add_tokens(run, names)
+    offer = None if args.client_compression == "none" else args.client_compression
     if broadcast:
-        specs = [{"token": "tok-admin", "all_projects": True} for _ in range(k)]
+        specs = [{"token": "tok-admin", "all_projects": True, "compression": offer}
+                 for _ in range(k)]
     else:
-        specs = [{"token": f"tok-{names[i % len(names)]}", "all_projects": False}
-                 for i in range(k)]
+        specs = [{"token": f"tok-{names[i % len(names)]}", "all_projects": False,
+                  "compression": offer} for i in range(k)]
     scn = Scenario(run, name, overrides={
         ("websocket", "max_connections_per_user"): str(k),
         ("websocket", "max_unauthenticated"): str(k),
@@ -468,7 +476,10 @@ def parse_args(argv=None):
                    help="projects the connections are spread over (projects phase)")
     p.add_argument("--rate", type=float, default=100.0, help="notifications per second")
     p.add_argument("--compression", choices=("deflate", "none"), default="deflate",
-                   help="[websocket] compression of the server (the clients offer deflate)")
+                   help="[websocket] compression of the server")
+    p.add_argument("--client-compression", choices=("deflate", "none"), default="none",
+                   help="what the clients offer (browsers offer deflate; permessage-"
+                        "deflate is used only when both sides have it)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds of publishing (default 30; quick 10)")
     p.add_argument("--broadcast-rate", type=float, default=1.0,
@@ -511,7 +522,9 @@ def main(argv=None) -> int:
         lambda results, meta: harness.write_results(args.output, "scale", results,
                                                     markdown(results, meta)),
         desc="scale benchmark", publishers=0,
-        settings={"search": harness.SEARCH_BACKEND, "nofile": [soft, hard]})
+        settings={"search": harness.SEARCH_BACKEND, "nofile": [soft, hard],
+                  "compression": args.compression,
+                  "client_compression": args.client_compression})
 
 
 if __name__ == "__main__":

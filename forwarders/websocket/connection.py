@@ -3,6 +3,13 @@ its timers, token validation, and its resume, around two sans-I/O cores: the
 protocol's ``Session`` (what the connection may see, which frames) and the change
 log's ``Follower`` (catch up from the cursor, then go live, with no gap).
 
+An idle connection is the common case (thousands per process, most of them
+waiting for a change of their project), so it holds as little as it can: no
+outgoing queue while nothing is to be sent (it comes with a frame and goes when
+the last one is written; the writer waits on a bare future meanwhile), no handshake
+headers once the token is read, no set of tasks while none runs (issue 28;
+bench/ws_memory.py measures it).
+
 Resumes are paced by their own client (they wait for queue room), while the live
 changes that arrive meanwhile are held aside by the follower and handed over once
 the resume is done; if too many arrive, the resume simply runs again from where it
@@ -16,6 +23,7 @@ import logging
 
 import websockets
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 
 from forwarders.websocket import protocol
 from forwarders.websocket.auth import InvalidToken, ValidatorUnavailable
@@ -48,29 +56,40 @@ class Connection:
                                holders=server.holders, owner=self)
         self.token: str | None = None        # the accepted token in force (re-checks)
         self.user: str | None = None         # set once admitted (per-user limit)
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.queue_size)
+        #: outgoing frames not yet written (None: none, the idle state); at most
+        #: ``queue_size`` of them, the frame being written not counted
+        self.frames: collections.deque | None = None
         #: the subscription's way through the change log (None: not subscribed)
         self.follower: core.Follower | None = None
         self.closing = False
-        self.tasks: set[asyncio.Task] = set()
+        #: validation and resume tasks running (None: none)
+        self.tasks: set[asyncio.Task] | None = None
+        #: writes ``frames`` out (started by the first frame)
         self.writer: asyncio.Task | None = None
+        #: what the writer waits on while there is nothing to write
+        self._wake: asyncio.Future | None = None
+        #: a resume waiting for room in ``frames``
+        self._room: asyncio.Future | None = None
         self.auth_timer: asyncio.TimerHandle | None = None
         self.expiry_timers: list[asyncio.TimerHandle] = []
         self.peer = getattr(ws, "remote_address", None)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        self.writer = loop.create_task(self._write())
         self.auth_timer = loop.call_later(self.server.settings.auth_timeout,
-                                          lambda: self.perform(self.session.auth_deadline()))
+                                          self._auth_deadline)
+        ws = self.ws
         try:
-            token = self.ws.request.headers.get("X-Auth-Token") if self.ws.request else None
+            token = ws.request.headers.get("X-Auth-Token") if ws.request else None
+            self._forget_handshake()
             if token:
                 self.perform(self.session.header_token(token))
-            async for message in self.ws:
-                if self.closing:
-                    continue   # drain until the close handshake ends
-                self.perform(self.session.receive(message))
+            del token
+            while True:
+                message = await ws.recv()
+                if not self.closing:       # (else drain until the close handshake ends)
+                    self.perform(self.session.receive(message))
+                del message                # not kept while waiting for the next one
         except websockets.ConnectionClosed:
             pass
         except Exception:  # noqa: BLE001 - a bug here must not reach other clients
@@ -89,10 +108,25 @@ class Connection:
             for timer in [self.auth_timer, *self.expiry_timers]:
                 if timer is not None:
                     timer.cancel()
-            for task in list(self.tasks):
+            self.auth_timer = None
+            for task in list(self.tasks or ()):
                 task.cancel()
             if self.writer is not None and not self.closing:
                 self.writer.cancel()
+
+    def _auth_deadline(self) -> None:
+        self.auth_timer = None
+        self.perform(self.session.auth_deadline())
+
+    def _forget_handshake(self) -> None:
+        """Drop the opening handshake's headers (about 4 KB, kept by ``websockets``
+        for the connection's life) once the token is read from them. The request
+        object stays: ``websockets`` takes a connection without one for one still
+        in its handshake."""
+        request = self.ws.request
+        if request is not None and len(request.headers):
+            request.headers = Headers()
+        self.ws.response = None
 
     # -- actions -------------------------------------------------------------------
 
@@ -110,21 +144,50 @@ class Connection:
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
+        if self.tasks is None:
+            self.tasks = set()
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if self.tasks is not None:
+            self.tasks.discard(task)
+            if not self.tasks:
+                self.tasks = None
+
+    # -- the outgoing frames -------------------------------------------------------
+
+    def queued(self) -> int:
+        """Frames waiting to be written (the one being written not counted)."""
+        return len(self.frames) if self.frames is not None else 0
+
+    def _push(self, item) -> bool:
+        """Queue ``item`` if there is room (False if not), and have it written."""
+        frames = self.frames
+        if frames is None:
+            frames = self.frames = collections.deque()
+        elif len(frames) >= self.server.settings.queue_size:
+            return False
+        frames.append(item)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():              # (done: cancelled with the writer)
+                wake.set_result(None)
+        elif self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+        return True
 
     def enqueue(self, text: str) -> None:
         if self.closing:
             return
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if not self._push(text):
             self.server.counters.add("overflows")
             LOG.info("closing %s: outgoing queue full (%d frames)", self.peer,
-                     self.queue.qsize())
+                     self.queued())
             if self.follower is not None:
                 self.follower.overflow()       # a live connection gives up: 4008
-            self.perform(self.session.overflow(self.queue.qsize()))
+            self.perform(self.session.overflow(self.queued()))
 
     def close(self, code: int, reason: str, flush: bool = True) -> None:
         """Close with ``code``; after the frames already queued unless ``flush`` is
@@ -134,12 +197,8 @@ class Connection:
         self.closing = True
         self.session.closed()
         self.server.closes.add(code)
-        if flush:
-            try:
-                self.queue.put_nowait((_CLOSE, code, reason))
-                return
-            except asyncio.QueueFull:
-                pass
+        if flush and self._push((_CLOSE, code, reason)):
+            return
         if self.writer is not None:
             self.writer.cancel()
         self._spawn_detached(self.ws.close(code, reason))
@@ -150,9 +209,26 @@ class Connection:
         self.server._keep(task)
 
     async def _write(self) -> None:
+        """Write the queued frames out as they come, up to the close. Between
+        bursts the queue is dropped and the writer waits on a future, which the
+        next frame completes. (A writer task started per burst instead would save
+        about 0.8 KB per idle connection, but cost about 5 us more per frame when
+        frames come one at a time, as in a broadcast: measured, not kept.)"""
+        size = self.server.settings.queue_size
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                item = await self.queue.get()
+                frames = self.frames
+                if not frames:
+                    # Idle: nothing held while waiting, not even the last frame sent.
+                    frames = item = self.frames = None
+                    self._wake = loop.create_future()
+                    await self._wake
+                    continue
+                item = frames.popleft()
+                room = self._room
+                if room is not None and not room.done() and len(frames) < size:
+                    room.set_result(None)
                 if isinstance(item, tuple) and item and item[0] is _CLOSE:
                     await self.ws.close(item[1], item[2])
                     return
@@ -160,6 +236,10 @@ class Connection:
                 self.server.counters.add("frames_sent")
         except websockets.ConnectionClosed:
             pass
+        finally:
+            if self.writer is asyncio.current_task():
+                self.writer = None
+                self._wake = None
 
     # -- authentication ---------------------------------------------------------------
 
@@ -195,6 +275,7 @@ class Connection:
             self.token = token
             if self.auth_timer is not None:
                 self.auth_timer.cancel()
+                self.auth_timer = None
             self._schedule_expiry(identity)
 
     def _schedule_expiry(self, identity) -> None:
@@ -264,8 +345,16 @@ class Connection:
         self.server.entry_failed(entry, f"{type(exc).__name__}: {str(exc)[:300]}")
 
     async def _put(self, text: str) -> None:
-        """Queue a frame, waiting for room (resumes are paced by their client)."""
-        await self.queue.put(text)
+        """Queue a frame, waiting for room (resumes are paced by their client).
+        Once the connection is closing, frames are no longer queued."""
+        while not self.closing:
+            if self._push(text):
+                return
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
 
     async def _search(self, sub: Subscription, position: Position, full: bool) -> bool:
         """A live search's matches as of ``position`` (the ``results`` frame when

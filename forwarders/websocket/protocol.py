@@ -76,6 +76,7 @@ MAX_TOKEN_LENGTH = 16 * 1024
 EXPIRY_MARGIN = 1.0        # seconds: an invalid token this close to expiry has expired
 MAX_RESOURCE_TYPES = 256
 MAX_REASON_BYTES = 123     # RFC 6455: a close reason fits in 123 bytes of UTF-8
+_NONE: frozenset = frozenset()   # an empty set of keys, shared until one is added
 
 
 # -- outputs ---------------------------------------------------------------------
@@ -204,14 +205,16 @@ class Session:
         #: forwarders.livesearch.query.Vocabularies (None: no live search here)
         self.vocabularies = vocabularies
         #: a live search's result: keys of the resources in it, also recorded in
-        #: ``holders`` under ``owner`` (the server's connection) when one project's
-        self.members: set[tuple] = set()
+        #: ``holders`` under ``owner`` (the server's connection) when one project's.
+        #: (Empty sets are the shared ``_NONE`` until a key is added: an idle
+        #: connection costs what it holds, issue 28.)
+        self.members: set[tuple] | frozenset = _NONE
         self.holders = holders
         self.owner = owner if owner is not None else self
         #: resumed from a cursor: the client may hold resources this connection was
         #: not told about, so a non-matching change is a ``left`` until evaluated once
         self.uncertain = False
-        self.evaluated: set[tuple] = set()
+        self.evaluated: set[tuple] | frozenset = _NONE
         # ``burst`` frames at once, refilled at ``rate`` a second: a client needs two
         # frames to start and one per token renewal, so a legitimate one never comes
         # near the defaults.
@@ -346,8 +349,13 @@ class Session:
                 query = parse_query(message, self.vocabularies.get(role, types))
             except QueryError as exc:
                 return self._bad("bad_query", str(exc), "subscribe")
+        # The served types' own set and names, not the frame's copies: one set for
+        # every connection that asks for everything.
+        wanted = set(types)
+        types = (self.known_types if wanted == self.known_types
+                 else frozenset(t for t in self.known_types if t in wanted))
         self.subscription = Subscription(
-            resource_types=frozenset(types), all_projects=all_projects, cursor=cursor,
+            resource_types=types, all_projects=all_projects, cursor=cursor,
             role=role, project_id=None if all_projects else self.identity.project_id,
             query=query)
         self.state = State.RESUMING
@@ -504,17 +512,20 @@ class Session:
         if self.holders is not None:
             for key in self.members:
                 self.holders.discard(key, self.owner)
-        self.members = set()
+        self.members = _NONE
         for key in keys:
             self._hold(key)
 
     def _hold(self, key: tuple) -> None:
+        if not self.members:
+            self.members = set()
         self.members.add(key)
         if self.holders is not None and not self.subscription.all_projects:
             self.holders.add(key, self.owner)
 
     def _release(self, key: tuple) -> None:
-        self.members.discard(key)
+        if key in self.members:
+            self.members.discard(key)
         if self.holders is not None:
             self.holders.discard(key, self.owner)
 
@@ -562,6 +573,8 @@ class Session:
         member = key in self.members
         told = member or (self.uncertain and key not in self.evaluated)
         if self.uncertain:
+            if not self.evaluated:
+                self.evaluated = set()
             self.evaluated.add(key)
         shared = (None if entry.deleted or not visible
                   else self.renderer.shared_envelope(entry))

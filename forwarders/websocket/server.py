@@ -4,10 +4,11 @@ One ``ChangeFeed`` (on its own thread) follows the resource group's change log a
 hands each page to the fan-out (``fanout.FanOut.dispatch``) in the event loop, which
 offers every entry to the connections that may see it. Each connection
 (``connection.Connection``) has a bounded queue of outgoing frames and a writer
-task; dispatch never waits for a connection: a queue that overflows closes its
-connection with 4008 and no one else notices. A subscription's resume is the change
-log's ``Follower`` core driven by its connection. Plain HTTP on the same port (the
-live table's files, /status, /metrics, health) is ``endpoints.Endpoints``.
+task while it has frames to send (an idle one holds neither); dispatch never waits
+for a connection: a queue that overflows closes its connection with 4008 and no one
+else notices. A subscription's resume is the change log's ``Follower`` core driven
+by its connection. Plain HTTP on the same port (the live table's files, /status,
+/metrics, health) is ``endpoints.Endpoints``.
 
 See ``docs/websocket.md`` for the protocol and ``protocol.py`` for the rules.
 """
