@@ -206,7 +206,7 @@ class CursorStore:
         did not see its own later write yet)."""
         if not groups:
             return {}
-        resp = self.es.search(index=self.index, size=10000, source=False,
+        resp = self.es.search(index=self.index, size=10000, _source=False,
                               seq_no_primary_term=True, query={
             "bool": {"filter": [{"term": {"kind": "cursor"}},
                                 {"terms": {"group": groups}}],

@@ -44,7 +44,7 @@ def before(es: search.Client, index: str, shards: int, millis: int
     seq_nos = []
     for shard in range(shards):
         resp = es.search(index=index, preference=f"_shards:{shard}", size=1,
-                         seq_no_primary_term=True, source=False,
+                         seq_no_primary_term=True, _source=False,
                          query={"range": {WRITTEN_AT_FIELD: {"lt": millis}}},
                          sort=[{"_seq_no": "desc"}])
         hits = resp["hits"]["hits"]
