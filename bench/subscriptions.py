@@ -1024,6 +1024,8 @@ def measure_path(ctx, scn: Scenario, what: str, children: list, arrivals: Arriva
         watch = harness.Watch(procs, rss_of=["delivery", "listener"], single=single).start()
         timeline = Timeline({"delivery": delivery.ps}, interval=0.5).start()   # threads
         es0, ix0 = harness.es_stats(es), index_stats(es, f"{scn.group}-*")
+        spy = ctx.profile_start(f"subscriptions-{what}-delivery", delivery.ps) \
+            if args.profile and what == "spread" else None
         with tqdm.tqdm(total=spec["count"], desc=f"{what}: {rate:g}/s", unit="msg",
                        leave=False) as bar:
             pub = publisher.publish(spec, rate=rate, record=True, bar=bar)
@@ -1049,6 +1051,8 @@ def measure_path(ctx, scn: Scenario, what: str, children: list, arrivals: Arriva
                                    left, 0.2, f"every cursor to catch up ({what})")
         except BenchError:
             drained = False
+        profile = ctx.profile_stop(*spy) if spy else None
+        spy = None
         receivers.quiet(1.0)
         watch.stop()
         timeline.stop()
@@ -1066,6 +1070,8 @@ def measure_path(ctx, scn: Scenario, what: str, children: list, arrivals: Arriva
     records = arrivals.records
     res = receiver_delays(changes, pub["times"], records, filters, dict(search.seen))
     res.update(finals_and_order(expected, arrivals))
+    if profile:
+        res["profile"] = top(profile)
     if args.keep:                      # the raw samples, for a closer look
         with open(os.path.join(scn.dir, f"{scn.name}-raw.json"), "w") as f:
             json.dump({"changes": changes, "times": pub["times"], "records": records,
@@ -1654,7 +1660,7 @@ def spread_md(d: dict | None) -> list[str]:
             ". The scenario's indices: "
             f"{ix.get('writes_per_s')} documents written per s in "
             f"{ix.get('write_requests_per_s')} write requests, "
-            f"{ix.get('searches_per_s')} searches per s.", ""]
+            f"{ix.get('searches_per_s')} searches per s.", ""] + profile_md(d.get("profile"))
 
 
 def profile_md(profile: dict | None) -> list[str]:
@@ -1706,7 +1712,7 @@ def parse_args(argv=None):
         drain=(60.0, "delay: longest wait for everything to arrive after publishing"),
         warmup=(3.0, "delay: seconds of warm-up"))
     p.add_argument("--profile", action="store_true",
-                   help="py-spy the delivery service during the throughput and idle "
+                   help="py-spy the delivery service during the throughput, idle and spread "
                         "windows (raw stacks: profile-subscriptions-*.txt)")
     return harness.parse(p, argv, SCENARIOS)
 
