@@ -180,18 +180,16 @@ class Consumer:
     def signal_stop(self) -> None:
         """Ask it to stop (and wake it), without waiting."""
         self.stop_event.set()
-        self._wake()
+        self.wake()
 
     def stop(self, timeout: float = 30.0) -> None:
         self.signal_stop()
         if self._job is not None:
             self._job.wait(timeout)
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         if self._job is not None:
             self._job.wake()
-
-    wake = _wake
 
     @property
     def last_commit(self) -> float:
@@ -207,15 +205,15 @@ class Consumer:
         consumer cannot take it and must catch up instead."""
         if not self.follower.accepts(page.end):      # another index: resync
             self._dropped = True
-            self._wake()
+            self.wake()
             return False
         if len(self.queue) >= self.settings.queue_pages:
             self.counters.add("fell_behind")
             self._dropped = True
-            self._wake()
+            self.wake()
             return False
         self.queue.append(page)
-        self._wake()
+        self.wake()
         return True
 
     def caught_up(self, position: Position) -> None:
@@ -623,10 +621,8 @@ class Consumer:
         """Write the cursor when it moved, at most every ``commit_interval`` (the
         partition's lease is the service's to renew: an idle cursor is not written)."""
         now = time.monotonic()
-        # (an error that came or went is news for `cursors` too)
-        moved = self.position != self._committed or \
-            self.state.last_error != self._committed_error
-        if not (force or (moved and now - self._last_commit >= self.settings.commit_interval)):
+        if not (force or (self._unwritten()
+                          and now - self._last_commit >= self.settings.commit_interval)):
             return
         self.state.position = self.position
         state = CursorState(**vars(self.state))
@@ -643,13 +639,16 @@ class Consumer:
         self._committed_error = state.last_error
         self._last_commit = now
 
+    def _unwritten(self) -> bool:
+        """The cursor moved, or its error came or went (news for `cursors` too),
+        since its last write."""
+        return self.position != self._committed or \
+            self.state.last_error != self._committed_error
+
     def commit_due(self) -> float | None:
-        """When this idle consumer's moved position should be written (None: it has
-        not moved since the last write)."""
-        if self.position == self._committed and \
-                self.state.last_error == self._committed_error:
-            return None
-        return self._last_commit + self.settings.commit_interval
+        """When this idle consumer's cursor should be written (None: nothing new)."""
+        return self._last_commit + self.settings.commit_interval \
+            if self._unwritten() else None
 
     def stats(self) -> dict:
         return {"group": self.group, "mode": self.mode,

@@ -337,20 +337,21 @@ class DeliveryService:
                if lease.remaining() < self.store.lease_seconds * 2 / 3]
         for lease in self.store.renew(due):
             LOG.warning("lost partition %s to another delivery process", lease.partition)
-            self.leases.pop(lease.partition, None)
-            self._changed()
-            self._stop_consumers([c for c in self.consumers.values()
-                                  if c.lease is lease])
-            for key in [k for k, c in self.consumers.items() if c.lease is lease]:
-                del self.consumers[key]
+            self._drop(lease.partition)
 
-    def _give_back(self, partition: str, why: str) -> None:
+    def _drop(self, partition: str) -> Lease:
+        """Stop delivering ``partition``: its consumers stop (each writes its cursor a
+        last time, if it still may) and are forgotten."""
         lease = self.leases.pop(partition)
         self._changed()
         mine = {k: c for k, c in self.consumers.items() if c.lease is lease}
-        self._stop_consumers(list(mine.values()))       # their last cursor writes first
+        self._stop_consumers(list(mine.values()))
         for key in mine:
             del self.consumers[key]
+        return lease
+
+    def _give_back(self, partition: str, why: str) -> None:
+        lease = self._drop(partition)          # their last cursor writes first
         try:
             lease.release()
         except LeaseLost:
