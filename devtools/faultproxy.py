@@ -23,6 +23,8 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._accept, daemon=True, name="faultproxy")
         self.accepted = 0
         self.refused = 0
+        self._lose_answers = 0
+        self.answers_lost = 0
 
     @property
     def url(self) -> str:
@@ -42,6 +44,13 @@ class FaultProxy:
 
     def unblock(self) -> None:
         self._blocked.clear()
+
+    def lose_answers(self, count: int = 1) -> None:
+        """The next ``count`` answers of the server are not passed on: the request
+        has reached the server (and may have been applied), then the client's
+        connection is reset, as when an answer is lost on the way."""
+        with self._lock:
+            self._lose_answers = count
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,6 +91,8 @@ class FaultProxy:
                     data = key.fileobj.recv(65536)
                     if not data:
                         return
+                    if key.fileobj is b and self._take_lost_answer():
+                        return                  # reset both: the answer is lost
                     key.data.sendall(data)
         except OSError:
             pass
@@ -92,6 +103,14 @@ class FaultProxy:
                 self._conns.discard(b)
             _reset(a)
             _reset(b)
+
+    def _take_lost_answer(self) -> bool:
+        with self._lock:
+            if self._lose_answers <= 0:
+                return False
+            self._lose_answers -= 1
+            self.answers_lost += 1
+            return True
 
 
 def _reset(sock: socket.socket) -> None:

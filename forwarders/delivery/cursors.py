@@ -282,6 +282,7 @@ class CursorStore:
         found = self.read([cursor_id(g, c) for g, c in keys])
         operations: list[dict] = []
         states = []
+        writers: list[str] = []
         for group, consumer in keys:
             doc = found.get(cursor_id(group, consumer))
             state = CursorState.from_source(doc["_source"]) if doc else CursorState()
@@ -292,21 +293,26 @@ class CursorStore:
             else:
                 action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
                 operations.append({"index": action})
-            operations.append(self._source(group, consumer, state, lease.partition))
+            writers.append(uuid.uuid4().hex)
+            operations.append(self._source(group, consumer, state, lease.partition,
+                                           writer=writers[-1]))
         resp = self.es.bulk(operations=operations)
         taken = {}
-        for (group, consumer), state, item in zip(keys, states, resp["items"]):
+        for (group, consumer), state, writer, item in zip(keys, states, writers,
+                                                          resp["items"]):
             result = next(iter(item.values()))
             if result.get("status") in (200, 201):
                 taken[(group, consumer)] = Cursor(self, lease, group, consumer, state,
-                                                  result["_seq_no"], result["_primary_term"])
+                                                  result["_seq_no"], result["_primary_term"],
+                                                  writer)
         return taken
 
     def _source(self, group: str, consumer: str, state: CursorState,
-                partition: str | None, owner: str | None = "") -> dict:
+                partition: str | None, owner: str | None = "",
+                writer: str | None = None) -> dict:
         return dict(state.to_source(), kind="cursor", group=group, consumer=consumer,
                     partition=partition, owner=self.owner if owner == "" else owner,
-                    updated_at=_now())
+                    writer=writer, updated_at=_now())
 
     def _lease_source(self, partition: str, lease: float) -> dict:
         return {"kind": "lease", "partition": partition,
@@ -354,10 +360,14 @@ class Lease:
 class Cursor:
     """One cursor document, taken by this process under a partition ``lease``: every
     write is conditional on what it last wrote (``LeaseLost`` if anybody else wrote
-    it since: another owner, an operator's move, a delete)."""
+    it since: another owner, an operator's move, a delete).
+
+    Each write carries ``writer``, a token of this object alone: a write whose answer
+    was lost (a reset connection, a timeout) may still have been applied, and its
+    retry then conflicts with nobody but itself."""
 
     def __init__(self, store: CursorStore, lease: Lease, group: str, consumer: str,
-                 state: CursorState, seq_no: int, primary_term: int):
+                 state: CursorState, seq_no: int, primary_term: int, writer: str):
         self.store = store
         self.lease = lease
         self.group = group
@@ -365,6 +375,7 @@ class Cursor:
         self.state = state
         self._seq_no = seq_no
         self._primary_term = primary_term
+        self.writer = writer
         self._lock = threading.Lock()
         self.lost = False
 
@@ -380,24 +391,42 @@ class Cursor:
                 raise LeaseLost(f"{self.consumer}: lease already lost")
             if state is not None:
                 self.state = state
-            store = self.store
             try:
-                resp = store.es.index(
-                    index=store.index, id=cursor_id(self.group, self.consumer),
-                    document=store._source(self.group, self.consumer, self.state,
-                                           self.lease.partition,
-                                           owner=None if release else ""),
-                    if_seq_no=self._seq_no, if_primary_term=self._primary_term)
+                resp = self._index(release)
             except search.ConflictError:
-                self.lost = True
-                raise LeaseLost(f"{self.consumer}: its cursor was written by somebody "
-                                "else (another owner, or an operator's move)") from None
+                if not self._own_lost_write():
+                    self.lost = True
+                    raise LeaseLost(f"{self.consumer}: its cursor was written by somebody "
+                                    "else (another owner, or an operator's move)") from None
+                resp = self._index(release)
             except search.NotFoundError:
                 self.lost = True
                 raise LeaseLost(f"{self.consumer}: the cursor was deleted") from None
             self._seq_no, self._primary_term = resp["_seq_no"], resp["_primary_term"]
             if release:
                 self.lost = True
+
+    def _index(self, release: bool) -> dict:
+        store = self.store
+        return store.es.index(
+            index=store.index, id=cursor_id(self.group, self.consumer),
+            document=store._source(self.group, self.consumer, self.state,
+                                   self.lease.partition, owner=None if release else "",
+                                   writer=self.writer),
+            if_seq_no=self._seq_no, if_primary_term=self._primary_term)
+
+    def _own_lost_write(self) -> bool:
+        """After a conflict: was the write that moved the cursor one of ours whose
+        answer never came? Then go on from it (the next write replaces it)."""
+        try:
+            doc = self.store.es.get(index=self.store.index,
+                                    id=cursor_id(self.group, self.consumer))
+        except search.NotFoundError:
+            return False
+        if doc["_source"].get("writer") != self.writer:
+            return False
+        self._seq_no, self._primary_term = doc["_seq_no"], doc["_primary_term"]
+        return True
 
 
 def _now() -> str:

@@ -7,8 +7,11 @@ import threading
 
 import pytest
 
+from devtools.faultproxy import FaultProxy
 from forwarders.delivery.cursors import CursorState, CursorStore, LeaseLost, cursor_id
+from searchlight_forward import search
 from searchlight_forward.changelog.position import Position
+from tests.conftest import ES_URL, SEARCH_BACKEND
 from tests.functional.conftest import wait_for, write_pipelines
 from tests.functional.delivery_support import pipelines_ini
 
@@ -107,6 +110,34 @@ def test_an_operators_move_is_seen_and_the_owners_next_write_fails(store_for):
     with pytest.raises(LeaseLost):
         cursor[("g", "idle")].write(CursorState(position=Position("i", (7,))))
     cursor[("g", "ops")].write(CursorState(position=Position("i", (7,))))   # not moved
+
+
+def test_a_cursor_write_whose_answer_was_lost_is_not_taken_for_another_owners(
+        store_for, names):
+    """The write reached Elasticsearch, its answer did not: the client's retry (or the
+    consumer's) conflicts with that very write. It is ours, so delivery goes on; a
+    write of anybody else still fences this cursor off."""
+    host, port = ES_URL.split("//")[1].rstrip("/").split(":")
+    proxy = FaultProxy(host, int(port)).start()
+    try:
+        a = store_for("a", lease=60.0)
+        a_by_proxy = CursorStore(search.connect(proxy.url, SEARCH_BACKEND, request_timeout=10),
+                                 names["state"], "a", 60.0)
+        cursor = a_by_proxy.take(a_by_proxy.claim("p1", None), [("g", "ops")])[("g", "ops")]
+        proxy.lose_answers(1)
+        cursor.write(CursorState(position=Position("i", (5,)), delivered=5))
+        assert proxy.answers_lost == 1
+        assert read(a, "g", "ops")["_source"]["position"]["seq_nos"] == [5]
+        cursor.write(CursorState(position=Position("i", (6,)), delivered=6))
+        assert read(a, "g", "ops")["_source"]["position"]["seq_nos"] == [6]
+        # Another writer (here an operator's move) still wins over a lost answer.
+        a.move("g", "ops", Position("i", (2,)), "replay from 2")
+        proxy.lose_answers(1)
+        with pytest.raises(LeaseLost):
+            cursor.write(CursorState(position=Position("i", (9,))))
+        assert read(a, "g", "ops")["_source"]["position"]["seq_nos"] == [2]
+    finally:
+        proxy.stop()
 
 
 def owners(es, state_index, group):
