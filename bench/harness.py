@@ -592,6 +592,50 @@ def listener_status(scn: Scenario) -> dict | None:
     return total
 
 
+def listener_histograms(scn: Scenario) -> dict:
+    """The listener's histograms from /metrics, summed over its worker processes:
+    name -> {"buckets": {le: cumulative count}, "sum": s, "count": n}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out: dict = {}
+    for i in range(scn.workers):
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{scn.status_port + i}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.type != "histogram":
+                continue
+            h = out.setdefault(family.name, {"buckets": {}, "sum": 0.0, "count": 0})
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    h["buckets"][le] = h["buckets"].get(le, 0) + sample.value
+                elif sample.name.endswith("_sum"):
+                    h["sum"] += sample.value
+                elif sample.name.endswith("_count"):
+                    h["count"] += int(sample.value)
+    return out
+
+
+def histogram_delta(before: dict, after: dict, name: str) -> dict:
+    """What histogram ``name`` observed between two ``listener_histograms``: count,
+    mean, and p50 / p99 as the upper bound of the bucket holding them (ms)."""
+    a, b = after.get(name), before.get(name, {"buckets": {}, "sum": 0.0, "count": 0})
+    if not a or a["count"] <= b["count"]:
+        return {"n": 0, "mean_ms": None, "p50_ms": None, "p99_ms": None}
+    n = a["count"] - b["count"]
+
+    def upper(q):
+        for le in sorted(a["buckets"]):
+            if a["buckets"][le] - b["buckets"].get(le, 0) >= q * n:
+                return None if le == float("inf") else round(1000 * le, 1)
+        return None
+    return {"n": n, "mean_ms": round(1000 * (a["sum"] - b["sum"]) / n, 1),
+            "p50_ms": upper(0.5), "p99_ms": upper(0.99)}
+
+
 def processed(scn: Scenario) -> int:
     """Notifications the listener's workers have taken so far (0 while one is not up)."""
     status = listener_status(scn)

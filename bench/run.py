@@ -63,6 +63,10 @@ TARGETS = {"vs_broker": 0.50, "vs_baseline": 5.0, "cpu_vs_ceilings": 1.5,
            "project_cores": 1.9, "cpu_2_vs_1": 1.1, "generator_cores_at_1000": 0.1,
            "searchable_p50_at_200": 50.0, "websocket_p99": {200: 150.0, 500: 250.0},
            "websocket_p99_kept_up_at_1000": 1000.0}
+# The listener's own histograms (per batch), read from its /metrics around each rate of
+# the delay scenario: processing a batch (plugins, reads, the bulk), then the wait from
+# its write to the doorbell ring that made it visible (the announcer's pause, refresh).
+LISTENER_STAGES = (("batch", "batch_seconds"), ("write to visible", "visible_seconds"))
 # Everything of the deployment whose CPU counts (not the load generator, not the
 # clients): what a notification costs from the broker to every way out.
 DEPLOYMENT = ("listener", "delivery", "websocket server", "elasticsearch", "rabbitmq",
@@ -477,8 +481,10 @@ def scenario_delay(ctx: Context) -> dict:
             sampler = threading.Thread(target=sample_depth, daemon=True)
             sampler.start()
             watch = ctx.watch(extra, rss_of=["listener"]).start()
+            stages_before = harness.listener_histograms(scn)
             pub, drained, es_used = harness.steady(
                 ctx, scn, spec, rate, watch, total, f"delay: {rate:g}/s for {args.duration:g}s")
+            stages_after = harness.listener_histograms(scn)
             total += count
             # The last frames and pops: until the clients' counts stop moving.
             last = -1
@@ -496,9 +502,15 @@ def scenario_delay(ctx: Context) -> dict:
             res.update(rate=rate, published=pub["sent"], publish_errors=pub["errors"],
                        achieved_rate=pub["rate"], drained=drained,
                        max_queue_backlog=depth["max"], resources=watch.report(),
-                       elasticsearch=es_used)
+                       elasticsearch=es_used, listener_stages={
+                           stage: harness.histogram_delta(stages_before, stages_after,
+                                                          f"searchlight_forward_listener_{name}")
+                           for stage, name in LISTENER_STAGES})
             res["sustained"] = sustained(res)
             out["rates"].append(res)
+            log("  listener stages at {:g}/s: ".format(rate) + ", ".join(
+                f"{stage} mean {v['mean_ms']} ms, p50 <= {v['p50_ms']}, p99 <= {v['p99_ms']}"
+                for stage, v in res["listener_stages"].items()))
             log(f"  delay at {rate:g}/s: searchable p50/p99 "
                 f"{res['searchable_ms']['p50']}/{res['searchable_ms']['p99']} ms, websocket "
                 f"{res['websocket_ms']['p50']}/{res['websocket_ms']['p99']} ms, zaqar "
@@ -877,6 +889,18 @@ def markdown(res: dict, meta: dict) -> str:
                          f"{fmt(w['p50'])} / {fmt(w['p95'])} / {fmt(w['p99'])} | "
                          f"{fmt(z['p50'])} / {fmt(z['p95'])} / {fmt(z['p99'])} | "
                          f"{a['n']} / {w['n']} / {z['n']} |")
+        staged = [r for r in delay["rates"] if r.get("listener_stages")]
+        if staged:
+            lines += ["", "Inside the listener, per batch (its /metrics histograms; p50 and "
+                      "p99 are bucket upper bounds):", "",
+                      "| rate (/s) | " + " | ".join(f"{stage}: batches, mean / p50 / p99 (ms)"
+                                                   for stage, _ in LISTENER_STAGES) + " |",
+                      "|---:|" + "---|" * len(LISTENER_STAGES)]
+            for r in staged:
+                cells = [f"{v['n']}, {fmt(v['mean_ms'])} / {fmt(v['p50_ms'])} / "
+                         f"{fmt(v['p99_ms'])}"
+                         for v in (r["listener_stages"][stage] for stage, _ in LISTENER_STAGES)]
+                lines.append(f"| {r['rate']:g} | " + " | ".join(cells) + " |")
     outage = res.get("outage")
     if isinstance(outage, dict) and "stopped" in outage:
         lines += outage_lines(outage)

@@ -14,6 +14,9 @@ costs more (every one makes a segment that must later be merged), so the pause
 between two also grows to ``COST_FACTOR`` times the last one's duration: refreshing
 takes at most about a third of the time, and changes wait a little longer when
 Elasticsearch is busy instead of making it busier (measured: docs/benchmarks.md).
+
+``visible_seconds`` (a histogram, one sample per written batch) is how long a batch
+waited from its write to the ring that made it visible: the pause and the refresh.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import time
 from typing import Mapping
 
 from searchlight_forward.changelog.doorbell import Doorbell, DoorbellError, Ring
+from searchlight_forward import metrics
 from searchlight_forward.changelog.reader import ChangeLog, NoIndex
 from searchlight_forward.counters import Counters
 from searchlight_forward.logs import Throttled
@@ -31,6 +35,8 @@ from searchlight_forward.retry import Policy, Retry, Stopping
 LOG = logging.getLogger(__name__)
 
 COST_FACTOR = 2.0
+MAX_PENDING_TIMES = 10_000     # write times kept per group while Elasticsearch is away
+VISIBLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10)
 
 
 class Announcer:
@@ -40,7 +46,12 @@ class Announcer:
         self.doorbell = doorbell
         self.interval = interval
         self.counters: Counters = Counters()
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, list[float]] = {}     # group -> its writes' times
+        self.visible_seconds = metrics.Histogram(
+            metrics.metric_name("listener", "visible_seconds"),
+            "time from a batch's write to the doorbell ring that made it visible "
+            "(the announcer's pause and its refresh), one sample per batch and group",
+            buckets=VISIBLE_BUCKETS, registry=None)
         self._cond = threading.Condition()
         self._stopping = False
         self._stopped = threading.Event()
@@ -66,8 +77,11 @@ class Announcer:
 
     def written(self, group: str) -> None:
         """The listener wrote to ``group``'s index (thread-safe, never blocks long)."""
+        now = time.monotonic()
         with self._cond:
-            self._dirty.add(group)
+            times = self._dirty.setdefault(group, [])
+            if len(times) < MAX_PENDING_TIMES:
+                times.append(now)
             self._cond.notify()
 
     def _run(self) -> None:
@@ -82,7 +96,7 @@ class Announcer:
             if pause > 0 and self._stopped.wait(pause):
                 return
             with self._cond:
-                groups, self._dirty = self._dirty, set()
+                groups, self._dirty = self._dirty, {}
             last = time.monotonic()
             try:
                 self._retry.call(lambda: self._announce_all(groups))
@@ -90,11 +104,13 @@ class Announcer:
                 return
             cost = time.monotonic() - last
 
-    def _announce_all(self, groups: set[str]) -> None:
+    def _announce_all(self, groups: dict[str, list[float]]) -> None:
         """Announce each group; on a failure the rest waits for the retry."""
         for group in sorted(groups):
             self.announce(group)
-            groups.discard(group)
+            done = time.monotonic()
+            for written in groups.pop(group):
+                self.visible_seconds.observe(done - written)
 
     def announce(self, group: str) -> Ring | None:
         """Refresh ``group``'s index and ring; returns the ring (None: no index yet).

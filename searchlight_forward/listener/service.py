@@ -215,6 +215,7 @@ class Listener:
         out = metrics.counters("listener", self.counters(), "listener counter",
                                known=LISTENER_COUNTERS)     # at 0 before they count
         out += list(self.batch_seconds.collect())
+        out += list(self.announcer.visible_seconds.collect())
         out.append(metrics.by_label("listener", "dead_letters",
                                     "dead-letter records written, by stage", "stage",
                                     self.dead_letters.written, LISTENER_STAGES))
