@@ -38,14 +38,14 @@ from searchlight_forward import search
 from searchlight_forward.counters import Counters
 from searchlight_forward.indexer import classify, removals
 from searchlight_forward.indexer.execute import StateCache, Store
-from searchlight_forward.indexer.locks import KeyLocks, ReadWriteLock
+from searchlight_forward.indexer.locks import KeyLocks
 from searchlight_forward.indexer.plan import Items, Read, Stored, plan_round
 from searchlight_forward.indexer.results import BatchResult, Key, Rejection
 from searchlight_forward.model.change import DocumentChange
 from searchlight_forward.retry import Policy, Retry, TransientError
 
 # Names the listener, the tests and the bench import from here.
-__all__ = ["BatchResult", "Indexer", "KeyLocks", "ReadWriteLock", "Rejection",
+__all__ = ["BatchResult", "Indexer", "KeyLocks", "Rejection",
            "StateCache", "Stored"]
 
 LOG = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ class Indexer:
         self.groups = groups            # resource_type -> resource group
         self.admin_only = admin_only    # resource_type -> fnmatch patterns
         self.item_lists = item_lists or {}  # resource_type -> {list field: item key}
-        self._gate = ReadWriteLock()
         self.counters: Counters = Counters()
         stop_event = stop_event or threading.Event()
         self._lookup_retry = Retry(retry, "Elasticsearch lookup", RETRY_HINT, stop_event, probe)
@@ -97,11 +96,9 @@ class Indexer:
         """
         result = BatchResult()
         pending = list(changes)
-        # A lookup by search must see every write of the batches in flight: it waits
-        # for them, and they for it; batches without lookups run side by side.
-        needs_lookup = any(c.locate_by is not None for _, c in pending)
-        with (self._gate.exclusive() if needs_lookup else self._gate.shared()):
-            self._apply(pending, result)
+        # Batches run side by side, lookups (locate_by) too: one that misses a write
+        # of a batch in flight is settled as between two processes (removals.py).
+        self._apply(pending, result)
         for _, r in result.results:
             self.counters.add(r.outcome.value)
         self.counters.add("rejected", len(result.rejected))

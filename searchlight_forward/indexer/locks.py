@@ -1,49 +1,15 @@
 """The indexer's locks within one process.
 
-``ReadWriteLock``: batches that look resources up by search (``locate_by``) run
-alone, so the search sees every write of the batches in flight; the others run side
-by side. ``KeyLocks``: one batch at a time reads, folds and writes a given resource.
+``KeyLocks``: one batch at a time reads, folds and writes a given resource. Batches
+that look a resource up by search (``locate_by``) run side by side with the others:
+a lookup that misses a write in flight is settled the way it is between two
+listener processes (``removals``: the item removal is written, then looked for by
+the writer after its write).
 """
 from __future__ import annotations
 
 import contextlib
 import threading
-
-
-class ReadWriteLock:
-    """Many shared holders or one exclusive holder; a waiting exclusive goes first."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    @contextlib.contextmanager
-    def shared(self):
-        with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self):
-        with self._cond:
-            self._waiting += 1
-            self._cond.wait_for(lambda: not self._exclusive and not self._shared)
-            self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
 
 
 class KeyLocks:

@@ -137,3 +137,35 @@ def test_a_rule_created_while_the_delete_writes_its_removal_is_removed(es, names
         assert _rules(es, group, documents.USER) == [KEPT]
     finally:
         es.indices.delete(index=f"{group}-*", ignore_unavailable=True, allow_no_indices=True)
+
+
+def test_a_rule_delete_in_another_batch_of_the_same_process_does_not_wait_for_the_create(
+        es, names):
+    """Two executor threads of one listener process, one ``Indexer`` (shared locks
+    and cache): the delete's batch runs while the create's batch is between its read
+    and its write, and they settle it as two processes do. (A lock that made
+    lookups wait for every batch in flight serialised the executor threads: at
+    500/s they spent three quarters of their time waiting for it.)"""
+    group = names["group"]
+    indices.ensure(es, group, PLUGINS.plugins)
+    try:
+        _indexer(es, group).apply([(0, _group(100))])
+        outcome = {}
+
+        def delete_now():
+            deleting = threading.Thread(target=lambda: outcome.update(
+                delete=shared.apply([(1, _rule_deleted(300))])), daemon=True)
+            deleting.start()
+            deleting.join(20)
+            outcome["done_meanwhile"] = not deleting.is_alive()
+
+        shared = _indexer(_PauseAfterFirstRead(es, delete_now), group)
+        shared.apply([(2, _rule_created(200))])
+
+        assert outcome["done_meanwhile"], "the delete's batch waited for the create's"
+        assert shared.counters["unlocated"] == 1             # the interleaving happened
+        assert outcome["delete"].rejected == []
+        assert _rules(es, group, documents.ADMIN) == [KEPT]
+        assert _rules(es, group, documents.USER) == [KEPT]
+    finally:
+        es.indices.delete(index=f"{group}-*", ignore_unavailable=True, allow_no_indices=True)
