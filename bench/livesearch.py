@@ -125,6 +125,7 @@ def phase(ctx, name: str) -> dict:
         count = int(args.rate * args.duration)
         spec = ctx.spec(5000, count, "2026-05-01T00:00:00")
         changes = workers.changes_of(workers.make_stream(spec))
+        ctx.pool.prepare(spec)
         watch = harness.Watch({"websocket server": ws.ps, "listener": listener.ps,
                                "clients": clients.ps, **ctx.servers},
                               rss_of=["websocket server"], single=()).start()

@@ -480,6 +480,7 @@ def scenario_delay(ctx: Context) -> dict:
                         depth["max"] = max(depth["max"], d[0])
             sampler = threading.Thread(target=sample_depth, daemon=True)
             sampler.start()
+            ctx.pool.prepare(spec)          # made and encoded before the CPU is watched
             watch = ctx.watch(extra, rss_of=["listener"]).start()
             stages_before = harness.listener_histograms(scn)
             pub, drained, es_used = harness.steady(
@@ -568,6 +569,7 @@ def scenario_outage(ctx: Context) -> dict:
             time.sleep(args.outage)
             proxy.unblock()
             cut["to"] = time.monotonic()
+        ctx.pool.prepare(spec)
         t0 = time.monotonic() + 0.5        # when the publishers start (publish's start_in)
         cutter = threading.Thread(target=cut_the_sink, args=(t0,), daemon=True)
         cutter.start()

@@ -99,8 +99,16 @@ def partition(notes, processes: int) -> list[list[int]]:
     return parts
 
 
+def spec_key(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
 def publisher_main(index: int, transport_url: str, jobs, results, progress) -> None:
     """One publishing process: takes jobs until it gets None.
+
+    A ``prepare`` job makes and encodes the process's share of a stream and answers
+    when ready (the pool does it before the clock starts and before a scenario's CPU
+    is watched: a stream is made once, not while it is being timed).
 
     A job publishes this process's share of a stream (``partition``), flat out or
     paced: with a ``rate``, notification j of the stream is due at ``t0 + j / rate``,
@@ -113,13 +121,27 @@ def publisher_main(index: int, transport_url: str, jobs, results, progress) -> N
     from devtools.publisher import PreEncodedPublisher
     quiet_logging()
     publisher = PreEncodedPublisher(transport_url)
+    prepared: dict = {}           # the last stream made and encoded: spec key -> parts
+
+    def prepare(job) -> tuple[list[int], dict]:
+        key = spec_key(job["spec"])
+        if key not in prepared:
+            prepared.clear()
+            notes = make_stream(job["spec"])
+            mine = partition(notes, job["processes"])[index]
+            prepared[key] = (mine, {j: PreEncodedPublisher.encode_simulated(notes[j])
+                                    for j in mine})
+        return prepared[key]
+
     while True:
         job = jobs.get()
         if job is None:
             break
-        notes = make_stream(job["spec"])
-        mine = partition(notes, job["processes"])[index]
-        encoded = {j: PreEncodedPublisher.encode_simulated(notes[j]) for j in mine}
+        if job.get("prepare"):
+            prepare(job)
+            results.put({"job": job["job"], "index": index, "ready": True})
+            continue
+        mine, encoded = prepare(job)
         rate, t0 = job["rate"], job["t0"]
         if not rate:
             time.sleep(max(0.0, t0 - time.monotonic()))   # start together
