@@ -226,7 +226,8 @@ class CursorStore:
         document as just read (None: there is none yet)."""
         started = time.monotonic()
         doc_id = lease_id(partition)
-        source = self._lease_source(partition, self.lease_seconds)
+        writer = uuid.uuid4().hex
+        source = self._lease_source(partition, self.lease_seconds, writer)
         try:
             if found is None:
                 resp = self.es.index(index=self.index, id=doc_id, document=source,
@@ -242,7 +243,7 @@ class CursorStore:
         except search.ConflictError:
             return None
         return Lease(self, partition, resp["_seq_no"], resp["_primary_term"],
-                     started + self.lease_seconds)
+                     started + self.lease_seconds, writer)
 
     def renew(self, leases: list["Lease"]) -> list["Lease"]:
         """Renew ``leases`` in one bulk request; returns those lost (another process
@@ -256,9 +257,10 @@ class CursorStore:
             operations += [{"index": {"_index": self.index, "_id": lease_id(lease.partition),
                                       "if_seq_no": lease._seq_no,
                                       "if_primary_term": lease._primary_term}},
-                           self._lease_source(lease.partition, self.lease_seconds)]
+                           self._lease_source(lease.partition, self.lease_seconds,
+                                              lease.writer)]
         resp = self.es.bulk(operations=operations)
-        lost = []
+        conflicts = []
         for lease, item in zip(leases, resp["items"]):
             result = item["index"]
             status = result.get("status", 500)
@@ -266,9 +268,15 @@ class CursorStore:
                 lease.renewed(result["_seq_no"], result["_primary_term"],
                               started + self.lease_seconds)
             elif status in (404, 409):
+                conflicts.append(lease)
+            # anything else (a shard busy): the lease runs on; renewed next turn
+        lost = []
+        found = self.read([lease_id(lease.partition) for lease in conflicts]) \
+            if conflicts else {}
+        for lease in conflicts:
+            if not lease.own_lost_write(found.get(lease_id(lease.partition))):
                 lease.lost = True
                 lost.append(lease)
-            # anything else (a shard busy): the lease runs on; renewed next turn
         return lost
 
     def take(self, lease: "Lease", keys: list[tuple[str, str]]) -> dict[tuple, "Cursor"]:
@@ -314,23 +322,26 @@ class CursorStore:
                     partition=partition, owner=self.owner if owner == "" else owner,
                     writer=writer, updated_at=_now())
 
-    def _lease_source(self, partition: str, lease: float) -> dict:
+    def _lease_source(self, partition: str, lease: float, writer: str | None = None) -> dict:
         return {"kind": "lease", "partition": partition,
-                "owner": self.owner if lease else None,
+                "owner": self.owner if lease else None, "writer": writer,
                 "lease_until": time.time() + lease if lease else 0.0, "updated_at": _now()}
 
 
 class Lease:
     """This process's ownership of one partition: the service renews it (in bulk),
-    consumers deliver only while it has time left."""
+    consumers deliver only while it has time left. Its writes carry ``writer`` (a
+    token of this object alone), as a cursor's do: a renewal whose answer was lost
+    is not taken for another process's."""
 
     def __init__(self, store: CursorStore, partition: str, seq_no: int,
-                 primary_term: int, valid_until: float):
+                 primary_term: int, valid_until: float, writer: str):
         self.store = store
         self.partition = partition
         self._seq_no = seq_no
         self._primary_term = primary_term
         self._valid_until = valid_until      # monotonic
+        self.writer = writer
         self.lost = False
 
     def remaining(self) -> float:
@@ -341,6 +352,16 @@ class Lease:
         self._seq_no, self._primary_term = seq_no, primary_term
         self._valid_until = valid_until
 
+    def own_lost_write(self, doc: dict | None) -> bool:
+        """After a conflict: is the lease document (as just read) one this object
+        wrote, whose answer never came? Then go on from it, keeping the time this
+        process counted on (the document promises others no less)."""
+        if doc is None or doc["_source"].get("writer") != self.writer \
+                or doc["_source"].get("owner") != self.store.owner:
+            return False
+        self._seq_no, self._primary_term = doc["_seq_no"], doc["_primary_term"]
+        return True
+
     def release(self) -> None:
         """Give the partition up (it is free at once); ``LeaseLost`` if it was not
         ours any more."""
@@ -348,13 +369,17 @@ class Lease:
             return
         self.lost = True
         store = self.store
-        try:
-            store.es.index(index=store.index, id=lease_id(self.partition),
-                           document=store._lease_source(self.partition, 0),
-                           if_seq_no=self._seq_no, if_primary_term=self._primary_term)
-        except (search.ConflictError, search.NotFoundError):
-            raise LeaseLost(f"partition {self.partition}: another delivery process "
-                            "owns it now") from None
+        doc_id = lease_id(self.partition)
+        for attempt in range(2):
+            try:
+                store.es.index(index=store.index, id=doc_id,
+                               document=store._lease_source(self.partition, 0),
+                               if_seq_no=self._seq_no, if_primary_term=self._primary_term)
+                return
+            except (search.ConflictError, search.NotFoundError):
+                if attempt or not self.own_lost_write(store.read([doc_id]).get(doc_id)):
+                    raise LeaseLost(f"partition {self.partition}: another delivery "
+                                    "process owns it now") from None
 
 
 class Cursor:

@@ -140,6 +140,32 @@ def test_a_cursor_write_whose_answer_was_lost_is_not_taken_for_another_owners(
         proxy.stop()
 
 
+def test_a_lease_renewal_whose_answer_was_lost_keeps_the_partition(store_for, names):
+    """The same for the partition's lease: the renewal reached Elasticsearch, its
+    answer did not, the client's retry conflicts with it; the partition stays this
+    process's (no consumer is stopped for it), while a real takeover is still lost."""
+    host, port = ES_URL.split("//")[1].rstrip("/").split(":")
+    proxy = FaultProxy(host, int(port)).start()
+    try:
+        a = CursorStore(search.connect(proxy.url, SEARCH_BACKEND, request_timeout=10),
+                        names["state"], "a", 2.0)
+        a.ensure()
+        b = store_for("b", lease=2.0)
+        kept, taken = a.claim("p1", None), a.claim("p2", None)
+        proxy.lose_answers(1)
+        assert a.renew([kept, taken]) == []
+        assert proxy.answers_lost == 1
+        assert not kept.lost and not taken.lost
+        assert a.renew([kept]) == []                      # goes on from its own write
+        stolen = wait_for(lambda: b.claim("p2", b.leases(["p2"]).get("p2")), 10,
+                          "p2's lease to run out and b to claim it")
+        assert stolen is not None
+        assert a.renew([kept, taken]) == [taken] and taken.lost and not kept.lost
+        kept.release()                                    # ours: released without error
+        assert b.claim("p1", b.leases(["p1"]).get("p1")) is not None
+    finally:
+        proxy.stop()
+
 def owners(es, state_index, group):
     """Consumer -> (owner, lease_until) of the operator's pipelines of ``group``
     (each is a partition of its own)."""
