@@ -15,6 +15,12 @@ between two also grows to ``COST_FACTOR`` times the last one's duration: refresh
 takes at most about a third of the time, and changes wait a little longer when
 Elasticsearch is busy instead of making it busier (measured: docs/benchmarks.md).
 
+When the listener is behind (``behind()``: more than a batch of messages waits in its
+RabbitMQ queue), the factor is ``BEHIND_COST_FACTOR``: its changes wait in the queue
+anyway, and each refresh writes a segment whose cost hardly depends on how many
+documents it holds, so fewer, larger segments leave Elasticsearch's CPU to indexing
+and the backlog drains sooner. Once it keeps up again, the pace is the usual one.
+
 ``visible_seconds`` (a histogram, one sample per written batch) is how long a batch
 waited from its write to the ring that made it visible: the pause and the refresh.
 """
@@ -23,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 from searchlight_forward.changelog.doorbell import Doorbell, DoorbellError, Ring
 from searchlight_forward import metrics
@@ -35,16 +41,24 @@ from searchlight_forward.retry import Policy, Retry, Stopping
 LOG = logging.getLogger(__name__)
 
 COST_FACTOR = 2.0
+BEHIND_COST_FACTOR = 6.0
 MAX_PENDING_TIMES = 10_000     # write times kept per group while Elasticsearch is away
 VISIBLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10)
 
 
+def pause_between(cost: float, interval: float, behind: bool) -> float:
+    """Seconds from one refresh's start to the next one's, after one that took
+    ``cost`` seconds."""
+    return max(interval, (BEHIND_COST_FACTOR if behind else COST_FACTOR) * cost)
+
+
 class Announcer:
     def __init__(self, changelogs: Mapping[str, ChangeLog], doorbell: Doorbell | None,
-                 interval: float = 0.1):
+                 interval: float = 0.1, behind: Callable[[], bool] = lambda: False):
         self.changelogs = dict(changelogs)
         self.doorbell = doorbell
         self.interval = interval
+        self.behind = behind
         self.counters: Counters = Counters()
         self._dirty: dict[str, list[float]] = {}     # group -> its writes' times
         self.visible_seconds = metrics.Histogram(
@@ -92,7 +106,10 @@ class Announcer:
                 if self._stopping:
                     return
             # Let batches finishing meanwhile share this refresh.
-            pause = last + max(self.interval, COST_FACTOR * cost) - time.monotonic()
+            behind = self.behind()
+            if behind:
+                self.counters.add("behind_pacings")
+            pause = last + pause_between(cost, self.interval, behind) - time.monotonic()
             if pause > 0 and self._stopped.wait(pause):
                 return
             with self._cond:

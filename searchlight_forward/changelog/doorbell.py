@@ -102,6 +102,7 @@ class Doorbell:
         self._lock = threading.Lock()
         self._conn: kombu.Connection | None = None
         self._producer: kombu.Producer | None = None
+        self._query = None                 # a channel for passive declares
         self._failed_at: float | None = None
         self.rings = 0
         self.failures = 0
@@ -113,9 +114,10 @@ class Doorbell:
                 raise DoorbellError("RabbitMQ was unreachable moments ago; not retrying yet")
             try:
                 if self._producer is None:
-                    self._conn = kombu.Connection(self.url,
-                                                  connect_timeout=self.connect_timeout)
-                    self._conn.ensure_connection(max_retries=1)
+                    if self._conn is None:
+                        self._conn = kombu.Connection(self.url,
+                                                      connect_timeout=self.connect_timeout)
+                        self._conn.ensure_connection(max_retries=1)
                     self._producer = kombu.Producer(self._conn.channel(), exchange=EXCHANGE)
                     EXCHANGE(self._producer.channel).declare()
                 self._producer.publish(ring.to_body(), serializer="json", routing_key="",
@@ -128,7 +130,30 @@ class Doorbell:
             self._failed_at = None
             self.rings += 1
 
+    def waiting(self, queue: str) -> int | None:
+        """Messages ready in ``queue`` (the listener's pool queue: is it behind?), by a
+        passive declare on this connection; None if not known (no such queue, or
+        RabbitMQ away: then not asked again for ``retry_after``)."""
+        with self._lock:
+            if self._failed_at is not None and \
+                    time.monotonic() - self._failed_at < self.retry_after:
+                return None
+            try:
+                if self._conn is None:
+                    self._conn = kombu.Connection(self.url,
+                                                  connect_timeout=self.connect_timeout)
+                    self._conn.ensure_connection(max_retries=1)
+                if self._query is None:
+                    self._query = self._conn.channel()
+                _, ready, _ = self._query.queue_declare(queue, passive=True)
+                return ready
+            except Exception:  # noqa: BLE001 - unknown is "not behind"
+                self._failed_at = time.monotonic()
+                self._reset()
+                return None
+
     def _reset(self) -> None:
+        self._query = None
         conn, self._conn, self._producer = self._conn, None, None
         if conn is not None:
             try:

@@ -102,9 +102,13 @@ class Listener:
                                conf.listener.max_item_attempts,
                                conf.elasticsearch.write_timeout)
         doorbell = Doorbell(conf.transport_url) if conf.transport_url else None
+        pool, batch = conf.listener.notifications_pool, conf.listener.batch_size
         self.announcer = Announcer(
             {g: ChangeLog(es, g) for g in deployment.group_names()}, doorbell,
-            conf.listener.announce_interval)
+            conf.listener.announce_interval,
+            # Behind: more than a batch waits in the pool queue (refreshes spaced more).
+            behind=(lambda: (doorbell.waiting(pool) or 0) > batch) if doorbell else
+            (lambda: False))
         self.processor = BatchProcessor(
             deployment.plugins, self.indexer, dead_letters,
             Retry(policy, "dead-letter write", "the batch stays unacknowledged until it "
@@ -238,7 +242,7 @@ LISTENER_COUNTERS = ("notifications", "applied", "duplicate", "stale", "ignored"
                      "dead_lettered", "rejected", "conflicts", "transient_retries",
                      "failed_batches", "bad_priority", "announcer_refreshes",
                      "announcer_rings", "announcer_refresh_failures",
-                     "announcer_ring_failures")
+                     "announcer_ring_failures", "announcer_behind_pacings")
 LISTENER_STAGES = ("parse", "plugin", "index", "batch", "dispatch", "rejected")
 
 

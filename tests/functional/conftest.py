@@ -148,13 +148,13 @@ def load_conf(path) -> cfg.ConfigOpts:
 
 
 def in_process(config_file, build):
-    """start(**overrides) -> a started ``build(conf)``, and the list of those started
-    (for the fixture to stop)."""
+    """start({(group, option): value}) -> a started ``build(conf)`` with those
+    overrides, and the list of those started (for the fixture to stop)."""
     running = []
 
-    def start(**overrides):
+    def start(overrides: dict | None = None):
         conf = load_conf(config_file)
-        for (group, name), value in overrides.items():
+        for (group, name), value in (overrides or {}).items():
             conf.set_override(name, value, group=group)
         thing = build(conf)
         thing.start()

@@ -69,3 +69,28 @@ def test_user_copies_carry_no_admin_only_field(start_listener, publisher, es, na
         assert leaked == [], (doc["resource_type"], leaked)
         hidden_somewhere += len(set(admin_docs[doc["id"]]) - set(doc))
     assert hidden_somewhere > 0   # the admin copies do have fields the user copies lack
+
+
+def test_a_backlog_spaces_the_refreshes_and_a_lone_notification_does_not(
+        start_listener, publisher):
+    """More than a batch waiting in the listener's RabbitMQ queue makes the announcer
+    space its refreshes more; once the listener keeps up, a lone notification is
+    announced at the usual pace (docs/forwarding.md)."""
+    small = {("listener", "batch_size"): 20}
+    start_listener(small).stop()            # its pool queue stays: a backlog builds
+    backlog = CloudSimulator(seed=91).stream(10, delete_ratio=0.0)
+    assert len(backlog) > 10 * 20               # beyond the prefetch (2 batches) and more
+    for note in backlog:
+        publisher.publish_simulated(note)
+    listener = start_listener(small)
+    wait_for(lambda: listener.counters().get("notifications", 0) >= len(backlog), 60,
+             "the backlog to be processed")
+    wait_for(lambda: listener.counters().get("announcer_behind_pacings", 0) >= 1, 10,
+             "a refresh paced as behind")
+    wait_for(lambda: not listener.announcer._dirty, 10, "the backlog's last refresh")
+    behind = listener.counters()["announcer_behind_pacings"]
+    refreshes = listener.counters()["announcer_refreshes"]
+    publisher.publish_simulated(CloudSimulator(seed=92).stream(1)[0])
+    wait_for(lambda: listener.counters()["announcer_refreshes"] > refreshes, 10,
+             "the lone notification's refresh")
+    assert listener.counters()["announcer_behind_pacings"] == behind

@@ -1,12 +1,15 @@
-"""The announcer's record of how long each written batch waited to be visible: one
-sample per written batch, kept across a failed refresh (pure: a stand-in change log
-that refreshes nothing)."""
+"""The announcer: how long each written batch waited to be visible (one sample per
+written batch, kept across a failed refresh), and the pace of its refreshes, spaced
+more while the listener is behind (pure: a stand-in change log that refreshes
+nothing)."""
 from __future__ import annotations
 
 import threading
 import time
 
-from searchlight_forward.changelog.announcer import Announcer
+import pytest
+
+from searchlight_forward.changelog.announcer import Announcer, pause_between
 from searchlight_forward.changelog.reader import Head
 
 
@@ -74,5 +77,28 @@ def test_a_batch_written_before_a_failed_refresh_is_counted_once_it_is_visible()
         assert wait_until(lambda: log.refreshes == 1, 10)
         assert wait_until(lambda: samples(announcer) == 1, 5)
         assert announcer.counters.get("refresh_failures") == 1
+    finally:
+        announcer.stop()
+
+
+def test_refreshes_are_spaced_more_while_the_listener_is_behind():
+    assert pause_between(0.02, 0.1, behind=False) == 0.1        # cheap: the interval
+    assert pause_between(0.2, 0.1, behind=False) == pytest.approx(0.4)
+    assert pause_between(0.2, 0.1, behind=True) == pytest.approx(1.2)
+    assert pause_between(0.01, 0.1, behind=True) == 0.1
+
+
+def test_the_pace_follows_whether_the_listener_is_behind_at_each_refresh():
+    log = StandInLog()
+    state = {"behind": True}
+    announcer = Announcer({"g": log}, None, interval=0.01, behind=lambda: state["behind"])
+    announcer.start()
+    try:
+        announcer.written("g")
+        assert wait_until(lambda: log.refreshes == 1, 5)
+        state["behind"] = False                     # caught up: the usual pace again
+        announcer.written("g")
+        assert wait_until(lambda: log.refreshes == 2, 5)
+        assert announcer.counters.get("behind_pacings") == 1
     finally:
         announcer.stop()
