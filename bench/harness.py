@@ -1038,50 +1038,45 @@ class PublisherPool:
         key = workers.spec_key(spec)
         if key == self._prepared:
             return
+        self._round({"spec": spec, "prepare": True}, timeout,
+                    "publishers did not prepare the stream in time")
+        self._prepared = key
+
+    def _round(self, job: dict, timeout: float, late: str, tick=lambda: None) -> list:
+        """Give every process ``job``; their answers, ``tick()`` while waiting."""
         self._job += 1
         for q in self.jobs:
-            q.put({"job": self._job, "spec": spec, "processes": self.processes,
-                   "prepare": True})
-        ready = 0
+            q.put({"job": self._job, "processes": self.processes, **job})
+        results = []
         deadline = time.monotonic() + timeout
-        while ready < self.processes:
+        while len(results) < self.processes:
             try:
-                ready += bool(self.results.get(timeout=0.2).get("ready"))
+                results.append(self.results.get(timeout=0.2))
             except Exception:  # noqa: BLE001 - queue.Empty
                 pass
+            tick()
             if time.monotonic() > deadline:
-                raise BenchError("publishers did not prepare the stream in time")
+                raise BenchError(late)
             if not all(p.is_alive() for p in self.procs):
                 raise BenchError("a publisher process died")
-        self._prepared = key
+        return results
 
     def publish(self, spec: dict, rate: float = 0.0, record: bool = False, bar=None,
                 start_in: float = 0.5, timeout: float = 600.0) -> dict:
         """Publish the stream ``spec`` (flat out, or paced at ``rate``/s overall);
         the processes start together ``start_in`` seconds after it is prepared."""
         self.prepare(spec, timeout)
-        self._job += 1
         before = sum(self.progress)
-        t0 = time.monotonic() + start_in
-        for i, q in enumerate(self.jobs):
-            q.put({"job": self._job, "spec": spec, "processes": self.processes,
-                   "rate": rate, "t0": t0, "record": record})
-        results = []
-        deadline = time.monotonic() + timeout
-        shown = 0
-        while len(results) < self.processes:
-            try:
-                results.append(self.results.get(timeout=0.2))
-            except Exception:  # noqa: BLE001 - queue.Empty
-                pass
+        shown = [0]
+
+        def tick():
             if bar is not None:
                 done = sum(self.progress) - before
-                bar.update(done - shown)
-                shown = done
-            if time.monotonic() > deadline:
-                raise BenchError("publishers did not finish in time")
-            if not all(p.is_alive() for p in self.procs):
-                raise BenchError("a publisher process died")
+                bar.update(done - shown[0])
+                shown[0] = done
+        t0 = time.monotonic() + start_in
+        results = self._round({"spec": spec, "rate": rate, "t0": t0, "record": record},
+                              timeout, "publishers did not finish in time", tick)
         count = spec["count"]
         times = [float("nan")] * count if record else None
         for r in results:

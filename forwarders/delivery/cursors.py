@@ -356,8 +356,7 @@ class Lease:
         """After a conflict: is the lease document (as just read) one this object
         wrote, whose answer never came? Then go on from it, keeping the time this
         process counted on (the document promises others no less)."""
-        if doc is None or doc["_source"].get("writer") != self.writer \
-                or doc["_source"].get("owner") != self.store.owner:
+        if not _written_with(doc, writer=self.writer, owner=self.store.owner):
             return False
         self._seq_no, self._primary_term = doc["_seq_no"], doc["_primary_term"]
         return True
@@ -443,15 +442,17 @@ class Cursor:
     def _own_lost_write(self) -> bool:
         """After a conflict: was the write that moved the cursor one of ours whose
         answer never came? Then go on from it (the next write replaces it)."""
-        try:
-            doc = self.store.es.get(index=self.store.index,
-                                    id=cursor_id(self.group, self.consumer))
-        except search.NotFoundError:
-            return False
-        if doc["_source"].get("writer") != self.writer:
+        doc_id = cursor_id(self.group, self.consumer)
+        doc = self.store.read([doc_id]).get(doc_id)
+        if not _written_with(doc, writer=self.writer):
             return False
         self._seq_no, self._primary_term = doc["_seq_no"], doc["_primary_term"]
         return True
+
+
+def _written_with(doc: dict | None, **fields) -> bool:
+    """Does ``doc`` (as just read; None: absent) hold these fields' values?"""
+    return doc is not None and all(doc["_source"].get(k) == v for k, v in fields.items())
 
 
 def _now() -> str:

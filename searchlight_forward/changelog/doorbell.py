@@ -109,23 +109,18 @@ class Doorbell:
 
     def ring(self, ring: Ring) -> None:
         with self._lock:
-            if self._failed_at is not None and \
-                    time.monotonic() - self._failed_at < self.retry_after:
+            if self._backing_off():
                 raise DoorbellError("RabbitMQ was unreachable moments ago; not retrying yet")
             try:
                 if self._producer is None:
-                    if self._conn is None:
-                        self._conn = kombu.Connection(self.url,
-                                                      connect_timeout=self.connect_timeout)
-                        self._conn.ensure_connection(max_retries=1)
-                    self._producer = kombu.Producer(self._conn.channel(), exchange=EXCHANGE)
+                    self._producer = kombu.Producer(self._connection().channel(),
+                                                    exchange=EXCHANGE)
                     EXCHANGE(self._producer.channel).declare()
                 self._producer.publish(ring.to_body(), serializer="json", routing_key="",
                                        expiration=MESSAGE_TTL_MS / 1000, retry=False)
             except Exception as exc:  # noqa: BLE001 - any broker trouble means "not rung"
                 self.failures += 1
-                self._failed_at = time.monotonic()
-                self._reset()
+                self._failed()
                 raise DoorbellError(f"doorbell not rung: {type(exc).__name__}: {exc}") from exc
             self._failed_at = None
             self.rings += 1
@@ -135,22 +130,31 @@ class Doorbell:
         passive declare on this connection; None if not known (no such queue, or
         RabbitMQ away: then not asked again for ``retry_after``)."""
         with self._lock:
-            if self._failed_at is not None and \
-                    time.monotonic() - self._failed_at < self.retry_after:
+            if self._backing_off():
                 return None
             try:
-                if self._conn is None:
-                    self._conn = kombu.Connection(self.url,
-                                                  connect_timeout=self.connect_timeout)
-                    self._conn.ensure_connection(max_retries=1)
                 if self._query is None:
-                    self._query = self._conn.channel()
+                    self._query = self._connection().channel()
                 _, ready, _ = self._query.queue_declare(queue, passive=True)
                 return ready
             except Exception:  # noqa: BLE001 - unknown is "not behind"
-                self._failed_at = time.monotonic()
-                self._reset()
+                self._failed()
                 return None
+
+    def _backing_off(self) -> bool:
+        return self._failed_at is not None and \
+            time.monotonic() - self._failed_at < self.retry_after
+
+    def _connection(self) -> kombu.Connection:
+        """The connection, opened on demand (under the lock)."""
+        if self._conn is None:
+            self._conn = kombu.Connection(self.url, connect_timeout=self.connect_timeout)
+            self._conn.ensure_connection(max_retries=1)
+        return self._conn
+
+    def _failed(self) -> None:
+        self._failed_at = time.monotonic()
+        self._reset()
 
     def _reset(self) -> None:
         self._query = None

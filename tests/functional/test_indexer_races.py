@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.model.change import (DocumentChange, Operation, chain,
@@ -72,100 +74,92 @@ def _rules(es, group: str, role: str) -> list[str]:
     return sorted(r["id"] for r in doc.get("security_group_rules") or [])
 
 
+@pytest.fixture
+def group(es, names):
+    """The resource group's index, holding the security group (one rule) already."""
+    group = names["group"]
+    indices.ensure(es, group, PLUGINS.plugins)
+    _indexer(es, group).apply([(0, _group(100))])
+    yield group
+    es.indices.delete(index=f"{group}-*", ignore_unavailable=True, allow_no_indices=True)
+
+
 def _indexer(es, group: str) -> Indexer:
     return Indexer(es, {t: group for t in ALL_TYPES}, ADMIN_ONLY,
                    item_lists={GROUP_TYPE: {"security_group_rules": "id"}})
 
 
-def test_a_rule_delete_handled_between_the_create_s_read_and_write_is_not_lost(es, names):
-    group = names["group"]
-    indices.ensure(es, group, PLUGINS.plugins)
-    try:
-        _indexer(es, group).apply([(0, _group(100))])
-        deleting = _indexer(es, group)
-        outcome = {}
+def test_a_rule_delete_handled_between_the_create_s_read_and_write_is_not_lost(es, group):
+    deleting = _indexer(es, group)
+    outcome = {}
 
-        def delete_now():
-            # The group does not hold the rule yet: the delete can only leave a removal.
-            outcome["delete"] = deleting.apply([(1, _rule_deleted(300))])
+    def delete_now():
+        # The group does not hold the rule yet: the delete can only leave a removal.
+        outcome["delete"] = deleting.apply([(1, _rule_deleted(300))])
 
-        creating = _indexer(_PauseAfterFirstRead(es, delete_now), group)
-        creating.apply([(2, _rule_created(200))])
+    creating = _indexer(_PauseAfterFirstRead(es, delete_now), group)
+    creating.apply([(2, _rule_created(200))])
 
-        assert deleting.counters["unlocated"] == 1          # the interleaving happened
-        assert outcome["delete"].rejected == []
-        assert _rules(es, group, documents.ADMIN) == [KEPT]
-        assert _rules(es, group, documents.USER) == [KEPT]
-    finally:
-        es.indices.delete(index=f"{group}-*", ignore_unavailable=True, allow_no_indices=True)
+    assert deleting.counters["unlocated"] == 1          # the interleaving happened
+    assert outcome["delete"].rejected == []
+    assert _rules(es, group, documents.ADMIN) == [KEPT]
+    assert _rules(es, group, documents.USER) == [KEPT]
 
 
-def test_a_rule_created_while_the_delete_writes_its_removal_is_removed(es, names):
+def test_a_rule_created_while_the_delete_writes_its_removal_is_removed(es, group):
     """The other order: the create's process runs between the delete's removal and
     its second look; it reads the removal and folds it in."""
-    group = names["group"]
-    indices.ensure(es, group, PLUGINS.plugins)
-    try:
-        _indexer(es, group).apply([(0, _group(100))])
-        creating = _indexer(es, group)
-        state = {"created": False}
+    creating = _indexer(es, group)
+    state = {"created": False}
 
-        class _CreateBeforeTheSecondLook:
-            """``indices.refresh`` is the delete's first call once its removal is
-            written: the create's process writes the rule just before it."""
+    class _CreateBeforeTheSecondLook:
+        """``indices.refresh`` is the delete's first call once its removal is
+        written: the create's process writes the rule just before it."""
 
-            def refresh(self, **kwargs):
-                if not state["created"]:
-                    state["created"] = True
-                    creating.apply([(2, _rule_created(200))])
-                return es.indices.refresh(**kwargs)
+        def refresh(self, **kwargs):
+            if not state["created"]:
+                state["created"] = True
+                creating.apply([(2, _rule_created(200))])
+            return es.indices.refresh(**kwargs)
 
-            def __getattr__(self, name):
-                return getattr(es.indices, name)
+        def __getattr__(self, name):
+            return getattr(es.indices, name)
 
-        class _Client:
-            indices = _CreateBeforeTheSecondLook()
+    class _Client:
+        indices = _CreateBeforeTheSecondLook()
 
-            def __getattr__(self, name):
-                return getattr(es, name)
+        def __getattr__(self, name):
+            return getattr(es, name)
 
-        deleting = _indexer(_Client(), group)
-        deleting.apply([(1, _rule_deleted(300))])
+    deleting = _indexer(_Client(), group)
+    deleting.apply([(1, _rule_deleted(300))])
 
-        assert state["created"]
-        assert _rules(es, group, documents.ADMIN) == [KEPT]
-        assert _rules(es, group, documents.USER) == [KEPT]
-    finally:
-        es.indices.delete(index=f"{group}-*", ignore_unavailable=True, allow_no_indices=True)
+    assert state["created"]
+    assert _rules(es, group, documents.ADMIN) == [KEPT]
+    assert _rules(es, group, documents.USER) == [KEPT]
 
 
 def test_a_rule_delete_in_another_batch_of_the_same_process_does_not_wait_for_the_create(
-        es, names):
+        es, group):
     """Two executor threads of one listener process, one ``Indexer`` (shared locks
     and cache): the delete's batch runs while the create's batch is between its read
     and its write, and they settle it as two processes do. (A lock that made
     lookups wait for every batch in flight serialised the executor threads: at
     500/s they spent three quarters of their time waiting for it.)"""
-    group = names["group"]
-    indices.ensure(es, group, PLUGINS.plugins)
-    try:
-        _indexer(es, group).apply([(0, _group(100))])
-        outcome = {}
+    outcome = {}
 
-        def delete_now():
-            deleting = threading.Thread(target=lambda: outcome.update(
-                delete=shared.apply([(1, _rule_deleted(300))])), daemon=True)
-            deleting.start()
-            deleting.join(20)
-            outcome["done_meanwhile"] = not deleting.is_alive()
+    def delete_now():
+        deleting = threading.Thread(target=lambda: outcome.update(
+            delete=shared.apply([(1, _rule_deleted(300))])), daemon=True)
+        deleting.start()
+        deleting.join(20)
+        outcome["done_meanwhile"] = not deleting.is_alive()
 
-        shared = _indexer(_PauseAfterFirstRead(es, delete_now), group)
-        shared.apply([(2, _rule_created(200))])
+    shared = _indexer(_PauseAfterFirstRead(es, delete_now), group)
+    shared.apply([(2, _rule_created(200))])
 
-        assert outcome["done_meanwhile"], "the delete's batch waited for the create's"
-        assert shared.counters["unlocated"] == 1             # the interleaving happened
-        assert outcome["delete"].rejected == []
-        assert _rules(es, group, documents.ADMIN) == [KEPT]
-        assert _rules(es, group, documents.USER) == [KEPT]
-    finally:
-        es.indices.delete(index=f"{group}-*", ignore_unavailable=True, allow_no_indices=True)
+    assert outcome["done_meanwhile"], "the delete's batch waited for the create's"
+    assert shared.counters["unlocated"] == 1             # the interleaving happened
+    assert outcome["delete"].rejected == []
+    assert _rules(es, group, documents.ADMIN) == [KEPT]
+    assert _rules(es, group, documents.USER) == [KEPT]
