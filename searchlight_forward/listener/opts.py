@@ -21,7 +21,13 @@ opts = [
                     "Elasticsearch mget and one bulk request per batch)."),
     cfg.FloatOpt("batch_timeout", default=0.2, min=0.01,
                  help="Longest wait, in seconds, for a batch to fill when "
-                      "notifications are scarce: the delay floor at low rates."),
+                      "notifications are scarce. The wait follows the cost of a "
+                      "batch: twice the recent batches' processing time, between "
+                      "min_batch_timeout and this (docs/benchmarks.md)."),
+    cfg.FloatOpt("min_batch_timeout", default=0.02, min=0.001,
+                 help="Shortest wait, in seconds, for a batch to fill: the delay "
+                      "floor at low rates while Elasticsearch answers quickly. "
+                      "Set it to batch_timeout for a fixed wait."),
     cfg.IntOpt("executor_threads", default=4, min=1,
                help="Batches handled at once in one process."),
     cfg.IntOpt("prefetch", default=0, min=0,

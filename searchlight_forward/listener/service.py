@@ -28,6 +28,7 @@ from searchlight_forward.indexer import indices
 from searchlight_forward.indexer.indexer import Indexer
 from searchlight_forward.listener.batch import BatchProcessor
 from searchlight_forward.listener.dispatcher import RecordingDispatcher
+from searchlight_forward.listener.pacing import BatchPacer
 from searchlight_forward.listener.rejected import RejectedReader
 from searchlight_forward.logs import Throttled, describe
 from searchlight_forward.plugins.base import exchanges_and_topics
@@ -44,10 +45,12 @@ class BatchEndpoint:
     """Receives every priority: error-priority events (create.error) change resources too."""
 
     def __init__(self, processor: BatchProcessor, stop_event: threading.Event,
-                 batch_seconds: metrics.Histogram | None = None):
+                 batch_seconds: metrics.Histogram | None = None,
+                 pacer: BatchPacer | None = None):
         self.processor = processor
         self.stop_event = stop_event
         self.batch_seconds = batch_seconds
+        self.pacer = pacer
         self._log = Throttled(LOG)
         for priority in PRIORITIES:
             setattr(self, priority, self._handler(priority))
@@ -64,8 +67,11 @@ class BatchEndpoint:
                 self._log.failure("batch", exc, "it will be redelivered")
                 self.stop_event.wait(1.0)      # pace the redelivery
                 return NotificationResult.REQUEUE
+            took = time.monotonic() - started
             if self.batch_seconds is not None:
-                self.batch_seconds.observe(time.monotonic() - started)
+                self.batch_seconds.observe(took)
+            if self.pacer is not None:
+                self.pacer.observe(took)
             return None
         return handle
 
@@ -129,6 +135,10 @@ class Listener:
                                        self.snapshot, metrics.registry(self.metrics),
                                        live=self.liveness, ready=self.readiness)
 
+        # The batch poll's timeout follows the batches' cost (pacing.py), from the
+        # shortest on.
+        self.pacer = BatchPacer(conf.listener.min_batch_timeout, conf.listener.batch_timeout,
+                                self._set_batch_timeout)
         # Prefetch must be fixed before the transport exists.
         prefetch = conf.listener.prefetch or 2 * conf.listener.batch_size
         conf.set_override("rabbit_qos_prefetch_count", prefetch,
@@ -147,12 +157,22 @@ class Listener:
             "letters)", buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=None)
         dispatcher = RecordingDispatcher([BatchEndpoint(self.processor, self.stop_event,
-                                                        self.batch_seconds)],
+                                                        self.batch_seconds, self.pacer)],
                                          self.processor.bad_priority)
         self.server = BatchNotificationServer(
             self.transport, self.targets, dispatcher, "threading", True,
-            conf.listener.notifications_pool, conf.listener.batch_size,
-            conf.listener.batch_timeout)
+            conf.listener.notifications_pool, conf.listener.batch_size, self.pacer.window)
+
+    def _set_batch_timeout(self, seconds: float) -> None:
+        # oslo.messaging's poll thread reads its listener's batch_timeout before
+        # every poll (PollStyleListenerAdapter); the listener exists once started.
+        listener = getattr(self.server, "listener", None)
+        if listener is not None:
+            listener.batch_timeout = seconds
+
+    def batch_timeout(self) -> float | None:
+        """The batch poll's timeout now (None before the server starts)."""
+        return getattr(getattr(self.server, "listener", None), "batch_timeout", None)
 
     def _indexed(self, groups) -> None:
         for group in groups:
@@ -165,10 +185,10 @@ class Listener:
         if self.status:
             self.status.start()
         self.server.start()
-        LOG.info("listening on %s in pool %r (batch %d / %.2fs)",
+        LOG.info("listening on %s in pool %r (batch %d / %.3f-%.2fs)",
                  ", ".join(f"{t.exchange}/{t.topic}" for t in self.targets),
                  self.conf.listener.notifications_pool, self.conf.listener.batch_size,
-                 self.conf.listener.batch_timeout)
+                 self.pacer.least, self.pacer.most)
 
     def stop(self) -> None:
         """Finish in-flight batches; a batch still waiting for Elasticsearch goes back."""
@@ -195,7 +215,7 @@ class Listener:
         return counts
 
     def snapshot(self) -> dict:
-        return {"listener": self.counters(),
+        return {"listener": self.counters(), "batch_timeout_seconds": self.pacer.window,
                 "rejected": self.rejected.stats() if self.rejected else None}
 
     def liveness(self) -> list[str]:
@@ -218,6 +238,10 @@ class Listener:
         reader's, and whether it is connected."""
         out = metrics.counters("listener", self.counters(), "listener counter",
                                known=LISTENER_COUNTERS)     # at 0 before they count
+        out.append(metrics.gauge("listener", "batch_timeout_seconds",
+                                 "how long a batch may wait to fill now: twice the recent "
+                                 "batches' processing time, within [listener] "
+                                 "min_batch_timeout and batch_timeout", self.pacer.window))
         out += list(self.batch_seconds.collect())
         out += list(self.announcer.visible_seconds.collect())
         out.append(metrics.by_label("listener", "dead_letters",

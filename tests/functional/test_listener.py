@@ -94,3 +94,22 @@ def test_a_backlog_spaces_the_refreshes_and_a_lone_notification_does_not(
     wait_for(lambda: listener.counters()["announcer_refreshes"] > refreshes, 10,
              "the lone notification's refresh")
     assert listener.counters()["announcer_behind_pacings"] == behind
+
+
+def test_the_batch_wait_follows_the_batches_cost_not_the_longest_timeout(
+        start_listener, publisher):
+    """oslo.messaging's batch poll waits out its timeout unless the batch fills. The
+    listener sets that timeout from the batches' cost (pacing.py), from the shortest
+    on: with a 30 s longest wait, lone notifications are still handed over at once."""
+    listener = start_listener({("listener", "batch_timeout"): 30.0,
+                               ("listener", "min_batch_timeout"): 0.02})
+    assert listener.batch_timeout() == 0.02          # the poll's own value, from the start
+    for n, note in enumerate(CloudSimulator(seed=93).stream(3)[:3], start=1):
+        publisher.publish_simulated(note)
+        # A fixed 30 s wait would hold each of them past this bound.
+        wait_for(lambda: listener.counters().get("notifications", 0) >= n, 10,
+                 f"notification {n} handed over well before the 30 s timeout")
+    assert listener.batch_timeout() == listener.pacer.window < 1.0
+    gauge = {f.name: f for f in listener.metrics()}[
+        "searchlight_forward_listener_batch_timeout_seconds"]
+    assert gauge.samples[0].value == listener.batch_timeout()
