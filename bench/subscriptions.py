@@ -1016,7 +1016,7 @@ def measure_path(ctx, scn: Scenario, what: str, children: list, arrivals: Arriva
     args, es = ctx.args, ctx.run.es
     delivery, listener = children
     receivers = arrivals.receivers
-    search = harness.SearchWatcher(es, scn.group).start()
+    search = harness.SearchWatcher(es, scn.group, ctx.run.transport_url).start()
     timeline = None
     try:
         procs = {"delivery": delivery.ps, "listener": listener.ps, "receivers": receivers.ps,
@@ -1218,7 +1218,7 @@ def receiver_delays(changes, times, records, filters, seen) -> dict:
     notification that made it (both ``time.monotonic()`` on this host). A change
     with no such arrival is missing. ``searchable -> receiver``: each arrival minus
     the first time its version was found in ``<group>-search``
-    (harness.SearchWatcher, every 50 ms): the delivery service's share."""
+    (harness.SearchWatcher: after each doorbell ring): the delivery service's share."""
     project_of: dict = {}
     published: dict = {}                  # (type, id, version) -> (publish time, delete)
     for found, t in zip(changes, times):
