@@ -242,12 +242,8 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
         harness.wait_until(listening, 120, 0.01, f"{name}: the listener to start")
         t0 = started.at
         watch.start()
-        if args.profile and not baseline:
-            for who in ("listener", "delivery", "websocket server"):
-                if who in extra:
-                    spy = start_profile(ctx, f"{name}-{who.split()[0]}", extra[who])
-                    if spy is not None:
-                        spies[who] = spy
+        if not baseline:
+            spies = start_profiles(ctx, name, extra)
         timeout = args.timeout if not baseline else max(args.timeout, n / 40)
         deadline = time.monotonic() + timeout
         times: dict[str, float] = {}
@@ -362,6 +358,24 @@ def cpu_ms_per_notification(resources: dict, n: int, names) -> dict:
     return {"total": round(sum(per.get(k, 0.0) for k in names), 3), "by_process": per}
 
 
+def start_profiles(ctx, name, procs: dict) -> dict:
+    """With --profile: py-spy on the project's Python processes among ``procs`` (the
+    listener, the delivery service, the WebSocket server) and on Zaqar's server."""
+    if not ctx.args.profile:
+        return {}
+    targets = {who: ps for who, ps in procs.items()
+               if who in ("listener", "delivery", "websocket server")}
+    zaqar = harness.server_processes().get("zaqar")
+    if zaqar is not None:
+        targets["zaqar"] = zaqar
+    spies = {}
+    for who, ps in targets.items():
+        spy = start_profile(ctx, f"{name}-{who.split()[0]}", ps)
+        if spy is not None:
+            spies[who] = spy
+    return spies
+
+
 def start_profile(ctx, name, ps):
     """py-spy on a process (and its children) while the scenario runs."""
     import shutil
@@ -380,7 +394,7 @@ def start_profile(ctx, name, ps):
 
 
 def stop_profile(proc, raw) -> dict:
-    """Stop py-spy; the share of the listener's GIL-holding samples (its Python CPU)
+    """Stop py-spy; the share of the process's GIL-holding samples (its Python CPU)
     under each function."""
     import re
     import signal as sig
@@ -443,12 +457,13 @@ def scenario_delay(ctx: Context) -> dict:
                              overrides=args.overrides)
     scn = dep.scn
     search = None
+    spies: dict = {}
     try:
         dep.start()
         clients, zaqar = dep.clients, dep.operator
         listener, delivery, ws = (dep.children[k] for k in ("listener", "delivery",
                                                            "websocket"))
-        search = harness.SearchWatcher(ctx.run.es, scn.group).start()
+        search = harness.SearchWatcher(ctx.run.es, scn.group, dep.transport_url).start()
         extra = {"listener": listener.ps, "delivery": delivery.ps,
                  "websocket server": ws.ps, "ws clients": clients.ps,
                  "zaqar reader": zaqar.ps, "publishers": ctx.pool.ps}
@@ -466,6 +481,7 @@ def scenario_delay(ctx: Context) -> dict:
         clients.ask("records")
         zaqar.records()
         out = {"duration_s": args.duration, "rates": []}
+        spies = start_profiles(ctx, "delay", extra)     # every rate, after the warm-up
         for i, rate in enumerate(args.rates):
             count = int(rate * args.duration)
             spec = ctx.spec(3000 + i, count, start=f"2026-0{4 + i % 5}-01T00:00:00")
@@ -517,6 +533,9 @@ def scenario_delay(ctx: Context) -> dict:
                 f"{res['websocket_ms']['p50']}/{res['websocket_ms']['p99']} ms, zaqar "
                 f"{res['zaqar_ms']['p50']}/{res['zaqar_ms']['p99']} ms (achieved "
                 f"{pub['rate']}/s, backlog max {depth['max']})")
+        if spies:
+            out["profile"] = {who: stop_profile(*spy) for who, spy in spies.items()}
+            spies = {}
         out["search_method"] = harness.SEARCH_METHOD
         out["search_polls"] = search.polls
         out["search_errors"] = search.errors
@@ -525,6 +544,8 @@ def scenario_delay(ctx: Context) -> dict:
                              "regressions": sum(s["regressions"] for s in st)}
         return out
     finally:
+        for spy in spies.values():
+            spy[0].kill()
         if search is not None:
             search.stop()
         dep.stop()
@@ -949,7 +970,7 @@ def markdown(res: dict, meta: dict) -> str:
             lines.append(f"| {k} | {fmt(r['peak_rss_mb'].get('listener'))} | "
                          f"{fmt(r['peak_rss_largest_process_mb'].get('listener'))} | "
                          f"{fmt(r['peak_rss_mb'].get('delivery'))} |")
-    for key in ("project", "scaling", "nopipe"):
+    for key in ("project", "scaling", "nopipe", "delay"):
         profiles = (res.get(key) or {}).get("profile") if isinstance(res.get(key), dict) else None
         for who, prof in (profiles or {}).items():
             if not prof.get("inclusive_pct"):
@@ -1088,8 +1109,8 @@ def parse_args(argv=None):
                         "scenarios, e.g. --set listener.batch_timeout=0.05 (repeatable; "
                         "the ceilings keep --batch-size etc.)")
     p.add_argument("--profile", action="store_true",
-                   help="py-spy the listener, the delivery service and the WebSocket server "
-                        "during the throughput scenarios; the busiest "
+                   help="py-spy the listener, the delivery service, the WebSocket server "
+                        "and Zaqar during the throughput and delay scenarios; the busiest "
                         "functions go to the results (profile-<scenario>.txt: raw stacks)")
     args = harness.parse(p, argv, SCENARIOS)
     q = args.quick
