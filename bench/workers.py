@@ -103,6 +103,12 @@ def spec_key(spec: dict) -> str:
     return json.dumps(spec, sort_keys=True)
 
 
+# A paced notification may go this early (s): a process then wakes about once per
+# 10 ms, not once per notification. On these VMs a wake costs more CPU than the send
+# (about 0.12 ms against 0.03: docs/benchmarks.md, "Busy, not waiting").
+PACING_SLACK = 0.01
+
+
 def publisher_main(index: int, transport_url: str, jobs, results, progress) -> None:
     """One publishing process: takes jobs until it gets None.
 
@@ -111,10 +117,10 @@ def publisher_main(index: int, transport_url: str, jobs, results, progress) -> N
     is watched: a stream is made once, not while it is being timed).
 
     A job publishes this process's share of a stream (``partition``), flat out or
-    paced: with a ``rate``, notification j of the stream is due at ``t0 + j / rate``,
-    so the processes together keep that rate. Every notification is encoded before
-    the clock starts, exactly as a Notifier's rabbit driver encodes it, and sent with
-    kombu without a confirm per message (devtools.publisher.PreEncodedPublisher): the
+    paced: with a ``rate``, notification j of the stream is due at ``t0 + j / rate``
+    (sent up to ``PACING_SLACK`` early), so the processes together keep that rate. Every notification is encoded before
+    the clock starts, exactly as a Notifier's rabbit driver encodes it, made into an
+    AMQP message, and sent without a confirm (devtools.publisher.PreEncodedPublisher): the
     generator's own CPU stays small beside what it measures. It returns the publish
     time (taken just before the send) of each of its notifications when asked.
     """
@@ -129,8 +135,8 @@ def publisher_main(index: int, transport_url: str, jobs, results, progress) -> N
             prepared.clear()
             notes = make_stream(job["spec"])
             mine = partition(notes, job["processes"])[index]
-            prepared[key] = (mine, {j: PreEncodedPublisher.encode_simulated(notes[j])
-                                    for j in mine})
+            prepared[key] = (mine, {j: publisher.ready(
+                PreEncodedPublisher.encode_simulated(notes[j])) for j in mine})
         return prepared[key]
 
     while True:
@@ -141,7 +147,7 @@ def publisher_main(index: int, transport_url: str, jobs, results, progress) -> N
             prepare(job)
             results.put({"job": job["job"], "index": index, "ready": True})
             continue
-        mine, encoded = prepare(job)
+        mine, ready = prepare(job)
         rate, t0 = job["rate"], job["t0"]
         if not rate:
             time.sleep(max(0.0, t0 - time.monotonic()))   # start together
@@ -152,11 +158,11 @@ def publisher_main(index: int, transport_url: str, jobs, results, progress) -> N
         for j in mine:
             if rate:
                 delay = t0 + j / rate - time.monotonic()
-                if delay > 0:
+                if delay > PACING_SLACK:        # the ones due meanwhile go with it
                     time.sleep(delay)
             at = time.monotonic()
             try:
-                publisher.send(encoded[j])
+                publisher.send_ready(ready[j])
             except Exception:  # noqa: BLE001 - counted and reported
                 errors += 1
                 at = float("nan")

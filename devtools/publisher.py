@@ -89,9 +89,10 @@ class PreEncodedPublisher:
     ``NotificationPublisher`` (a real Notifier's driver) waits for a confirm on every
     message and serialises as it goes: one process tops out near 2,000/s and a fifth
     of the machine measured the publisher. This one spends its CPU before the clock
-    starts (``encode``); ``send`` only writes bytes. Unlike the driver it declares no
-    default queue: the listeners' pool queue must exist first (the bench declares it).
-    The bytes are the driver's own (tests/functional/test_publisher.py).
+    starts (``encode``, then ``ready`` on its channel); ``send_ready`` only writes.
+    Unlike the driver it declares no default queue: the listeners' pool queue must
+    exist first (the bench declares it). The bytes and the message properties are the
+    driver's own (tests/functional/test_publisher.py).
     """
 
     def __init__(self, transport_url: str, durable: bool = False):
@@ -121,15 +122,28 @@ class PreEncodedPublisher:
                           sim.payload, priority=sim.priority, emitted_at=sim.timestamp,
                           message_id=sim.message_id)
 
-    def send(self, encoded: tuple[str, str, bytes]) -> None:
-        import kombu
+    def ready(self, encoded: tuple[str, str, bytes]) -> tuple[str, str, object]:
+        """(exchange, routing key, AMQP message) of an encoded notification, built on
+        this publisher's channel with the properties kombu's ``Producer.publish``
+        gives it (priority 0, no headers, persistent delivery mode), so that
+        ``send_ready`` only writes it: ready them all before the clock starts."""
         exchange, routing_key, body = encoded
+        message = self._producer.channel.prepare_message(
+            body, 0, "application/json", "utf-8", {}, {"delivery_mode": 2})
+        return exchange, routing_key, message
+
+    def send(self, encoded: tuple[str, str, bytes]) -> None:
+        self.send_ready(self.ready(encoded))
+
+    def send_ready(self, ready: tuple[str, str, object]) -> None:
+        import kombu
+        exchange, routing_key, message = ready
+        channel = self._producer.channel
         if exchange not in self._declared:     # as the driver declares it
             kombu.Exchange(exchange, type="topic", durable=self._durable,
-                           auto_delete=False)(self._producer.channel).declare()
+                           auto_delete=False)(channel).declare()
             self._declared.add(exchange)
-        self._producer.publish(body, exchange=exchange, routing_key=routing_key,
-                               content_type="application/json", content_encoding="utf-8")
+        channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
 
     def close(self) -> None:
         self._connection.release()

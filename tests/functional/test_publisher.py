@@ -31,13 +31,17 @@ def test_the_bytes_are_the_drivers_own(broker, publisher):
                 driver_message = simple.get(block=True, timeout=10)
                 encoded = PreEncodedPublisher.encode_simulated(sim)
                 assert encoded[:2] == (sim.exchange, key)
-                fast.send(encoded)
+                fast.send_ready(fast.ready(encoded))
                 fast_message = simple.get(block=True, timeout=10)
         finally:
             queue(channel).delete()
             fast.close()
 
     assert fast_message.content_type == driver_message.content_type == "application/json"
+    assert fast_message.content_encoding == driver_message.content_encoding
+    assert fast_message.properties.get("delivery_mode") == \
+        driver_message.properties.get("delivery_mode")
+    assert fast_message.headers == driver_message.headers
     assert fast_message.delivery_info["routing_key"] == \
         driver_message.delivery_info["routing_key"] == key
     assert fast_message.delivery_info["exchange"] == \
