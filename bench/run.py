@@ -976,9 +976,13 @@ def markdown(res: dict, meta: dict) -> str:
             if not prof.get("inclusive_pct"):
                 continue
             lines += ["", f"## Where the {who}'s Python time goes ({key}, py-spy --gil, "
-                      f"{prof['samples']} samples)", "", "| function | share |", "|---|---:|"]
-            for fn, share in prof["inclusive_pct"][:20]:
-                lines.append(f"| `{fn}` | {share}% |")
+                      f"{prof['samples']} samples)", "",
+                      "| function (with what it calls) | share | | function (itself) | share |",
+                      "|---|---:|---|---|---:|"]
+            own = prof.get("self_pct") or []
+            for i, (fn, share) in enumerate(prof["inclusive_pct"][:20]):
+                mine = f"`{own[i][0]}` | {own[i][1]}%" if i < len(own) else " | "
+                lines.append(f"| `{fn}` | {share}% | | {mine} |")
     return "\n".join(lines) + "\n"
 
 
