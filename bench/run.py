@@ -92,7 +92,13 @@ def publish_prequeue(ctx, scn: Scenario, spec: dict, desc: str) -> dict:
                    leave=False) as bar:
         pub = ctx.pool.publish(spec, bar=bar)
     ctx.run.drop_default_queues()
+    # Sent without confirms: RabbitMQ may still be reading the last ones off the sockets.
+    deadline = time.monotonic() + 30
     depth = ctx.run.queue_depth(scn.pool)
+    while not pub["errors"] and depth and depth[0] < spec["count"] \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+        depth = ctx.run.queue_depth(scn.pool)
     if pub["errors"] or not depth or depth[0] < spec["count"]:
         raise BenchError(f"{desc}: queued {depth} of {spec['count']} "
                          f"({pub['errors']} publish errors)")
