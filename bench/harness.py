@@ -964,14 +964,14 @@ SEARCH_METHOD = (
 
 class SearchWatcher:
     """When each (resource, version) becomes visible in ``<group>-search``; see
-    ``SEARCH_METHOD``. Without ``transport_url`` it searches every ``interval``."""
+    ``SEARCH_METHOD``. Without ``transport_url`` (no rings) it searches every 50 ms."""
 
     def __init__(self, es, group: str, transport_url: str | None = None,
-                 interval: float = 0.05, fallback: float = 0.25, margin: int = 100):
+                 margin: int = 100):
         from searchlight_forward.indexer import layout
         self.es = es
         self.alias = layout.search_alias(group)
-        self.interval = fallback if transport_url else interval
+        self.interval = 0.25 if transport_url else 0.05   # the longest between searches
         self.margin = margin
         self.position = -1
         self.seen: dict[tuple[str, int], float] = {}   # (id, version) -> first seen

@@ -308,8 +308,7 @@ def run_pipeline_scenario(ctx: Context, name: str, n: int, workers_: int = 1,
                 time.sleep(0.1 if "indexed" not in times else 0.2)
         watch.stop()
         if spies:
-            out["profile"] = {who: stop_profile(*spy) for who, spy in spies.items()}
-            spies = {}
+            out["profile"] = stop_profiles(spies)
         es1 = harness.es_stats(ctx.run.es)
         t_done = max(times.values())
         elapsed = t_done - t0
@@ -380,6 +379,13 @@ def start_profiles(ctx, name, procs: dict) -> dict:
         if spy is not None:
             spies[who] = spy
     return spies
+
+
+def stop_profiles(spies: dict) -> dict:
+    """Stop every py-spy of ``start_profiles`` (emptying ``spies``); who -> profile."""
+    profiles = {who: stop_profile(*spy) for who, spy in spies.items()}
+    spies.clear()
+    return profiles
 
 
 def start_profile(ctx, name, ps):
@@ -540,8 +546,7 @@ def scenario_delay(ctx: Context) -> dict:
                 f"{res['zaqar_ms']['p50']}/{res['zaqar_ms']['p99']} ms (achieved "
                 f"{pub['rate']}/s, backlog max {depth['max']})")
         if spies:
-            out["profile"] = {who: stop_profile(*spy) for who, spy in spies.items()}
-            spies = {}
+            out["profile"] = stop_profiles(spies)
         out["search_method"] = harness.SEARCH_METHOD
         out["search_polls"] = search.polls
         out["search_errors"] = search.errors

@@ -118,10 +118,11 @@ def publisher_main(index: int, transport_url: str, jobs, results, progress) -> N
 
     A job publishes this process's share of a stream (``partition``), flat out or
     paced: with a ``rate``, notification j of the stream is due at ``t0 + j / rate``
-    (sent up to ``PACING_SLACK`` early), so the processes together keep that rate. Every notification is encoded before
-    the clock starts, exactly as a Notifier's rabbit driver encodes it, made into an
-    AMQP message, and sent without a confirm (devtools.publisher.PreEncodedPublisher): the
-    generator's own CPU stays small beside what it measures. It returns the publish
+    (sent up to ``PACING_SLACK`` early), so the processes together keep that rate.
+    Every notification is encoded before the clock starts, exactly as a Notifier's
+    rabbit driver encodes it, made into an AMQP message, and sent without a confirm
+    (devtools.publisher.PreEncodedPublisher): the generator's own CPU stays small
+    beside what it measures. It returns the publish
     time (taken just before the send) of each of its notifications when asked.
     """
     from devtools.publisher import PreEncodedPublisher

@@ -163,16 +163,19 @@ class Listener:
             self.transport, self.targets, dispatcher, "threading", True,
             conf.listener.notifications_pool, conf.listener.batch_size, self.pacer.window)
 
+    def _poll_listener(self):
+        # oslo.messaging's poll thread reads this object's batch_timeout before every
+        # poll (PollStyleListenerAdapter); it exists once the server has started.
+        return getattr(self.server, "listener", None)
+
     def _set_batch_timeout(self, seconds: float) -> None:
-        # oslo.messaging's poll thread reads its listener's batch_timeout before
-        # every poll (PollStyleListenerAdapter); the listener exists once started.
-        listener = getattr(self.server, "listener", None)
+        listener = self._poll_listener()
         if listener is not None:
             listener.batch_timeout = seconds
 
     def batch_timeout(self) -> float | None:
         """The batch poll's timeout now (None before the server starts)."""
-        return getattr(getattr(self.server, "listener", None), "batch_timeout", None)
+        return getattr(self._poll_listener(), "batch_timeout", None)
 
     def _indexed(self, groups) -> None:
         for group in groups:
